@@ -73,7 +73,7 @@ def tiny_unet(family: str, seed: int = 0, **overrides):
 def tiny_controlnet(unet: UNet2DConditionModel, seed: int = 1) -> ControlNetModel:
     """A ControlNet copied from `unet`, with its zero convolutions randomised so that residuals are non-zero."""
     torch.manual_seed(seed)
-    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(4, 8)).eval()
+    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(4, 4, 8, 8)).eval()
     _randomize_zero_inits(net, seed)
     return net
 
