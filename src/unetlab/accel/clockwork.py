@@ -1,0 +1,54 @@
+"""Clockwork with the identity adaptor (Habibian et al. 2024, Sec. 3), on the partial UNet.
+
+Every `clock` steps the whole UNet runs; in between, the low-resolution path is approximated by the
+identity adaptor, i.e. its output from the last full step, and only the `level` highest-resolution levels
+(stem, `down_blocks[:level]`, the last `level` up blocks, head) run. The authors' public code caches the
+output of the second-to-last up block, so only the last (highest-resolution) level runs: `level=1`.
+`clockwork(clock=c, level=l)` computes exactly what `branch_cache(interval=c, branch=l - 1)` computes;
+it keeps the paper's parametrisation and defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..patching import resolve
+from ..unet.partial import num_levels
+from .deep_reuse import DeepReuseHandle
+
+PAPER_LEVEL = 1  # clockwork-diffusion's ClockworkWrapper: adaptor in place of up_blocks[-2] and everything below
+
+
+@dataclass(frozen=True)
+class ClockworkConfig:
+    """`clock`: full UNet every `clock` steps; `level`: how many high-resolution levels run (None = the paper's 1)."""
+
+    clock: int = 2
+    level: int | None = None
+
+    def __post_init__(self):
+        if isinstance(self.clock, bool) or not isinstance(self.clock, int) or self.clock < 1:
+            raise ValueError(f"clock: expected an int >= 1 (1 = every step full), got {self.clock!r}")
+        if self.level is None:
+            object.__setattr__(self, "level", PAPER_LEVEL)
+        elif isinstance(self.level, bool) or not isinstance(self.level, int) or self.level < 1:
+            raise ValueError(f"level: expected None (the paper's {PAPER_LEVEL}) or an int >= 1, got {self.level!r}")
+
+    def is_full(self, step: int) -> bool:
+        """Whether sampling step `step` (0-based) runs the whole UNet."""
+        return step % self.clock == 0
+
+    def check_steps(self, num_steps: int) -> None:
+        """Any step count works with a clock."""
+
+
+def clockwork(target, clock: int = 2, level: int | None = None) -> DeepReuseHandle:
+    """Apply identity-adaptor clockwork to a diffusers pipeline or bare UNet; returns a handle."""
+    cfg = ClockworkConfig(clock=clock, level=level)
+    n = num_levels(resolve(target)[1])
+    if cfg.level > n - 1:
+        raise ValueError(f"level: expected 1 to {n - 1} for this {n}-level UNet, got {cfg.level}")
+    handle = DeepReuseHandle(target, "clockwork", levels=cfg.level,
+                             is_full=cfg.is_full, check_steps=cfg.check_steps)
+    handle.config = cfg
+    return handle

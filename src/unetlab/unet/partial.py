@@ -1,0 +1,96 @@
+"""The partial UNet: run only the shallow (high-resolution) levels and reuse the deep path's last outputs.
+
+A UNet with n levels pairs `down_blocks[i]` with `up_blocks[n-1-i]`. With `levels` = L shallow levels,
+the *deep path* is `down_blocks[L:]`, `mid_block` and `up_blocks[:n-L]`; its result is the output of
+`up_blocks[n-L-1]`, the feature entering the last L up blocks (DeepCache, Ma et al. 2023, Sec. 3.2;
+Clockwork, Habibian et al. 2024, Sec. 3 with the identity adaptor). The shallow up blocks consume only
+the skips of `conv_in` and `down_blocks[:L]`, so with the deep path's outputs from a full pass at the
+same input the model's own `forward` yields the same tensor as the full pass.
+
+`DeepPath` replaces each deep module's `forward` through `patching.ForwardPatch`: while `reuse` is off
+the module runs and its output is stored; while it is on the module returns its stored output without
+running (no compute). Everything else — stem, shallow blocks, head, conditioning — is the model's own
+`forward`, so nothing of diffusers' forward is copied and every supported UNet family works.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+
+from ..patching import ForwardPatch
+from .support import check_supported
+
+
+def num_levels(unet) -> int:
+    """Number of resolution levels (down blocks, each paired with one up block)."""
+    check_supported(unet)
+    n = len(unet.down_blocks)
+    if len(unet.up_blocks) != n:
+        raise ValueError(f"unet: {n} down blocks but {len(unet.up_blocks)} up blocks; levels cannot be paired")
+    return n
+
+
+def check_levels(unet, levels: int, name: str = "levels") -> None:
+    """Raise a one-line error unless 1 <= levels <= num_levels - 1 (at least one deep level is reused)."""
+    n = num_levels(unet)
+    if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= n - 1:
+        raise ValueError(f"{name}: expected an int from 1 to {n - 1} for this {n}-level UNet, got {levels!r}")
+
+
+def deep_modules(unet, levels: int) -> list[tuple[str, torch.nn.Module]]:
+    """(name, module) of the deep path below `levels` shallow levels, in execution order."""
+    check_levels(unet, levels)
+    n = len(unet.down_blocks)
+    mods = [(f"down_blocks.{i}", unet.down_blocks[i]) for i in range(levels, n)]
+    if unet.mid_block is not None:
+        mods.append(("mid_block", unet.mid_block))
+    mods += [(f"up_blocks.{j}", unet.up_blocks[j]) for j in range(n - levels)]
+    return mods
+
+
+class DeepPath:
+    """Makes the deep path of `unet` below `levels` shallow levels reusable; see the module docstring.
+
+    `slot` keys the stored outputs, so that a pipeline calling the UNet several times per step (for
+    example conditional and unconditional passes apart) reuses each call's own deep outputs.
+    """
+
+    def __init__(self, unet, levels: int, name: str):
+        self.unet, self.levels = unet, levels
+        self.reuse = False
+        self.slot = 0
+        self._store: dict[int, dict[str, Any]] = {}
+        self._patches = [ForwardPatch(m, name, functools.partial(self._forward, key))
+                         for key, m in deep_modules(unet, levels)]
+
+    @property
+    def feature(self) -> torch.Tensor | None:
+        """The stored feature entering the last `levels` up blocks (output of up_blocks[n-levels-1]) of this slot."""
+        out = self._store.get(self.slot, {}).get(f"up_blocks.{num_levels(self.unet) - self.levels - 1}")
+        return out[0] if isinstance(out, tuple) else out
+
+    def has(self, slot: int) -> bool:
+        return slot in self._store
+
+    def clear(self) -> None:
+        self._store.clear()
+
+    def _forward(self, key: str, original, *args, **kwargs):
+        if self.reuse:
+            stored = self._store.get(self.slot)
+            if stored is None:
+                raise RuntimeError(f"{key}: no deep-path output stored for call {self.slot} of this step; "
+                                   "a full step must come first (reset the handle between unrelated inputs)")
+            return stored[key]
+        out = original(*args, **kwargs)
+        self._store.setdefault(self.slot, {})[key] = out
+        return out
+
+    def remove(self) -> None:
+        for p in reversed(self._patches):
+            p.remove()
+        self._patches = []
+        self._store.clear()
