@@ -85,3 +85,18 @@ def _randomize_zero_inits(model: torch.nn.Module, seed: int) -> None:
         for p in model.parameters():
             if p.abs().sum() == 0 and p.ndim > 1:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+
+
+def tiny_sd_pipeline(unet: UNet2DConditionModel | None = None, scheduler=None):
+    """A `StableDiffusionPipeline` around a tiny UNet, without VAE, tokenizer or text encoder: call it with
+    `prompt_embeds` (and `negative_prompt_embeds` when guiding) and `output_type="latent"`; height and width
+    are in pixels (8 per latent element)."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    scheduler = scheduler if scheduler is not None else DDIMScheduler(clip_sample=False, set_alpha_to_one=False,
+                                                                      steps_offset=1)
+    pipe = StableDiffusionPipeline(vae=None, text_encoder=None, tokenizer=None, unet=unet or tiny_unet("sd"),
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   image_encoder=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
