@@ -1,0 +1,128 @@
+"""The methods `unetlab bench` compares: each is a family, a config, a step count and how to apply it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+FAMILIES = ("baseline", "fewer-steps", "encoder-propagation", "branch-cache", "clockwork", "block-skip",
+            "deepcache", "tome", "combination")
+
+
+@dataclass
+class Method:
+    """One benchmark row: `apply(pipe)` returns the handles to remove afterwards (empty for plain sampling)."""
+
+    family: str
+    name: str
+    config: dict = field(default_factory=dict)
+    steps: int = 50
+    apply: Callable[[object], list] | None = None
+    unsupported: str | None = None  # the reason, when the method cannot run on this model
+
+    def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ValueError(f"family: {self.family!r} is not one of {', '.join(FAMILIES)}")
+
+
+def _ep(**cfg):
+    def apply(pipe):
+        from ..accel.encoder_propagation import encoder_propagation
+
+        return [encoder_propagation(pipe, **cfg)]
+    return apply
+
+
+def _bc(**cfg):
+    def apply(pipe):
+        from ..accel.branch_cache import branch_cache
+
+        return [branch_cache(pipe, **cfg)]
+    return apply
+
+
+def _cw(**cfg):
+    def apply(pipe):
+        from ..accel.clockwork import clockwork
+
+        return [clockwork(pipe, **cfg)]
+    return apply
+
+
+def _bs(plan):
+    def apply(pipe):
+        from ..accel.block_skip import block_skip
+
+        return [block_skip(pipe, plan)]
+    return apply
+
+
+def _peer(kind: str, **cfg):
+    def apply(pipe):
+        from ..accel import peers
+
+        return [getattr(peers, kind)(pipe, **cfg)]
+    return apply
+
+
+def _chain(*applies):
+    def apply(pipe):
+        handles = []
+        try:
+            for a in applies:
+                handles += a(pipe)
+        except Exception:
+            for h in reversed(handles):
+                h.remove()
+            raise
+        return handles
+    return apply
+
+
+def default_methods(steps: int = 50, key_steps_derived: str | Path | None = None,
+                    block_skip_plan: str | Path | None = None, quick: bool = False) -> list[Method]:
+    """The accelerators with their published or recommended settings, plus derived schedules when given."""
+    ep_paper = dict(key_steps="paper", noise_injection=None)
+    methods = [
+        Method("baseline", f"DDIM-{steps}", {}, steps),
+        Method("encoder-propagation", "EP paper keys, parallel", dict(ep_paper, parallel=True), steps, _ep(**ep_paper)),
+        Method("encoder-propagation", "EP paper keys, sequential", dict(ep_paper, parallel=False), steps,
+               _ep(**ep_paper, parallel=False)),
+        Method("encoder-propagation", "EP uniform:2", dict(key_steps="uniform:2", noise_injection=None), steps,
+               _ep(key_steps="uniform:2", noise_injection=None)),
+        Method("encoder-propagation", "EP uniform:4", dict(key_steps="uniform:4", noise_injection=None), steps,
+               _ep(key_steps="uniform:4", noise_injection=None)),
+        Method("branch-cache", "branch cache N=2 B=0", dict(interval=2, branch=0), steps, _bc(interval=2, branch=0)),
+        Method("branch-cache", "branch cache N=3 B=0", dict(interval=3, branch=0), steps, _bc(interval=3, branch=0)),
+        Method("branch-cache", "branch cache N=5 B=0", dict(interval=5, branch=0), steps, _bc(interval=5, branch=0)),
+        Method("clockwork", "clockwork clock=2", dict(clock=2), steps, _cw(clock=2)),
+        Method("deepcache", "DeepCache pkg N=3 B=0", dict(cache_interval=3, cache_branch_id=0), steps,
+               _peer("deepcache", interval=3, branch=0)),
+        Method("tome", "tomesd ratio=0.5", dict(ratio=0.5), steps, _peer("tome", ratio=0.5)),
+        Method("combination", "EP paper + tomesd 0.5", dict(ep_paper, tome_ratio=0.5), steps,
+               _chain(_ep(**ep_paper), _peer("tome", ratio=0.5))),
+        Method("combination", "EP uniform:2 + branch cache N=2", dict(key_steps="uniform:2", interval=2), steps,
+               _chain(_ep(key_steps="uniform:2", noise_injection=None), _bc(interval=2, branch=0))),
+    ]
+    if not quick:
+        methods += [
+            Method("branch-cache", "branch cache N=4 B=0", dict(interval=4, branch=0), steps, _bc(interval=4, branch=0)),
+            Method("branch-cache", "branch cache N=3 B=1", dict(interval=3, branch=1), steps, _bc(interval=3, branch=1)),
+            Method("clockwork", "clockwork clock=4", dict(clock=4), steps, _cw(clock=4)),
+        ]
+    if key_steps_derived is not None:
+        methods.append(Method("encoder-propagation", "EP derived keys", dict(key_steps=str(key_steps_derived)),
+                              steps, _ep(key_steps=str(key_steps_derived), noise_injection=None)))
+    else:
+        methods.append(Method("encoder-propagation", "EP derived keys", {}, steps,
+                              unsupported="no derived schedule: run `unetlab analyze derive` and pass --key-steps"))
+    if block_skip_plan is not None:
+        plan = json.loads(Path(block_skip_plan).read_text())
+        methods.append(Method("block-skip", "block skip (ablation plan)", {"plan": str(block_skip_plan)}, steps,
+                              _bs(plan)))
+    else:
+        methods.append(Method("block-skip", "block skip (ablation plan)", {}, steps,
+                              unsupported="no block-skip plan: run `unetlab analyze derive` and pass --block-skip-plan"))
+    return methods

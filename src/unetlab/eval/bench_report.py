@@ -1,0 +1,127 @@
+"""The benchmark's outputs: bench.json, bench.md, a Pareto plot and sample grids, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+
+ROW_KEYS = ("model", "method", "config", "steps", "seconds_per_image", "speedup_wall", "speedup_flops",
+            "peak_mem_mb", "psnr", "ssim", "accuracy", "fd")
+_MARKERS = {"encoder-propagation": "o", "branch-cache": "s", "clockwork": "^", "block-skip": "D", "deepcache": "P",
+            "tome": "X", "combination": "*", "baseline": "k"}
+
+
+def validate(result: dict) -> None:
+    """Raise ValueError when `result` does not follow the bench.json schema."""
+    for key in ("machine", "date", "rows"):
+        if key not in result:
+            raise ValueError(f"bench.json: missing key {key!r}")
+    for i, row in enumerate(result["rows"]):
+        missing = [k for k in ROW_KEYS if k not in row]
+        if missing:
+            raise ValueError(f"bench.json: row {i} misses {missing}")
+        for k in ROW_KEYS[4:]:
+            if row[k] is not None and not isinstance(row[k], (int, float)):
+                raise ValueError(f"bench.json: row {i} field {k!r} must be a number or null, got {row[k]!r}")
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fmt(v, spec: str) -> str:
+    return "–" if v is None else format(v, spec)
+
+
+def markdown(result: dict) -> str:
+    """The table as Markdown: one row per method, unsupported methods with their reason."""
+    lines = [f"Machine: {result['machine']}  ", f"Date: {result['date']}  ",
+             "Speed-up = baseline seconds / method seconds (median of alternating repeats in one run); "
+             "FLOPs = UNet FLOPs per image (torch.utils.flop_counter); PSNR/SSIM against the baseline sample from "
+             "the same noise." + (" **Speed only: random weights, no quality columns.**" if result.get("speed_only")
+                                  else ""), "",
+             "| model | method | steps | s/image | speed-up (wall) | speed-up (FLOPs) | peak MB | PSNR | SSIM | "
+             "accuracy | FD |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        if r.get("unsupported"):
+            lines.append(f"| {r['model']} | {r['method']} | {r['steps']} | unsupported: {r['unsupported']} "
+                         "| | | | | | | |")
+            continue
+        lines.append(f"| {r['model']} | {r['method']} | {r['steps']} | {_fmt(r['seconds_per_image'], '.4f')} | "
+                     f"{_fmt(r['speedup_wall'], '.2f')}× | {_fmt(r['speedup_flops'], '.2f')}× | "
+                     f"{_fmt(r['peak_mem_mb'], '.0f')} | {_fmt(r['psnr'], '.2f')} | {_fmt(r['ssim'], '.3f')} | "
+                     f"{_fmt(r['accuracy'], '.3f')} | {_fmt(r['fd'], '.2f')} |")
+    return "\n".join(lines) + "\n"
+
+
+def pareto_plot(result: dict, path: Path) -> None:
+    """Wall speed-up against PSNR per model, one marker per method family, fewer-steps as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = sorted({r["model"] for r in result["rows"]})
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.5), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        rows = [r for r in result["rows"] if r["model"] == model and r["speedup_wall"] is not None]
+        few = sorted((r for r in rows if r["family"] in ("fewer-steps", "baseline") and r["psnr"] is not None),
+                     key=lambda r: r["speedup_wall"])
+        if few:
+            ax.plot([r["speedup_wall"] for r in few], [min(r["psnr"], 60) for r in few], "k--", lw=1,
+                    label="fewer DDIM steps")
+        for fam, marker in _MARKERS.items():
+            pts = [r for r in rows if r["family"] == fam and r["psnr"] is not None and fam != "baseline"]
+            if pts:
+                ax.scatter([r["speedup_wall"] for r in pts], [min(r["psnr"], 60) for r in pts], marker=marker, s=50,
+                           label=fam)
+        ax.axhline(30, color="grey", lw=0.5, ls=":")
+        ax.set(title=f"{model}: speed vs fidelity", xlabel="wall-time speed-up vs baseline (×)",
+               ylabel="PSNR vs baseline sample (dB, capped at 60)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+
+
+def sample_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
+    """Save up to 2*nrow images (N, C, H, W in [0, 1]) as a PNG grid."""
+    from PIL import Image
+
+    x = images[: 2 * nrow].clamp(0, 1)
+    n, c, h, w = x.shape
+    rows = -(-n // nrow)
+    grid = torch.ones(c, rows * (h + 2), nrow * (w + 2))
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        grid[:, r * (h + 2): r * (h + 2) + h, col * (w + 2): col * (w + 2) + w] = x[i]
+    arr = (grid.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+    img = Image.fromarray(arr[..., 0] if c == 1 else arr[..., :3]).resize((arr.shape[1] * 3, arr.shape[0] * 3),
+                                                                          Image.NEAREST)
+    _atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
+
+
+def write_report(result: dict, images: dict, out: Path) -> None:
+    """bench.json, bench.md, pareto.png and grids/<model>/<method>.png under `out`."""
+    validate(result)
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out / "bench.json", lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
+    _atomic_write(out / "bench.md", lambda tmp: Path(tmp).write_text(markdown(result)))
+    pareto_plot(result, out / "pareto.png")
+    for (model, method), ims in images.items():
+        if ims.ndim == 4 and ims.shape[1] in (1, 3):
+            d = out / "grids" / re.sub(r"[^\w.-]+", "_", model)
+            d.mkdir(parents=True, exist_ok=True)
+            sample_grid(ims, d / (re.sub(r"[^\w.-]+", "_", method) + ".png"))

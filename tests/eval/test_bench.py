@@ -1,0 +1,85 @@
+"""`unetlab bench` end to end on a tiny saved pipeline; schema, fewer-steps matching, unsupported rows."""
+
+import json
+
+import pytest
+import torch
+from diffusers import DDIMPipeline, DDIMScheduler
+
+from unetlab.eval.bench import bench
+from unetlab.eval.bench_measure import match_steps
+from unetlab.eval.bench_report import ROW_KEYS, validate
+from unetlab.eval.bench_workload import user_workload
+from unetlab.testing import tiny_unet
+
+
+@pytest.fixture(scope="module")
+def tiny_pipeline_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pipe")
+    DDIMPipeline(unet=tiny_unet("ddpm"), scheduler=DDIMScheduler(num_train_timesteps=1000)).save_pretrained(path)
+    return path
+
+
+def test_match_steps_picks_closest_flops():
+    assert match_steps(10.0 * 9.4, 10.0, 50) == 9
+    assert match_steps(10.0 * 9.6, 10.0, 50) == 10
+    assert match_steps(10.0 * 9.5, 10.0, 50) == 9  # ties go to fewer steps
+    assert match_steps(1e9, 10.0, 50) == 50
+    assert match_steps(0.0, 10.0, 50) == 1
+    with pytest.raises(ValueError, match="flops_per_step"):
+        match_steps(1.0, 0.0, 50)
+
+
+def test_bench_end_to_end_on_tiny_pipeline(tiny_pipeline_dir, tmp_path):
+    w = user_workload(str(tiny_pipeline_dir))
+    out = tmp_path / "report"
+    result = bench(workload=w, out=out, steps=8, num_images=2, timing_images=2, repeats=1, quick=True,
+                   methods=["branch cache N=2 B=0", "block skip (ablation plan)"])
+    validate(result)
+    saved = json.loads((out / "bench.json").read_text())
+    validate(saved)
+    assert saved["rows"] == json.loads(json.dumps(result["rows"]))
+    by_name = {r["method"]: r for r in result["rows"]}
+    base = by_name["DDIM-8"]
+    assert base["speedup_wall"] == pytest.approx(1.0) and base["speedup_flops"] == pytest.approx(1.0)
+    assert base["psnr"] == float("inf") or base["psnr"] > 60
+    cached = by_name["branch cache N=2 B=0"]
+    assert cached["speedup_flops"] > 1.2  # half the steps skip most of the UNet
+    assert cached["psnr"] is not None and cached["psnr"] < base["psnr"]
+    skip = by_name["block skip (ablation plan)"]
+    assert skip["unsupported"] and skip["seconds_per_image"] is None
+    few = [r for r in result["rows"] if r["family"] == "fewer-steps"]
+    assert few, "a fewer-steps baseline at matched compute is added"
+    per_step = base["flops_per_image"] / 8
+    assert few[0]["steps"] == match_steps(cached["flops_per_image"], per_step, 8)
+    assert all(set(ROW_KEYS) <= set(r) for r in result["rows"])
+    assert (out / "bench.md").read_text().count("\n|") >= 4
+    assert (out / "pareto.png").stat().st_size > 1000
+    assert list((out / "grids").rglob("*.png"))
+
+
+def test_bench_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="steps: expected an integer >= 2"):
+        bench(model="digits", steps=1)
+    with pytest.raises(ValueError, match="arch: only"):
+        bench(arch="sdxl", random_weights=True)
+    with pytest.raises(ValueError, match="random_weights: only valid"):
+        bench(random_weights=True)
+
+
+def test_validate_rejects_bad_rows():
+    with pytest.raises(ValueError, match="missing key 'rows'"):
+        validate({"machine": "m", "date": "d"})
+    row = {k: None for k in ROW_KEYS}
+    row["psnr"] = "high"
+    with pytest.raises(ValueError, match="'psnr' must be a number"):
+        validate({"machine": "m", "date": "d", "rows": [row]})
+
+
+def test_unsupported_reason_from_a_failing_method(tiny_pipeline_dir):
+    w = user_workload(str(tiny_pipeline_dir))
+    result = bench(workload=w, steps=4, num_images=1, timing_images=1, repeats=1, quick=True,
+                   methods=["tomesd ratio=0.5"])
+    row = {r["method"]: r for r in result["rows"]}["tomesd ratio=0.5"]
+    assert row["unsupported"]  # the DDPM UNet has no transformer blocks for ToMe to merge
+    assert torch.isfinite(torch.tensor(result["rows"][0]["seconds_per_image"]))
