@@ -2,5 +2,5 @@
 # Set up the environment (if needed) and run unetlab's main job on the embedded default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup_env.sh dev
+bash scripts/setup_env.sh dev,peers
 exec .venv/bin/unetlab demo "$@"

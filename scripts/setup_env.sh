@@ -19,4 +19,4 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     .venv/bin/python -m pip install -q torch==2.13.0
   fi
 fi
-.venv/bin/python -m pip install -q -e ".[${1:-dev}]"
+.venv/bin/python -m pip install -q -e ".[${1:-dev,peers}]"
