@@ -3,8 +3,6 @@
 __version__ = "0.1.0"
 
 from .unet import anatomy, decode, encode  # noqa: E402
-from .accel.branch_cache import branch_cache  # noqa: E402
-from .accel.clockwork import clockwork  # noqa: E402
 from .accel.block_skip import block_skip  # noqa: E402
 from . import analysis  # noqa: E402
 from .accel.branch_cache import branch_cache  # noqa: E402
