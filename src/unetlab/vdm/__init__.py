@@ -1,6 +1,7 @@
 """Variational Diffusion Models (Kingma et al. 2021) in PyTorch: schedules, the three-term bound, sampler, bpd."""
 
 from .bpd import evaluate_bpd
+from .build import LikelihoodConfig, build_model, load_model, save_model
 from .model import VDM
 from .sampler import ancestral_sample, ancestral_step
 from .schedules import (
@@ -13,11 +14,14 @@ from .schedules import (
     gamma_and_derivative,
 )
 from .score_net import NoDownsampleUNet
+from .task import LikelihoodTask, images_to_x
 from .terms import antithetic_t, bins_to_x, nats_to_bpd, prior_kl, reconstruction_nll, x_to_bins
 
 __all__ = [
     "GAMMA_MAX",
     "GAMMA_MIN",
+    "LikelihoodConfig",
+    "LikelihoodTask",
     "VDM",
     "FixedLinearSchedule",
     "LearnedLinearSchedule",
@@ -28,6 +32,10 @@ __all__ = [
     "ancestral_step",
     "antithetic_t",
     "bins_to_x",
+    "build_model",
+    "images_to_x",
+    "load_model",
+    "save_model",
     "evaluate_bpd",
     "gamma_and_derivative",
     "nats_to_bpd",

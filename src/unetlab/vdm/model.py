@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from .schedules import alpha2_sigma2, gamma_and_derivative
-from .terms import antithetic_t, diffusion_loss_eps, diffusion_loss_v, prior_kl, reconstruction_nll
+from .terms import antithetic_t, diffusion_loss_eps, diffusion_loss_v, prior_kl, randn, reconstruction_nll
 
 PARAMETERIZATIONS = ("eps", "v")
 
@@ -43,7 +43,7 @@ class VDM(nn.Module):
         """−log p(x|z₀) with z₀ = α₀ x₀ + σ₀ ε per example, in nats."""
         gamma_0 = self.schedule(torch.zeros(1, dtype=x.dtype, device=x.device))
         alpha2_0, sigma2_0 = alpha2_sigma2(gamma_0)
-        eps_0 = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        eps_0 = randn(x.shape, generator, x)
         z_0 = alpha2_0.sqrt() * self.encode(x, gamma_0) + sigma2_0.sqrt() * eps_0
         return reconstruction_nll(x, z_0, gamma_0)
 
@@ -63,10 +63,14 @@ class VDM(nn.Module):
         v = alpha2.sqrt() * eps - sigma2.sqrt() * x
         return diffusion_loss_v(gamma_prime, alpha2.view(-1), v, out)
 
+    def forward(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Same as `terms`; the entry point for wrapped (DDP) modules."""
+        return self.terms(x, generator)
+
     def terms(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """The bound's terms per example in nats: reconstruction, prior, diffusion (antithetic t)."""
         t = antithetic_t(x.shape[0], generator, device=x.device, dtype=x.dtype)
-        eps = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        eps = randn(x.shape, generator, x)
         return {
             "reconstruction": self.reconstruction(x, generator),
             "prior": self.prior(x),

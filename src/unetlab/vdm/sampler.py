@@ -6,7 +6,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .schedules import alpha2_sigma2
-from .terms import VOCAB_SIZE, bins_to_x
+from .terms import VOCAB_SIZE, bins_to_x, randn
 
 
 def ancestral_step(
@@ -35,7 +35,8 @@ def ancestral_sample(
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     dtype = next(model.parameters()).dtype
-    z = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    like = torch.empty(0, device=device, dtype=dtype)
+    z = randn(shape, generator, like)
     for i in tqdm(range(steps, 0, -1), disable=not progress, desc="sampling"):
         t = torch.full((shape[0],), i / steps, device=device, dtype=dtype)
         s = torch.full((shape[0],), (i - 1) / steps, device=device, dtype=dtype)
@@ -43,7 +44,7 @@ def ancestral_sample(
         x_hat = model.predict_x(z, gamma_t)
         view = (-1,) + (1,) * (len(shape) - 1)
         mu, std = ancestral_step(z, x_hat, gamma_s.view(view), gamma_t.view(view), model.counter_term)
-        z = mu + std * torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        z = mu + std * randn(shape, generator, like)
     gamma_0 = model.schedule(torch.zeros(1, device=device, dtype=dtype))
     alpha2_0, _ = alpha2_sigma2(gamma_0)
     x_vals = bins_to_x(torch.arange(VOCAB_SIZE, device=device)).to(dtype)

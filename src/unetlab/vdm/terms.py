@@ -21,9 +21,14 @@ def x_to_bins(x: torch.Tensor, vocab_size: int = VOCAB_SIZE) -> torch.Tensor:
     return torch.clamp(torch.round((x + 1.0) * vocab_size / 2.0 - 0.5), 0, vocab_size - 1).long()
 
 
+def randn(shape, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    """Standard normal noise drawn on the generator's device, returned on ``like``'s device and dtype."""
+    return torch.randn(shape, generator=generator, device=generator.device, dtype=like.dtype).to(like.device)
+
+
 def antithetic_t(batch_size: int, generator: torch.Generator, device=None, dtype=None) -> torch.Tensor:
     """Low-variance times t_i = (u + i/B) mod 1 with one uniform u (VDM App. I.1, `t0 + arange/B`)."""
-    u = torch.rand((), generator=generator, device=device, dtype=dtype)
+    u = torch.rand((), generator=generator, device=generator.device, dtype=dtype).to(device)
     return torch.remainder(u + torch.arange(batch_size, device=device, dtype=dtype) / batch_size, 1.0)
 
 

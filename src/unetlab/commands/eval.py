@@ -1,0 +1,12 @@
+"""`unetlab eval <metric>`: evaluate a trained model; `bpd` gives VDM/DiffEnc bits per dimension."""
+
+from __future__ import annotations
+
+from . import likelihood
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="evaluate a trained model (bpd: VDM/DiffEnc bits per dimension)",
+                              description=__doc__)
+    sub = p.add_subparsers(dest="metric", metavar="METRIC", required=True)
+    likelihood.register_bpd(sub)

@@ -1,0 +1,107 @@
+"""Helpers for the VDM / DiffEnc commands: `unetlab train vdm|diffenc` options and `unetlab eval bpd`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+METHODS = ("vdm", "diffenc")
+DATA_HELP = "digits | shapes | path to an image folder"
+
+
+def dataset(data: str, split: str, size: int | None, seed: int = 0):
+    """The `split` ("train"/"test") of `data`; an image folder has no split and is used whole."""
+    from ..data import DigitsDataset, FolderDataset, ShapesDataset
+
+    if data == "digits":
+        return DigitsDataset(split, size or 8)
+    if data == "shapes":
+        return ShapesDataset(split, size or 24, seed=seed)
+    if Path(data).is_dir():
+        return FolderDataset(data, size or 32)
+    raise ValueError(f"data: {data!r} is not digits, shapes or an existing image folder")
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model options of `unetlab train vdm|diffenc` (ignored by the other methods)."""
+    g = parser.add_argument_group("vdm / diffenc (digits default to native 8x8)")
+    g.add_argument("--parameterization", choices=("eps", "v"), default="v", help="vdm only; diffenc is always v")
+    g.add_argument("--encoder", choices=("trainable", "nt"), default="trainable", help="diffenc: x_φ or α²x")
+    g.add_argument("--schedule", choices=("fixed", "learned", "monotone"), default="fixed",
+                   help="γ(t): fixed linear, learned endpoints, learned monotone network")
+    g.add_argument("--channels", type=int, default=64, help="score net width")
+    g.add_argument("--blocks", type=int, default=4, help="score net resnet blocks per side")
+    g.add_argument("--no-attention", action="store_true", help="drop the score net's middle attention")
+    g.add_argument("--encoder-channels", type=int, default=32)
+    g.add_argument("--encoder-blocks", type=int, default=2)
+    g.add_argument("--sample-steps", type=int, default=100, help="ancestral steps of the checkpoint sample grids")
+
+
+def make_task(args: argparse.Namespace):
+    """The `LikelihoodTask` that `unetlab train vdm|diffenc` trains."""
+    import torch
+
+    from ..vdm import LikelihoodConfig, LikelihoodTask
+
+    data = dataset(args.data, "train", args.size, args.seed)
+    channels = int(data[torch.arange(1)]["images"].shape[1])
+    cfg = LikelihoodConfig(
+        method=args.method, parameterization="v" if args.method == "diffenc" else args.parameterization,
+        encoder=args.encoder, schedule=args.schedule, in_channels=channels, channels=args.channels,
+        blocks=args.blocks, attention=not args.no_attention, encoder_channels=args.encoder_channels,
+        encoder_blocks=args.encoder_blocks, init_seed=args.seed,
+    )
+    return LikelihoodTask(cfg, data, sample_steps=args.sample_steps)
+
+
+def register_bpd(subparsers) -> None:
+    """`unetlab eval bpd RUN --data digits`: the bound in bits/dim on the test split with the EMA weights."""
+    p = subparsers.add_parser("bpd", help="bits per dimension of a VDM/DiffEnc run on the test split (EMA weights)",
+                              description=register_bpd.__doc__)
+    p.add_argument("run", help="a training --out folder (its latest checkpoint) or a saved model folder")
+    p.add_argument("--data", default="digits", help=DATA_HELP)
+    p.add_argument("--split", default="test", choices=("train", "test"))
+    p.add_argument("--size", type=int, default=None, help="image size (default: 8 for digits)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=1, help="passes over the data (fresh noise and t each pass)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the evaluation noise")
+    p.add_argument("--json", default=None, help="also write the result to this JSON file")
+    p.set_defaults(func=run_bpd)
+
+
+def model_dir(run: str | Path) -> Path:
+    """The EMA model folder of a run: `<run>/<latest checkpoint>/pipeline`, or `run` itself if it holds a model."""
+    from ..vdm.build import CONFIG_NAME
+
+    run = Path(run)
+    if (run / CONFIG_NAME).is_file():
+        return run
+    pointer = run / "latest"
+    if pointer.is_file():
+        return run / pointer.read_text().strip() / "pipeline"
+    raise FileNotFoundError(f"run: {run} is neither a saved VDM/DiffEnc model nor a training folder with a checkpoint")
+
+
+def run_bpd(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..vdm import evaluate_bpd, images_to_x, load_model
+
+    if args.repeats < 1:
+        raise ValueError(f"repeats: {args.repeats} must be >= 1")
+    model, cfg = load_model(model_dir(args.run))
+    model.eval()
+    data = dataset(args.data, args.split, args.size)
+    x = images_to_x(data[torch.arange(len(data))]["images"])
+    generator = torch.Generator().manual_seed(args.seed)
+    runs = [evaluate_bpd(model, x, generator, args.batch_size) for _ in range(args.repeats)]
+    result = {k: sum(r[k] for r in runs) / len(runs) for k in runs[0] if k != "total_stderr"}
+    result.update(model=cfg.label, examples=int(x.shape[0]), repeats=args.repeats, split=args.split)
+    print(f"{cfg.label} on {args.data} {args.split} ({x.shape[0]} images x {args.repeats}): "
+          f"total {result['total']:.4f} bpd = reconstruction {result['reconstruction']:.4f} "
+          f"+ prior {result['prior']:.4f} + diffusion {result['diffusion']:.4f}")
+    if args.json:
+        from ..train.checkpoint import write_json
+
+        write_json(Path(args.json), result)
+    return 0
