@@ -1,0 +1,52 @@
+"""`unetlab train ddpm|t2i --data ... --out ...`: train a model with unetlab's Accelerate loop."""
+
+from __future__ import annotations
+
+import argparse
+
+from . import likelihood
+
+DATA_HELP = "digits | shapes | path to an image folder"
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train a DDPM or text-to-image model (HF Accelerate; CPU or GPUs)",
+                              description=__doc__)
+    p.add_argument("method", choices=("ddpm", "t2i", *likelihood.METHODS),
+                   help="ddpm: unconditional UNet2DModel; t2i: text-conditional; vdm, diffenc: likelihood (bpd)")
+    p.add_argument("--data", required=True, help=DATA_HELP + " (t2i: shapes)")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, sample grids, exported pipeline)")
+    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--batch-size", type=int, default=128, help="per process")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--size", type=int, default=None, help="image size (default: 16 digits/folders, 24 shapes)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    p.add_argument("--no-progress", action="store_true")
+    likelihood.add_train_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..train import TrainConfig, train
+    from ..train.tasks import make_task
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.method in likelihood.METHODS:
+        task = likelihood.make_task(args)
+    else:
+        task = make_task(args.method, args.data, args.size, seed=args.seed)
+    cfg = TrainConfig(out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
+                      ema_decay=args.ema_decay, checkpoint_every=args.checkpoint_every, seed=args.seed,
+                      resume=args.resume, progress=not args.no_progress)
+    state = train(task, cfg)
+    print(f"trained {args.method} to step {state['step']} (loss {state['loss_avg']:.4f}, "
+          f"{state['elapsed_s']:.0f} s); checkpoints in {args.out}")
+    return 0

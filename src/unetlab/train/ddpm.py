@@ -1,0 +1,47 @@
+"""DDPM training task: epsilon-prediction loss (Ho et al. 2020, Eq. 14) for an unconditional `UNet2DModel`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMPipeline, DDIMScheduler, DDPMScheduler, UNet2DModel
+
+
+class DDPMTask:
+    """Unconditional DDPM on images in [0, 1] (scaled to [-1, 1]); samples and saves a `DDIMPipeline`."""
+
+    def __init__(self, unet: UNet2DModel, dataset, scheduler: DDPMScheduler | None = None, num_samples: int = 64,
+                 sample_steps: int = 50):
+        self.unet, self.dataset = unet, dataset
+        self.scheduler = scheduler or DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
+        self.num_samples, self.sample_steps = num_samples, sample_steps
+        self.alphas_cumprod = self.scheduler.alphas_cumprod.float()
+
+    def modules(self) -> dict:
+        return {"unet": self.unet}
+
+    def loss(self, models: dict, batch: dict, generator: torch.Generator) -> torch.Tensor:
+        """E_{x0, eps, t} || eps - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t) ||^2 (Ho et al. 2020, Eq. 14)."""
+        x0 = batch["images"] * 2 - 1
+        b = x0.shape[0]
+        t = torch.randint(0, len(self.alphas_cumprod), (b,), generator=generator)
+        eps = torch.randn(x0.shape, generator=generator).to(x0.device)
+        abar_t = self.alphas_cumprod[t].to(x0.device).view(b, 1, 1, 1)
+        x_t = abar_t.sqrt() * x0 + (1 - abar_t).sqrt() * eps
+        eps_theta = models["unet"](x_t, t.to(x0.device)).sample
+        return F.mse_loss(eps_theta, eps)
+
+    def pipeline(self, models: dict) -> DDIMPipeline:
+        return DDIMPipeline(unet=models["unet"], scheduler=DDIMScheduler.from_config(self.scheduler.config))
+
+    def sample(self, models: dict, generator: torch.Generator) -> torch.Tensor:
+        pipe = self.pipeline(models)
+        pipe.set_progress_bar_config(disable=True)
+        images = pipe(batch_size=self.num_samples, generator=generator, num_inference_steps=self.sample_steps,
+                      output_type="np").images
+        return torch.from_numpy(images).permute(0, 3, 1, 2)
+
+    def save(self, models: dict, directory: Path) -> None:
+        self.pipeline(models).save_pretrained(directory)

@@ -1,0 +1,40 @@
+"""Build the training task of a `unetlab train` method from a data argument."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data import DigitsDataset, FolderDataset, ShapesDataset
+
+METHODS = ("ddpm", "t2i")
+
+
+def make_task(method: str, data: str, size: int | None = None, seed: int = 0):
+    """The task for `method` ("ddpm" or "t2i") on `data` ("digits", "shapes" or an image folder)."""
+    if method == "ddpm":
+        from ..models.configs import digits_unet
+        from .ddpm import DDPMTask
+
+        if data == "digits":
+            dataset = DigitsDataset("train", size or 16)
+        elif data == "shapes":
+            dataset = ShapesDataset("train", size or 24, seed=seed)
+        elif Path(data).exists() or "/" in data or "\\" in data:
+            dataset = FolderDataset(data, size or 16)
+        else:
+            raise ValueError(f"data: {data!r} is not digits, shapes or an existing image folder")
+        channels = dataset[__import__("torch").arange(1)]["images"].shape[1]
+        return DDPMTask(digits_unet(dataset_size(dataset), channels), dataset)
+    if method == "t2i":
+        if data != "shapes":
+            raise ValueError(f"data: t2i trains on captioned data; {data!r} is not 'shapes'")
+        from .t2i import make_shapes_task
+
+        return make_shapes_task(size or 24, seed=seed)
+    raise ValueError(f"method: {method!r} is not one of {', '.join(METHODS)}")
+
+
+def dataset_size(dataset) -> int:
+    import torch
+
+    return int(dataset[torch.arange(1)]["images"].shape[-1])
