@@ -60,7 +60,8 @@ class _DenseMonotone(nn.Linear):
     """Linear layer with non-negative weights |W| (VDM code `DenseMonotone`)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.linear(x, self.weight.abs().to(x.dtype), self.bias.to(x.dtype))
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        return nn.functional.linear(x, self.weight.abs().to(x.dtype), bias)
 
 
 class MonotoneSchedule(nn.Module):
@@ -85,7 +86,6 @@ class MonotoneSchedule(nn.Module):
         self.l1 = _DenseMonotone(1, 1)
         self.l2 = _DenseMonotone(1, n_features)
         self.l3 = _DenseMonotone(n_features, 1, bias=False)
-        self.l3.register_parameter("bias", None)
         g = generator if generator is not None else torch.Generator().manual_seed(0)
         with torch.no_grad():
             self.l1.weight.fill_(gamma_max - gamma_min)
@@ -105,7 +105,7 @@ class MonotoneSchedule(nn.Module):
         h = self.l1(t)
         _h = 2.0 * (t - 0.5)
         _h = 2.0 * (torch.sigmoid(self.l2(_h)) - 0.5)
-        return (h + nn.functional.linear(_h, self.l3.weight.abs().to(t.dtype)) / self.n_features).reshape(-1)
+        return (h + self.l3(_h) / self.n_features).reshape(-1)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         shape = t.shape
