@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import likelihood
+from . import likelihood, quality
 
 
 def register(subparsers) -> None:
@@ -10,3 +10,5 @@ def register(subparsers) -> None:
                               description=__doc__)
     sub = p.add_subparsers(dest="metric", metavar="METRIC", required=True)
     likelihood.register_bpd(sub)
+    quality.register_classifier(sub)
+    quality.register_quality(sub)

@@ -41,9 +41,9 @@ class Task(Protocol):
     - `modules() -> {name: nn.Module}`: the trained modules (optimised, EMA'd, checkpointed).
     - `loss(models, batch, generator) -> scalar tensor`: `models` are the Accelerate-prepared modules;
       every random draw uses `generator`.
-    - `sample(models, generator) -> (N, C, H, W) in [0, 1]`: a sample grid from `models` (EMA copies, eval mode).
     - `save(models, directory)`: write the inference artefact (e.g. a pipeline's `save_pretrained`).
-    Optional: `to(device)` to move frozen parts (a teacher, a VAE) to the training device.
+    Optional: `sample(models, generator) -> (N, C, H, W) in [0, 1]`: a sample grid from `models` (EMA copies,
+    eval mode), written as PNG with each checkpoint; `to(device)` to move frozen parts (a teacher, a VAE).
     """
 
     dataset: Any
@@ -51,8 +51,6 @@ class Task(Protocol):
     def modules(self) -> dict[str, nn.Module]: ...
 
     def loss(self, models: dict[str, nn.Module], batch: dict, generator: torch.Generator) -> torch.Tensor: ...
-
-    def sample(self, models: dict[str, nn.Module], generator: torch.Generator) -> torch.Tensor: ...
 
     def save(self, models: dict[str, nn.Module], directory: Path) -> None: ...
 
@@ -210,10 +208,11 @@ def _save(task, cfg, accelerator, models, emas, optimizer, generator, state) -> 
     save_file({f"rank{i}": g for i, g in enumerate(gens)}, tmp / "generators.safetensors")
     ema_models = _ema_copies(unwrapped, emas)
     task.save(ema_models, tmp / "pipeline")
-    with torch.no_grad():
-        images = task.sample(ema_models, torch.Generator().manual_seed(cfg.seed))
-    save_grid(images, tmp / "samples.png")
-    save_grid(images, out / "samples" / f"step_{state['step']:07d}.png")
+    if hasattr(task, "sample"):
+        with torch.no_grad():
+            images = task.sample(ema_models, torch.Generator().manual_seed(cfg.seed))
+        save_grid(images, tmp / "samples.png")
+        save_grid(images, out / "samples" / f"step_{state['step']:07d}.png")
     ckpt.write_json(tmp / "state.json", {**state, "world_size": accelerator.num_processes, "config": asdict(cfg)})
     ckpt.commit(out, tmp, state["step"], cfg.keep)
     accelerator.wait_for_everyone()

@@ -1,0 +1,63 @@
+"""`unetlab eval classifier|quality`: train the evaluation classifiers; measure a shipped model's quality bars."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register_classifier(sub) -> None:
+    p = sub.add_parser("classifier", help="train an evaluation classifier (digits | shapes) in unetlab's loop")
+    p.add_argument("name", choices=("digits", "shapes"))
+    p.add_argument("--out", required=True, help="run folder; the final classifier is written to OUT/classifier")
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--resume", action="store_true")
+    p.set_defaults(func=run_classifier)
+
+
+def run_classifier(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..eval.train_classifier import fit_classifier
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    final, acc = fit_classifier(args.name, args.out, args.steps, args.batch_size, args.lr, args.seed, args.resume)
+    print(f"{args.name} classifier in {final}; held-out accuracy {json.dumps(acc)}")
+    return 0
+
+
+def register_quality(sub) -> None:
+    p = sub.add_parser("quality", help="measure the quality bars of the digits or shapes model (or a saved one)")
+    p.add_argument("model", help="digits | shapes | path to a saved pipeline of either kind")
+    p.add_argument("--kind", choices=("digits", "shapes"), default=None, help="kind of a model given by path")
+    p.add_argument("--num-samples", type=int, default=None, help="default: 1000 digits, 500 shapes")
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps")
+    p.add_argument("--guidance-scale", type=float, default=5.0)
+    p.add_argument("--batch-size", type=int, default=250)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--json", default=None, help="write the numbers to this JSON file")
+    p.add_argument("--grid", default=None, help="write a PNG grid of the first 64 samples")
+    p.set_defaults(func=run_quality)
+
+
+def run_quality(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..eval.quality import measure_quality
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    kind = args.kind or args.model
+    if kind not in ("digits", "shapes"):
+        raise ValueError(f"--kind: give digits or shapes for the model at {args.model}")
+    result = measure_quality(args.model, kind, num_samples=args.num_samples, steps=args.steps,
+                             guidance_scale=args.guidance_scale, batch_size=args.batch_size, seed=args.seed,
+                             json_path=args.json, grid_path=args.grid)
+    print(json.dumps(result, indent=2))
+    return 0

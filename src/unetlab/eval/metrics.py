@@ -1,0 +1,93 @@
+"""Quality of generated images, seen through the shipped evaluation classifiers (the roles CLIP score and FID play)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+
+from ..data.shapes import ATTRIBUTES, parse_caption
+from .classifier import CLASSIFIERS, load_classifier, weights_dir
+from .frechet import frechet_gaussian, gaussian_stats
+
+CONFIDENCE = 0.9
+REFERENCE_FILE = "reference_stats.safetensors"
+
+
+@torch.no_grad()
+def features(model_name: str, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
+    """Penultimate-layer features (N, 128) of images NCHW in [0, 1] under the shipped `model_name` classifier."""
+    net = load_classifier(model_name)
+    return torch.cat([net.features(images[i:i + batch].float()) for i in range(0, len(images), batch)])
+
+
+@torch.no_grad()
+def _probabilities(model_name: str, images: torch.Tensor, batch: int = 500) -> dict[str, torch.Tensor]:
+    net = load_classifier(model_name)
+    out: dict[str, list] = {}
+    for i in range(0, len(images), batch):
+        for k, v in net(images[i:i + batch].float()).items():
+            out.setdefault(k, []).append(v.softmax(-1))
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def accuracy(model_name: str, images: torch.Tensor, prompts_or_labels=None) -> dict:
+    """Classifier agreement of generated `images` with what was asked.
+
+    "digits": {"confident": fraction with max probability >= 0.9, "classes_present", "class_counts",
+    and "accuracy" when labels are given}. "shapes": accuracy per attribute parsed from the prompts
+    (shape, colour, position, background) and "overall" (all four right).
+    """
+    if model_name not in CLASSIFIERS:
+        raise ValueError(f"model_name: {model_name!r} is not one of {', '.join(CLASSIFIERS)}")
+    probs = _probabilities(model_name, images)
+    if model_name == "digits":
+        p = probs["digit"]
+        conf, pred = p.max(-1)
+        counts = torch.bincount(pred, minlength=10)
+        result = {"confident": float((conf >= CONFIDENCE).float().mean()), "classes_present": int((counts > 0).sum()),
+                  "class_counts": counts.tolist()}
+        if prompts_or_labels is not None:
+            labels = torch.as_tensor(prompts_or_labels).reshape(-1)
+            result["accuracy"] = float((pred == labels).float().mean())
+        return result
+    if prompts_or_labels is None or len(prompts_or_labels) != len(images):
+        raise ValueError("prompts_or_labels: shapes needs one prompt per image")
+    parsed = [parse_caption(p) for p in prompts_or_labels]
+    correct = {}
+    for key, values in ATTRIBUTES.items():
+        target = torch.tensor([values.index(a[key]) for a in parsed])
+        correct[key] = probs[key].argmax(-1) == target
+    result = {k: float(v.float().mean()) for k, v in correct.items()}
+    result["overall"] = float(torch.stack(list(correct.values())).all(0).float().mean())
+    return result
+
+
+def reference_stats(model_name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mu, sigma) of held-out real features: shipped next to the classifier, else computed once and cached."""
+    from safetensors.torch import load_file, save_file
+
+    from .train_classifier import heldout_data
+
+    shipped = weights_dir(model_name) / REFERENCE_FILE
+    digest = hashlib.sha256((weights_dir(model_name) / "diffusion_pytorch_model.safetensors").read_bytes()).hexdigest()
+    root = Path(os.environ.get("UNETLAB_CACHE", Path.home() / ".cache" / "unetlab"))
+    cache = root / f"{model_name}-{digest[:12]}-{REFERENCE_FILE}"
+    for path in (shipped, cache):
+        if path.is_file():
+            stats = load_file(path)
+            return stats["mu"], stats["sigma"]
+    mu, sigma = gaussian_stats(features(model_name, heldout_data(model_name)[0]))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f".tmp-{os.getpid()}-{cache.name}")
+    save_file({"mu": mu, "sigma": sigma}, tmp)
+    os.replace(tmp, cache)
+    return mu, sigma
+
+
+def frechet_distance(model_name: str, images: torch.Tensor) -> float:
+    """Fréchet distance between `images` and the held-out real split in the classifier's feature space."""
+    mu, sigma = gaussian_stats(features(model_name, images))
+    return frechet_gaussian(mu, sigma, *reference_stats(model_name))

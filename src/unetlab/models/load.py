@@ -1,0 +1,47 @@
+"""`unetlab.load`: a ready pipeline from a shipped name, a local folder, or a Hugging Face Hub id."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from diffusers import DDIMPipeline, DDIMScheduler, DiffusionPipeline
+
+from .pipeline import ShapesPipeline
+from .registry import SHIPPED, weights_path
+
+_OURS = {"ShapesPipeline": ShapesPipeline, "DDIMPipeline": DDIMPipeline, "DDPMPipeline": DDIMPipeline}
+
+
+def _from_folder(path: Path, **kwargs) -> DiffusionPipeline:
+    index = path / "model_index.json"
+    if not index.is_file():
+        raise FileNotFoundError(f"load: {path} has no model_index.json (not a save_pretrained pipeline folder)")
+    name = json.loads(index.read_text()).get("_class_name")
+    cls = _OURS.get(name, DiffusionPipeline)
+    pipe = cls.from_pretrained(path, **kwargs)
+    if name in _OURS:
+        pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    return pipe
+
+
+def load(name_or_path: str | Path, **kwargs) -> DiffusionPipeline:
+    """A ready pipeline (DDIM scheduler; 50 steps by default) for "digits", "shapes", a local pipeline folder,
+    or a Hugging Face Hub id; `kwargs` go to `from_pretrained` (e.g. torch_dtype)."""
+    name = str(name_or_path)
+    if name in SHIPPED:
+        path = weights_path(name)
+        if not (path / "model_index.json").is_file():
+            raise FileNotFoundError(f"load: the shipped {name!r} weights are missing from {path}; reinstall unetlab")
+        pipe = _from_folder(path, **kwargs)
+    elif Path(name).exists():
+        pipe = _from_folder(Path(name), **kwargs)
+    else:
+        try:
+            pipe = DiffusionPipeline.from_pretrained(name, **kwargs)
+        except Exception as err:  # hub client errors differ across versions: all mean "could not get it"
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise RuntimeError(f"load: {name!r} is not 'digits', 'shapes' or a local folder, and the Hugging Face "
+                               f"Hub could not provide it ({type(err).__name__}: {reason[:160]})") from None
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
