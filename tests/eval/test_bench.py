@@ -42,10 +42,10 @@ def test_bench_end_to_end_on_tiny_pipeline(tiny_pipeline_dir, tmp_path):
     by_name = {r["method"]: r for r in result["rows"]}
     base = by_name["DDIM-8"]
     assert base["speedup_wall"] == pytest.approx(1.0) and base["speedup_flops"] == pytest.approx(1.0)
-    assert base["psnr"] == float("inf") or base["psnr"] > 60
+    assert base["psnr"] is None  # no fidelity figure against itself
     cached = by_name["branch cache N=2 B=0"]
     assert cached["speedup_flops"] > 1.2  # half the steps skip most of the UNet
-    assert cached["psnr"] is not None and cached["psnr"] < base["psnr"]
+    assert cached["psnr"] is not None and 0 < cached["psnr"] < 100
     skip = by_name["block skip (ablation plan)"]
     assert skip["unsupported"] and skip["seconds_per_image"] is None
     few = [r for r in result["rows"] if r["family"] == "fewer-steps"]

@@ -46,19 +46,20 @@ def _with(method: Method, pipe, fn):
 
 
 def _quality(w: Workload, images, reference, labels) -> dict:
-    from . import metrics
+    from . import psnr, ssim
 
     row = {"psnr": None, "ssim": None, "accuracy": None, "fd": None}
     if w.speed_only:
         return row
-    row["psnr"] = float(metrics.psnr(images, reference))
-    row["ssim"] = float(metrics.ssim(images, reference))
+    if images is not reference:  # the baseline has no fidelity figure against itself
+        row["psnr"] = float(psnr(images, reference))
+        row["ssim"] = float(ssim(images, reference))
     if w.quality_model is not None:
         from . import accuracy, frechet_distance
 
-        acc = accuracy(w.quality_model, images, labels)
-        row["accuracy"] = float(acc["overall"])
-        row["accuracy_detail"] = {k: float(v) for k, v in acc.items()}
+        acc = accuracy(w.quality_model, images, labels)  # shapes: all attributes right; digits: confident fraction
+        row["accuracy"] = float(acc["overall"] if "overall" in acc else acc["confident"])
+        row["accuracy_detail"] = {k: v for k, v in acc.items() if isinstance(v, (int, float))}
         row["fd"] = float(frechet_distance(w.quality_model, images))
     return row
 
