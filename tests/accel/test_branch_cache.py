@@ -8,7 +8,7 @@ import unetlab
 from unetlab.accel.branch_cache import BranchCacheConfig
 from unetlab.testing import tiny_sd_pipeline, tiny_unet
 from unetlab.unet import example_inputs
-from unetlab.unet.partial import deep_modules
+from unetlab.unet.partial import deep_modules, num_up_layers
 
 STEPS = 6
 
@@ -167,3 +167,48 @@ def test_heun_steps_follow_the_loop_not_the_timestep_value():
         assert h.calls == [(i, i % 2 == 0) for i in range(n_calls)]
     assert torch.isfinite(out).all() and (out - base).abs().max() > 1e-4
     assert torch.equal(_run(pipe, steps=4), base)
+
+
+@pytest.mark.parametrize("family", ["sd", "sdxl", "ddpm", "if_stage2"])
+def test_layer_granularity_is_exact_with_a_fresh_cache(family):
+    unet = tiny_unet(family)
+    x, cond = example_inputs(unet, 2, seq_len=5, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = unet(x, 123, **cond).sample
+        for branch in range(num_up_layers(unet) - 1):
+            with unetlab.branch_cache(unet, interval=2, branch=branch, granularity="layer") as h:
+                outs = [unet(x, 123, **cond).sample for _ in range(2)]
+                assert h.calls == [(0, True), (1, False)]
+            assert torch.equal(outs[0], ref) and torch.equal(outs[1], ref), branch
+
+
+def test_layer_granularity_runs_only_the_last_layers():
+    pipe = tiny_sd_pipeline()
+    last = pipe.unet.up_blocks[-1]
+    ran = []
+    hooks = [m.register_forward_pre_hook(lambda mod, a, name=name: ran.append(name)) for name, m in
+             [("conv_in", pipe.unet.conv_in), ("down0.resnet0", pipe.unet.down_blocks[0].resnets[0].conv1),
+              ("up2.resnet0", last.resnets[0].conv1), ("up2.resnet1", last.resnets[1].conv1),
+              ("up2.attn1", last.attentions[1].proj_in)]]  # children run only when their patched parent does
+    with unetlab.branch_cache(pipe, interval=STEPS, branch=0, granularity="layer"):
+        _run(pipe)
+    for h in hooks:
+        h.remove()
+    per_step = ["conv_in", "down0.resnet0", "up2.resnet0", "up2.resnet1", "up2.attn1"]
+    assert ran == per_step + ["conv_in", "up2.resnet1", "up2.attn1"] * (STEPS - 1)
+    # the layer cut at a level boundary computes what the block cut computes
+    base = {}
+    for granularity, branch in (("block", 0), ("layer", len(last.resnets) - 1)):
+        with unetlab.branch_cache(pipe, interval=3, branch=branch, granularity=granularity):
+            base[granularity] = _run(pipe)
+    assert torch.equal(base["block"], base["layer"])
+
+
+def test_layer_granularity_refuses_skip_blocks_and_bad_values():
+    with pytest.raises(ValueError, match="granularity:"):
+        unetlab.branch_cache(tiny_unet("sd"), granularity="resnet")
+    with pytest.raises(ValueError, match=r"branch: expected 0 to 4 for this UNet's 6 up layers, got 5"):
+        unetlab.branch_cache(tiny_unet("sd"), branch=5, granularity="layer")
+    with pytest.raises(ValueError, match="carries a skip image") as e:
+        unetlab.branch_cache(tiny_unet("ddpm_skip"), branch=0, granularity="layer")
+    assert "\n" not in str(e.value)

@@ -5,6 +5,7 @@ import sys
 import pytest
 import torch
 
+import unetlab
 from unetlab.accel.peers import UnsupportedPeerError, check_deepcache, check_tome, deepcache, tome
 from unetlab.testing import tiny_sd_pipeline, tiny_unet
 
@@ -86,3 +87,14 @@ def test_missing_package_is_reported(monkeypatch):
         check_deepcache(tiny_sd_pipeline())
     with pytest.raises(UnsupportedPeerError, match="tomesd is not installed"):
         tome(tiny_sd_pipeline())
+
+
+@pytest.mark.parametrize("branch", [0, 1])
+def test_layer_branch_caching_computes_what_the_deepcache_package_computes(branch):
+    pytest.importorskip("DeepCache")
+    pipe = tiny_sd_pipeline(unet=tiny_unet("sd", layers_per_block=2))
+    with deepcache(pipe, interval=3, branch=branch):
+        theirs = _run(pipe)
+    with unetlab.branch_cache(pipe, interval=3, branch=branch, granularity="layer"):
+        ours = _run(pipe)
+    assert torch.equal(ours, theirs)

@@ -1,8 +1,11 @@
-"""Branch caching (DeepCache, Ma et al. 2023, Sec. 3.2-3.3), block-level, on the partial UNet.
+"""Branch caching (DeepCache, Ma et al. 2023, Sec. 3.2-3.3) on the partial UNet.
 
 Every `interval` steps (or at an explicit list of full steps) the whole UNet runs and the feature
-entering the last `branch + 1` up blocks is cached; at the other steps only the stem,
-`down_blocks[:branch + 1]`, the last `branch + 1` up blocks and the head run, on the cached feature.
+entering the shallow part is cached; at the other steps only the stem, the shallow down path, the
+shallow up path and the head run, on the cached feature. `granularity="block"`: the shallow part is the
+`branch + 1` highest-resolution levels (`down_blocks[:branch + 1]`, the last `branch + 1` up blocks).
+`granularity="layer"`: DeepCache's own branches — only the last `branch + 1` up layers (resnet plus
+attention) and the down layers producing their skips run (branch 0: conv_in and the very last layer).
 Steps are counted from the pipeline's scheduler, so Heun's repeated timesteps do not confuse it.
 """
 
@@ -10,25 +13,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..patching import resolve
-from ..unet.partial import num_levels
+from ..unet.partial import deep_layer_modules, deep_modules, num_levels, num_up_layers
 from .deep_reuse import DeepReuseHandle
 
 
 @dataclass(frozen=True)
 class BranchCacheConfig:
-    """`interval`: full step every `interval` steps (uniform schedule); `branch`: 0 = shallowest level only;
-    `schedule`: "uniform" or the explicit 0-based indices of the full steps (then `interval` is unused)."""
+    """`interval`: full step every `interval` steps (uniform schedule); `branch`: 0 = shallowest level (or layer)
+    only; `schedule`: "uniform" or the explicit 0-based indices of the full steps (then `interval` is unused);
+    `granularity`: "block" (branches are levels) or "layer" (branches are up layers, as in DeepCache)."""
 
     interval: int = 3
     branch: int = 0
     schedule: str | tuple[int, ...] = "uniform"
+    granularity: str = "block"
 
     def __post_init__(self):
         if isinstance(self.interval, bool) or not isinstance(self.interval, int) or self.interval < 1:
             raise ValueError(f"interval: expected an int >= 1 (1 = every step full), got {self.interval!r}")
         if isinstance(self.branch, bool) or not isinstance(self.branch, int) or self.branch < 0:
             raise ValueError(f"branch: expected an int >= 0 (0 = only the shallowest level runs), got {self.branch!r}")
+        if self.granularity not in ("block", "layer"):
+            raise ValueError(f"granularity: expected 'block' or 'layer', got {self.granularity!r}")
         if isinstance(self.schedule, str):
             if self.schedule != "uniform":
                 raise ValueError(f"schedule: expected 'uniform' or a list of full-step indices, got {self.schedule!r}")
@@ -53,13 +59,23 @@ class BranchCacheConfig:
                              f"{num_steps} steps (valid: 0 to {num_steps - 1})")
 
 
-def branch_cache(target, interval: int = 3, branch: int = 0, schedule="uniform") -> DeepReuseHandle:
+    def deep(self, unet) -> list:
+        """The deep path this config reuses on `unet`; a one-line error when `branch` does not fit it."""
+        if self.granularity == "layer":
+            n = num_up_layers(unet)
+            if self.branch > n - 2:
+                raise ValueError(f"branch: expected 0 to {n - 2} for this UNet's {n} up layers, got {self.branch}")
+            return deep_layer_modules(unet, self.branch + 1)
+        n = num_levels(unet)
+        if self.branch > n - 2:
+            raise ValueError(f"branch: expected 0 to {n - 2} for this {n}-level UNet, got {self.branch}")
+        return deep_modules(unet, self.branch + 1)
+
+
+def branch_cache(target, interval: int = 3, branch: int = 0, schedule="uniform",
+                 granularity: str = "block") -> DeepReuseHandle:
     """Apply branch caching to a diffusers pipeline or bare UNet; returns a handle (context manager, `.remove()`)."""
-    cfg = BranchCacheConfig(interval=interval, branch=branch, schedule=schedule)
-    n = num_levels(resolve(target)[1])
-    if cfg.branch > n - 2:
-        raise ValueError(f"branch: expected 0 to {n - 2} for this {n}-level UNet, got {cfg.branch}")
-    handle = DeepReuseHandle(target, "branch_cache", levels=cfg.branch + 1,
-                             is_full=cfg.is_full, check_steps=cfg.check_steps)
+    cfg = BranchCacheConfig(interval=interval, branch=branch, schedule=schedule, granularity=granularity)
+    handle = DeepReuseHandle(target, "branch_cache", cfg.deep, is_full=cfg.is_full, check_steps=cfg.check_steps)
     handle.config = cfg
     return handle

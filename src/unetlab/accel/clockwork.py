@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..patching import resolve
-from ..unet.partial import num_levels
+from ..unet.partial import deep_modules, num_levels
 from .deep_reuse import DeepReuseHandle
 
 PAPER_LEVEL = 1  # clockwork-diffusion's ClockworkWrapper: adaptor in place of up_blocks[-2] and everything below
@@ -41,14 +40,17 @@ class ClockworkConfig:
     def check_steps(self, num_steps: int) -> None:
         """Any step count works with a clock."""
 
+    def deep(self, unet) -> list:
+        """The low-resolution path this config reuses on `unet`; a one-line error when `level` does not fit it."""
+        n = num_levels(unet)
+        if self.level > n - 1:
+            raise ValueError(f"level: expected 1 to {n - 1} for this {n}-level UNet, got {self.level}")
+        return deep_modules(unet, self.level)
+
 
 def clockwork(target, clock: int = 2, level: int | None = None) -> DeepReuseHandle:
     """Apply identity-adaptor clockwork to a diffusers pipeline or bare UNet; returns a handle."""
     cfg = ClockworkConfig(clock=clock, level=level)
-    n = num_levels(resolve(target)[1])
-    if cfg.level > n - 1:
-        raise ValueError(f"level: expected 1 to {n - 1} for this {n}-level UNet, got {cfg.level}")
-    handle = DeepReuseHandle(target, "clockwork", levels=cfg.level,
-                             is_full=cfg.is_full, check_steps=cfg.check_steps)
+    handle = DeepReuseHandle(target, "clockwork", cfg.deep, is_full=cfg.is_full, check_steps=cfg.check_steps)
     handle.config = cfg
     return handle

@@ -8,10 +8,12 @@ that repeat timesteps (Heun) work; on a bare UNet each call is one step and `res
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+
+import torch
 
 from ..patching import ForwardPatch, StepClock, claim, release, resolve
-from ..unet.partial import DeepPath, check_levels
+from ..unet.partial import DeepPath
 
 
 class DeepReuseHandle:
@@ -20,19 +22,19 @@ class DeepReuseHandle:
     `calls` lists (step index, full?) for every UNet call since the last pipeline call started (or `reset()`).
     """
 
-    def __init__(self, target, kind: str, levels: int, is_full: Callable[[int], bool],
+    def __init__(self, target, kind: str, deep: Callable[[torch.nn.Module], list], is_full: Callable[[int], bool],
                  check_steps: Callable[[int], None]):
         pipe, unet = resolve(target)
-        check_levels(unet, levels)
+        modules = deep(unet)  # (name, module) of the deep path; raises on an impossible cut
         claim(unet, kind)
-        self.kind, self.unet, self.levels = kind, unet, levels
+        self.kind, self.unet = kind, unet
         self._is_full, self._check_steps = is_full, check_steps
         self.calls: list[tuple[int, bool]] = []
         self._shapes: dict[int, tuple] = {}
         self._step, self._slot, self._n = -1, 0, 0
         self._removed = False
         try:
-            self.deep = DeepPath(unet, levels, name=f"unetlab.{kind}.deep")
+            self.deep = DeepPath(modules, name=f"unetlab.{kind}.deep")
             self._patch = ForwardPatch(unet, f"unetlab.{kind}", self._forward)
             self.clock = StepClock(pipe.scheduler, on_start=self._on_start) if pipe is not None else None
         except Exception:

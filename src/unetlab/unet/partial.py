@@ -5,7 +5,9 @@ the *deep path* is `down_blocks[L:]`, `mid_block` and `up_blocks[:n-L]`; its res
 `up_blocks[n-L-1]`, the feature entering the last L up blocks (DeepCache, Ma et al. 2023, Sec. 3.2;
 Clockwork, Habibian et al. 2024, Sec. 3 with the identity adaptor). The shallow up blocks consume only
 the skips of `conv_in` and `down_blocks[:L]`, so with the deep path's outputs from a full pass at the
-same input the model's own `forward` yields the same tensor as the full pass.
+same input the model's own `forward` yields the same tensor as the full pass. At layer granularity
+(DeepCache's branches) the cut falls inside a level: only the last `up_layers` up layers (resnet plus
+attention) run, on skips s_0 .. s_{up_layers-1}, and the rest of both boundary blocks is deep.
 
 `DeepPath` replaces each deep module's `forward` through `patching.ForwardPatch`: while `reuse` is off
 the module runs and its output is stored; while it is on the module returns its stored output without
@@ -51,29 +53,79 @@ def deep_modules(unet, levels: int) -> list[tuple[str, torch.nn.Module]]:
     return mods
 
 
+def num_up_layers(unet) -> int:
+    """Number of up-block layers (resnets), one per skip tensor; DeepCache's branches are counted in these."""
+    num_levels(unet)
+    return sum(len(b.resnets) for b in unet.up_blocks)
+
+
+def _layers(block) -> list[tuple[str, torch.nn.Module]]:
+    """A block's layers in execution order: resnets[k] then attentions[k] when the block has attentions."""
+    if hasattr(block, "skip_conv") or hasattr(block, "skip_norm"):
+        raise ValueError(f"up_layers: {type(block).__name__} carries a skip image between layers; "
+                         "use whole levels (granularity='block') for this UNet")
+    attn = getattr(block, "attentions", None) or []
+    if attn and len(attn) != len(block.resnets):
+        raise ValueError(f"up_layers: {type(block).__name__} has {len(block.resnets)} resnets but {len(attn)} "
+                         "attentions; use whole levels (granularity='block') for this UNet")
+    out = []
+    for k, r in enumerate(block.resnets):
+        out.append((f"resnets.{k}", r))
+        if attn:
+            out.append((f"attentions.{k}", attn[k]))
+    return out
+
+
+def deep_layer_modules(unet, up_layers: int) -> list[tuple[str, torch.nn.Module]]:
+    """(name, module) of the deep path when only the last `up_layers` up layers run (DeepCache's branch
+    `up_layers - 1`): they consume skips s_0 (conv_in) .. s_{up_layers-1}; every module producing a later
+    skip, the mid block and every earlier up layer is deep. In execution order."""
+    total = num_up_layers(unet)
+    if isinstance(up_layers, bool) or not isinstance(up_layers, int) or not 1 <= up_layers <= total - 1:
+        raise ValueError(f"up_layers: expected an int from 1 to {total - 1} for this UNet, got {up_layers!r}")
+    mods, first = [], 1  # index of the first skip each down block produces (s_0 is conv_in)
+    for i, block in enumerate(unet.down_blocks):
+        n_skips = len(block.resnets) + len(block.downsamplers or [])
+        keep = up_layers - first  # how many of this block's skips the shallow up layers consume
+        if keep <= 0:
+            mods.append((f"down_blocks.{i}", block))
+        elif keep < n_skips:
+            layers = [(n, m) for n, m in _layers(block) if int(n.split(".")[1]) >= keep]
+            layers += [(f"downsamplers.{k}", m) for k, m in enumerate(block.downsamplers or [])]
+            mods += [(f"down_blocks.{i}.{n}", m) for n, m in layers]
+        first += n_skips
+    if unet.mid_block is not None:
+        mods.append(("mid_block", unet.mid_block))
+    remaining = total - up_layers  # deep up layers, counted from the first up block
+    for j, block in enumerate(unet.up_blocks):
+        if remaining >= len(block.resnets):
+            mods.append((f"up_blocks.{j}", block))
+        elif remaining > 0:
+            mods += [(f"up_blocks.{j}.{n}", m) for n, m in _layers(block) if int(n.split(".")[1]) < remaining]
+        remaining -= len(block.resnets)
+    return mods
+
+
 class DeepPath:
-    """Makes the deep path of `unet` below `levels` shallow levels reusable; see the module docstring.
+    """Makes the deep path (`deep_modules` or `deep_layer_modules`) reusable; see the module docstring.
 
     `slot` keys the stored outputs, so that a pipeline calling the UNet several times per step (for
     example conditional and unconditional passes apart) reuses each call's own deep outputs.
     """
 
-    def __init__(self, unet, levels: int, name: str):
-        self.unet, self.levels = unet, levels
+    def __init__(self, modules: list[tuple[str, torch.nn.Module]], name: str):
+        self.modules = modules
         self.reuse = False
         self.slot = 0
         self._store: dict[int, dict[str, Any]] = {}
         self._patches = [ForwardPatch(m, name, functools.partial(self._forward, key))
-                         for key, m in deep_modules(unet, levels)]
+                         for key, m in modules]
 
     @property
     def feature(self) -> torch.Tensor | None:
-        """The stored feature entering the last `levels` up blocks (output of up_blocks[n-levels-1]) of this slot."""
-        out = self._store.get(self.slot, {}).get(f"up_blocks.{num_levels(self.unet) - self.levels - 1}")
+        """The stored feature entering the shallow up layers (the last deep module's output) of this slot."""
+        out = self._store.get(self.slot, {}).get(self.modules[-1][0])
         return out[0] if isinstance(out, tuple) else out
-
-    def has(self, slot: int) -> bool:
-        return slot in self._store
 
     def clear(self) -> None:
         self._store.clear()
