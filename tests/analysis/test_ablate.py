@@ -93,3 +93,22 @@ def test_bad_input_is_named(sampler):
         ablate(unet, components=["mid_block"], replace="noise", num_inference_steps=2, progress=False)
     with pytest.raises(ValueError, match="bypass"):
         ablate(unet, components=["skip.1"], replace="bypass", num_inference_steps=2, progress=False)
+
+
+def test_model_quality_column_comes_from_unetlab_eval_accuracy(monkeypatch, sampler):
+    import unetlab.eval
+
+    seen = []
+
+    def fake_accuracy(model_name, images, labels):
+        seen.append((model_name, images.shape[0], labels))
+        return {"overall": float(images.mean()), "class_counts": [1, 2]}
+
+    monkeypatch.setattr(unetlab.eval, "accuracy", fake_accuracy)
+    grid = ablate(sampler.unet, components=["mid_block"], windows=1, replace="zeros", seeds=[0, 1],
+                  num_inference_steps=STEPS, model_name="digits", progress=False)
+    base = sampler.run(sampler.items([0, 1]))
+    assert grid.baseline == {"quality.overall": pytest.approx(float(base.mean()))}
+    ablated = ablated_sample(sampler, sampler.items([0, 1]), "mid_block", (0, STEPS), "zeros")
+    assert grid.cell("mid_block", (0, STEPS))["quality.overall"] == pytest.approx(float(ablated.mean()))
+    assert seen == [("digits", 2, None), ("digits", 2, None)]

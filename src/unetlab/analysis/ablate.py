@@ -168,8 +168,8 @@ def ablate(pipe_or_unet, components=None, windows=4, replace: str = "zeros", see
            num_inference_steps: int = 20, guidance_scale: float | None = None, out_dir=None,
            model_name: str | None = None, batch_size: int | None = None, scheduler=None,
            progress: bool = True) -> AblationGrid:
-    """For each (component, window) cell: MSE, PSNR, SSIM (and the model's accuracy) of the final output against
-    the unablated run with the same noise; cells are cached in `out_dir/ablation_cells` and reused on rerun."""
+    """For each (component, window) cell: MSE, PSNR, SSIM of the final output against the unablated run with the
+    same noise, and `unetlab.eval.accuracy` results ("quality.*") when `model_name` names a shipped classifier; cells are cached in `out_dir/ablation_cells` and reused on rerun."""
     sampler = Sampler(pipe_or_unet, prompts_or_batch, num_inference_steps, guidance_scale, scheduler)
     components = list(components) if components is not None else components_of(sampler.unet)
     if not components:
@@ -182,14 +182,11 @@ def ablate(pipe_or_unet, components=None, windows=4, replace: str = "zeros", see
     chunks = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
     config = dict(replace=replace, num_inference_steps=num_inference_steps, seeds=[int(s) for s in seeds],
                   conds=[str(c) for c in sampler.conds], guidance_scale=guidance_scale,
-                  model=_fingerprint(sampler.unet))
+                  model=_fingerprint(sampler.unet), quality_model=model_name)
     baselines = [sampler.run(chunk) for chunk in chunks]
     labels = [c for c, _ in items]
-    baseline = {}
-    if model_name is not None:
-        acc = model_accuracy(model_name, torch.cat(baselines), labels)
-        if acc is not None:
-            baseline["accuracy"] = acc
+    baseline = model_accuracy(model_name, torch.cat(baselines), labels) if model_name is not None else None
+    baseline = baseline or {}
     cache_dir = Path(out_dir) / "ablation_cells" if out_dir is not None else None
     cells = {}
     todo = [(c, w) for c in components for w in wins]
@@ -204,8 +201,8 @@ def ablate(pipe_or_unet, components=None, windows=4, replace: str = "zeros", see
         images = [ablated_sample(sampler, chunk, c, w, replace) for chunk in chunks]
         per_sample = [image_metrics(a, b) for a, b in zip(images, baselines)]
         metrics = summarize({m: torch.cat([p[m] for p in per_sample]) for m in per_sample[0]})
-        if "accuracy" in baseline:
-            metrics["accuracy"] = model_accuracy(model_name, torch.cat(images), labels)
+        if baseline:
+            metrics.update(model_accuracy(model_name, torch.cat(images), labels) or {})
         cells[key] = metrics
         if path is not None:
             write_json(path, {"config": config, "metrics": metrics})

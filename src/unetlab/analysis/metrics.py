@@ -37,10 +37,16 @@ def summarize(per_sample: dict[str, torch.Tensor]) -> dict[str, float]:
     return out
 
 
-def model_accuracy(model_name: str, images: torch.Tensor, labels) -> float | None:
-    """`unetlab.eval.accuracy(model_name, images, labels)` when that API exists, else None."""
+def model_accuracy(model_name: str, images: torch.Tensor, labels) -> dict[str, float] | None:
+    """The scalar results of `unetlab.eval.accuracy(model_name, images, labels)` as {"quality.<name>": value};
+    None when that API or its classifier weights are not available."""
     try:
         accuracy = importlib.import_module("unetlab.eval").accuracy
     except (ImportError, AttributeError):
         return None
-    return float(accuracy(model_name, images, labels))
+    labels = None if labels is None or any(x is None for x in labels) else list(labels)
+    try:
+        result = accuracy(model_name, images, labels)
+    except (FileNotFoundError, OSError):
+        return None
+    return {f"quality.{k}": float(v) for k, v in result.items() if isinstance(v, (int, float))}

@@ -33,6 +33,8 @@ def register(sub) -> None:
             a.add_argument("--windows", type=int, default=4, help="number of equal step windows (default 4)")
             a.add_argument("--replace", default="cached", help="zeros | cached | mean | bypass (default cached)")
             a.add_argument("--components", default=None, help="comma-separated components (default: all)")
+            a.add_argument("--eval-as", default=None, choices=SHIPPED,
+                           help="score outputs with this shipped classifier (default: --model when it is shipped)")
         if name == "perturb":
             a.add_argument("--sigmas", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.5, 1.0],
                            help="relative noise scales (default 0.05 0.1 0.2 0.5 1)")

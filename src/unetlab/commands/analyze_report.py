@@ -52,7 +52,7 @@ def trace(model, args, out: Path, common: dict) -> str:
 def ablate(model, args, out: Path, common: dict) -> str:
     components = args.components.split(",") if args.components else None
     g = analysis.ablate(model, components, windows=args.windows, replace=args.replace, out_dir=out,
-                        model_name=args.model if args.model in SHIPPED else None, **common)
+                        model_name=args.eval_as or (args.model if args.model in SHIPPED else None), **common)
     g.save(out / "ablation.json")
     plots.plot_ablation_heatmap(g, out / "ablation_psnr.png")
     head = " | ".join(f"steps {a}-{b - 1}" for a, b in g.windows)
@@ -67,8 +67,16 @@ def ablate(model, args, out: Path, common: dict) -> str:
         needed = [c for c, v in cells.items() if v < 20]
         free = [c for c, v in cells.items() if v >= 30]
         lines.append(f"- steps {w[0]}-{w[1] - 1}: needed {', '.join(needed) or '-'}; skippable {', '.join(free) or '-'}")
-    if "accuracy" in g.baseline:
-        lines += ["", f"Model accuracy: baseline {g.baseline['accuracy']:.3f}; see ablation.json for every cell."]
+    if g.baseline:
+        lines += ["", f"Quality by the shipped {g.meta.get('quality_model')} classifier (`unetlab.eval.accuracy`), "
+                  "baseline vs ablated:", "", "| component | window | " + " | ".join(g.baseline) + " |",
+                  "| --- | --- |" + " --- |" * len(g.baseline),
+                  "| (none) | - | " + " | ".join(f"{v:.3f}" for v in g.baseline.values()) + " |"]
+        for c in g.components:
+            for w in g.windows:
+                cell = g.cell(c, w)
+                lines.append(f"| {c} | {w[0]}-{w[1] - 1} | " + " | ".join(f"{cell.get(k, math.nan):.3f}"
+                                                                         for k in g.baseline) + " |")
     lines += ["", "![ablation](ablation_psnr.png)", ""]
     return "\n".join(lines)
 
