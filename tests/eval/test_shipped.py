@@ -1,0 +1,44 @@
+"""Checks on the shipped classifiers and models (skipped where their weights are not in the checkout)."""
+
+import pytest
+import torch
+
+from unetlab.data import heldout_captions
+from unetlab.eval import accuracy, frechet_distance
+from unetlab.eval.classifier import load_classifier, weights_dir
+from unetlab.eval.train_classifier import heldout_accuracy, heldout_data
+
+
+def shipped(name):
+    return (weights_dir(name) / "config.json").is_file()
+
+
+@pytest.mark.parametrize("name", ["digits", "shapes"])
+def test_shipped_classifier_is_95_percent_accurate_on_heldout_data(name):
+    if not shipped(name):
+        pytest.skip(f"no shipped {name} classifier")
+    acc = heldout_accuracy(load_classifier(name), name)
+    assert min(acc.values()) >= 0.95, acc
+
+
+@pytest.mark.skipif(not shipped("shapes"), reason="no shipped shapes classifier")
+def test_accuracy_and_frechet_on_real_heldout_shapes():
+    images, _ = heldout_data("shapes", n=200, seed=0)
+    prompts = heldout_captions(200, seed=0)
+    acc = accuracy("shapes", images, prompts)
+    assert acc["shape"] >= 0.95 and acc["colour"] >= 0.95 and acc["overall"] >= 0.8
+    # the same images against shuffled prompts: accuracy collapses
+    wrong = accuracy("shapes", images, prompts[1:] + prompts[:1])
+    assert wrong["overall"] < 0.2
+    real_fd = frechet_distance("shapes", images)
+    noise_fd = frechet_distance("shapes", torch.rand(200, 3, 24, 24, generator=torch.Generator().manual_seed(0)))
+    assert real_fd < noise_fd / 10
+
+
+@pytest.mark.skipif(not shipped("digits"), reason="no shipped digits classifier")
+def test_digit_confidence_on_real_and_noise():
+    images, targets = heldout_data("digits")
+    acc = accuracy("digits", images, targets["digit"])
+    assert acc["confident"] >= 0.9 and acc["classes_present"] == 10 and acc["accuracy"] >= 0.95
+    noise = accuracy("digits", torch.rand(100, 1, 16, 16, generator=torch.Generator().manual_seed(0)))
+    assert noise["confident"] < acc["confident"]
