@@ -57,7 +57,10 @@ def measure_quality(model: str, kind: str, num_samples: int | None = None, steps
     t0 = time.perf_counter()
     images = sample(pipe, kind, n, steps, guidance_scale, batch_size, seed, prompts)
     result = {"model": str(model), "kind": kind, "num_samples": n, "ddim_steps": steps, "seed": seed,
-              "sampling_seconds": round(time.perf_counter() - t0, 1)}
+              "sampling_seconds": round(time.perf_counter() - t0, 1), "torch_threads": torch.get_num_threads()}
+    t0 = time.perf_counter()
+    sample(pipe, kind, 64, steps, guidance_scale, 64, seed + 1, prompts[:64] if prompts else None)
+    result["seconds_for_64_samples"] = round(time.perf_counter() - t0, 1)
     if kind == "digits":
         acc = accuracy("digits", images)
         fd = frechet_distance("digits", images)
