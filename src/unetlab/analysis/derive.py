@@ -108,8 +108,9 @@ def derive_block_skip_plan(grid: AblationGrid, anatomy, min_psnr: float = 30.0) 
 
 def recommend_deepcache(trace: TraceResult, anatomy, threshold: float = 0.2, max_interval: int = 10,
                         metric: str = "rel_l1", half: str | None = None) -> dict:
-    """For each branch b, the largest interval N whose cached feature (the output of up block L-2-b) changes by
-    at most `threshold` (accumulated `metric`) within every N-step span; returns the branch saving most FLOPs."""
+    """For each branch b, the largest interval N for which the cached feature (the output of up block L-2-b)
+    changes on average by at most `threshold` (`metric` accumulated within an N-step span, averaged over the
+    spans of the run); returns the branch saving the most FLOPs."""
     if metric not in CHANGE_METRICS or metric == "cosine":
         raise ValueError(f"metric: {metric!r} is not an accumulable change metric (mse, rel_l1)")
     levels = len([p for p in anatomy.parts if p.kind == "decoder"])
@@ -124,7 +125,7 @@ def recommend_deepcache(trace: TraceResult, anatomy, threshold: float = 0.2, max
         interval = 1
         for N in range(2, max_interval + 1):
             spans = [sum(d[s] for s in range(k + 1, min(k + N, n))) for k in range(0, n, N)]
-            if max(spans) <= threshold:
+            if sum(spans) / len(spans) <= threshold:
                 interval = N
         full_steps = math.ceil(n / interval)
         options.append(dict(branch=b, interval=interval, cached_part=cached, deep_flops_share=share,

@@ -66,6 +66,10 @@ def plot_change_curves(trace: TraceResult, path, metric: str = "mse", x: str = "
         ax.axvline(xs[s], color="0.3", ls=":", lw=0.8, label="key step" if i == 0 else None)
     if metric == "mse":
         ax.set_yscale("log")
+    if x == "step":
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("sampling step" if x == "step" else "log-SNR  log(ᾱ/(1−ᾱ))")
     ax.set_ylabel(f"{metric} to previous step")
     ax.set_title(f"Per-part change across steps ({trace.meta.get('model_class', '')}, "
@@ -102,8 +106,9 @@ def plot_ablation_heatmap(grid: AblationGrid, path, metric: str = "psnr") -> Pat
     ax.set_yticks(range(len(grid.components)), grid.components)
     for i, row in enumerate(m):
         for j, v in enumerate(row):
+            bright = im.norm(v) > 0.6 if metric == "psnr" else im.norm(v) < 0.4
             ax.text(j, i, f"{v:.1f}" if metric == "psnr" else f"{v:.2g}", ha="center", va="center", fontsize=7,
-                    color="white")
+                    color="black" if bright else "white")
     ax.set_xlabel("step window (first-last step)")
     ax.set_ylabel("eliminated component")
     fig.colorbar(im, ax=ax, label=f"{metric} vs unablated" + (" (dB)" if metric == "psnr" else ""))
