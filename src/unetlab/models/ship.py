@@ -25,7 +25,9 @@ COMMANDS = {
                "unetlab train t2i --data shapes --out runs/shapes --batch-size 64 --lr 1.5e-3 --checkpoint-every 250 "
                "--threads 1 --seed 0 --steps 2400 --resume   # stopped after step 1000, then:",
                "unetlab train t2i --data shapes --out runs/shapes --batch-size 64 --lr 1.5e-3 --checkpoint-every 250 "
-               "--threads 1 --seed 0 --steps 3000 --resume",
+               "--threads 1 --seed 0 --steps 3000 --resume   # stopped after step 2250, then:",
+               "unetlab train t2i --data shapes --out runs/shapes --batch-size 64 --lr 1.5e-3 --checkpoint-every 250 "
+               "--threads 1 --seed 0 --steps 4000 --resume",
                "unetlab eval quality shapes --json runs/shapes-quality.json --grid runs/shapes-grid.png"],
 }
 DATA = {
