@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence, Union
 
 SD_DDIM50 = (0, 1, 2, 3, 5, 10, 15, 25, 35)
 DREAMBOOTH = SD_DDIM50 + (40,)
@@ -65,7 +65,7 @@ class KeySteps:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path) -> "KeySteps":
+    def load(cls, path) -> KeySteps:
         try:
             data = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as e:
@@ -76,7 +76,7 @@ class KeySteps:
         return cls(data["num_steps"], tuple(data["key_steps"]), str(data.get("source", "")))
 
 
-Spec = Union[str, Sequence[int], KeySteps, os.PathLike]
+Spec = str | Sequence[int] | KeySteps | os.PathLike
 
 
 def _check_list(steps) -> list[int]:

@@ -8,9 +8,18 @@ import contextlib
 import functools
 
 import torch
-from diffusers import (AutoencoderKL, DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler, IFPipeline,
-                       IFSuperResolutionPipeline, StableDiffusionControlNetPipeline, StableDiffusionPipeline,
-                       StableDiffusionXLPipeline)
+from diffusers import (
+    AutoencoderKL,
+    DDIMPipeline,
+    DDIMScheduler,
+    DDPMPipeline,
+    DDPMScheduler,
+    IFPipeline,
+    IFSuperResolutionPipeline,
+    StableDiffusionControlNetPipeline,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+)
 from diffusers.models.unets.unet_2d import UNet2DOutput
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 

@@ -203,9 +203,8 @@ def test_two_pipelines_at_once_do_not_interfere(pipes, tmp_path):
 
 def test_errors(pipes):
     pipe, kw = pipes("sd")
-    with unetlab.encoder_propagation(pipe):
-        with pytest.raises(RuntimeError, match="already applied"):
-            unetlab.encoder_propagation(pipe)
+    with unetlab.encoder_propagation(pipe), pytest.raises(RuntimeError, match="already applied"):
+        unetlab.encoder_propagation(pipe)
     with pytest.raises(KeyStepsError, match="sorted"):
         unetlab.encoder_propagation(pipe, key_steps=[0, 3, 2])
     with pytest.raises(KeyStepsError, match="step 0"):
