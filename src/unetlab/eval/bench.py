@@ -107,30 +107,38 @@ def _bench_one(w: Workload, steps, num_images, timing_images, repeats, methods, 
             raise ValueError(f"methods: unknown {missing}; known: {sorted(known)}")
         candidates = [m for m in candidates if m.family == "baseline" or m.name in methods]
 
-    bar = tqdm(total=len(candidates) * (3 + repeats), desc=f"bench {w.name}", unit="run")
-    flops = {}
-    for m in candidates:  # FLOPs per image; a method that cannot run on this model becomes an "unsupported" row
+    bar = tqdm(total=len(candidates) * (2 + repeats), desc=f"bench {w.name}", unit="run")
+    images, flops = {}, {}
+
+    def sample(m: Method) -> None:
+        """The quality images of `m`, sampled under a FLOP counter (the counter's cost is per op, not per image)."""
+        images[m.name], total = _with(m, w.pipe, lambda: unet_flops(lambda: w.generate(num_images, m.steps, seed),
+                                                                      w.unet))
+        flops[m.name] = total / num_images
+        bar.update(1)
+
+    for m in candidates:  # a method that cannot run on this model becomes an "unsupported" row, with the reason
         if m.unsupported is None:
             try:
-                flops[m.name] = _with(m, w.pipe, lambda: unet_flops(lambda: w.generate(1, m.steps, seed), w.unet))
+                sample(m)
+                continue
             except Exception as err:  # noqa: BLE001 - any failure to apply is reported, not hidden
                 m.unsupported = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-        bar.update(1)
+        bar.update(1 + 1 + repeats)
     base = candidates[0]
+    if base.unsupported is not None:
+        raise RuntimeError(f"bench: the baseline cannot run on {w.name}: {base.unsupported}")
     per_step = flops[base.name] / steps
     matched = sorted({match_steps(flops[m.name], per_step, steps) for m in candidates[1:] if m.name in flops} - {steps})
-    for n in matched:
+    for n in matched:  # the honest alternative: the same scheduler with fewer full steps at matched UNet FLOPs
         m = Method("fewer-steps", f"DDIM-{n}", {"steps": n}, n)
-        flops[m.name] = unet_flops(lambda: w.generate(1, n, seed), w.unet)
         candidates.append(m)
-        bar.total += 3 + repeats
+        bar.total += 2 + repeats
+        sample(m)
     runnable = [m for m in candidates if m.unsupported is None]
 
-    images, quality, peak = {}, {}, {}
     labels = w.labels(num_images, seed)
-    for m in runnable:
-        images[m.name] = _with(m, w.pipe, lambda: w.generate(num_images, m.steps, seed))
-        bar.update(1)
+    quality, peak = {}, {}
     for m in runnable:
         quality[m.name] = _quality(w, images[m.name], images[base.name], labels)
         bar.update(1)

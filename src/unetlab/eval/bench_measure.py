@@ -13,11 +13,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 
-def unet_flops(run: Callable[[], object], unet: torch.nn.Module) -> int:
-    """FLOPs spent inside `unet` (and anything it calls) during `run()`, by torch.utils.flop_counter."""
+def unet_flops(run: Callable[[], object], unet: torch.nn.Module) -> tuple[object, int]:
+    """(`run()`'s result, FLOPs spent inside `unet` and what it calls), counted by torch.utils.flop_counter."""
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        run()
-    return sum(counter.get_flop_counts().get(type(unet).__name__, {}).values())
+        out = run()
+    return out, sum(counter.get_flop_counts().get(type(unet).__name__, {}).values())
 
 
 def _rss_bytes() -> int:
