@@ -4,7 +4,7 @@ Runs the real CLI in-process, sequentially, one seed of all three models after a
 balanced); a run whose result JSON exists is skipped, so the sweep can be restarted. Writes results.json, table.md
 and terms.png under --out-dir (mean ± standard error over seeds of each term, steps, wall time, the commands).
 
-    nice -n 10 .venv/bin/python benchmarks/likelihood.py --steps 300 --seeds 0 1 2
+    nice -n 10 .venv/bin/python benchmarks/likelihood.py --steps 150 --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ TERMS = ("total", "reconstruction", "prior", "diffusion")
 
 def train_argv(variant: str, seed: int, steps: int, runs: Path) -> list[str]:
     return ["train", *VARIANTS[variant], "--data", "digits", "--size", "8", "--out", str(runs / f"{variant}-s{seed}"),
-            "--steps", str(steps), "--batch-size", "32", "--lr", "2e-3", "--warmup", "30", "--ema-decay", "0.99",
+            "--steps", str(steps), "--batch-size", "32", "--lr", "2e-3", "--warmup", "20", "--ema-decay", "0.99",
             "--checkpoint-every", str(steps), "--channels", "32", "--blocks", "2", "--encoder-channels", "16",
-            "--encoder-blocks", "1", "--sample-steps", "50", "--seed", str(seed), "--threads", "1", "--no-progress"]
+            "--encoder-blocks", "1", "--sample-steps", "20", "--seed", str(seed), "--threads", "1", "--no-progress"]
 
 
 def eval_argv(variant: str, seed: int, runs: Path, result: Path) -> list[str]:
     return ["eval", "bpd", str(runs / f"{variant}-s{seed}"), "--data", "digits", "--size", "8", "--split", "test",
-            "--repeats", "4", "--seed", "0", "--json", str(result)]
+            "--repeats", "2", "--seed", "0", "--json", str(result)]
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -87,7 +87,7 @@ def summarise(rows: list[dict], out_dir: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--runs", default="runs/likelihood", help="training folders")
     parser.add_argument("--out-dir", default="docs/likelihood", help="results.json, table.md, terms.png")
