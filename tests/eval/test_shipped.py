@@ -17,7 +17,7 @@ def shipped(name):
 def test_shipped_classifier_is_95_percent_accurate_on_heldout_data(name):
     if not shipped(name):
         pytest.skip(f"no shipped {name} classifier")
-    acc = heldout_accuracy(load_classifier(name), name)
+    acc = heldout_accuracy(load_classifier(name), name, n=500)
     assert min(acc.values()) >= 0.95, acc
 
 
@@ -42,3 +42,22 @@ def test_digit_confidence_on_real_and_noise():
     assert acc["confident"] >= 0.9 and acc["classes_present"] == 10 and acc["accuracy"] >= 0.95
     noise = accuracy("digits", torch.rand(100, 1, 16, 16, generator=torch.Generator().manual_seed(0)))
     assert noise["confident"] < acc["confident"]
+
+
+@pytest.mark.skipif(not (weights_dir("digits").parent / "digits" / "model_index.json").is_file(),
+                    reason="no shipped digits model")
+def test_shipped_digits_model_loads_as_diffusers_pipelines():
+    from diffusers import DDIMScheduler, DDPMPipeline
+
+    import unetlab
+
+    path = weights_dir("digits").parent / "digits"
+    ddpm = DDPMPipeline.from_pretrained(path)
+    assert ddpm.unet.config.sample_size == 16 and ddpm.unet.config.in_channels == 1
+    size = sum(p.stat().st_size for p in path.rglob("*.safetensors"))
+    assert size <= 10e6
+    pipe = unetlab.load("digits")
+    assert isinstance(pipe.scheduler, DDIMScheduler)
+    a = pipe(batch_size=1, generator=torch.Generator().manual_seed(0), num_inference_steps=3, output_type="np").images
+    b = pipe(batch_size=1, generator=torch.Generator().manual_seed(0), num_inference_steps=3, output_type="np").images
+    assert (a == b).all()

@@ -26,7 +26,7 @@ PROMPT = "a red circle at the top left on a blue background"
 
 
 def run(pipe, **kw):
-    args = dict(num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="pt")
+    args = {"num_inference_steps": 3, "generator": torch.Generator().manual_seed(0), "output_type": "pt"}
     args.update(kw)
     return pipe(PROMPT, **args).images
 

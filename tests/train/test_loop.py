@@ -47,7 +47,8 @@ def tiny_task(fail_at_loss=None, fail_in_save=False):
 
 
 def cfg(out, **kw):
-    base = dict(out=str(out), steps=6, batch_size=5, lr=1e-2, warmup=2, checkpoint_every=3, progress=False, seed=1)
+    base = {"out": str(out), "steps": 6, "batch_size": 5, "lr": 1e-2, "warmup": 2, "checkpoint_every": 3,
+            "progress": False, "seed": 1}
     base.update(kw)
     return TrainConfig(**base)
 

@@ -22,7 +22,7 @@ def load_digits(split: str = "train", size: int = 16) -> tuple[torch.Tensor, tor
     images = torch.from_numpy(bunch.images).float().div(16.0).unsqueeze(1)
     labels = torch.from_numpy(bunch.target).long()
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(SPLIT_SEED))
-    n_test = int(round(TEST_FRACTION * len(labels)))
+    n_test = round(TEST_FRACTION * len(labels))
     index = order[n_test:] if split == "train" else order[:n_test]
     images = images[index.sort().values]
     labels = labels[index.sort().values]

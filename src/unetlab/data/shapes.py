@@ -58,7 +58,7 @@ def split_combinations(split: str) -> torch.Tensor:
         raise ValueError(f"split: {split!r} is not one of {', '.join(SPLITS)}")
     combos = all_combinations()
     order = torch.randperm(len(combos), generator=torch.Generator().manual_seed(1234))
-    n_held = int(round(HOLDOUT_FRACTION * len(combos)))
+    n_held = round(HOLDOUT_FRACTION * len(combos))
     chosen = order[:n_held] if split == "heldout" else order[n_held:]
     return combos[chosen.sort().values]
 

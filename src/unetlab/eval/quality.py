@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .metrics import accuracy, features, frechet_distance, reference_stats
 from .frechet import frechet_gaussian, gaussian_stats
+from .metrics import accuracy, features, frechet_distance, reference_stats
 
 BARS = {"digits": {"confident": 0.9, "classes_present": 10, "frechet_ratio": 2.0},
         "shapes": {"shape": 0.9, "colour": 0.9}}

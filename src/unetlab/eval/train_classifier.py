@@ -64,9 +64,9 @@ def heldout_data(name: str, n: int = 2000, seed: int = 0) -> tuple[torch.Tensor,
 
 
 @torch.no_grad()
-def heldout_accuracy(classifier: Classifier, name: str) -> dict[str, float]:
-    """Accuracy of each head on held-out real data (`heldout_data`)."""
-    images, targets = heldout_data(name)
+def heldout_accuracy(classifier: Classifier, name: str, n: int = 2000) -> dict[str, float]:
+    """Accuracy of each head on held-out real data (`heldout_data`; `n` shapes)."""
+    images, targets = heldout_data(name, n)
     logits = {k: torch.cat(v) for k, v in _batched_logits(classifier, images).items()}
     return {k: float((logits[k].argmax(1) == y).float().mean()) for k, y in targets.items()}
 

@@ -39,7 +39,7 @@ def load(name_or_path: str | Path, **kwargs) -> DiffusionPipeline:
     else:
         try:
             pipe = DiffusionPipeline.from_pretrained(name, **kwargs)
-        except Exception as err:  # hub client errors differ across versions: all mean "could not get it"
+        except Exception as err:  # noqa: BLE001 (hub client errors differ across versions; all mean "not available")
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise RuntimeError(f"load: {name!r} is not 'digits', 'shapes' or a local folder, and the Hugging Face "
                                f"Hub could not provide it ({type(err).__name__}: {reason[:160]})") from None

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput, SchedulerMixin, UNet2DConditionModel
@@ -21,7 +22,7 @@ class ShapesPipeline(DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "text_encoder->unet"
-    _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]
+    _callback_tensor_inputs: ClassVar[list[str]] = ["latents", "prompt_embeds", "negative_prompt_embeds"]
 
     def __init__(self, unet: UNet2DConditionModel, text_encoder: TextEncoder, scheduler: SchedulerMixin):
         super().__init__()

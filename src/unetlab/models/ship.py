@@ -14,20 +14,18 @@ from pathlib import Path
 from ..train.checkpoint import latest
 from .registry import weights_path
 
+_DIGITS = ("unetlab train ddpm --data digits --out runs/digits --batch-size 128 --lr 1e-3 --checkpoint-every 500 "
+           "--threads 1 --seed 0")
+_SHAPES = ("unetlab train t2i --data shapes --out runs/shapes --batch-size 64 --lr 1.5e-3 --checkpoint-every 250 "
+           "--threads 1 --seed 0")
 COMMANDS = {
-    "digits": ["unetlab train ddpm --data digits --out runs/digits --batch-size 128 --lr 1e-3 --checkpoint-every 500 "
-               "--threads 1 --seed 0 --steps 6000   # stopped after step 1000, then:",
-               "unetlab train ddpm --data digits --out runs/digits --batch-size 128 --lr 1e-3 --checkpoint-every 500 "
-               "--threads 1 --seed 0 --steps 3500 --resume",
+    "digits": [f"{_DIGITS} --steps 6000   # stopped after step 1000, then:",
+               f"{_DIGITS} --steps 3500 --resume",
                "unetlab eval quality digits --json runs/digits-quality.json --grid runs/digits-grid.png"],
-    "shapes": ["unetlab train t2i --data shapes --out runs/shapes --batch-size 64 --lr 1.5e-3 --checkpoint-every 250 "
-               "--threads 1 --seed 0 --steps 4000   # stopped after step 500, then:",
-               "unetlab train t2i --data shapes --out runs/shapes --batch-size 64 --lr 1.5e-3 --checkpoint-every 250 "
-               "--threads 1 --seed 0 --steps 2400 --resume   # stopped after step 1000, then:",
-               "unetlab train t2i --data shapes --out runs/shapes --batch-size 64 --lr 1.5e-3 --checkpoint-every 250 "
-               "--threads 1 --seed 0 --steps 3000 --resume   # stopped after step 2250, then:",
-               "unetlab train t2i --data shapes --out runs/shapes --batch-size 64 --lr 1.5e-3 --checkpoint-every 250 "
-               "--threads 1 --seed 0 --steps 4000 --resume",
+    "shapes": [f"{_SHAPES} --steps 4000   # stopped after step 500, then:",
+               f"{_SHAPES} --steps 2400 --resume   # stopped after step 1000, then:",
+               f"{_SHAPES} --steps 3000 --resume   # stopped after step 2250, then:",
+               f"{_SHAPES} --steps 4000 --resume",
                "unetlab eval quality shapes --json runs/shapes-quality.json --grid runs/shapes-grid.png"],
 }
 DATA = {

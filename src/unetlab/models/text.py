@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from diffusers import ModelMixin  # noqa: F401  (diffusers' pipeline loader looks this name up in this module)
+from diffusers import ModelMixin  # diffusers' pipeline loader also looks this name up in this module
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from torch import nn
 

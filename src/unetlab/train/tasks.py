@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from ..data import DigitsDataset, FolderDataset, ShapesDataset
 
 METHODS = ("ddpm", "t2i")
@@ -23,8 +25,8 @@ def make_task(method: str, data: str, size: int | None = None, seed: int = 0):
             dataset = FolderDataset(data, size or 16)
         else:
             raise ValueError(f"data: {data!r} is not digits, shapes or an existing image folder")
-        channels = dataset[__import__("torch").arange(1)]["images"].shape[1]
-        return DDPMTask(digits_unet(dataset_size(dataset), channels), dataset)
+        first = dataset[torch.arange(1)]["images"]
+        return DDPMTask(digits_unet(first.shape[-1], first.shape[1]), dataset)
     if method == "t2i":
         if data != "shapes":
             raise ValueError(f"data: t2i trains on captioned data; {data!r} is not 'shapes'")
@@ -32,9 +34,3 @@ def make_task(method: str, data: str, size: int | None = None, seed: int = 0):
 
         return make_shapes_task(size or 24, seed=seed)
     raise ValueError(f"method: {method!r} is not one of {', '.join(METHODS)}")
-
-
-def dataset_size(dataset) -> int:
-    import torch
-
-    return int(dataset[torch.arange(1)]["images"].shape[-1])
