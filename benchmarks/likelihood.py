@@ -26,15 +26,63 @@ TERMS = ("total", "reconstruction", "prior", "diffusion")
 
 
 def train_argv(variant: str, seed: int, steps: int, runs: Path) -> list[str]:
-    return ["train", *VARIANTS[variant], "--data", "digits", "--size", "8", "--out", str(runs / f"{variant}-s{seed}"),
-            "--steps", str(steps), "--batch-size", "32", "--lr", "2e-3", "--warmup", "20", "--ema-decay", "0.99",
-            "--checkpoint-every", str(steps), "--channels", "32", "--blocks", "2", "--encoder-channels", "16",
-            "--encoder-blocks", "1", "--sample-steps", "20", "--seed", str(seed), "--threads", "1", "--no-progress"]
+    return [
+        "train",
+        *VARIANTS[variant],
+        "--data",
+        "digits",
+        "--size",
+        "8",
+        "--out",
+        str(runs / f"{variant}-s{seed}"),
+        "--steps",
+        str(steps),
+        "--batch-size",
+        "32",
+        "--lr",
+        "2e-3",
+        "--warmup",
+        "20",
+        "--ema-decay",
+        "0.99",
+        "--checkpoint-every",
+        str(steps),
+        "--channels",
+        "32",
+        "--blocks",
+        "2",
+        "--encoder-channels",
+        "16",
+        "--encoder-blocks",
+        "1",
+        "--sample-steps",
+        "20",
+        "--seed",
+        str(seed),
+        "--threads",
+        "1",
+        "--no-progress",
+    ]
 
 
 def eval_argv(variant: str, seed: int, runs: Path, result: Path) -> list[str]:
-    return ["eval", "bpd", str(runs / f"{variant}-s{seed}"), "--data", "digits", "--size", "8", "--split", "test",
-            "--repeats", "2", "--seed", "0", "--json", str(result)]
+    return [
+        "eval",
+        "bpd",
+        str(runs / f"{variant}-s{seed}"),
+        "--data",
+        "digits",
+        "--size",
+        "8",
+        "--split",
+        "test",
+        "--repeats",
+        "2",
+        "--seed",
+        "0",
+        "--json",
+        str(result),
+    ]
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -56,8 +104,10 @@ def summarise(rows: list[dict], out_dir: Path) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lines = ["| model | seeds | steps | wall s: loop / with final sample+save (mean) | total bpd | reconstruction | prior | diffusion |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| model | seeds | steps | wall s: loop / with final sample+save (mean) | total bpd | reconstruction | prior | diffusion |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     for i, variant in enumerate(VARIANTS):
         got = [r for r in rows if r["variant"] == variant]
@@ -66,9 +116,17 @@ def summarise(rows: list[dict], out_dir: Path) -> str:
         stats = {k: mean_se([r[k] for r in got]) for k in TERMS}
         wall = sum(r["train_wall_s"] for r in got) / len(got)
         loop = sum(r["loop_s"] for r in got) / len(got)
-        cells = [f"{stats[k][0]:.4f} ± {stats[k][1]:.4f}" if k != "prior" else f"{stats[k][0]:.2e} ± {stats[k][1]:.1e}"
-                 for k in TERMS]
-        lines.append(f"| {variant} | {len(got)} | {got[0]['steps']} | {loop:.0f} / {wall:.0f} | " + " | ".join(cells) + " |")
+        cells = [
+            f"{stats[k][0]:.4f} ± {stats[k][1]:.4f}"
+            if k != "prior"
+            else f"{stats[k][0]:.2e} ± {stats[k][1]:.1e}"
+            for k in TERMS
+        ]
+        lines.append(
+            f"| {variant} | {len(got)} | {got[0]['steps']} | {loop:.0f} / {wall:.0f} | "
+            + " | ".join(cells)
+            + " |"
+        )
         for ax, k in zip(axes, ("total", "prior", "diffusion")):
             ax.bar(i, stats[k][0], yerr=0 if math.isnan(stats[k][1]) else stats[k][1], capsize=4)
             ax.plot([i] * len(got), [r[k] for r in got], "k.", ms=4)
@@ -116,9 +174,17 @@ def main() -> None:
             row = json.loads(result.read_text())
             run = runs / f"{variant}-s{seed}"
             state = json.loads((run / (run / "latest").read_text().strip() / "state.json").read_text())
-            row.update(variant=variant, seed=seed, steps=args.steps, train_wall_s=wall, loop_s=state["elapsed_s"],
-                       command="unetlab " + shlex.join(train_argv(variant, seed, args.steps, runs))
-                       + " && unetlab " + shlex.join(eval_argv(variant, seed, runs, result)))
+            row.update(
+                variant=variant,
+                seed=seed,
+                steps=args.steps,
+                train_wall_s=wall,
+                loop_s=state["elapsed_s"],
+                command="unetlab "
+                + shlex.join(train_argv(variant, seed, args.steps, runs))
+                + " && unetlab "
+                + shlex.join(eval_argv(variant, seed, runs, result)),
+            )
             write_atomic(result, json.dumps(row, indent=2) + "\n")
         rows.append(json.loads(result.read_text()))
         write_atomic(out_dir / "results.json", json.dumps(rows, indent=2) + "\n")

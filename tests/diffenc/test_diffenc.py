@@ -20,7 +20,13 @@ def score_net(perturb: bool = True) -> NoDownsampleUNet:
 def y_net(perturb: bool) -> NoDownsampleUNet:
     torch.manual_seed(1)
     net = NoDownsampleUNet(
-        channels=8, n_blocks=1, norm_groups=4, fourier_exponents=(), attention=False, add_input=False, output_tanh=True
+        channels=8,
+        n_blocks=1,
+        norm_groups=4,
+        fourier_exponents=(),
+        attention=False,
+        add_input=False,
+        output_tanh=True,
     )
     if perturb:
         torch.nn.init.normal_(net.conv_out.weight, std=0.3)

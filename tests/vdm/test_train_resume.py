@@ -8,7 +8,14 @@ from unetlab.data import DigitsDataset
 from unetlab.train import TrainConfig, train
 from unetlab.vdm import LikelihoodConfig, LikelihoodTask, evaluate_bpd, images_to_x, load_model
 
-MODEL = dict(method="diffenc", encoder="trainable", channels=8, blocks=1, encoder_channels=8, encoder_blocks=1)
+MODEL = {
+    "method": "diffenc",
+    "encoder": "trainable",
+    "channels": 8,
+    "blocks": 1,
+    "encoder_channels": 8,
+    "encoder_blocks": 1,
+}
 
 
 class Interrupt(Exception):
@@ -35,8 +42,17 @@ def digits():
 
 
 def run(tmp, digits, task, resume=False):
-    cfg = TrainConfig(out=str(tmp), steps=4, batch_size=8, lr=1e-2, warmup=1, checkpoint_every=2, seed=3,
-                      resume=resume, progress=False)
+    cfg = TrainConfig(
+        out=str(tmp),
+        steps=4,
+        batch_size=8,
+        lr=1e-2,
+        warmup=1,
+        checkpoint_every=2,
+        seed=3,
+        resume=resume,
+        progress=False,
+    )
     return train(task, cfg)
 
 
@@ -45,7 +61,9 @@ def test_resume_gives_same_parameters_as_uninterrupted(tmp_path, digits):
     run(tmp_path / "straight", digits, LikelihoodTask(cfg, digits, num_samples=2, sample_steps=2))
     with pytest.raises(Interrupt):
         run(tmp_path / "cut", digits, StopAfter(cfg, digits, num_samples=2, sample_steps=2, calls=3))
-    state = run(tmp_path / "cut", digits, LikelihoodTask(cfg, digits, num_samples=2, sample_steps=2), resume=True)
+    state = run(
+        tmp_path / "cut", digits, LikelihoodTask(cfg, digits, num_samples=2, sample_steps=2), resume=True
+    )
     assert state["step"] == 4
     for name in ("model", "ema_model"):
         a = load_file(tmp_path / "straight" / "checkpoint-0000004" / f"{name}.safetensors")

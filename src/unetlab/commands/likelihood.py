@@ -25,16 +25,24 @@ def dataset(data: str, split: str, size: int | None, seed: int = 0):
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The model options of `unetlab train vdm|diffenc` (ignored by the other methods)."""
     g = parser.add_argument_group("vdm / diffenc (digits default to native 8x8)")
-    g.add_argument("--parameterization", choices=("eps", "v"), default="v", help="vdm only; diffenc is always v")
+    g.add_argument(
+        "--parameterization", choices=("eps", "v"), default="v", help="vdm only; diffenc is always v"
+    )
     g.add_argument("--encoder", choices=("trainable", "nt"), default="trainable", help="diffenc: x_φ or α²x")
-    g.add_argument("--schedule", choices=("fixed", "learned", "monotone"), default="fixed",
-                   help="γ(t): fixed linear, learned endpoints, learned monotone network")
+    g.add_argument(
+        "--schedule",
+        choices=("fixed", "learned", "monotone"),
+        default="fixed",
+        help="γ(t): fixed linear, learned endpoints, learned monotone network",
+    )
     g.add_argument("--channels", type=int, default=64, help="score net width")
     g.add_argument("--blocks", type=int, default=4, help="score net resnet blocks per side")
     g.add_argument("--no-attention", action="store_true", help="drop the score net's middle attention")
     g.add_argument("--encoder-channels", type=int, default=32)
     g.add_argument("--encoder-blocks", type=int, default=2)
-    g.add_argument("--sample-steps", type=int, default=100, help="ancestral steps of the checkpoint sample grids")
+    g.add_argument(
+        "--sample-steps", type=int, default=100, help="ancestral steps of the checkpoint sample grids"
+    )
 
 
 def make_task(args: argparse.Namespace):
@@ -46,24 +54,36 @@ def make_task(args: argparse.Namespace):
     data = dataset(args.data, "train", args.size, args.seed)
     channels = int(data[torch.arange(1)]["images"].shape[1])
     cfg = LikelihoodConfig(
-        method=args.method, parameterization="v" if args.method == "diffenc" else args.parameterization,
-        encoder=args.encoder, schedule=args.schedule, in_channels=channels, channels=args.channels,
-        blocks=args.blocks, attention=not args.no_attention, encoder_channels=args.encoder_channels,
-        encoder_blocks=args.encoder_blocks, init_seed=args.seed,
+        method=args.method,
+        parameterization="v" if args.method == "diffenc" else args.parameterization,
+        encoder=args.encoder,
+        schedule=args.schedule,
+        in_channels=channels,
+        channels=args.channels,
+        blocks=args.blocks,
+        attention=not args.no_attention,
+        encoder_channels=args.encoder_channels,
+        encoder_blocks=args.encoder_blocks,
+        init_seed=args.seed,
     )
     return LikelihoodTask(cfg, data, sample_steps=args.sample_steps)
 
 
 def register_bpd(subparsers) -> None:
     """`unetlab eval bpd RUN --data digits`: the bound in bits/dim on the test split with the EMA weights."""
-    p = subparsers.add_parser("bpd", help="bits per dimension of a VDM/DiffEnc run on the test split (EMA weights)",
-                              description=register_bpd.__doc__)
+    p = subparsers.add_parser(
+        "bpd",
+        help="bits per dimension of a VDM/DiffEnc run on the test split (EMA weights)",
+        description=register_bpd.__doc__,
+    )
     p.add_argument("run", help="a training --out folder (its latest checkpoint) or a saved model folder")
     p.add_argument("--data", default="digits", help=DATA_HELP)
     p.add_argument("--split", default="test", choices=("train", "test"))
     p.add_argument("--size", type=int, default=None, help="image size (default: 8 for digits)")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--repeats", type=int, default=1, help="passes over the data (fresh noise and t each pass)")
+    p.add_argument(
+        "--repeats", type=int, default=1, help="passes over the data (fresh noise and t each pass)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluation noise")
     p.add_argument("--json", default=None, help="also write the result to this JSON file")
     p.set_defaults(func=run_bpd)
@@ -79,7 +99,9 @@ def model_dir(run: str | Path) -> Path:
     pointer = run / "latest"
     if pointer.is_file():
         return run / pointer.read_text().strip() / "pipeline"
-    raise FileNotFoundError(f"run: {run} is neither a saved VDM/DiffEnc model nor a training folder with a checkpoint")
+    raise FileNotFoundError(
+        f"run: {run} is neither a saved VDM/DiffEnc model nor a training folder with a checkpoint"
+    )
 
 
 def run_bpd(args: argparse.Namespace) -> int:
@@ -97,9 +119,11 @@ def run_bpd(args: argparse.Namespace) -> int:
     runs = [evaluate_bpd(model, x, generator, args.batch_size) for _ in range(args.repeats)]
     result = {k: sum(r[k] for r in runs) / len(runs) for k in runs[0] if k != "total_stderr"}
     result.update(model=cfg.label, examples=int(x.shape[0]), repeats=args.repeats, split=args.split)
-    print(f"{cfg.label} on {args.data} {args.split} ({x.shape[0]} images x {args.repeats}): "
-          f"total {result['total']:.4f} bpd = reconstruction {result['reconstruction']:.4f} "
-          f"+ prior {result['prior']:.4f} + diffusion {result['diffusion']:.4f}")
+    print(
+        f"{cfg.label} on {args.data} {args.split} ({x.shape[0]} images x {args.repeats}): "
+        f"total {result['total']:.4f} bpd = reconstruction {result['reconstruction']:.4f} "
+        f"+ prior {result['prior']:.4f} + diffusion {result['diffusion']:.4f}"
+    )
     if args.json:
         from ..train.checkpoint import write_json
 

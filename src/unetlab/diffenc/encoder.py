@@ -1,4 +1,4 @@
-"""DiffEnc's time-dependent encoders x_φ(x, γ) (Nielsen et al. 2024, DiffEnc, Sec. 3; REFERENCE.md §5)."""
+"""DiffEnc's time-dependent encoders x_φ(x, γ) (Nielsen et al. 2024, DiffEnc; REFERENCE.md §5)."""
 
 from __future__ import annotations
 

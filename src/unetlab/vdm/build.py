@@ -39,7 +39,12 @@ class LikelihoodConfig:
     init_seed: int = 0
 
     def __post_init__(self):
-        choices = {"method": METHODS, "encoder": ENCODERS, "schedule": tuple(SCHEDULES), "parameterization": ("eps", "v")}
+        choices = {
+            "method": METHODS,
+            "encoder": ENCODERS,
+            "schedule": tuple(SCHEDULES),
+            "parameterization": ("eps", "v"),
+        }
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name}: {getattr(self, name)!r} is not one of {', '.join(valid)}")
@@ -69,21 +74,35 @@ def build_model(cfg: LikelihoodConfig) -> VDM:
         torch.manual_seed(cfg.init_seed)
         schedule_cls = SCHEDULES[cfg.schedule]
         if schedule_cls is MonotoneSchedule:
-            schedule = MonotoneSchedule(cfg.gamma_min, cfg.gamma_max, generator=torch.Generator().manual_seed(cfg.init_seed))
+            schedule = MonotoneSchedule(
+                cfg.gamma_min, cfg.gamma_max, generator=torch.Generator().manual_seed(cfg.init_seed)
+            )
         else:
             schedule = schedule_cls(cfg.gamma_min, cfg.gamma_max)
         score_net = NoDownsampleUNet(
-            in_channels=cfg.in_channels, channels=cfg.channels, n_blocks=cfg.blocks, attention=cfg.attention,
-            norm_groups=_groups(cfg.channels), gamma_min=cfg.gamma_min, gamma_max=cfg.gamma_max,
+            in_channels=cfg.in_channels,
+            channels=cfg.channels,
+            n_blocks=cfg.blocks,
+            attention=cfg.attention,
+            norm_groups=_groups(cfg.channels),
+            gamma_min=cfg.gamma_min,
+            gamma_max=cfg.gamma_max,
         )
         if cfg.method == "vdm":
             return VDM(score_net, schedule, cfg.parameterization)
         if cfg.encoder == "nt":
             return DiffEnc(score_net, schedule, NonTrainableEncoder())
         y_net = NoDownsampleUNet(
-            in_channels=cfg.in_channels, channels=cfg.encoder_channels, n_blocks=cfg.encoder_blocks,
-            fourier_exponents=(), attention=False, add_input=False, output_tanh=True,
-            norm_groups=_groups(cfg.encoder_channels), gamma_min=cfg.gamma_min, gamma_max=cfg.gamma_max,
+            in_channels=cfg.in_channels,
+            channels=cfg.encoder_channels,
+            n_blocks=cfg.encoder_blocks,
+            fourier_exponents=(),
+            attention=False,
+            add_input=False,
+            output_tanh=True,
+            norm_groups=_groups(cfg.encoder_channels),
+            gamma_min=cfg.gamma_min,
+            gamma_max=cfg.gamma_max,
         )
         return DiffEnc(score_net, schedule, TrainableEncoder(y_net))
 
@@ -105,7 +124,9 @@ def load_model(directory: str | Path) -> tuple[VDM, LikelihoodConfig]:
     """The model and config saved by `save_model` in ``directory``."""
     directory = Path(directory)
     if not (directory / CONFIG_NAME).is_file():
-        raise FileNotFoundError(f"model directory: {directory} has no {CONFIG_NAME} (expected a saved VDM/DiffEnc)")
+        raise FileNotFoundError(
+            f"model directory: {directory} has no {CONFIG_NAME} (expected a saved VDM/DiffEnc)"
+        )
     raw = json.loads((directory / CONFIG_NAME).read_text())
     cfg = LikelihoodConfig(**{f.name: raw[f.name] for f in fields(LikelihoodConfig) if f.name in raw})
     model = build_model(cfg)

@@ -1,4 +1,4 @@
-"""Noise schedules γ(t) = −log SNR(t) of Variational Diffusion Models (Kingma et al. 2021, Sec. 3.4 and App. H)."""
+"""Noise schedules γ(t) = −log SNR(t) of Variational Diffusion Models (Kingma et al. 2021; VDM code `NoiseSchedule_*`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def _check_endpoints(gamma_min: float, gamma_max: float) -> None:
 
 
 def alpha2_sigma2(gamma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """VDM Eq. (3)-(4) in γ form: α² = sigmoid(−γ), σ² = sigmoid(γ)."""
+    """VDM's variance-preserving process in γ form: α² = sigmoid(−γ), σ² = sigmoid(γ)."""
     return torch.sigmoid(-gamma), torch.sigmoid(gamma)
 
 
@@ -32,7 +32,7 @@ def gamma_and_derivative(schedule: nn.Module, t: torch.Tensor) -> tuple[torch.Te
 
 
 class FixedLinearSchedule(nn.Module):
-    """VDM fixed linear schedule γ(t) = γ_min + (γ_max − γ_min) t (Kingma et al. 2021, App. H)."""
+    """VDM fixed linear schedule γ(t) = γ_min + (γ_max − γ_min) t (Kingma et al. 2021; VDM code `NoiseSchedule_FixedLinear`)."""
 
     def __init__(self, gamma_min: float = GAMMA_MIN, gamma_max: float = GAMMA_MAX):
         super().__init__()
@@ -65,7 +65,7 @@ class _DenseMonotone(nn.Linear):
 
 
 class MonotoneSchedule(nn.Module):
-    """VDM learned monotone network γ̃(t) (App. H, `NoiseSchedule_NNet`), rescaled to learned endpoints γ(0), γ(1).
+    """VDM learned monotone network γ̃(t) (VDM code `NoiseSchedule_NNet`), rescaled to learned endpoints γ(0), γ(1).
 
     γ(t) = γ₀ + (γ₁ − γ₀) (γ̃(t) − γ̃(0)) / (γ̃(1) − γ̃(0)); γ₀, γ₁ start at γ_min, γ_max and are learned
     unless ``learn_endpoints=False``.

@@ -1,4 +1,4 @@
-"""The VDM score network: a UNet without down-sampling, Fourier input features and a `+ z` output (Kingma et al. 2021, App. B)."""
+"""The VDM score network: a UNet without down-sampling, Fourier input features and a `+ z` output (Kingma et al. 2021; VDM code `ScoreUNet`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from .schedules import GAMMA_MAX, GAMMA_MIN
 
 
 def fourier_features(z: torch.Tensor, exponents: tuple[int, ...]) -> torch.Tensor:
-    """VDM App. B Fourier features: sin and cos of 2ⁿ·2π·z for each n in ``exponents``, channel-stacked."""
+    """VDM Fourier features (code `get_fourier_features`): sin and cos of 2ⁿ·2π·z for each n in ``exponents``, channel-stacked."""
     freqs = torch.tensor([2.0**n * 2.0 * math.pi for n in exponents], dtype=z.dtype, device=z.device)
     h = (z.unsqueeze(2) * freqs.view(1, 1, -1, 1, 1)).flatten(1, 2)
     return torch.cat([torch.sin(h), torch.cos(h)], dim=1)
@@ -56,9 +56,13 @@ class NoDownsampleUNet(ModelMixin, ConfigMixin):
         if n_blocks < 1:
             raise ValueError(f"n_blocks must be >= 1, got {n_blocks}")
         if channels % norm_groups or channels < 2:
-            raise ValueError(f"channels must be a multiple of norm_groups={norm_groups}, got channels={channels}")
+            raise ValueError(
+                f"channels must be a multiple of norm_groups={norm_groups}, got channels={channels}"
+            )
         if add_input and output_tanh:
-            raise ValueError("add_input and output_tanh are exclusive: pick the score net (add_input) or encoder (tanh)")
+            raise ValueError(
+                "add_input and output_tanh are exclusive: pick the score net (add_input) or encoder (tanh)"
+            )
         temb = 4 * channels
         self.time_mlp = nn.Sequential(nn.Linear(channels, temb), nn.SiLU(), nn.Linear(temb, temb))
         conv_in_channels = in_channels * (1 + 2 * len(fourier_exponents))
@@ -76,7 +80,12 @@ class NoDownsampleUNet(ModelMixin, ConfigMixin):
 
         def attn() -> nn.Module:
             return Attention(
-                channels, heads=1, dim_head=channels, norm_num_groups=norm_groups, residual_connection=True, bias=True
+                channels,
+                heads=1,
+                dim_head=channels,
+                norm_num_groups=norm_groups,
+                residual_connection=True,
+                bias=True,
             )
 
         self.down = nn.ModuleList([block(channels) for _ in range(n_blocks)])
@@ -92,7 +101,11 @@ class NoDownsampleUNet(ModelMixin, ConfigMixin):
         gamma = gamma.to(z.dtype).reshape(-1).expand(z.shape[0])
         t = (gamma - cfg.gamma_min) / (cfg.gamma_max - cfg.gamma_min)
         cond = nn.functional.silu(self.time_mlp(sinusoidal_embedding(t, cfg.channels)))
-        h = torch.cat([z, fourier_features(z, tuple(cfg.fourier_exponents))], 1) if cfg.fourier_exponents else z
+        h = (
+            torch.cat([z, fourier_features(z, tuple(cfg.fourier_exponents))], 1)
+            if cfg.fourier_exponents
+            else z
+        )
         h = self.conv_in(h)
         hs = [h]
         for blk in self.down:

@@ -25,7 +25,9 @@ class LikelihoodTask:
         self.num_samples, self.sample_steps = num_samples, sample_steps
         self.image_shape = tuple(dataset[torch.arange(1)]["images"].shape[1:])
         if self.image_shape[0] != cfg.in_channels:
-            raise ValueError(f"in_channels: {cfg.in_channels} but the data has {self.image_shape[0]} channels")
+            raise ValueError(
+                f"in_channels: {cfg.in_channels} but the data has {self.image_shape[0]} channels"
+            )
 
     def modules(self) -> dict:
         return {"model": self.model}
@@ -39,7 +41,9 @@ class LikelihoodTask:
     def sample(self, models: dict, generator: torch.Generator) -> torch.Tensor:
         model = models["model"]
         device = next(model.parameters()).device
-        x = ancestral_sample(model, (self.num_samples, *self.image_shape), self.sample_steps, generator, device)
+        x = ancestral_sample(
+            model, (self.num_samples, *self.image_shape), self.sample_steps, generator, device
+        )
         return ((x + 1) / 2).cpu()
 
     def save(self, models: dict, directory: Path) -> None:

@@ -1,4 +1,4 @@
-"""The three terms of the VDM variational bound in nats (Kingma et al. 2021, Eq. 11, 17 and App. C)."""
+"""The three terms of the VDM variational bound in nats (Kingma et al. 2021, Eq. 11 and 17)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ VOCAB_SIZE = 256
 
 
 def bins_to_x(k: torch.Tensor, vocab_size: int = VOCAB_SIZE) -> torch.Tensor:
-    """Data in [−1, 1] from integer bins: x = 2(k + ½)/256 − 1 (VDM App. C)."""
+    """Data in [−1, 1] from integer bins: x = 2(k + ½)/256 − 1 (VDM code `encdec`)."""
     return 2.0 * (k.to(torch.get_default_dtype()) + 0.5) / vocab_size - 1.0
 
 
@@ -27,7 +27,7 @@ def randn(shape, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor
 
 
 def antithetic_t(batch_size: int, generator: torch.Generator, device=None, dtype=None) -> torch.Tensor:
-    """Low-variance times t_i = (u + i/B) mod 1 with one uniform u (VDM App. I.1, `t0 + arange/B`)."""
+    """Low-variance times t_i = (u + i/B) mod 1 with one uniform u (VDM code `t0 + arange/B`)."""
     u = torch.rand((), generator=generator, device=generator.device, dtype=dtype).to(device)
     return torch.remainder(u + torch.arange(batch_size, device=device, dtype=dtype) / batch_size, 1.0)
 
@@ -35,7 +35,7 @@ def antithetic_t(batch_size: int, generator: torch.Generator, device=None, dtype
 def reconstruction_nll(
     x: torch.Tensor, z_0: torch.Tensor, gamma_0: torch.Tensor, vocab_size: int = VOCAB_SIZE
 ) -> torch.Tensor:
-    """−log p(x|z₀) summed per example: 256-way categorical with logits −½((z₀/α₀ − x_k)/(σ₀/α₀))² (VDM App. C)."""
+    """−log p(x|z₀) summed per example: 256-way categorical with logits −½((z₀/α₀ − x_k)/(σ₀/α₀))² (VDM code `decode`)."""
     alpha2_0, _ = alpha2_sigma2(gamma_0)
     z_0_rescaled = z_0 / alpha2_0.sqrt()
     x_vals = bins_to_x(torch.arange(vocab_size, device=x.device), vocab_size).to(z_0.dtype)
