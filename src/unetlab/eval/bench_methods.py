@@ -95,8 +95,10 @@ def default_methods(steps: int = 50, key_steps_derived: str | Path | None = None
         Method("encoder-propagation", "EP uniform:4", dict(key_steps="uniform:4", noise_injection=None), steps,
                _ep(key_steps="uniform:4", noise_injection=None)),
         Method("branch-cache", "branch cache N=2 B=0", dict(interval=2, branch=0), steps, _bc(interval=2, branch=0)),
-        Method("branch-cache", "branch cache N=3 B=0", dict(interval=3, branch=0), steps, _bc(interval=3, branch=0)),
-        Method("branch-cache", "branch cache N=5 B=0", dict(interval=5, branch=0), steps, _bc(interval=5, branch=0)),
+        Method("branch-cache", "branch cache N=3 layer", dict(interval=3, branch=0, granularity="layer"), steps,
+               _bc(interval=3, branch=0, granularity="layer")),
+        Method("branch-cache", "branch cache N=5 layer", dict(interval=5, branch=0, granularity="layer"), steps,
+               _bc(interval=5, branch=0, granularity="layer")),
         Method("clockwork", "clockwork clock=2", dict(clock=2), steps, _cw(clock=2)),
         Method("deepcache", "DeepCache pkg N=3 B=0", dict(cache_interval=3, cache_branch_id=0), steps,
                _peer("deepcache", interval=3, branch=0)),
@@ -108,7 +110,9 @@ def default_methods(steps: int = 50, key_steps_derived: str | Path | None = None
     ]
     if not quick:
         methods += [
-            Method("branch-cache", "branch cache N=4 B=0", dict(interval=4, branch=0), steps, _bc(interval=4, branch=0)),
+            Method("branch-cache", "branch cache N=3 B=0", dict(interval=3, branch=0), steps, _bc(interval=3, branch=0)),
+            Method("branch-cache", "branch cache N=4 layer", dict(interval=4, branch=0, granularity="layer"), steps,
+                   _bc(interval=4, branch=0, granularity="layer")),
             Method("branch-cache", "branch cache N=3 B=1", dict(interval=3, branch=1), steps, _bc(interval=3, branch=1)),
             Method("clockwork", "clockwork clock=4", dict(clock=4), steps, _cw(clock=4)),
         ]
