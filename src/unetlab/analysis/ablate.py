@@ -71,8 +71,7 @@ def _replacer(replace: str, window: tuple[int, int]):
         if replace == "cached":
             if inside and "v" in cache:
                 return cache["v"]
-            if not inside or "v" not in cache:
-                cache["v"] = value
+            cache["v"] = value
             return None
         if not inside:
             return None
