@@ -55,10 +55,23 @@ def _table(quality: dict) -> str:
     return "| quantity | value |\n| --- | --- |\n" + "\n".join(rows)
 
 
+def _verdict(name: str, quality: dict) -> str:
+    from ..eval.quality import BARS
+
+    missed = [k for k, ok in quality.get("passes", {}).items() if not ok]
+    if not missed:
+        return "All bars of issue 5 are met."
+    parts = []
+    for k in missed:
+        bar, got = BARS[name][k], quality[k]
+        parts.append(f"{k} {got:.3f} against >= {bar}" + (f" ({100 * (bar - got):.1f} points short)" if bar <= 1 else ""))
+    return "**Bars missed**: " + "; ".join(parts) + "."
+
+
 def model_card(name: str, state: dict, quality: dict | None, size_mb: float) -> str:
     hist = state["history"]
     cfg = state["config"]
-    q = _table(quality) if quality else "(not measured yet)"
+    q = _table(quality) + "\n\n" + _verdict(name, quality) if quality else "(not measured yet)"
     return f"""# unetlab `{name}` model
 
 Shipped with unetlab; load with `unetlab.load("{name}")`.
@@ -84,8 +97,8 @@ Shipped with unetlab; load with `unetlab.load("{name}")`.
 ```
 {chr(10).join(COMMANDS[name])}
 ```
-(The step count was lowered while training to finish inside the session; `--resume` continued from the checkpoint
-named, so the learning-rate cosine was stretched/shrunk from that step on.)
+(`--steps` was changed while training, to fit the session's time on a shared CPU; each `--resume` continued from
+the checkpoint named, so the learning-rate cosine was stretched or shrunk from that step on.)
 """
 
 
