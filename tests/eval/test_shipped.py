@@ -61,3 +61,20 @@ def test_shipped_digits_model_loads_as_diffusers_pipelines():
     a = pipe(batch_size=1, generator=torch.Generator().manual_seed(0), num_inference_steps=3, output_type="np").images
     b = pipe(batch_size=1, generator=torch.Generator().manual_seed(0), num_inference_steps=3, output_type="np").images
     assert (a == b).all()
+
+
+@pytest.mark.skipif(not (weights_dir("shapes").parent / "shapes" / "model_index.json").is_file(),
+                    reason="no shipped shapes model")
+def test_shipped_shapes_model_loads_and_is_deterministic():
+    import unetlab
+    from unetlab.models import ShapesPipeline
+
+    path = weights_dir("shapes").parent / "shapes"
+    assert sum(p.stat().st_size for p in path.rglob("*.safetensors")) <= 10e6
+    pipe = unetlab.load("shapes")
+    assert isinstance(pipe, ShapesPipeline) and pipe.unet.config.sample_size == 24
+    prompt = "a red circle at the top left on a blue background"
+    a = pipe(prompt, num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="pt").images
+    b = ShapesPipeline.from_pretrained(path)(prompt, num_inference_steps=2, generator=torch.Generator().manual_seed(0),
+                                             output_type="pt").images
+    assert a.shape == (1, 3, 24, 24) and torch.equal(a, b)
