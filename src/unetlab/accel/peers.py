@@ -145,7 +145,7 @@ def tome(target, ratio: float = 0.5, max_downsample: int = 1, sx: int = 2, sy: i
         if clock is not None:
             clock.remove()
         tomesd.remove_patch(unet)
-        for m in [unet, *blocks]:  # tomesd leaves its info dict and (on new diffusers) no extra flags behind
+        for m in [unet, *blocks]:  # remove_patch leaves `_tome_info` behind; on old diffusers it also adds flags
             m.__dict__.pop("_tome_info", None)
         for name, ids in had.items():
             for b in blocks:
