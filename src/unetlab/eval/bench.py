@@ -16,6 +16,7 @@ from .bench_methods import Method, default_methods
 from .bench_workload import Workload, sd15_workload, shipped_workload, user_workload
 
 SHIPPED = ("digits", "shapes")
+PSNR_CAP = 100.0  # dB; identical images (infinite PSNR) are reported at the cap, which JSON can hold
 
 
 def machine() -> str:
@@ -52,7 +53,7 @@ def _quality(w: Workload, images, reference, labels) -> dict:
     if w.speed_only:
         return row
     if images is not reference:  # the baseline has no fidelity figure against itself
-        row["psnr"] = float(psnr(images, reference))
+        row["psnr"] = min(float(psnr(images, reference)), PSNR_CAP)
         row["ssim"] = float(ssim(images, reference))
     if w.quality_model is not None:
         from . import accuracy, frechet_distance

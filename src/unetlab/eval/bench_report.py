@@ -50,7 +50,8 @@ def markdown(result: dict) -> str:
     lines = [f"Machine: {result['machine']}  ", f"Date: {result['date']}  ",
              "Speed-up = baseline seconds / method seconds (median of alternating repeats in one run); "
              "FLOPs = UNet FLOPs per image (torch.utils.flop_counter); PSNR/SSIM against the baseline sample from "
-             "the same noise." + (" **Speed only: random weights, no quality columns.**" if result.get("speed_only")
+             "the same noise (PSNR 100 = identical); peak MB = resident-set growth during one timed call (CPU) or "
+             "allocated CUDA memory growth." + (" **Speed only: random weights, no quality columns.**" if result.get("speed_only")
                                   else ""), "",
              "| model | method | steps | s/image | speed-up (wall) | speed-up (FLOPs) | peak MB | PSNR | SSIM | "
              "accuracy | FD |", "|---|---|---|---|---|---|---|---|---|---|---|"]
