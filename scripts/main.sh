@@ -3,5 +3,5 @@
 # (digits, shapes), with settings sized to finish in about ten minutes on 2 CPU cores. Report in bench-out/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup_env.sh dev
+bash scripts/setup_env.sh dev,peers
 exec .venv/bin/unetlab bench --quick --num-images 8 --timing-images 4 --repeats 2 --out bench-out "$@"
