@@ -8,8 +8,8 @@ per-repeat ratio to that repeat's baseline, median. FLOPs: one full call per var
 sampled every 2 ms, with glibc's mmap threshold fixed so freed tensors return to the OS. Wall time is what
 the issue asks for; process CPU time is also given because the 2-core machine is shared.
 
-    nice -n 10 .venv/bin/python benchmarks/encoder_propagation.py --size 32 --steps 20 --keys 0,1,2,3,5,10,15
-    nice -n 10 .venv/bin/python benchmarks/encoder_propagation.py --size 64 --steps 50 --keys paper
+    .venv/bin/python benchmarks/encoder_propagation.py --size 32 --steps 20 --keys 0,1,2,3,5,10,15 --repeats 9
+    .venv/bin/python benchmarks/encoder_propagation.py --size 64 --steps 50 --keys paper --flops composed
 """
 
 from __future__ import annotations
@@ -122,7 +122,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20, help="DDIM steps")
     ap.add_argument("--keys", default="0,1,2,3,5,10,15", help="key-step spec: a name or comma-separated steps")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                    help="torch threads (default: torch's default here, %(default)s)")
     ap.add_argument("--channels-last", action="store_true", help="UNet in channels_last (all variants)")
     ap.add_argument("--flops", choices=("counted", "composed"), default="counted",
                     help="count whole calls (exact, one extra call per variant) or compose them from one UNet call "
