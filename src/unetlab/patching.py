@@ -37,6 +37,11 @@ def claim(obj, kind: str) -> None:
     claims.add(kind)
 
 
+def claims(obj) -> frozenset[str]:
+    """The kinds of patch currently on `obj`."""
+    return frozenset(obj.__dict__.get(_CLAIMS, ()))
+
+
 def release(obj, kind: str) -> None:
     claims = obj.__dict__.get(_CLAIMS, set())
     claims.discard(kind)

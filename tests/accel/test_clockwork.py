@@ -88,3 +88,15 @@ def test_bare_unet_reset_and_second_application():
         assert h.calls == [(0, True)]
         plain = unet.__class__.forward(unet, x, 700).sample  # bypasses the hooks
     assert torch.equal(again, plain) and not torch.equal(outs[2], plain)
+
+
+def test_branch_cache_and_clockwork_cannot_share_a_unet():
+    unet = tiny_unet("ddpm")
+    with unetlab.clockwork(unet, clock=2):
+        with pytest.raises(RuntimeError, match=r"^branch_cache: clockwork is already applied") as e:
+            unetlab.branch_cache(unet, interval=2)
+        assert "\n" not in str(e.value)
+    with unetlab.branch_cache(unet, interval=2):  # the clockwork handle is gone: allowed again
+        with pytest.raises(RuntimeError, match=r"^clockwork: branch_cache is already applied"):
+            unetlab.clockwork(unet, clock=2)
+    assert "_unetlab_patches" not in unet.__dict__

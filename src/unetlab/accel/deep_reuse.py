@@ -12,8 +12,10 @@ from collections.abc import Callable
 
 import torch
 
-from ..patching import ForwardPatch, StepClock, claim, release, resolve
+from ..patching import ForwardPatch, StepClock, claim, claims, release, resolve
 from ..unet.partial import DeepPath
+
+KINDS = frozenset({"branch_cache", "clockwork"})
 
 
 class DeepReuseHandle:
@@ -26,6 +28,10 @@ class DeepReuseHandle:
                  check_steps: Callable[[int], None]):
         pipe, unet = resolve(target)
         modules = deep(unet)  # (name, module) of the deep path; raises on an impossible cut
+        other = sorted(claims(unet) & KINDS - {kind})
+        if other:
+            raise RuntimeError(f"{kind}: {other[0]} is already applied to this UNet and both replace its deep path; "
+                               f"call .remove() on the {other[0]} handle first")
         claim(unet, kind)
         self.kind, self.unet = kind, unet
         self._is_full, self._check_steps = is_full, check_steps

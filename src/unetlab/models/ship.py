@@ -16,18 +16,21 @@ from .registry import weights_path
 
 _DIGITS = ("unetlab train ddpm --data digits --out runs/digits --batch-size 128 --lr 1e-3 --checkpoint-every 500 "
            "--threads 1 --seed 0")
-_SHAPES = ("unetlab train t2i --data shapes --out runs/shapes --batch-size 64 --lr 1.5e-3 --checkpoint-every 250 "
-           "--threads 1 --seed 0")
+_SHAPES = "unetlab train t2i --data shapes --out runs/shapes --batch-size 64 --lr 1.5e-3 --checkpoint-every 250 --seed 0"
 COMMANDS = {
     "digits": [f"{_DIGITS} --steps 6000   # stopped after step 1000, then:",
                f"{_DIGITS} --steps 3500 --resume",
                "unetlab eval quality digits --json runs/digits-quality.json --grid runs/digits-grid.png"],
-    "shapes": [f"{_SHAPES} --steps 4000   # stopped after step 500, then:",
-               f"{_SHAPES} --steps 2400 --resume   # stopped after step 1000, then:",
-               f"{_SHAPES} --steps 3000 --resume   # stopped after step 2250, then:",
-               f"{_SHAPES} --steps 4000 --resume",
+    "shapes": [f"{_SHAPES} --threads 1 --steps 4000   # stopped after step 500, then:",
+               f"{_SHAPES} --threads 1 --steps 2400 --resume   # stopped after step 1000, then:",
+               f"{_SHAPES} --threads 1 --steps 3000 --resume   # stopped after step 2250, then:",
+               f"{_SHAPES} --threads 1 --steps 4000 --resume",
+               f"{_SHAPES} --threads 1 --steps 10000 --resume   # stopped after step 4750, then:",
+               f"{_SHAPES} --threads 2 --steps 10000 --resume   # stopped after step 5000, then:",
+               f"{_SHAPES} --threads 2 --steps 14000 --resume",
                "unetlab eval quality shapes --json runs/shapes-quality.json --grid runs/shapes-grid.png"],
 }
+THREADS = {"digits": "one torch thread", "shapes": "one torch thread to step 4,750 and two from there"}
 DATA = {
     "digits": "scikit-learn's bundled 8x8 handwritten digits, train split (1,438 of 1,797 images, fixed seed-0 split; "
               "`unetlab.data.load_digits`), bilinearly upsampled to 16x16, 1 channel, scaled to [-1, 1].",
@@ -81,8 +84,8 @@ Shipped with unetlab; load with `unetlab.load("{name}")`.
 - **Training**: {state['step']} optimiser steps, batch {cfg['batch_size']}, AdamW lr {cfg['lr']} (warm-up
   {cfg['warmup']} steps, cosine decay to {cfg['min_lr_ratio']}x at step {cfg['steps']}), grad-clip {cfg['grad_clip']},
   EMA decay {cfg['ema_decay']} (these are the EMA weights), seed {cfg['seed']}; unetlab's Accelerate loop.
-- **Time and hardware**: {state['elapsed_s'] / 60:.0f} min of wall time on a 2-core CPU (no GPU), one torch thread,
-  shared with other jobs; 2026-11-23.
+- **Time and hardware**: {state['elapsed_s'] / 60:.0f} min of wall time on a 2-core CPU (no GPU), {THREADS[name]},
+  shared with other jobs at times; 2026-11-23.
 - **Final loss** (mean epsilon MSE over the last checkpoint interval): {hist[-1]['loss']:.4f}
 - **Size**: {size_mb:.1f} MB of safetensors.
 
