@@ -243,3 +243,24 @@ def test_bare_unet_sequential_by_call_count():
                 unet(xs[1][:1], 700, encoder_hidden_states=c[:1])
         assert torch.equal(unet(xs[1], 700, encoder_hidden_states=c).sample,
                            unetlab.decode(unet, unetlab.encode(unet, xs[1], 700, encoder_hidden_states=c), [700]))
+
+
+def test_combines_with_branch_caching_only_when_applied_first(pipes):
+    pipe, kw = pipes("sd")
+    base = call(pipe, kw, STEPS)
+    with unetlab.encoder_propagation(pipe, key_steps="all", noise_injection=None), \
+            unetlab.branch_cache(pipe, interval=1) as cache:
+        assert torch.equal(call(pipe, kw, STEPS), base)  # both are identities here
+        assert cache.calls == [(s, True) for s in range(STEPS)]  # the branch-cache patch ran at every step
+    combined = {}
+    for parallel in (True, False):  # parallel decoding turns sequential under branch caching's per-step features
+        with unetlab.encoder_propagation(pipe, key_steps=KEYS, parallel=parallel), \
+                unetlab.branch_cache(pipe, interval=2) as cache:
+            combined[parallel] = call(pipe, kw, STEPS)
+            assert [full for _, full in cache.calls] == [s % 2 == 0 for s in range(STEPS)]
+    assert torch.equal(combined[True], combined[False]) and not torch.equal(combined[True], base)
+    with unetlab.branch_cache(pipe, interval=2):
+        with pytest.raises(RuntimeError, match=r"^encoder_propagation: apply it before branch_cache") as e:
+            unetlab.encoder_propagation(pipe)
+        assert "\n" not in str(e.value)
+    assert torch.equal(call(pipe, kw, STEPS), base)

@@ -3,7 +3,8 @@
 At a key step the whole UNet runs (`encode` + `decode`) and its skips and bottleneck output are cached; at a
 non-key step only the decoder runs on the cache, with that step's own timestep. In parallel mode the decoder
 of a key step and of the following non-key steps (up to the next key step, at most `max_parallel`) runs as
-one batch and the pipeline's loop receives the precomputed model outputs at those steps. Prior noise
+one batch and the pipeline's loop receives the precomputed model outputs at those steps (sequential while
+branch caching or clockwork, applied after it, reuses deep features that belong to a single step). Prior noise
 injection adds `alpha * z_T` to the sample given to each scheduler step whose timestep is below
 `injection_threshold`. Everything goes through the normal `pipe(...)` call: the UNet's forward and the
 scheduler's `set_timesteps`/`step` are patched, nothing else.
@@ -26,6 +27,7 @@ from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 
 from .. import patching, schedules
 from ..unet import EncoderState, check_supported, decode, encode
+from . import deep_reuse
 
 KIND = "encoder_propagation"
 
@@ -50,6 +52,11 @@ class EncoderPropagation:
         self.max_parallel = max_parallel if self.parallel else 1
         self._signature = _forward_signature(self.unet)
         self._output = UNet2DConditionOutput if isinstance(self.unet, UNet2DConditionModel) else UNet2DOutput
+        outer = sorted(patching.claims(self.unet) & deep_reuse.KINDS)
+        if outer:
+            raise RuntimeError(f"encoder_propagation: apply it before {outer[0]} (its patch would never run under "
+                               f"encoder propagation's forward); remove the {outer[0]} handle, apply encoder "
+                               f"propagation, then {outer[0]}")
         patching.claim(self.unet, KIND)
         self._claimed = True
         self._patches: list = []
@@ -187,7 +194,7 @@ class EncoderPropagation:
     def _decode_from(self, step: int, timestep) -> torch.Tensor:
         """Decode `step` and, in parallel mode, the following non-key steps in one batch; keep the extra slices."""
         end = step + 1
-        if self.parallel:
+        if self.parallel and not patching.claims(self.unet) & deep_reuse.KINDS:
             nxt = bisect.bisect_right(self._keys, step)
             end = self._keys[nxt] if nxt < len(self._keys) else self._num_steps
             if self.max_parallel is not None:
