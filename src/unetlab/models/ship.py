@@ -27,7 +27,8 @@ COMMANDS = {
                f"{_SHAPES} --threads 1 --steps 4000 --resume",
                f"{_SHAPES} --threads 1 --steps 10000 --resume   # stopped after step 4750, then:",
                f"{_SHAPES} --threads 2 --steps 10000 --resume   # stopped after step 5000, then:",
-               f"{_SHAPES} --threads 2 --steps 14000 --resume",
+               f"{_SHAPES} --threads 2 --steps 14000 --resume   # stopped after step 5500, then:",
+               f"{_SHAPES} --threads 2 --steps 16000 --resume   # stopped after step 15000 (lr 0.11x, the floor is 0.1x)",
                "unetlab eval quality shapes --json runs/shapes-quality.json --grid runs/shapes-grid.png"],
 }
 THREADS = {"digits": "one torch thread", "shapes": "one torch thread to step 4,750 and two from there"}
