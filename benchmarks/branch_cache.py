@@ -22,12 +22,12 @@ import time
 from contextlib import nullcontext
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline
 from tqdm import tqdm
 
 import unetlab
+from unetlab.eval.bench_workload import sd15_random_pipeline
 from unetlab.accel import peers
-from unetlab.unet import configs, count_flops
+from unetlab.unet import count_flops
 
 # name -> (apply(pipe) -> context manager, period P: one full UNet step then P - 1 cheap steps, repeated)
 VARIANTS = {
@@ -42,20 +42,6 @@ VARIANTS = {
     "DeepCache pkg N=3 B=0": (lambda pipe: peers.deepcache(pipe, interval=3, branch=0), 3),
     "tomesd ratio=0.5": (lambda pipe: peers.tome(pipe, ratio=0.5), 1),
 }
-
-
-def build_pipe() -> StableDiffusionPipeline:
-    torch.manual_seed(0)
-    unet = configs.sd15_like(scale=10).eval()
-    # the VAE only sets the latent scale factor (8); it is never run (output_type="latent")
-    vae = AutoencoderKL(block_out_channels=(8, 8, 8, 8), down_block_types=("DownEncoderBlock2D",) * 4,
-                        up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=4, latent_channels=4)
-    scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
-                              set_alpha_to_one=False, steps_offset=1)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=None, tokenizer=None, unet=unet, scheduler=scheduler,
-                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 def run_once(pipe, size: int, steps: int) -> torch.Tensor:
@@ -77,7 +63,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     names = ["baseline"] + [n for n in VARIANTS if n != "baseline" and (not args.only or n in args.only)]
-    pipe = build_pipe()
+    pipe = sd15_random_pipeline()
 
     # FLOPs: a call of P steps holds one full and P - 1 cheap UNet steps; a call of S steps holds
     # ceil(S / P) full ones. Counting P-step calls is exact for these periodic schedules and far cheaper.

@@ -25,30 +25,14 @@ import time
 from contextlib import nullcontext
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline
 from tqdm import tqdm
 
 import unetlab
+from unetlab.eval.bench_workload import sd15_random_pipeline
 from unetlab.schedules import resolve
-from unetlab.unet import configs, count_flops, decode, encode
+from unetlab.unet import count_flops, decode, encode
 
 VARIANTS = ("baseline", "sequential", "parallel", "all_key")
-
-
-def build_pipe(channels_last: bool) -> StableDiffusionPipeline:
-    torch.manual_seed(0)
-    unet = configs.sd15_like(scale=10).eval()
-    if channels_last:
-        unet = unet.to(memory_format=torch.channels_last)
-    # the VAE only sets the latent scale factor (8); it is never run (output_type="latent")
-    vae = AutoencoderKL(block_out_channels=(8, 8, 8, 8), down_block_types=("DownEncoderBlock2D",) * 4,
-                        up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=4, latent_channels=4)
-    scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
-                              set_alpha_to_one=False, steps_offset=1)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=None, tokenizer=None, unet=unet, scheduler=scheduler,
-                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 def handle_for(pipe, variant: str, keys):
@@ -135,7 +119,9 @@ def main() -> None:
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"})
     torch.set_num_threads(args.threads)
     keys = _keys(args.keys)
-    pipe = build_pipe(args.channels_last)
+    pipe = sd15_random_pipeline()
+    if args.channels_last:
+        pipe.unet.to(memory_format=torch.channels_last)
     print(f"size {args.size}x{args.size}, DDIM-{args.steps}, keys {keys}, threads {args.threads}, "
           f"channels_last {args.channels_last}", flush=True)
     variants = VARIANTS if not args.skip_all_key else VARIANTS[:3]

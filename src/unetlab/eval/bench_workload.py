@@ -82,9 +82,9 @@ def user_workload(path: str, prompts: list[str] | None = None) -> Workload:
                     call_kwargs={"output_type": "np"})
 
 
-def sd15_workload(seed: int = 0, sample_size: int = 64, scale: int = 10) -> Workload:
-    """Speed only: a StableDiffusionPipeline around a random SD-1.5-shaped UNet (channels / `scale`), guidance on,
-    random prompt embeddings standing in for the text encoder, latents out (no VAE)."""
+def sd15_random_pipeline(scale: int = 10, sample_size: int = 64, seed: int = 0):
+    """A `StableDiffusionPipeline` around a random SD-1.5-shaped UNet (channels / `scale`) with SD's DDIM
+    scheduler; no text encoder (pass prompt embeddings) and no VAE (use `output_type="latent"`)."""
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     from ..unet.configs import sd15_like
@@ -97,6 +97,14 @@ def sd15_workload(seed: int = 0, sample_size: int = 64, scale: int = 10) -> Work
                                    safety_checker=None, feature_extractor=None, image_encoder=None,
                                    requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def sd15_workload(seed: int = 0, sample_size: int = 64, scale: int = 10) -> Workload:
+    """Speed only: `sd15_random_pipeline`, guidance on, random prompt embeddings standing in for the text
+    encoder, latents out (no VAE)."""
+    pipe = sd15_random_pipeline(scale, sample_size, seed)
+    unet = pipe.unet
     embeds = torch.randn(1, 77, unet.config.cross_attention_dim, generator=torch.Generator().manual_seed(seed))
     size = sample_size * 8
     return Workload(f"sd15-random/{scale}", pipe, None, None, guidance_scale=7.5, speed_only=True,
