@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..train.target import PREDICTION_TYPES
 from . import likelihood
 
 DATA_HELP = "digits | shapes | path to an image folder"
@@ -26,6 +27,10 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    p.add_argument("--prediction-type", choices=PREDICTION_TYPES, default="epsilon",
+                   help="ddpm, t2i: what the UNet predicts (v_prediction: Salimans & Ho 2022)")
+    p.add_argument("--init-from", default=None, metavar="PIPELINE",
+                   help="start from this pipeline's weights (a save_pretrained folder or a shipped name): fine-tuning")
     p.add_argument("--no-progress", action="store_true")
     likelihood.add_train_arguments(p)
     p.set_defaults(func=run)
@@ -40,12 +45,15 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.method in likelihood.METHODS:
+        if args.prediction_type != "epsilon":
+            raise ValueError(f"prediction-type: {args.method} trains its own parameterisation; only ddpm and t2i "
+                             "take --prediction-type")
         task = likelihood.make_task(args)
     else:
-        task = make_task(args.method, args.data, args.size, seed=args.seed)
+        task = make_task(args.method, args.data, args.size, seed=args.seed, prediction_type=args.prediction_type)
     cfg = TrainConfig(out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
                       ema_decay=args.ema_decay, checkpoint_every=args.checkpoint_every, seed=args.seed,
-                      resume=args.resume, progress=not args.no_progress)
+                      resume=args.resume, init_from=args.init_from, progress=not args.no_progress)
     state = train(task, cfg)
     print(f"trained {args.method} to step {state['step']} (loss {state['loss_avg']:.4f}, "
           f"{state['elapsed_s']:.0f} s); checkpoints in {args.out}")

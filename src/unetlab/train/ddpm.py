@@ -1,4 +1,4 @@
-"""DDPM training task: epsilon-prediction loss (Ho et al. 2020, Eq. 14) for an unconditional `UNet2DModel`."""
+"""DDPM training task: epsilon- (Ho et al. 2020, Eq. 14) or v-prediction loss for an unconditional `UNet2DModel`."""
 
 from __future__ import annotations
 
@@ -8,14 +8,17 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMPipeline, DDIMScheduler, DDPMScheduler, UNet2DModel
 
+from .target import target, training_scheduler
+
 
 class DDPMTask:
-    """Unconditional DDPM on images in [0, 1] (scaled to [-1, 1]); samples and saves a `DDIMPipeline`."""
+    """Unconditional DDPM on images in [0, 1] (scaled to [-1, 1]); samples and saves a `DDIMPipeline`.
+    The UNet predicts what `scheduler.config.prediction_type` names (default: `training_scheduler()`, epsilon)."""
 
     def __init__(self, unet: UNet2DModel, dataset, scheduler: DDPMScheduler | None = None, num_samples: int = 64,
                  sample_steps: int = 50):
         self.unet, self.dataset = unet, dataset
-        self.scheduler = scheduler or DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
+        self.scheduler = scheduler or training_scheduler()
         self.num_samples, self.sample_steps = num_samples, sample_steps
         self.alphas_cumprod = self.scheduler.alphas_cumprod.float()
 
@@ -23,15 +26,15 @@ class DDPMTask:
         return {"unet": self.unet}
 
     def loss(self, models: dict, batch: dict, generator: torch.Generator) -> torch.Tensor:
-        """E_{x0, eps, t} || eps - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t) ||^2 (Ho et al. 2020, Eq. 14)."""
+        """E_{x0, eps, t} || target - f_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t) ||^2 (Ho et al. 2020, Eq. 14)."""
         x0 = batch["images"] * 2 - 1
         b = x0.shape[0]
         t = torch.randint(0, len(self.alphas_cumprod), (b,), generator=generator)
         eps = torch.randn(x0.shape, generator=generator).to(x0.device)
         abar_t = self.alphas_cumprod[t].to(x0.device).view(b, 1, 1, 1)
         x_t = abar_t.sqrt() * x0 + (1 - abar_t).sqrt() * eps
-        eps_theta = models["unet"](x_t, t.to(x0.device)).sample
-        return F.mse_loss(eps_theta, eps)
+        prediction = models["unet"](x_t, t.to(x0.device)).sample
+        return F.mse_loss(prediction, target(self.scheduler, x0, eps, t))
 
     def pipeline(self, models: dict) -> DDIMPipeline:
         return DDIMPipeline(unet=models["unet"], scheduler=DDIMScheduler.from_config(self.scheduler.config))

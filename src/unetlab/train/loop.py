@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from . import checkpoint as ckpt
 from .ema import EMA
 from .grid import save_grid
+from .init import init_from
 
 
 class Task(Protocol):
@@ -58,7 +59,8 @@ class Task(Protocol):
 @dataclass
 class TrainConfig:
     """Loop settings; `batch_size` is per process, `warmup` steps of linear learning-rate warm-up then cosine decay
-    to `min_lr_ratio * lr` at `steps`."""
+    to `min_lr_ratio * lr` at `steps`; `init_from` (a pipeline folder or shipped name) starts a run that has no
+    checkpoint yet from that pipeline's weights (fine-tuning)."""
 
     out: str
     steps: int = 10_000
@@ -73,6 +75,7 @@ class TrainConfig:
     keep: int = 2
     seed: int = 0
     resume: bool = False
+    init_from: str | None = None
     progress: bool = True
 
     def __post_init__(self):
@@ -127,12 +130,14 @@ def train(task: Task, cfg: TrainConfig, accelerator=None) -> dict:
     if hasattr(task, "to"):
         task.to(accelerator.device)
     state = {"step": 0, "elapsed_s": 0.0, "loss_avg": None, "history": []}
+    last = ckpt.latest(out) if cfg.resume else None
+    if last is None and cfg.init_from is not None:
+        init_from(modules, cfg.init_from)
     emas = {name: EMA(m, cfg.ema_decay) for name, m in modules.items()}
     params = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     generator = torch.Generator().manual_seed(cfg.seed * 7919 + accelerator.process_index)
 
-    last = ckpt.latest(out) if cfg.resume else None
     if accelerator.is_main_process:
         ckpt.clean_partial(out)
     if cfg.resume and last is None and accelerator.is_main_process:

@@ -7,12 +7,15 @@ from pathlib import Path
 import torch
 
 from ..data import DigitsDataset, FolderDataset, ShapesDataset
+from .target import training_scheduler
 
 METHODS = ("ddpm", "t2i")
 
 
-def make_task(method: str, data: str, size: int | None = None, seed: int = 0):
-    """The task for `method` ("ddpm" or "t2i") on `data` ("digits", "shapes" or an image folder)."""
+def make_task(method: str, data: str, size: int | None = None, seed: int = 0, prediction_type: str = "epsilon"):
+    """The task for `method` ("ddpm" or "t2i") on `data` ("digits", "shapes" or an image folder), whose UNet
+    predicts `prediction_type` ("epsilon" or "v_prediction")."""
+    scheduler = training_scheduler(prediction_type)
     if method == "ddpm":
         from ..models.configs import digits_unet
         from .ddpm import DDPMTask
@@ -26,11 +29,11 @@ def make_task(method: str, data: str, size: int | None = None, seed: int = 0):
         else:
             raise ValueError(f"data: {data!r} is not digits, shapes or an existing image folder")
         first = dataset[torch.arange(1)]["images"]
-        return DDPMTask(digits_unet(first.shape[-1], first.shape[1]), dataset)
+        return DDPMTask(digits_unet(first.shape[-1], first.shape[1]), dataset, scheduler=scheduler)
     if method == "t2i":
         if data != "shapes":
             raise ValueError(f"data: t2i trains on captioned data; {data!r} is not 'shapes'")
         from .t2i import make_shapes_task
 
-        return make_shapes_task(size or 24, seed=seed)
+        return make_shapes_task(size or 24, seed=seed, prediction_type=prediction_type)
     raise ValueError(f"method: {method!r} is not one of {', '.join(METHODS)}")
