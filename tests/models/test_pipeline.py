@@ -73,6 +73,40 @@ def test_guidance_negative_prompt_and_callback_change_the_result():
     assert pil[0].size == (8, 8)
 
 
+def test_guided_step_moves_towards_the_clipped_x0():
+    """A guided x0 estimate of 2.5 (x0_u = 0, x0_c = 0.5, guidance 5) at the first step: with
+    use_clipped_model_output (the default) DDIM lands at sqrt(abar') * 1 + sqrt(1 - abar') * eps(clip(x0))
+    (Song et al. 2021, Eq. 12); without it, the unclipped noise pushes the sample to the opposite side."""
+    pipe = tiny_shapes_pipeline()
+    abar = pipe.scheduler.alphas_cumprod
+
+    def fixed_x0(module, args, kwargs, output):
+        x_t, t = args[0], int(args[1])
+        x0 = torch.cat([torch.zeros_like(x_t[:1]), torch.full_like(x_t[1:], 0.5)])
+        return ((x_t - abar[t].sqrt() * x0) / (1 - abar[t]).sqrt(),)
+
+    pipe.unet.register_forward_hook(fixed_x0, with_kwargs=True)
+    first = {}
+
+    def keep(p, i, t, kwargs):
+        first.setdefault("t", int(t))
+        first.setdefault("latents", kwargs["latents"])
+        return {}
+
+    x_T = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    shifts = {}
+    for clipped in (True, False):
+        first.clear()
+        run(pipe, num_inference_steps=10, guidance_scale=5.0, latents=x_T.clone(), callback_on_step_end=keep,
+            **({} if clipped else {"use_clipped_model_output": False}))
+        t, t_prev = first["t"], first["t"] - 100
+        a, s, a_prev, s_prev = abar[t].sqrt(), (1 - abar[t]).sqrt(), abar[t_prev].sqrt(), (1 - abar[t_prev]).sqrt()
+        shifts[clipped] = float((first["latents"] - s_prev / s * x_T).mean())
+        if clipped:
+            torch.testing.assert_close(first["latents"], a_prev + s_prev * (x_T - a) / s)
+    assert shifts[True] > 0 > shifts[False]
+
+
 def test_tokenizer():
     tok = WordTokenizer(shapes_vocabulary(), 12)
     ids = tok([PROMPT, ""])

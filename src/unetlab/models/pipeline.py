@@ -19,6 +19,13 @@ class ShapesPipeline(DiffusionPipeline):
 
     The UNet is called once per timestep on the batch [unconditional, conditional] when `guidance_scale > 1`,
     and the scheduler is driven through `set_timesteps`/`scale_model_input`/`step`, as in diffusers' pipelines.
+
+    `use_clipped_model_output` (schedulers whose `step` takes it: DDIM) re-derives the noise from the clipped x0
+    estimate, eps = (x_t - sqrt(abar_t) clip(x0)) / sqrt(1 - abar_t), so that the DDIM update (Song et al. 2021,
+    Eq. 12) moves towards the clipped x0. Left False (diffusers' default), a guided x0 estimate far outside
+    [-1, 1] at the first, high-noise steps is clipped while the unclipped noise still carries it, and the step
+    lands on the opposite side: with the shipped shapes model at guidance 5 the backgrounds come out in the
+    complementary colour. Hence this pipeline's default is True.
     """
 
     model_cpu_offload_seq = "text_encoder->unet"
@@ -47,6 +54,7 @@ class ShapesPipeline(DiffusionPipeline):
         negative_prompt: str | list[str] | None = None,
         num_images_per_prompt: int = 1,
         eta: float = 0.0,
+        use_clipped_model_output: bool | None = True,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
         prompt_embeds: torch.Tensor | None = None,
@@ -86,6 +94,8 @@ class ShapesPipeline(DiffusionPipeline):
         latents = latents.to(device) * self.scheduler.init_noise_sigma
         accepted = set(inspect.signature(self.scheduler.step).parameters)
         extra = {k: v for k, v in (("eta", eta), ("generator", generator)) if k in accepted}
+        if use_clipped_model_output is not None and "use_clipped_model_output" in accepted:
+            extra["use_clipped_model_output"] = use_clipped_model_output
 
         self._num_timesteps = len(timesteps)
         for i, t in enumerate(self.progress_bar(timesteps)):

@@ -49,7 +49,8 @@ ARCH = {
               "tokenizer over the caption vocabulary, 2-layer pre-norm Transformer, width 64) trained jointly; "
               "captions dropped to \"\" with probability 0.1 for classifier-free guidance; epsilon prediction, "
               "squaredcos_cap_v2 schedule with 1000 steps; sampled with `unetlab.models.ShapesPipeline` (DDIM, 50 "
-              "steps, guidance 5).",
+              "steps, guidance 5, x0 clipped to [-1, 1] with the noise re-derived from it: "
+              "`use_clipped_model_output=True`, the pipeline's default).",
 }
 
 
@@ -72,22 +73,43 @@ def _verdict(name: str, quality: dict) -> str:
     return "**Bars missed**: " + "; ".join(parts) + "."
 
 
-def model_card(name: str, state: dict, quality: dict | None, size_mb: float) -> str:
-    hist = state["history"]
+def _base_state(cfg: dict) -> dict | None:
+    """The state of the checkpoint a fine-tuning run started from (`init_from` = <checkpoint>/pipeline), if known."""
+    source = cfg.get("init_from")
+    if not source or not (Path(source).parent / "state.json").is_file():
+        return None
+    state = json.loads((Path(source).parent / "state.json").read_text())
+    scheduler = json.loads((Path(source) / "scheduler" / "scheduler_config.json").read_text())
+    return {**state, "prediction_type": scheduler["prediction_type"]}
+
+
+def _schedule(state: dict) -> str:
     cfg = state["config"]
+    return (f"{state['step']} optimiser steps, batch {cfg['batch_size']}, AdamW lr {cfg['lr']} (warm-up {cfg['warmup']} "
+            f"steps, cosine decay to {cfg['min_lr_ratio']}x at step {cfg['steps']}), grad-clip {cfg['grad_clip']}, "
+            f"EMA decay {cfg['ema_decay']}, seed {cfg['seed']}")
+
+
+def model_card(name: str, state: dict, quality: dict | None, size_mb: float, prediction_type: str = "epsilon") -> str:
+    hist = state["history"]
+    base = _base_state(state["config"])
     q = _table(quality) + "\n\n" + _verdict(name, quality) if quality else "(not measured yet)"
+    training = _schedule(state) + " (these are the EMA weights)"
+    elapsed = state["elapsed_s"]
+    if base is not None:
+        training = (f"{_schedule(base)}, {base['prediction_type']} prediction (final loss {base['history'][-1]['loss']:.4f}); then "
+                    f"fine-tuned to {prediction_type}: {training}")
+        elapsed += base["elapsed_s"]
     return f"""# unetlab `{name}` model
 
 Shipped with unetlab; load with `unetlab.load("{name}")`.
 
 - **Data**: {DATA[name]}
 - **Model**: {ARCH[name]}
-- **Training**: {state['step']} optimiser steps, batch {cfg['batch_size']}, AdamW lr {cfg['lr']} (warm-up
-  {cfg['warmup']} steps, cosine decay to {cfg['min_lr_ratio']}x at step {cfg['steps']}), grad-clip {cfg['grad_clip']},
-  EMA decay {cfg['ema_decay']} (these are the EMA weights), seed {cfg['seed']}; unetlab's Accelerate loop.
-- **Time and hardware**: {state['elapsed_s'] / 60:.0f} min of wall time on a 2-core CPU (no GPU), {THREADS[name]},
+- **Training**: {training}; unetlab's Accelerate loop.
+- **Time and hardware**: {elapsed / 60:.0f} min of wall time on a 2-core CPU (no GPU), {THREADS[name]},
   shared with other jobs at times; 2026-11-23.
-- **Final loss** (mean epsilon MSE over the last checkpoint interval): {hist[-1]['loss']:.4f}
+- **Final loss** (mean {prediction_type} MSE over the last checkpoint interval): {hist[-1]['loss']:.4f}
 - **Size**: {size_mb:.1f} MB of safetensors.
 
 ## Quality (issue 5 bars)
@@ -119,7 +141,8 @@ def ship(name: str, run: Path, quality_json: Path | None = None, grid: Path | No
     state = json.loads((last / "state.json").read_text())
     quality = json.loads(Path(quality_json).read_text()) if quality_json else None
     size = sum(p.stat().st_size for p in tmp.rglob("*.safetensors")) / 1e6
-    (tmp / "README.md").write_text(model_card(name, state, quality, size))
+    prediction_type = json.loads((tmp / "scheduler" / "scheduler_config.json").read_text())["prediction_type"]
+    (tmp / "README.md").write_text(model_card(name, state, quality, size, prediction_type))
     if dest.exists():
         shutil.rmtree(dest)
     os.replace(tmp, dest)
