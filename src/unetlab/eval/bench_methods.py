@@ -107,6 +107,9 @@ def default_methods(steps: int = 50, key_steps_derived: str | Path | None = None
                _chain(_ep(**ep_paper), _peer("tome", ratio=0.5))),
         Method("combination", "EP uniform:2 + branch cache N=2", dict(key_steps="uniform:2", interval=2), steps,
                _chain(_ep(key_steps="uniform:2", noise_injection=None), _bc(interval=2, branch=0))),
+        *(Method("combination", f"DDIM-{k} + branch cache N=2 layer", dict(steps=k, interval=2, granularity="layer"),
+                 k, _bc(interval=2, branch=0, granularity="layer"))
+          for k in sorted({max(2, round(steps * f)) for f in (0.5, 0.4)}, reverse=True)),
     ]
     if not quick:
         methods += [
