@@ -76,7 +76,7 @@ def test_guidance_negative_prompt_and_callback_change_the_result():
 def test_guided_step_moves_towards_the_clipped_x0():
     """A guided x0 estimate of 2.5 (x0_u = 0, x0_c = 0.5, guidance 5) at the first step: with
     use_clipped_model_output (the default) DDIM lands at sqrt(abar') * 1 + sqrt(1 - abar') * eps(clip(x0))
-    (Song et al. 2021, Eq. 12); without it, the unclipped noise pushes the sample to the opposite side."""
+    (Song et al. 2021, Eq. 12); without it, the unclipped noise moves the sample away from the clipped x0."""
     pipe = tiny_shapes_pipeline()
     abar = pipe.scheduler.alphas_cumprod
 

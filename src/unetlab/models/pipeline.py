@@ -24,8 +24,8 @@ class ShapesPipeline(DiffusionPipeline):
     estimate, eps = (x_t - sqrt(abar_t) clip(x0)) / sqrt(1 - abar_t), so that the DDIM update (Song et al. 2021,
     Eq. 12) moves towards the clipped x0. Left False (diffusers' default), a guided x0 estimate far outside
     [-1, 1] at the first, high-noise steps is clipped while the unclipped noise still carries it, and the step
-    lands on the opposite side: with the shipped shapes model at guidance 5 the backgrounds come out in the
-    complementary colour. Hence this pipeline's default is True.
+    moves the sample away from the clipped x0: with the shipped shapes model at guidance 5 only 32.6% of the
+    samples get the caption's colour (100% with True). Hence this pipeline's default is True.
     """
 
     model_cpu_offload_seq = "text_encoder->unet"
