@@ -1,11 +1,15 @@
-"""Named, removable, loud patches on pipelines and UNets, and the step clock they share.
+"""Named, removable, loud patches on pipelines and UNets, and the one step source they share.
 
 - `resolve(target)`: (pipeline or None, unet) from a diffusers pipeline or a bare UNet.
 - `claim(obj, kind)` / `release(obj, kind)`: at most one patch of a kind per object; a second is an error.
 - `ForwardPatch`: replaces a module's forward through diffusers' `HookRegistry` (chains with other hooks,
   removable in any order).
-- `StepClock`: counts the sampling steps of a pipeline call from the scheduler itself (reset by
-  `set_timesteps`, advanced by `step`), so that no patch looks a timestep up with `.item()`.
+- `StepSource`: the one wrapper of a scheduler's `set_timesteps` and `step`, shared by every listener on that
+  scheduler (installed by the first, removed with the last, so listeners leave in any order). The step counter
+  lives in the scheduler's own `__dict__`, so a pipeline that copies and restores the scheduler's state
+  (Panorama/MultiDiffusion does, once per view) carries each view's step index along; the wrappers are plain
+  functions and the source copies as itself, so a deep copy of that state copies neither.
+- `StepClock`: one listener (`step_index`, `num_steps`, `timesteps`, start and before-step callbacks).
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ import torch
 from diffusers.hooks import HookRegistry, ModelHook
 
 _CLAIMS = "_unetlab_patches"
+_SOURCE = "_unetlab_step_source"
+_COUNT = "_unetlab_step"
+_METHODS = ("set_timesteps", "step")
 
 
 def resolve(target) -> tuple[Any, torch.nn.Module]:
@@ -59,7 +66,7 @@ class _Forward(ModelHook):
 
 
 class ForwardPatch:
-    """Replace `module.forward` by `fn(original_forward, *args, **kwargs)` until `.remove()`."""
+    """Replace `module.forward` by `fn(original_forward, *args, **kwargs)` until `.remove()` (idempotent)."""
 
     def __init__(self, module: torch.nn.Module, name: str, fn: Callable):
         self.module, self.name = module, name
@@ -67,69 +74,123 @@ class ForwardPatch:
 
     def remove(self) -> None:
         registry = getattr(self.module, "_diffusers_hook", None)
-        if registry is not None:
+        if registry is not None and self.name in registry.hooks:
             registry.remove_hook(self.name, recurse=False)
             if not registry.hooks:
                 del self.module._diffusers_hook
                 self.module.__dict__.pop("forward", None)
 
 
-class MethodPatch:
-    """Wrap a plain object's method (for example a scheduler's `step`) in the instance, until `.remove()`."""
+class StepSource:
+    """Which step of a pipeline call the scheduler is at: reset by `set_timesteps`, advanced by `step`.
 
-    def __init__(self, obj, method: str, wrapper: Callable[..., Any]):
-        self.obj, self.method = obj, method
-        self.had_own = method in obj.__dict__
-        self.previous = obj.__dict__.get(method)
-        inner = getattr(obj, method)
-        setattr(obj, method, functools.wraps(inner)(functools.partial(wrapper, inner)))
+    Listeners have `on_start()` (a call's `set_timesteps` ran) and `before_step(index, slot, kwargs)` (the
+    scheduler is about to step; `slot` counts the `step` calls of one index, e.g. one per Panorama view;
+    `kwargs` holds `model_output`, `timestep`, `sample` and may be changed).
+    """
 
-    def remove(self) -> None:
-        if self.had_own:
-            setattr(self.obj, self.method, self.previous)
-        else:
-            self.obj.__dict__.pop(self.method, None)
+    def __init__(self, scheduler):
+        self.scheduler = scheduler
+        self.listeners: list = []
+        ts = getattr(scheduler, "timesteps", None)
+        self.timesteps: list[float] = ts.detach().cpu().tolist() if torch.is_tensor(ts) else []
+        self._last = (-1, 0)
+        d = scheduler.__dict__
+        self._saved = {name: d[name] for name in (*_METHODS, _COUNT) if name in d}
+        inner_set, inner_step = scheduler.set_timesteps, scheduler.step
+
+        def set_timesteps(*args, **kwargs):
+            return self._set_timesteps(inner_set, args, kwargs)
+
+        def step(*args, **kwargs):
+            return self._step(inner_step, args, kwargs)
+
+        d.update(set_timesteps=functools.wraps(inner_set)(set_timesteps), step=functools.wraps(inner_step)(step))
+        d[_SOURCE], d[_COUNT] = self, 0
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    @classmethod
+    def subscribe(cls, scheduler, listener) -> "StepSource":
+        """The scheduler's source (installed now if it has none), with `listener` added."""
+        source = scheduler.__dict__.get(_SOURCE)
+        if source is None:
+            source = cls(scheduler)
+        source.listeners.append(listener)
+        return source
+
+    def unsubscribe(self, listener) -> None:
+        """Drop `listener`; the last one leaving restores the scheduler's methods exactly."""
+        self.listeners = [x for x in self.listeners if x is not listener]
+        if not self.listeners and self.scheduler.__dict__.get(_SOURCE) is self:
+            d = self.scheduler.__dict__
+            for name in (*_METHODS, _COUNT, _SOURCE):
+                d.pop(name, None)
+            d.update(self._saved)
+
+    @property
+    def index(self) -> int:
+        return self.scheduler.__dict__.get(_COUNT, 0)
+
+    def _set_timesteps(self, inner, args, kwargs):
+        out = inner(*args, **kwargs)
+        self.timesteps = self.scheduler.timesteps.detach().cpu().tolist()
+        self.scheduler.__dict__[_COUNT] = 0
+        self._last = (-1, 0)
+        for listener in list(self.listeners):
+            listener.on_start()
+        return out
+
+    def _step(self, inner, args, kwargs):
+        index = self.index
+        slot = self._last[1] + 1 if self._last[0] == index else 0
+        self._last = (index, slot)
+        if len(args) <= 3:
+            kwargs.update(zip(("model_output", "timestep", "sample"), args))
+            args = ()
+            for listener in list(self.listeners):
+                listener.before_step(index, slot, kwargs)
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            self.scheduler.__dict__[_COUNT] = index + 1
 
 
 class StepClock:
-    """Which sampling step a pipeline call is at, read from its scheduler.
-
-    `set_timesteps` starts a call (step 0, `timesteps` copied once to the host); each `step` advances it.
-    `on_start()` and `before_step(step_index, kwargs)` callbacks let a patch reset its state and act
-    (for example, prior noise injection) without replacing the pipeline's `__call__`.
-    """
+    """A listener on a scheduler's `StepSource`: `step_index`, `num_steps` and `timesteps` of the current call,
+    `on_start()` and `before_step(step_index, slot, kwargs)` callbacks; `.remove()` unsubscribes (idempotent)."""
 
     def __init__(self, scheduler, on_start: Callable[[], None] | None = None,
-                 before_step: Callable[[int, dict], None] | None = None):
+                 before_step: Callable[[int, int, dict], None] | None = None):
         self.scheduler = scheduler
-        self.step_index = 0
-        self.timesteps: list[float] = []
         self._on_start, self._before_step = on_start, before_step
-        self._patches = [MethodPatch(scheduler, "set_timesteps", self._set_timesteps),
-                         MethodPatch(scheduler, "step", self._step)]
+        self.source: StepSource | None = StepSource.subscribe(scheduler, self)
+
+    @property
+    def step_index(self) -> int:
+        return self.source.index if self.source is not None else 0
+
+    @property
+    def timesteps(self) -> list[float]:
+        return self.source.timesteps if self.source is not None else []
 
     @property
     def num_steps(self) -> int:
         return len(self.timesteps)
 
-    def _set_timesteps(self, inner, *args, **kwargs):
-        out = inner(*args, **kwargs)
-        self.timesteps = self.scheduler.timesteps.detach().cpu().tolist()
-        self.step_index = 0
+    def on_start(self) -> None:
         if self._on_start is not None:
             self._on_start()
-        return out
 
-    def _step(self, inner, *args, **kwargs):
-        if self._before_step is not None and len(args) <= 3:
-            kwargs.update(zip(("model_output", "timestep", "sample"), args))
-            args = ()
-            self._before_step(self.step_index, kwargs)
-        try:
-            return inner(*args, **kwargs)
-        finally:
-            self.step_index += 1
+    def before_step(self, index: int, slot: int, kwargs: dict) -> None:
+        if self._before_step is not None:
+            self._before_step(index, slot, kwargs)
 
     def remove(self) -> None:
-        for p in reversed(self._patches):
-            p.remove()
+        if self.source is not None:
+            self.source.unsubscribe(self)
+            self.source = None

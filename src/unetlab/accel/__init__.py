@@ -1,10 +1,14 @@
-"""Training-free accelerators; each is `unetlab.<name>(pipe_or_unet, **config) -> handle` (see DESIGN.md)."""
+"""Training-free accelerators; each is `unetlab.<name>(pipe_or_unet, **config) -> handle` (see DESIGN.md), built
+on `handle.Accelerator`; their configs save to JSON and `apply(target, load_config(path))` applies one."""
 
-from .encoder_propagation import EncoderPropagation, encoder_propagation
+from .block_skip import BlockSkipConfig, BlockSkipPlan, SkipWindow, block_skip
 from .branch_cache import BranchCacheConfig, branch_cache
 from .clockwork import ClockworkConfig, clockwork
+from .config import AccelConfig, apply, load_config
+from .encoder_propagation import EncoderPropagation, EncoderPropagationConfig, encoder_propagation
 from .peers import UnsupportedPeerError
-from .block_skip import BlockSkipPlan, SkipWindow, block_skip  # noqa: E402
+from .stacking import COMPOSE
 
-__all__ = ["EncoderPropagation", "encoder_propagation", "BranchCacheConfig", "branch_cache", "ClockworkConfig",
-           "clockwork", "UnsupportedPeerError", "BlockSkipPlan", "SkipWindow", "block_skip"]
+__all__ = ["AccelConfig", "BlockSkipConfig", "BlockSkipPlan", "BranchCacheConfig", "COMPOSE", "ClockworkConfig",
+           "EncoderPropagation", "EncoderPropagationConfig", "SkipWindow", "UnsupportedPeerError", "apply",
+           "block_skip", "branch_cache", "clockwork", "encoder_propagation", "load_config"]

@@ -1,9 +1,10 @@
 """Block skipping: do not run chosen UNet blocks inside chosen step windows (Prasad et al. 2023, arXiv 2312.14965).
 
-A plan lists (component, start, end, replace) windows. Inside a window the component's `forward` is replaced
-(through diffusers' HookRegistry) and never called: its output is the one cached at the last step where it ran
-in this pipeline call ("cached") or zeros of that shape ("zeros"). A component that has not run yet in the call
-runs once to fill its cache. Plans are JSON; `unetlab analyze derive` writes them from an ablation grid.
+A plan lists (component, start, end, replace) windows over the steps a pipeline call runs. Inside a window the
+component's `forward` is replaced (through diffusers' HookRegistry) and never called: its output is a copy of
+the one cached at the last step where it ran in this pipeline call, in the same call slot and with the same
+inputs ("cached"), or zeros of that shape ("zeros"). A component with no such cache runs to fill it (the first
+step, a batch or conditioning change). Plans are JSON; `unetlab analyze derive` writes them from an ablation grid.
 """
 
 from __future__ import annotations
@@ -17,20 +18,15 @@ from pathlib import Path
 
 import torch
 
-from ..patching import ForwardPatch, StepClock, claim, release, resolve
+from ..patching import ForwardPatch
+from . import side_state
+from .config import AccelConfig
+from .handle import Accelerator, Call
+from .side_state import map_tensors
 
 KIND = "block_skip"
 REPLACES = ("cached", "zeros")
 _COMPONENT = re.compile(r"^(down_blocks\.\d+|mid_block|up_blocks\.\d+)$")
-
-
-def map_tensors(out, fn):
-    """Apply `fn` to every tensor in a (nested tuple of) module output(s), keeping the structure."""
-    if torch.is_tensor(out):
-        return fn(out)
-    if isinstance(out, (tuple, list)):
-        return type(out)(map_tensors(o, fn) for o in out)
-    return out
 
 
 def block_components(unet) -> list[str]:
@@ -124,64 +120,80 @@ def as_plan(plan) -> BlockSkipPlan:
     raise TypeError(f"plan: expected a BlockSkipPlan, dict, JSON path or list of windows, got {type(plan).__name__}")
 
 
-class BlockSkipHandle:
+@dataclass(frozen=True)
+class BlockSkipConfig(AccelConfig):
+    """`plan`: a `BlockSkipPlan` (or its dict, a JSON path, or a list of windows)."""
+
+    kind = KIND
+    plan: BlockSkipPlan = field(default_factory=BlockSkipPlan)
+
+    def __post_init__(self):
+        object.__setattr__(self, "plan", as_plan(self.plan))
+
+    def apply_to(self, target) -> "BlockSkip":
+        return BlockSkip(target, self)
+
+
+class BlockSkip(Accelerator):
     """The applied plan: a context manager; `.remove()` restores the original forwards."""
 
-    def __init__(self, target, plan, scheduler=None):
-        self.pipe, self.unet = resolve(target)
-        self.plan = as_plan(plan)
+    kind = KIND
+
+    def __init__(self, target, config: BlockSkipConfig, scheduler=None):
+        super().__init__(target, config, scheduler)
+
+    @property
+    def plan(self) -> BlockSkipPlan:
+        return self.config.plan
+
+    def install(self) -> None:
         valid = block_components(self.unet)
         for w in self.plan.windows:
             if w.component not in valid:
                 raise ValueError(f"plan: component {w.component!r} is not in this UNet; valid: {', '.join(valid)}")
-        scheduler = self.pipe.scheduler if self.pipe is not None else scheduler
-        if scheduler is None:
+        if self.clock is None:
             raise ValueError("scheduler: required for a bare UNet (steps are counted from scheduler.set_timesteps/step)")
-        claim(self.unet, KIND)
-        self.cache: dict[str, object] = {}
         self.calls_skipped = 0
-        self.clock = StepClock(scheduler, on_start=self._start)
         by_component: dict[str, list[SkipWindow]] = {}
         for w in self.plan.windows:
             by_component.setdefault(w.component, []).append(w)
-        self._patches = [ForwardPatch(self.unet.get_submodule(c), f"unetlab.{KIND}", self._forward(c, ws))
-                         for c, ws in by_component.items()]
+        for c, ws in by_component.items():
+            module = self.unet.get_submodule(c)
+            self._add(ForwardPatch(module, f"unetlab.{KIND}", self._component(c, ws, side_state.holders([module]))))
 
-    def _start(self) -> None:
+    def start(self, run) -> None:
         n = self.plan.num_inference_steps
-        if n is not None and self.clock.num_steps != n:
-            raise ValueError(f"num_inference_steps: the plan was made for {n} steps, the call uses {self.clock.num_steps}")
-        self.cache.clear()
+        if n is not None and run.num_steps is not None and run.num_steps != n:
+            raise ValueError(f"num_inference_steps: the plan was made for {n} steps, the call runs {run.num_steps}")
 
-    def _forward(self, component: str, windows: list[SkipWindow]):
+    def clear(self) -> None:
+        self.cache: dict[tuple[int, str], tuple] = {}
+        self._call: Call | None = None
+
+    def forward(self, original, call: Call, args, kwargs):
+        self._call = call
+        try:
+            return original(*args, **kwargs)
+        finally:
+            self._call = None
+
+    def _component(self, component: str, windows: list[SkipWindow], attention):
         def forward(original, *args, **kwargs):
-            step = self.clock.step_index
-            active = next((w for w in windows if step in w), None)
-            if active is not None and component in self.cache:
+            call = self._call
+            if call is None:  # called outside the UNet's forward (by the pipeline itself)
+                return original(*args, **kwargs)
+            active = next((w for w in windows if call.step in w), None)
+            entry = self.cache.get((call.slot, component))
+            if active is not None and entry is not None and entry[0] == call.signature:
                 self.calls_skipped += 1
-                out = self.cache[component]
-                return map_tensors(out, torch.zeros_like) if active.replace == "zeros" else out
+                side_state.restore(entry[2])
+                return map_tensors(entry[1], torch.zeros_like if active.replace == "zeros" else torch.clone)
             out = original(*args, **kwargs)
-            self.cache[component] = out
+            self.cache[(call.slot, component)] = (call.signature, out, side_state.snapshot(attention))
             return out
         return forward
 
-    def remove(self) -> None:
-        if self._patches is None:
-            return
-        for p in self._patches:
-            p.remove()
-        self.clock.remove()
-        self._patches, self.cache = None, {}
-        release(self.unet, KIND)
 
-    def __enter__(self) -> "BlockSkipHandle":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.remove()
-
-
-def block_skip(pipe_or_unet, plan, scheduler=None) -> BlockSkipHandle:
+def block_skip(pipe_or_unet, plan, scheduler=None) -> BlockSkip:
     """Skip the plan's blocks inside their step windows; returns a removable handle (also a context manager)."""
-    return BlockSkipHandle(pipe_or_unet, plan, scheduler)
+    return BlockSkip(pipe_or_unet, BlockSkipConfig(plan), scheduler)

@@ -6,7 +6,7 @@ shallow up path and the head run, on the cached feature. `granularity="block"`: 
 `branch + 1` highest-resolution levels (`down_blocks[:branch + 1]`, the last `branch + 1` up blocks).
 `granularity="layer"`: DeepCache's own branches — only the last `branch + 1` up layers (resnet plus
 attention) and the down layers producing their skips run (branch 0: conv_in and the very last layer).
-Steps are counted from the pipeline's scheduler, so Heun's repeated timesteps do not confuse it.
+Steps count the steps the pipeline call runs (`handle.Accelerator`), so img2img's first step run is full.
 """
 
 from __future__ import annotations
@@ -14,15 +14,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..unet.partial import deep_layer_modules, deep_modules, num_levels, num_up_layers
-from .deep_reuse import DeepReuseHandle
+from .config import AccelConfig
+from .deep_reuse import DeepReuse
 
 
 @dataclass(frozen=True)
-class BranchCacheConfig:
+class BranchCacheConfig(AccelConfig):
     """`interval`: full step every `interval` steps (uniform schedule); `branch`: 0 = shallowest level (or layer)
     only; `schedule`: "uniform" or the explicit 0-based indices of the full steps (then `interval` is unused);
     `granularity`: "block" (branches are levels) or "layer" (branches are up layers, as in DeepCache)."""
 
+    kind = "branch_cache"
     interval: int = 3
     branch: int = 0
     schedule: str | tuple[int, ...] = "uniform"
@@ -47,17 +49,16 @@ class BranchCacheConfig:
         object.__setattr__(self, "schedule", steps)
 
     def is_full(self, step: int) -> bool:
-        """Whether sampling step `step` (0-based) runs the whole UNet."""
+        """Whether sampling step `step` (0-based, among the steps run) runs the whole UNet."""
         if self.schedule == "uniform":
             return step % self.interval == 0
         return step in self.schedule
 
     def check_steps(self, num_steps: int) -> None:
-        """Raise when an explicit schedule names a step the pipeline call does not have."""
+        """Raise when an explicit schedule names a step the pipeline call does not run."""
         if self.schedule != "uniform" and self.schedule[-1] >= num_steps:
             raise ValueError(f"schedule: full step {self.schedule[-1]} is out of range for a call with "
                              f"{num_steps} steps (valid: 0 to {num_steps - 1})")
-
 
     def deep(self, unet) -> list:
         """The deep path this config reuses on `unet`; a one-line error when `branch` does not fit it."""
@@ -71,11 +72,16 @@ class BranchCacheConfig:
             raise ValueError(f"branch: expected 0 to {n - 2} for this {n}-level UNet, got {self.branch}")
         return deep_modules(unet, self.branch + 1)
 
+    def apply_to(self, target) -> "BranchCache":
+        return BranchCache(target, self)
+
+
+class BranchCache(DeepReuse):
+    kind = "branch_cache"
+
 
 def branch_cache(target, interval: int = 3, branch: int = 0, schedule="uniform",
-                 granularity: str = "block") -> DeepReuseHandle:
+                 granularity: str = "block") -> BranchCache:
     """Apply branch caching to a diffusers pipeline or bare UNet; returns a handle (context manager, `.remove()`)."""
-    cfg = BranchCacheConfig(interval=interval, branch=branch, schedule=schedule, granularity=granularity)
-    handle = DeepReuseHandle(target, "branch_cache", cfg.deep, is_full=cfg.is_full, check_steps=cfg.check_steps)
-    handle.config = cfg
-    return handle
+    return BranchCache(target, BranchCacheConfig(interval=interval, branch=branch, schedule=schedule,
+                                                 granularity=granularity))

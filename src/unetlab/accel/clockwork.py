@@ -13,15 +13,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..unet.partial import deep_modules, num_levels
-from .deep_reuse import DeepReuseHandle
+from .config import AccelConfig
+from .deep_reuse import DeepReuse
 
 PAPER_LEVEL = 1  # clockwork-diffusion's ClockworkWrapper: adaptor in place of up_blocks[-2] and everything below
 
 
 @dataclass(frozen=True)
-class ClockworkConfig:
+class ClockworkConfig(AccelConfig):
     """`clock`: full UNet every `clock` steps; `level`: how many high-resolution levels run (None = the paper's 1)."""
 
+    kind = "clockwork"
     clock: int = 2
     level: int | None = None
 
@@ -34,7 +36,7 @@ class ClockworkConfig:
             raise ValueError(f"level: expected None (the paper's {PAPER_LEVEL}) or an int >= 1, got {self.level!r}")
 
     def is_full(self, step: int) -> bool:
-        """Whether sampling step `step` (0-based) runs the whole UNet."""
+        """Whether sampling step `step` (0-based, among the steps run) runs the whole UNet."""
         return step % self.clock == 0
 
     def check_steps(self, num_steps: int) -> None:
@@ -47,10 +49,14 @@ class ClockworkConfig:
             raise ValueError(f"level: expected 1 to {n - 1} for this {n}-level UNet, got {self.level}")
         return deep_modules(unet, self.level)
 
+    def apply_to(self, target) -> "Clockwork":
+        return Clockwork(target, self)
 
-def clockwork(target, clock: int = 2, level: int | None = None) -> DeepReuseHandle:
+
+class Clockwork(DeepReuse):
+    kind = "clockwork"
+
+
+def clockwork(target, clock: int = 2, level: int | None = None) -> Clockwork:
     """Apply identity-adaptor clockwork to a diffusers pipeline or bare UNet; returns a handle."""
-    cfg = ClockworkConfig(clock=clock, level=level)
-    handle = DeepReuseHandle(target, "clockwork", cfg.deep, is_full=cfg.is_full, check_steps=cfg.check_steps)
-    handle.config = cfg
-    return handle
+    return Clockwork(target, ClockworkConfig(clock=clock, level=level))

@@ -1,98 +1,90 @@
-"""The handle shared by branch caching and clockwork: full UNet at full steps, partial UNet in between.
+"""What branch caching and clockwork share: full UNet at full steps, the partial UNet in between.
 
-At a full step the model's own forward runs and the deep path's outputs are stored (`unet.partial`);
-at any other step the deep path returns what it stored and only the shallow levels run. The step index
-comes from the pipeline's scheduler (`patching.StepClock`), never from a timestep's value, so schedulers
-that repeat timesteps (Heun) work; on a bare UNet each call is one step and `reset()` starts over.
+At a full step the model's own forward runs and the deep path's outputs are stored (per call slot, with the
+inputs they were computed from); at any other step the deep path returns copies of what its slot stored and
+only the shallow levels run. A call whose inputs differ from its slot's last full call (batch or conditioning
+changed) runs full. Steps come from `handle.Accelerator` (the steps the pipeline call runs, Heun's repeated
+timesteps included); on a bare UNet each call is one step and `reset()` starts over.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from typing import Any
 
 import torch
 
-from ..patching import ForwardPatch, StepClock, claim, claims, release, resolve
-from ..unet.partial import DeepPath
+from ..patching import ForwardPatch
+from . import side_state
+from .handle import Accelerator, Call
 
 KINDS = frozenset({"branch_cache", "clockwork"})
 
 
-class DeepReuseHandle:
-    """Removable patch that runs the full UNet where `is_full(step)` and the partial UNet elsewhere.
+class DeepPath:
+    """Makes the deep path (`unet.partial.deep_modules` or `deep_layer_modules`) reusable.
 
-    `calls` lists (step index, full?) for every UNet call since the last pipeline call started (or `reset()`).
+    While `reuse` is off each module runs and its output (and its attention processors' kept state) is stored
+    under `slot`; while it is on the module returns a copy of its slot's stored output without running.
     """
 
-    def __init__(self, target, kind: str, deep: Callable[[torch.nn.Module], list], is_full: Callable[[int], bool],
-                 check_steps: Callable[[int], None]):
-        pipe, unet = resolve(target)
-        modules = deep(unet)  # (name, module) of the deep path; raises on an impossible cut
-        other = sorted(claims(unet) & KINDS - {kind})
-        if other:
-            raise RuntimeError(f"{kind}: {other[0]} is already applied to this UNet and both replace its deep path; "
-                               f"call .remove() on the {other[0]} handle first")
-        claim(unet, kind)
-        self.kind, self.unet = kind, unet
-        self._is_full, self._check_steps = is_full, check_steps
-        self.calls: list[tuple[int, bool]] = []
-        self._shapes: dict[int, tuple] = {}
-        self._step, self._slot, self._n = -1, 0, 0
-        self._removed = False
-        try:
-            self.deep = DeepPath(modules, name=f"unetlab.{kind}.deep")
-            self._patch = ForwardPatch(unet, f"unetlab.{kind}", self._forward)
-            self.clock = StepClock(pipe.scheduler, on_start=self._on_start) if pipe is not None else None
-        except Exception:
-            self._undo()
-            raise
+    def __init__(self, modules: list[tuple[str, torch.nn.Module]], name: str):
+        self.modules = modules
+        self.reuse = False
+        self.slot = 0
+        self._store: dict[int, dict[str, Any]] = {}
+        self._holders = {key: side_state.holders([m]) for key, m in modules}
+        self._patches = [ForwardPatch(m, name, functools.partial(self._forward, key)) for key, m in modules]
 
-    def _on_start(self) -> None:
-        self._check_steps(self.clock.num_steps)
-        self.reset()
+    @property
+    def feature(self) -> torch.Tensor | None:
+        """The stored feature entering the shallow up layers (the last deep module's output) of this slot."""
+        entry = self._store.get(self.slot, {}).get(self.modules[-1][0])
+        if entry is None:
+            return None
+        return entry[0][0] if isinstance(entry[0], tuple) else entry[0]
 
-    def reset(self) -> None:
-        """Forget stored features and start counting steps from 0 (done automatically per pipeline call)."""
-        self.deep.clear()
-        self.calls, self._shapes = [], {}
-        self._step, self._slot, self._n = -1, 0, 0
+    def clear(self) -> None:
+        self._store.clear()
 
-    def _forward(self, original, *args, **kwargs):
-        step = self.clock.step_index if self.clock is not None else self._n
-        self._n += 1
-        self._slot = self._slot + 1 if step == self._step else 0
-        self._step = step
-        sample = args[0] if args else kwargs["sample"]
-        full = self._is_full(step)
+    def _forward(self, key: str, original, *args, **kwargs):
+        entry = self._store.get(self.slot, {}).get(key) if self.reuse else None
+        if entry is not None:
+            side_state.restore(entry[1])
+            return side_state.map_tensors(entry[0], torch.clone)  # forward may add in place (T2I-Adapter)
+        out = original(*args, **kwargs)
+        self._store.setdefault(self.slot, {})[key] = (out, side_state.snapshot(self._holders[key]))
+        return out
+
+    def remove(self) -> None:
+        for p in reversed(self._patches):
+            p.remove()
+        self._patches = []
+        self._store.clear()
+
+
+class DeepReuse(Accelerator):
+    """Removable patch running the full UNet where `config.is_full(step)` (or the call is not fresh) and the
+    partial UNet elsewhere. `calls` lists (step, full?) for every UNet call of the current run."""
+
+    def install(self) -> None:
+        self.deep = self._add(DeepPath(self.config.deep(self.unet), name=f"unetlab.{self.kind}.deep"))
+
+    def start(self, run) -> None:
+        if run.num_steps is not None:
+            self.config.check_steps(run.num_steps)
+
+    def clear(self) -> None:
+        if "deep" in self.__dict__:
+            self.deep.clear()
+
+    def forward(self, original, call: Call, args, kwargs):
+        full = self.config.is_full(call.step) or not call.fresh
         if full:
-            self._shapes[self._slot] = tuple(sample.shape)
-        elif self._shapes.get(self._slot) != tuple(sample.shape):
-            raise RuntimeError(
-                f"{self.kind}: step {step} reuses features, but call {self._slot} of it has sample shape "
-                f"{tuple(sample.shape)} and the last full step had {self._shapes.get(self._slot)}; "
-                "step 0 must be full and inputs must keep their shape (on a bare UNet, call handle.reset())")
-        self.calls.append((step, full))
-        self.deep.reuse, self.deep.slot = not full, self._slot
+            self.mark_full(call)
+        self.calls.append((call.step, full))
+        self.deep.reuse, self.deep.slot = not full, call.slot
         try:
             return original(*args, **kwargs)
         finally:
             self.deep.reuse = False
-
-    def _undo(self) -> None:
-        for name in ("clock", "_patch", "deep"):
-            part = self.__dict__.pop(name, None)
-            if part is not None:
-                part.remove()
-        release(self.unet, self.kind)
-
-    def remove(self) -> None:
-        """Restore the UNet and scheduler exactly as they were; calling it twice is harmless."""
-        if not self._removed:
-            self._removed = True
-            self._undo()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.remove()

@@ -1,13 +1,17 @@
 """Encoder propagation (Faster Diffusion, Li et al. 2023, Sec. 3.3): reuse the UNet encoder at non-key steps.
 
-At a key step the whole UNet runs (`encode` + `decode`) and its skips and bottleneck output are cached; at a
-non-key step only the decoder runs on the cache, with that step's own timestep. In parallel mode the decoder
-of a key step and of the following non-key steps (up to the next key step, at most `max_parallel`) runs as
-one batch and the pipeline's loop receives the precomputed model outputs at those steps (sequential while
-branch caching or clockwork, applied after it, reuses deep features that belong to a single step). Prior noise
-injection adds `alpha * z_T` to the sample given to each scheduler step whose timestep is below
-`injection_threshold`. Everything goes through the normal `pipe(...)` call: the UNet's forward and the
-scheduler's `set_timesteps`/`step` are patched, nothing else.
+At a key step the whole UNet runs (`encode` + `decode`) and its skips and bottleneck output are cached (per
+call slot); at a non-key step only the decoder runs on the slot's cache, with that step's own timestep. Key
+steps count the steps the pipeline call runs (img2img's `strength`, SDXL's `denoising_start`/`denoising_end`),
+so the first step run is a key step. A call whose batch or step-independent conditioning differs from its
+slot's key step runs full and refreshes the cache. In parallel mode the decoder of a key step and of the
+following non-key steps (up to the next key step, at most `max_parallel`) runs as one batch and the pipeline's
+loop receives the precomputed model outputs at those steps; decoding is sequential while branch caching or
+clockwork is stacked on it, when the call's timesteps cannot be matched to the scheduler's without a device
+sync, and (with a one-line warning) when an attention processor of the decoder is not known to treat batch
+elements independently (PAG's processors split the batch in three). Prior noise injection adds `alpha * z_T`
+to the sample given to each scheduler step whose timestep is below `injection_threshold`. With a ControlNet,
+it runs only where the UNet's encoder does. Everything goes through the normal `pipe(...)` call.
 
 A bare UNet (no scheduler) is driven by the user's loop: calls are counted, `handle.reset()` starts a new
 image, decoding is sequential and no noise is injected; the key steps of a named spec need
@@ -17,214 +21,204 @@ image, decoding is sequential and no noise is injected; the key steps of a named
 from __future__ import annotations
 
 import bisect
-import inspect
 import math
+import warnings
+from dataclasses import dataclass
 
 import torch
 from diffusers import UNet2DConditionModel
 from diffusers.models.unets.unet_2d import UNet2DOutput
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 
-from .. import patching, schedules
-from ..unet import EncoderState, check_supported, decode, encode
-from . import deep_reuse
+from .. import schedules
+from ..patching import ForwardPatch, claims
+from ..unet import check_supported, decode, encode
+from . import deep_reuse, side_state
+from .config import AccelConfig
+from .handle import Accelerator, Call, call_signature, forward_signature
+from .parallel import batch_mixing_processor
 
 KIND = "encoder_propagation"
 
 
-class EncoderPropagation:
+@dataclass(frozen=True)
+class EncoderPropagationConfig(AccelConfig):
+    """`key_steps`: a `schedules` spec; `parallel`: decode non-key steps in one batch with their key step;
+    `noise_injection`: prior noise injection strength (None: off) below `injection_threshold`; `max_parallel`:
+    most steps decoded in one batch; `num_inference_steps`: a bare UNet's calls per image (named specs)."""
+
+    kind = KIND
+    key_steps: object = "paper"
+    parallel: bool = True
+    noise_injection: float | None = 0.003
+    injection_threshold: float = 500
+    max_parallel: int | None = None
+    num_inference_steps: int | None = None
+
+    def __post_init__(self):
+        if isinstance(self.key_steps, dict):
+            object.__setattr__(self, "key_steps", schedules.KeySteps(
+                self.key_steps.get("num_steps"), tuple(self.key_steps.get("key_steps", ())),
+                str(self.key_steps.get("source", ""))))
+        elif isinstance(self.key_steps, list):
+            object.__setattr__(self, "key_steps", tuple(self.key_steps))
+        schedules.check_spec(self.key_steps)
+        _check_args(self.parallel, self.noise_injection, self.injection_threshold, self.max_parallel,
+                    self.num_inference_steps)
+
+    def apply_to(self, target) -> "EncoderPropagation":
+        return EncoderPropagation(target, self)
+
+
+class EncoderPropagation(Accelerator):
     """Handle of an applied encoder propagation; a context manager, removed by `.remove()`."""
 
-    def __init__(self, target, key_steps="paper", parallel: bool = True, noise_injection: float | None = 0.003,
-                 injection_threshold: float = 500, max_parallel: int | None = None,
-                 num_inference_steps: int | None = None):
-        _check_args(parallel, noise_injection, injection_threshold, max_parallel, num_inference_steps)
-        schedules.check_spec(key_steps)
-        self.pipe, self.unet = patching.resolve(target)
+    kind = KIND
+
+    def __init__(self, target, config: EncoderPropagationConfig):
+        super().__init__(target, config)
+
+    # ----------------------------------------------------------------- lifecycle
+    def install(self) -> None:
         check_supported(self.unet)
-        if self.pipe is not None and num_inference_steps is not None:
+        cfg = self.config
+        if self.pipe is not None and cfg.num_inference_steps is not None:
             raise ValueError("num_inference_steps: only for a bare UNet; a pipeline's step count comes from its "
                              "scheduler at each call")
         if self.pipe is None:
-            self._bare_keys(key_steps, num_inference_steps)
-        self.key_steps, self.noise_injection, self.injection_threshold = key_steps, noise_injection, injection_threshold
-        self.parallel = bool(parallel) and self.pipe is not None
-        self.max_parallel = max_parallel if self.parallel else 1
-        self._signature = _forward_signature(self.unet)
+            self._bare = _bare_keys(cfg.key_steps, cfg.num_inference_steps)  # (key steps, calls per image)
         self._output = UNet2DConditionOutput if isinstance(self.unet, UNet2DConditionModel) else UNet2DOutput
-        outer = sorted(patching.claims(self.unet) & deep_reuse.KINDS)
-        if outer:
-            raise RuntimeError(f"encoder_propagation: apply it before {outer[0]} (its patch would never run under "
-                               f"encoder propagation's forward); remove the {outer[0]} handle, apply encoder "
-                               f"propagation, then {outer[0]}")
-        patching.claim(self.unet, KIND)
-        self._claimed = True
-        self._patches: list = []
-        self._clock = None
-        try:
-            self._patches.append(patching.ForwardPatch(self.unet, KIND, self._unet_forward))
-            if self.pipe is not None:
-                self.scheduler = self.pipe.scheduler
-                self._clock = patching.StepClock(self.scheduler, on_start=self._start, before_step=self._before_step)
-                self._patches.append(self._clock)
-                controlnet = getattr(self.pipe, "controlnet", None)
-                if isinstance(controlnet, torch.nn.Module):
-                    self._patches.append(patching.ForwardPatch(controlnet, KIND, self._controlnet_forward))
-        except BaseException:
-            self.remove()
-            raise
-        self.reset()
+        self._encoder = side_state.holders([*self.unet.down_blocks, *([self.unet.mid_block] if self.unet.mid_block
+                                                                     is not None else [])])
+        self._warned = self._warned_all = False
+        controlnet = getattr(self.pipe, "controlnet", None)
+        if isinstance(controlnet, torch.nn.Module):
+            self._cn_signature = forward_signature(controlnet)
+            self._add(ForwardPatch(controlnet, KIND, self._controlnet_forward))
 
-    # ----------------------------------------------------------------- lifecycle
-    def _bare_keys(self, spec, num_inference_steps):
-        if isinstance(spec, (list, tuple)):
-            keys = schedules.resolve(spec, num_inference_steps or max(spec) + 1)
-            self._bare = (keys, num_inference_steps)
-        elif num_inference_steps is None and not isinstance(spec, schedules.KeySteps) and not str(spec).endswith(".json"):
-            raise ValueError(f"num_inference_steps: required for a bare UNet with key_steps={spec!r} (the number of "
-                             "UNet calls per image), or pass an explicit list of key steps")
-        else:
-            n = num_inference_steps or (spec if isinstance(spec, schedules.KeySteps) else schedules.KeySteps.load(spec)).num_steps
-            self._bare = (schedules.resolve(spec, n), n)
+    @property
+    def key_steps(self):
+        return self.config.key_steps
 
-    def reset(self) -> None:
-        """Forget the cached state (start a new image); done automatically at each `scheduler.set_timesteps`."""
-        self._state: EncoderState | None = None
-        self._sample_shape = None
-        self._ready: dict[int, torch.Tensor] = {}
-        self._last_step = -1
-        self._calls = 0
-        self._z_T = None
-        self._controlnet_out = None
+    @property
+    def parallel(self) -> bool:
+        return self.config.parallel and self.pipe is not None
+
+    def clear(self) -> None:
+        self._states: dict[int, tuple] = {}  # slot -> (EncoderState, processor state)
+        self._ready: dict[int, dict[int, torch.Tensor]] = {}  # slot -> step -> precomputed model output
+        self._z_T: dict[int, torch.Tensor] = {}
+        self._cn: dict[int, tuple] = {}  # ControlNet call slot -> (signature, output)
+        self._cn_last = (-1, 0)
+        self._keys, self._key_set, self._sequential = (), frozenset(), False
+        if self.pipe is None and "_bare" in self.__dict__:
+            self._set_keys(self._bare[0])
+
+    def _set_keys(self, keys) -> None:
+        self._keys, self._key_set = tuple(keys), frozenset(keys)
+
+    def start(self, run) -> None:
         if self.pipe is None:
-            self._set_keys(*self._bare)
-        else:
-            self._keys, self._num_steps = None, None
-
-    def _set_keys(self, keys, num_steps):
-        self._keys, self._num_steps = tuple(keys), num_steps
-        self._key_set = frozenset(keys)
-
-    def _start(self) -> None:
-        self.reset()
-        n = self._clock.num_steps
-        self._set_keys(schedules.resolve(self.key_steps, n), n)
-
-    def remove(self) -> None:
-        """Restore the UNet, scheduler and ControlNet exactly; safe to call twice."""
-        for p in reversed(self._patches):
-            p.remove()
-        self._patches = []
-        if self._claimed:
-            patching.release(self.unet, KIND)
-            self._claimed = False
-        self._state, self._ready = None, {}
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.remove()
+            return
+        self._set_keys(schedules.resolve(self.config.key_steps, run.num_steps))
+        spec = self.config.key_steps
+        if isinstance(spec, str) and spec != "all" and len(self._keys) == run.num_steps and not self._warned_all:
+            self._warned_all = True
+            warnings.warn(f"encoder_propagation: key_steps={spec!r} makes every one of this call's {run.num_steps} "
+                          "steps a key step; nothing is skipped (pass an explicit list or 'uniform:N')", stacklevel=2)
+        self._sequential = run.offset is None or bool(claims(self.unet) & deep_reuse.KINDS)
+        if self.config.parallel and not self._sequential:
+            culprit = batch_mixing_processor(self.unet.up_blocks)
+            if culprit is not None:
+                self._sequential = True
+                if not self._warned:
+                    self._warned = True
+                    warnings.warn(f"encoder_propagation: parallel decoding falls back to sequential: {culprit} does "
+                                  "not treat batch elements independently", stacklevel=2)
 
     # ----------------------------------------------------------------- the patched calls
-    def _step_index(self) -> int:
-        if self.pipe is None:
-            step = self._calls
-            if self._num_steps is not None and step >= self._num_steps:
-                raise RuntimeError(f"encoder_propagation: UNet call {step + 1} is beyond num_inference_steps="
-                                   f"{self._num_steps}; call handle.reset() to start a new image")
-            self._calls += 1
-            return step
-        if self.pipe.scheduler is not self.scheduler:
-            raise RuntimeError("encoder_propagation: pipe.scheduler was replaced after applying; remove the handle, "
-                               "set the scheduler, then apply again")
-        if self._keys is None:
-            raise RuntimeError("encoder_propagation: the UNet was called before scheduler.set_timesteps; only the "
-                               "pipeline's sampling loop can drive an accelerated UNet")
-        step = self._clock.step_index
-        if step == self._last_step:
-            raise RuntimeError(f"encoder_propagation: the UNet was called twice at step {step}; the pipeline must "
-                               "call the UNet once per scheduler step")
-        if step >= self._num_steps:
-            raise RuntimeError(f"encoder_propagation: UNet call at step {step}, but the schedule has "
-                               f"{self._num_steps} steps")
-        return step
-
-    def _check_timestep(self, step: int, timestep) -> None:
-        """The pipeline must pass scheduler.timesteps[step] (checked without a device sync)."""
-        ts = self.scheduler.timesteps
-        if torch.is_tensor(timestep) and timestep.device.type != "cpu":
-            same_storage = timestep.untyped_storage().data_ptr() == ts.untyped_storage().data_ptr()
-            if not same_storage or timestep.numel() != 1:
-                return
-            ok = timestep.storage_offset() == ts.storage_offset() + step * ts.stride(0)
-        else:
-            value = timestep.flatten()[0].item() if torch.is_tensor(timestep) else timestep
-            ok = math.isclose(float(value), float(self._clock.timesteps[step]), rel_tol=1e-6, abs_tol=1e-6)
-        if not ok:
-            raise RuntimeError(f"encoder_propagation: the UNet call at step {step} did not get scheduler.timesteps"
-                               f"[{step}] = {self._clock.timesteps[step]}; pipelines that start mid-schedule "
-                               "(img2img, strength < 1) or reorder timesteps are not supported")
-
-    def _unet_forward(self, original_forward, *args, **kwargs):
-        bound = self._signature.bind(*args, **kwargs).arguments
+    def forward(self, original, call: Call, args, kwargs):
+        bound = dict(call.bound)
         sample, timestep = bound.pop("sample"), bound.pop("timestep")
         return_dict = bound.pop("return_dict", True)
         cond = {k: v for k, v in bound.items() if v is not None}
-        step = self._step_index()
-        if self.pipe is not None:
-            self._check_timestep(step, timestep)
-        self._last_step = step
-        if step in self._key_set:
-            self._state, self._sample_shape = encode(self.unet, sample, timestep, **cond), sample.shape
-            self._ready.clear()
-        elif self._state is None:
-            raise RuntimeError(f"encoder_propagation: step {step} is not a key step and no encoder state is cached")
-        elif sample.shape != self._sample_shape:
-            raise RuntimeError(f"encoder_propagation: the UNet input changed from {tuple(self._sample_shape)} to "
-                               f"{tuple(sample.shape)} at step {step}; the cached encoder state is for the exact batch "
-                               "of the last key step")
-        out = self._ready.pop(step, None)
-        if out is None:
-            out = self._decode_from(step, timestep)
-        if self._num_steps is not None and step == self._num_steps - 1:
-            self._state, self._ready = None, {}
+        step, slot = call.step, call.slot
+        n = self.run.num_steps if self.pipe is not None else self._bare[1]
+        if self.pipe is None and n is not None and step >= n:
+            raise RuntimeError(f"encoder_propagation: UNet call {step + 1} is beyond num_inference_steps={n}; "
+                               "call handle.reset() to start a new image")
+        full = step in self._key_set or not call.fresh or slot not in self._states
+        if full:
+            self._states[slot] = (encode(self.unet, sample, timestep, **cond), side_state.snapshot(self._encoder))
+            self._ready[slot] = {}
+            self.mark_full(call)
+        else:
+            side_state.restore(self._states[slot][1])
+        self.calls.append((step, full))
+        ready = self._ready[slot].pop(step, None)
+        if ready is not None and not self.aligned(call):
+            ready, self._sequential = None, True
+            self._ready[slot].clear()
+        out = ready if ready is not None else self._decode_from(call, timestep)
+        if n is not None and step == n - 1:
+            self._states.pop(slot, None)
+            self._ready.pop(slot, None)
         return self._output(sample=out) if return_dict else (out,)
 
-    def _decode_from(self, step: int, timestep) -> torch.Tensor:
-        """Decode `step` and, in parallel mode, the following non-key steps in one batch; keep the extra slices."""
+    def _decode_from(self, call: Call, timestep) -> torch.Tensor:
+        """Decode the call's step and, in parallel mode, the following non-key steps in one batch."""
+        step, state = call.step, self._states[call.slot][0]
         end = step + 1
-        if self.parallel and not patching.claims(self.unet) & deep_reuse.KINDS:
+        if self.parallel and not self._sequential and self.aligned(call):
             nxt = bisect.bisect_right(self._keys, step)
-            end = self._keys[nxt] if nxt < len(self._keys) else self._num_steps
-            if self.max_parallel is not None:
-                end = min(end, step + self.max_parallel)
-        timesteps = [timestep] + list(self.scheduler.timesteps[step + 1:end].unbind()) if end > step + 1 else [timestep]
-        eps = decode(self.unet, self._state, timesteps)
-        b = self._state.batch_size
-        for n, j in enumerate(range(step + 1, end), start=1):
-            self._ready[j] = eps[n * b:(n + 1) * b]
-        return eps[:b] if end > step + 1 else eps
+            end = self._keys[nxt] if nxt < len(self._keys) else self.run.num_steps
+            if self.config.max_parallel is not None:
+                end = min(end, step + self.config.max_parallel)
+        if end <= step + 1:
+            return decode(self.unet, state, [timestep])
+        ts = self.clock.scheduler.timesteps
+        start = self.run.offset + step
+        eps = decode(self.unet, state, [timestep] + list(ts[start + 1:start + end - step].unbind()))
+        b = state.batch_size
+        for k, j in enumerate(range(step + 1, end), start=1):
+            self._ready[call.slot][j] = eps[k * b:(k + 1) * b]
+        return eps[:b]
 
-    def _controlnet_forward(self, original_forward, *args, **kwargs):
-        """Run the ControlNet only at key steps; elsewhere return the key step's residuals (the decoder ignores them)."""
-        if self._keys is None or self._controlnet_out is None or self._clock.step_index in self._key_set:
-            self._controlnet_out = original_forward(*args, **kwargs)
-        return self._controlnet_out
+    def _controlnet_forward(self, original, *args, **kwargs):
+        """Run the ControlNet only where the UNet's encoder runs (key steps, new inputs); elsewhere return the
+        slot's residuals from then (the decoder does not read them)."""
+        step = self.clock.step_index
+        slot = self._cn_last[1] + 1 if self._cn_last[0] == step else 0
+        self._cn_last = (step, slot)
+        bound = dict(self._cn_signature.bind(*args, **kwargs).arguments)
+        sig = call_signature(bound)
+        cached = self._cn.get(slot)
+        if self.run is None or step in self._key_set or cached is None or cached[0] != sig:
+            cached = (sig, original(*args, **kwargs))
+            self._cn[slot] = cached
+        return cached[1]
 
-    def _before_step(self, step: int, kwargs: dict) -> None:
+    def before_step(self, step: int, slot: int, kwargs: dict) -> None:
         """Prior noise injection (Faster Diffusion Sec. 3.4): z <- z + alpha * z_T before late scheduler steps."""
-        if self.noise_injection is None or "sample" not in kwargs:
+        alpha = self.config.noise_injection
+        if alpha is None or "sample" not in kwargs:
             return
         if step == 0:
-            self._z_T = kwargs["sample"].clone()
-        if self._z_T is not None and self._clock.timesteps[step] < self.injection_threshold:
-            kwargs["sample"] = kwargs["sample"] + self.noise_injection * self._z_T
+            self._z_T[slot] = kwargs["sample"].clone()
+        z_T, host, i = self._z_T.get(slot), self.clock.timesteps, (self.run.offset or 0) + step
+        if z_T is not None and i < len(host) and host[i] < self.config.injection_threshold:
+            kwargs["sample"] = kwargs["sample"] + alpha * z_T
 
 
-def _forward_signature(unet) -> inspect.Signature:
-    sig = inspect.signature(type(unet).forward)
-    return sig.replace(parameters=list(sig.parameters.values())[1:])
+def _bare_keys(spec, num_inference_steps):
+    """(key steps, number of calls or None) for a bare UNet."""
+    if isinstance(spec, (list, tuple)):
+        return schedules.resolve(spec, num_inference_steps or max(spec) + 1), num_inference_steps
+    if num_inference_steps is None and not isinstance(spec, schedules.KeySteps) and not str(spec).endswith(".json"):
+        raise ValueError(f"num_inference_steps: required for a bare UNet with key_steps={spec!r} (the number of "
+                         "UNet calls per image), or pass an explicit list of key steps")
+    n = num_inference_steps or (spec if isinstance(spec, schedules.KeySteps) else schedules.KeySteps.load(spec)).num_steps
+    return schedules.resolve(spec, n), n
 
 
 def _check_args(parallel, noise_injection, injection_threshold, max_parallel, num_inference_steps) -> None:
@@ -244,5 +238,5 @@ def encoder_propagation(target, key_steps="paper", parallel: bool = True, noise_
                         injection_threshold: float = 500, max_parallel: int | None = None,
                         num_inference_steps: int | None = None) -> EncoderPropagation:
     """Apply encoder propagation (Faster Diffusion) to a diffusers pipeline or a bare UNet; returns the handle."""
-    return EncoderPropagation(target, key_steps, parallel, noise_injection, injection_threshold, max_parallel,
-                              num_inference_steps)
+    return EncoderPropagation(target, EncoderPropagationConfig(key_steps, parallel, noise_injection,
+                                                               injection_threshold, max_parallel, num_inference_steps))

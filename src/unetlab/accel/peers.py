@@ -12,7 +12,8 @@ import importlib
 
 import torch
 
-from ..patching import StepClock, claim, release, resolve
+from ..patching import StepClock, resolve
+from .handle import Handle
 
 
 class UnsupportedPeerError(ValueError):
@@ -27,26 +28,21 @@ def _import(module: str, package: str):
             f"{package} is not installed ({e}); install it with: pip install 'unetlab[peers]'") from None
 
 
-class PeerHandle:
-    """Undoes a peer package's patch on `.remove()` (or on leaving a `with` block)."""
+class _Undo:
+    def __init__(self, fn):
+        self.remove = fn
 
-    def __init__(self, unet, kind: str, undo, config: dict):
-        self.unet, self.kind, self.config = unet, kind, config
-        self._undo = undo
 
-    def remove(self) -> None:
-        if self._undo is not None:
-            undo, self._undo = self._undo, None
-            try:
-                undo()
-            finally:
-                release(self.unet, self.kind)
+class PeerHandle(Handle):
+    """Claims the UNet for a peer package (stacking rules included) and undoes its patch on `.remove()`."""
 
-    def __enter__(self):
-        return self
+    def __init__(self, unet, kind: str, config: dict):
+        self.kind = kind
+        super().__init__(unet, config)
 
-    def __exit__(self, *exc) -> None:
-        self.remove()
+    def undo_with(self, fn) -> None:
+        """Register what `.remove()` must call to undo the package's patch."""
+        self._add(_Undo(fn))
 
 
 def check_deepcache(target, branch: int = 0) -> None:
@@ -73,7 +69,7 @@ def deepcache(target, interval: int = 3, branch: int = 0) -> PeerHandle:
     check_deepcache(target, branch)
     helper_cls = _import("DeepCache", "DeepCache").DeepCacheSDHelper
     pipe, unet = resolve(target)
-    claim(unet, "deepcache")
+    handle = PeerHandle(unet, "deepcache", dict(interval=interval, branch=branch))
     modules = list(unet.modules())
     had_forward = {id(m) for m in modules if "forward" in m.__dict__}
     helper = helper_cls(pipe=pipe)
@@ -81,7 +77,7 @@ def deepcache(target, interval: int = 3, branch: int = 0) -> PeerHandle:
     try:
         helper.enable()
     except Exception:
-        release(unet, "deepcache")
+        handle.remove()
         raise
 
     def undo():
@@ -90,7 +86,8 @@ def deepcache(target, interval: int = 3, branch: int = 0) -> PeerHandle:
             if id(m) not in had_forward:
                 m.__dict__.pop("forward", None)
 
-    return PeerHandle(unet, "deepcache", undo, dict(interval=interval, branch=branch))
+    handle.undo_with(undo)
+    return handle
 
 
 def _transformer_blocks(unet) -> list[torch.nn.Module]:
@@ -121,7 +118,8 @@ def tome(target, ratio: float = 0.5, max_downsample: int = 1, sx: int = 2, sy: i
     check_tome(target)
     tomesd = _import("tomesd", "tomesd")
     pipe, unet = resolve(target)
-    claim(unet, "tome")
+    handle = PeerHandle(unet, "tome", dict(ratio=ratio, max_downsample=max_downsample, sx=sx, sy=sy,
+                                           use_rand=use_rand, seed=seed))
     blocks = _transformer_blocks(unet)
     had = {name: {id(b) for b in blocks if name in b.__dict__} for name in ("use_ada_layer_norm",
                                                                              "use_ada_layer_norm_zero")}
@@ -138,7 +136,7 @@ def tome(target, ratio: float = 0.5, max_downsample: int = 1, sx: int = 2, sy: i
         clock = StepClock(pipe.scheduler, on_start=reseed) if pipe is not None else None
     except Exception:
         tomesd.remove_patch(unet)
-        release(unet, "tome")
+        handle.remove()
         raise
 
     def undo():
@@ -152,5 +150,5 @@ def tome(target, ratio: float = 0.5, max_downsample: int = 1, sx: int = 2, sy: i
                 if id(b) not in ids:
                     b.__dict__.pop(name, None)
 
-    return PeerHandle(unet, "tome", undo, dict(ratio=ratio, max_downsample=max_downsample, sx=sx, sy=sy,
-                                               use_rand=use_rand, seed=seed))
+    handle.undo_with(undo)
+    return handle

@@ -12,6 +12,7 @@ from typing import Callable
 
 import torch
 
+from ..accel.handle import Handle
 from ..patching import StepClock
 
 PartFn = Callable[[str, int, object], object]
@@ -56,21 +57,23 @@ def with_main(out, new: torch.Tensor):
     return (new, *out[1:])
 
 
-class Taps:
-    """Hooks calling `on_part(name, step, output)` and `on_skip(k, step, tensor)`; a non-None return replaces."""
+class Taps(Handle):
+    """Hooks calling `on_part(name, step, output)` and `on_skip(k, step, tensor)`; a non-None return replaces.
+    A `Handle` of kind "taps" (one at a time per UNet; removal restores the UNet and scheduler exactly)."""
+
+    kind = "taps"
 
     def __init__(self, unet, scheduler, on_part: PartFn | None = None, on_skip: SkipFn | None = None,
                  on_start: Callable[[], None] | None = None):
-        self.unet = unet
-        self.clock = StepClock(scheduler, on_start=on_start)
-        self._handles = []
+        super().__init__(unet)
+        self.clock = self._add(StepClock(scheduler, on_start=on_start))
         if on_part is not None:
             for name, module in part_modules(unet).items():
-                self._handles.append(module.register_forward_hook(
+                self._add(module.register_forward_hook(
                     lambda m, a, out, name=name: on_part(name, self.clock.step_index, out)))
         if on_skip is not None:
             for block, indices in zip(unet.up_blocks, skip_wiring(unet)):
-                self._handles.append(block.register_forward_pre_hook(
+                self._add(block.register_forward_pre_hook(
                     lambda m, args, kwargs, indices=indices: self._skips(on_skip, indices, args, kwargs),
                     with_kwargs=True))
 
@@ -82,15 +85,3 @@ class Taps:
         if positional:
             return (args[0], new, *args[2:]), kwargs
         return args, {**kwargs, "res_hidden_states_tuple": new}
-
-    def remove(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles = []
-        self.clock.remove()
-
-    def __enter__(self) -> "Taps":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.remove()

@@ -9,26 +9,20 @@ same input the model's own `forward` yields the same tensor as the full pass. At
 (DeepCache's branches) the cut falls inside a level: only the last `up_layers` up layers (resnet plus
 attention) run, on skips s_0 .. s_{up_layers-1}, and the rest of both boundary blocks is deep.
 
-`DeepPath` replaces each deep module's `forward` through `patching.ForwardPatch`: while `reuse` is off
-the module runs and its output is stored; while it is on the module returns its stored output without
-running (no compute). Everything else — stem, shallow blocks, head, conditioning — is the model's own
-`forward`, so nothing of diffusers' forward is copied and every supported UNet family works.
+This module only names the modules; `unetlab.accel.deep_reuse.DeepPath` makes them reusable. Everything
+else — stem, shallow blocks, head, conditioning — is the model's own `forward`, so nothing of diffusers'
+forward is copied and any UNet with paired down and up blocks works (2D, 3D/video, motion).
 """
 
 from __future__ import annotations
 
-import functools
-from typing import Any
-
 import torch
-
-from ..patching import ForwardPatch
-from .support import check_supported
 
 
 def num_levels(unet) -> int:
     """Number of resolution levels (down blocks, each paired with one up block)."""
-    check_supported(unet)
+    if not (hasattr(unet, "down_blocks") and hasattr(unet, "up_blocks")):
+        raise ValueError(f"unet: {type(unet).__name__} has no down_blocks/up_blocks; levels cannot be paired")
     n = len(unet.down_blocks)
     if len(unet.up_blocks) != n:
         raise ValueError(f"unet: {n} down blocks but {len(unet.up_blocks)} up blocks; levels cannot be paired")
@@ -63,6 +57,10 @@ def _layers(block) -> list[tuple[str, torch.nn.Module]]:
     """A block's layers in execution order: resnets[k] then attentions[k] when the block has attentions."""
     if hasattr(block, "skip_conv") or hasattr(block, "skip_norm"):
         raise ValueError(f"up_layers: {type(block).__name__} carries a skip image between layers; "
+                         "use whole levels (granularity='block') for this UNet")
+    temporal = [a for a in ("motion_modules", "temp_convs", "temp_attentions") if getattr(block, a, None)]
+    if temporal:
+        raise ValueError(f"up_layers: {type(block).__name__} interleaves {temporal[0]} with its layers; "
                          "use whole levels (granularity='block') for this UNet")
     attn = getattr(block, "attentions", None) or []
     if attn and len(attn) != len(block.resnets):
@@ -104,45 +102,3 @@ def deep_layer_modules(unet, up_layers: int) -> list[tuple[str, torch.nn.Module]
             mods += [(f"up_blocks.{j}.{n}", m) for n, m in _layers(block) if int(n.split(".")[1]) < remaining]
         remaining -= len(block.resnets)
     return mods
-
-
-class DeepPath:
-    """Makes the deep path (`deep_modules` or `deep_layer_modules`) reusable; see the module docstring.
-
-    `slot` keys the stored outputs, so that a pipeline calling the UNet several times per step (for
-    example conditional and unconditional passes apart) reuses each call's own deep outputs.
-    """
-
-    def __init__(self, modules: list[tuple[str, torch.nn.Module]], name: str):
-        self.modules = modules
-        self.reuse = False
-        self.slot = 0
-        self._store: dict[int, dict[str, Any]] = {}
-        self._patches = [ForwardPatch(m, name, functools.partial(self._forward, key))
-                         for key, m in modules]
-
-    @property
-    def feature(self) -> torch.Tensor | None:
-        """The stored feature entering the shallow up layers (the last deep module's output) of this slot."""
-        out = self._store.get(self.slot, {}).get(self.modules[-1][0])
-        return out[0] if isinstance(out, tuple) else out
-
-    def clear(self) -> None:
-        self._store.clear()
-
-    def _forward(self, key: str, original, *args, **kwargs):
-        if self.reuse:
-            stored = self._store.get(self.slot)
-            if stored is None:
-                raise RuntimeError(f"{key}: no deep-path output stored for call {self.slot} of this step; "
-                                   "a full step must come first (reset the handle between unrelated inputs)")
-            return stored[key]
-        out = original(*args, **kwargs)
-        self._store.setdefault(self.slot, {})[key] = out
-        return out
-
-    def remove(self) -> None:
-        for p in reversed(self._patches):
-            p.remove()
-        self._patches = []
-        self._store.clear()

@@ -1,0 +1,261 @@
+"""The one protocol every accelerator is built on.
+
+`Handle`: one claim of its kind on the UNet (checked against the stacking table), the removable parts it
+installed, `.remove()` (idempotent, any order with other handles: scheduler methods are shared through one
+`patching.StepSource`), a context manager, and its validated config on `handle.config`.
+
+`Accelerator(Handle)`: also patches the UNet's forward and tells the technique, for every UNet call, a `Call`:
+- `step`: the index of the step among the steps this pipeline call runs (img2img's `strength`, SDXL's
+  `denoising_start`/`denoising_end` run part of the schedule; step 0 is the first step run), read from the
+  scheduler (never from a timestep's value); on a bare UNet without a scheduler, the number of calls since
+  `reset()`;
+- `slot`: which UNet call of that step it is (SAG calls twice, Panorama once per view, ...); cached state is
+  kept per slot and never fed to another slot's batch;
+- `fresh`: whether the slot's inputs (sample shape, conditioning tensors by identity) are those of its last
+  full call; a call that is not fresh must run full (CFG cut-off drops the batch, a callback replaces
+  `prompt_embeds`).
+State is reset at each call's `scheduler.set_timesteps`. When `pipe.scheduler` is replaced after applying,
+the handle follows the new scheduler at its next UNet call (which starts a new run).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from ..patching import ForwardPatch, StepClock, claim, release, resolve
+from . import stacking
+
+# Forward arguments that change at every step by design and only feed the encoder side (control residuals).
+PER_STEP = frozenset({"sample", "timestep", "return_dict", "down_block_additional_residuals",
+                      "mid_block_additional_residual", "down_intrablock_additional_residuals"})
+
+
+def signature(value) -> Any:
+    """A cheap, sync-free fingerprint of (nested) call arguments: tensors by storage, shape, dtype and version."""
+    if torch.is_tensor(value):
+        version = None if value.is_inference() else value._version
+        return ("tensor", value.data_ptr(), tuple(value.shape), value.stride(), value.dtype, value.device, version)
+    if isinstance(value, dict):
+        return tuple((k, signature(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return tuple(signature(v) for v in value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return ("object", id(value))
+
+
+def call_signature(bound: dict) -> tuple:
+    """What a cached result depends on beyond the step: the sample's shape and the step-independent arguments."""
+    sample = bound["sample"]
+    return ((tuple(sample.shape), sample.dtype, sample.device),
+            tuple((k, signature(v)) for k, v in bound.items() if k not in PER_STEP))
+
+
+def position(timestep, timesteps) -> int | None:
+    """The index of `timestep` in `timesteps` when it is a view of it (how pipelines iterate), else None."""
+    if not (torch.is_tensor(timestep) and torch.is_tensor(timesteps)) or timestep.numel() != 1 or timesteps.ndim != 1:
+        return None
+    if timestep.untyped_storage().data_ptr() != timesteps.untyped_storage().data_ptr() or timesteps.stride(0) == 0:
+        return None
+    delta, stride = timestep.storage_offset() - timesteps.storage_offset(), timesteps.stride(0)
+    if delta % stride or not 0 <= delta // stride < len(timesteps):
+        return None
+    return delta // stride
+
+
+def bound_arguments(sig: inspect.Signature, args, kwargs) -> dict:
+    bound = sig.bind(*args, **kwargs)
+    return dict(bound.arguments)
+
+
+def forward_signature(module) -> inspect.Signature:
+    sig = inspect.signature(type(module).forward)
+    return sig.replace(parameters=list(sig.parameters.values())[1:])
+
+
+@dataclass
+class Run:
+    """One pipeline call: how many steps it runs and where its first step sits in `scheduler.timesteps`."""
+
+    num_steps: int | None
+    offset: int | None
+
+
+@dataclass
+class Call:
+    step: int
+    slot: int
+    fresh: bool
+    signature: tuple
+    bound: dict = field(repr=False)
+
+
+def check_not_compiled(unet) -> None:
+    if hasattr(unet, "_orig_mod"):
+        raise TypeError("unet: a torch.compile'd UNet cannot be patched (its graph ignores the patches); apply the "
+                        "accelerator to pipe.unet before torch.compile, or to the uncompiled model")
+
+
+class Handle:
+    """Claim, stacking check, removable parts, `.remove()`, context manager; `config` is the validated config."""
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, unet, config=None):
+        self.unet, self.config = unet, config
+        self._parts: list = []
+        stacking.check(unet, self.kind)
+        claim(unet, self.kind)
+        self._claimed = True
+
+    def _add(self, part):
+        self._parts.append(part)
+        return part
+
+    def remove(self) -> None:
+        """Restore everything this handle patched, exactly; calling it twice is harmless."""
+        while self._parts:
+            self._parts.pop().remove()
+        if self._claimed:
+            self._claimed = False
+            release(self.unet, self.kind)
+        self.clear()
+
+    def clear(self) -> None:
+        """Drop cached state (subclasses)."""
+
+    @property
+    def removed(self) -> bool:
+        return not self._claimed
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+
+class Accelerator(Handle):
+    """A handle that sees every UNet call as a `Call`; subclasses implement `forward(original, call, args, kwargs)`,
+    and may override `install()`, `start(run)` (first call of a run), `before_step(step, slot, kwargs)`, `clear()`."""
+
+    def __init__(self, target, config, scheduler=None):
+        pipe, unet = resolve(target)
+        check_not_compiled(unet)
+        super().__init__(unet, config)
+        self.pipe = pipe
+        self.clock: StepClock | None = None
+        self.calls: list[tuple[int, bool]] = []
+        try:
+            self._signature = forward_signature(unet)
+            scheduler = pipe.scheduler if pipe is not None else scheduler
+            if scheduler is not None:
+                self._listen(scheduler)
+            self._add(ForwardPatch(unet, f"unetlab.{self.kind}", self._unet_forward))
+            self.install()
+        except BaseException:
+            self.remove()
+            raise
+        self.reset()
+
+    # ------------------------------------------------------------------ subclass interface
+    def install(self) -> None:
+        """Install the technique's own patches (with `self._add`)."""
+
+    def start(self, run: Run) -> None:
+        """The first UNet call of a run is about to be handled."""
+
+    def before_step(self, step: int, slot: int, kwargs: dict) -> None:
+        """The scheduler is about to step (kwargs: model_output, timestep, sample)."""
+
+    def forward(self, original, call: Call, args, kwargs):
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ lifecycle
+    def _listen(self, scheduler) -> None:
+        self.clock = StepClock(scheduler, on_start=self._on_start, before_step=self._before_step)
+
+    def _on_start(self) -> None:
+        if self.pipe is not None:
+            self.pipe.__dict__.pop("_num_timesteps", None)  # the pipeline sets it again to the steps it runs
+        self.reset()
+
+    def _before_step(self, step: int, slot: int, kwargs: dict) -> None:
+        if self.run is not None:
+            self.before_step(step, slot, kwargs)
+
+    def reset(self) -> None:
+        """Forget cached state and start counting steps from 0 (automatic at each pipeline call)."""
+        self.run: Run | None = None
+        self.calls = []
+        self._last, self._n = (-1, 0), 0
+        self._fresh: dict[int, tuple] = {}
+        self.clear()
+
+    def remove(self) -> None:
+        if self.clock is not None:
+            self.clock.remove()
+            self.clock = None
+        super().remove()
+
+    def _follow(self, scheduler) -> None:
+        """`pipe.scheduler` was replaced: listen to the new one; this call starts a new run."""
+        self.clock.remove()
+        self._listen(scheduler)
+        self.reset()
+
+    # ------------------------------------------------------------------ the patched forward
+    def _start_run(self, timestep) -> Run:
+        if self.clock is None:
+            return Run(None, None)
+        ts = self.clock.scheduler.timesteps
+        offset = position(timestep, ts)
+        if offset is not None:
+            offset -= self.clock.step_index
+        else:
+            offset = getattr(self.clock.scheduler, "begin_index", None)
+        n = self.pipe.__dict__.get("_num_timesteps") if self.pipe is not None else None
+        if not isinstance(n, int):
+            n = len(ts) - (offset or 0) if torch.is_tensor(ts) else None
+        return Run(n, offset)
+
+    def _unet_forward(self, original, *args, **kwargs):
+        if self.pipe is not None and self.clock is not None and self.pipe.scheduler is not self.clock.scheduler:
+            self._follow(self.pipe.scheduler)
+        bound = bound_arguments(self._signature, args, kwargs)
+        step = self.clock.step_index if self.clock is not None else self._n
+        self._n += 1
+        slot = self._last[1] + 1 if self._last[0] == step else 0
+        self._last = (step, slot)
+        if self.run is None:
+            self.run = self._start_run(bound["timestep"])
+            self.start(self.run)
+        sig = call_signature(bound)
+        call = Call(step, slot, self._fresh.get(slot) == sig, sig, bound)
+        return self.forward(original, call, args, kwargs)
+
+    def mark_full(self, call: Call) -> None:
+        """The call ran full: later calls of its slot with the same inputs may reuse its state."""
+        self._fresh[call.slot] = call.signature
+
+    def aligned(self, call: Call) -> bool:
+        """Whether the call's timestep is `scheduler.timesteps[offset + step]` (checked without a device sync)."""
+        if self.clock is None or self.run is None or self.run.offset is None:
+            return False
+        expected = self.run.offset + call.step
+        timestep, ts = call.bound["timestep"], self.clock.scheduler.timesteps
+        pos = position(timestep, ts)
+        if pos is not None:
+            return pos == expected
+        host = self.clock.timesteps
+        if expected >= len(host):
+            return False
+        if torch.is_tensor(timestep):
+            if timestep.device.type != "cpu" or timestep.numel() != 1:
+                return False
+            timestep = timestep.reshape(()).tolist()
+        return isinstance(timestep, (int, float)) and abs(float(timestep) - float(host[expected])) <= 1e-6 * max(1.0, abs(float(host[expected])))

@@ -1,0 +1,52 @@
+"""Which accelerators compose on one UNet, and in which order; everything else is refused when applied.
+
+| applied first          | then                          | why it composes                                              |
+|------------------------|-------------------------------|--------------------------------------------------------------|
+| `encoder_propagation`  | `branch_cache` or `clockwork` | the reuse patch wraps encoder propagation's forward; at a     |
+|                        |                               | non-key step the decoder's deep up blocks are reused as well; |
+|                        |                               | decoding is sequential while stacked (deep features belong to |
+|                        |                               | one step)                                                     |
+
+Refused, with the reason:
+- `branch_cache` + `clockwork`: both replace the same deep path;
+- `block_skip` with any other: both decide which blocks run at a step, and a skipped block's cache would be
+  fed to the other's batch (encoder propagation decodes several steps as one batch);
+- `branch_cache`/`clockwork` before `encoder_propagation`: the reuse patch would never run under it;
+- the peer packages (`deepcache`, `tome`) with any other: each replaces forwards the others patch.
+"""
+
+from __future__ import annotations
+
+from ..patching import claims
+
+ACCELERATORS = ("encoder_propagation", "branch_cache", "clockwork", "block_skip", "deepcache", "tome")
+COMPOSE = frozenset({("encoder_propagation", "branch_cache"), ("encoder_propagation", "clockwork")})
+_REASONS = {
+    frozenset({"branch_cache", "clockwork"}): "both replace its deep path",
+    "block_skip": "both decide which blocks run at a step",
+    "deepcache": "DeepCache replaces the UNet's forward",
+    "tome": "tomesd replaces the transformer blocks' forward",
+}
+
+
+def _reason(a: str, b: str) -> str:
+    pair = _REASONS.get(frozenset({a, b}))
+    if pair:
+        return pair
+    for kind in (a, b):
+        if kind in _REASONS:
+            return _REASONS[kind]
+    return "they patch the same modules"
+
+
+def check(unet, kind: str) -> None:
+    """Raise a one-line error when `kind` cannot be applied on top of what is already on `unet`."""
+    for other in sorted(claims(unet) & set(ACCELERATORS) - {kind}):
+        if (other, kind) in COMPOSE:
+            continue
+        if (kind, other) in COMPOSE:
+            raise RuntimeError(f"{kind}: apply it before {other} (its patch would never run under {kind}'s "
+                               f"forward); remove the {other} handle, apply {kind}, then {other}")
+        raise RuntimeError(f"{kind}: {other} is already applied to this UNet and they do not compose "
+                           f"({_reason(kind, other)}); call .remove() on the {other} handle first; composable: "
+                           + ", ".join(f"{a} then {b}" for a, b in sorted(COMPOSE)))
