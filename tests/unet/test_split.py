@@ -110,8 +110,6 @@ def test_unsupported_class_and_options():
         encode(unet3d, torch.zeros(1, 4, 1, 8, 8), 1)
     unet = tiny_unet("sd")
     x, cond = _inputs(unet)
-    with pytest.raises(UnsupportedUNetError, match="down_intrablock_additional_residuals"):
-        encode(unet, x, 1, down_intrablock_additional_residuals=[torch.zeros(1)], **cond)
     with pytest.raises(UnsupportedUNetError, match="mid_block_additional_residual"):
         encode(unet, x, 1, down_block_additional_residuals=(torch.zeros(1),), **cond)
     with pytest.raises(UnsupportedUNetError, match="LoRA scale"):

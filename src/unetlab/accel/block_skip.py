@@ -167,15 +167,18 @@ class BlockSkip(Accelerator):
             raise ValueError(f"num_inference_steps: the plan was made for {n} steps, the call runs {run.num_steps}")
 
     def clear(self) -> None:
-        self.cache: dict[tuple[int, str], tuple] = {}
+        self.cache: dict[tuple[int, str], tuple] = {}  # (slot, component) -> (output, processor state)
         self._call: Call | None = None
 
     def forward(self, original, call: Call, args, kwargs):
-        self._call = call
+        if not call.fresh:  # first call of its slot, or new inputs: every block runs and refreshes its cache
+            self.mark_full(call)
+        self._call, skipped = call, self.calls_skipped
         try:
             return original(*args, **kwargs)
         finally:
             self._call = None
+            self.calls.append((call.step, self.calls_skipped == skipped))
 
     def _component(self, component: str, windows: list[SkipWindow], attention):
         def forward(original, *args, **kwargs):
@@ -184,12 +187,12 @@ class BlockSkip(Accelerator):
                 return original(*args, **kwargs)
             active = next((w for w in windows if call.step in w), None)
             entry = self.cache.get((call.slot, component))
-            if active is not None and entry is not None and entry[0] == call.signature:
+            if active is not None and entry is not None and call.fresh:
                 self.calls_skipped += 1
-                side_state.restore(entry[2])
-                return map_tensors(entry[1], torch.zeros_like if active.replace == "zeros" else torch.clone)
+                side_state.restore(entry[1])
+                return map_tensors(entry[0], torch.zeros_like if active.replace == "zeros" else torch.clone)
             out = original(*args, **kwargs)
-            self.cache[(call.slot, component)] = (call.signature, out, side_state.snapshot(attention))
+            self.cache[(call.slot, component)] = (out, side_state.snapshot(attention))
             return out
         return forward
 

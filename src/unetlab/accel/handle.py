@@ -11,9 +11,10 @@ installed, `.remove()` (idempotent, any order with other handles: scheduler meth
   `reset()`;
 - `slot`: which UNet call of that step it is (SAG calls twice, Panorama once per view, ...); cached state is
   kept per slot and never fed to another slot's batch;
-- `fresh`: whether the slot's inputs (sample shape, conditioning tensors by identity) are those of its last
+- `fresh`: whether the slot's inputs (sample shape and the step-independent conditioning) are those of its last
   full call; a call that is not fresh must run full (CFG cut-off drops the batch, a callback replaces
-  `prompt_embeds`).
+  `prompt_embeds`). Conditioning is compared by tensor identity (storage, shape, version: no device sync), and
+  by value only when a pipeline passes new tensors (Panorama concatenates its embeddings at every call).
 State is reset at each call's `scheduler.set_timesteps`. When `pipe.scheduler` is replaced after applying,
 the handle follows the new scheduler at its next UNet call (which starts a new run).
 """
@@ -48,6 +49,22 @@ def signature(value) -> Any:
     return ("object", id(value))
 
 
+def same_values(a, b) -> bool:
+    """Whether two (nested) argument values are equal element for element (tensors: same shape, dtype, values)."""
+    if torch.is_tensor(a) or torch.is_tensor(b):
+        return (torch.is_tensor(a) and torch.is_tensor(b) and a.shape == b.shape and a.dtype == b.dtype
+                and a.device == b.device and bool(torch.equal(a, b)))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_values(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_values(x, y) for x, y in zip(a, b))
+    return a is b or (isinstance(a, (bool, int, float, str)) and a == b)
+
+
+def step_independent(bound: dict) -> dict:
+    return {k: v for k, v in bound.items() if k not in PER_STEP}
+
+
 def call_signature(bound: dict) -> tuple:
     """What a cached result depends on beyond the step: the sample's shape and the step-independent arguments."""
     sample = bound["sample"]
@@ -65,11 +82,6 @@ def position(timestep, timesteps) -> int | None:
     if delta % stride or not 0 <= delta // stride < len(timesteps):
         return None
     return delta // stride
-
-
-def bound_arguments(sig: inspect.Signature, args, kwargs) -> dict:
-    bound = sig.bind(*args, **kwargs)
-    return dict(bound.arguments)
 
 
 def forward_signature(module) -> inspect.Signature:
@@ -226,7 +238,7 @@ class Accelerator(Handle):
     def _unet_forward(self, original, *args, **kwargs):
         if self.pipe is not None and self.clock is not None and self.pipe.scheduler is not self.clock.scheduler:
             self._follow(self.pipe.scheduler)
-        bound = bound_arguments(self._signature, args, kwargs)
+        bound = dict(self._signature.bind(*args, **kwargs).arguments)
         step = self.clock.step_index if self.clock is not None else self._n
         self._n += 1
         slot = self._last[1] + 1 if self._last[0] == step else 0
@@ -235,12 +247,14 @@ class Accelerator(Handle):
             self.run = self._start_run(bound["timestep"])
             self.start(self.run)
         sig = call_signature(bound)
-        call = Call(step, slot, self._fresh.get(slot) == sig, sig, bound)
-        return self.forward(original, call, args, kwargs)
+        last = self._fresh.get(slot)
+        fresh = last is not None and (last[0] == sig or (last[0][0] == sig[0] and
+                                                        same_values(last[1], step_independent(bound))))
+        return self.forward(original, Call(step, slot, fresh, sig, bound), args, kwargs)
 
     def mark_full(self, call: Call) -> None:
         """The call ran full: later calls of its slot with the same inputs may reuse its state."""
-        self._fresh[call.slot] = call.signature
+        self._fresh[call.slot] = (call.signature, step_independent(call.bound))
 
     def aligned(self, call: Call) -> bool:
         """Whether the call's timestep is `scheduler.timesteps[offset + step]` (checked without a device sync)."""

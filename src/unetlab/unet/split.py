@@ -132,8 +132,9 @@ def _encode_unconditional(unet, sample, timestep, class_labels) -> EncoderState:
 
 def _encode_conditional(unet, sample, timestep, encoder_hidden_states=None, **cond) -> EncoderState:
     check_call_kwargs({"encoder_hidden_states": encoder_hidden_states, **cond})
-    if encoder_hidden_states is None:
-        raise ValueError("encoder_hidden_states: required for UNet2DConditionModel")
+    if encoder_hidden_states is None and unet.config.encoder_hid_dim_type != "image_proj":
+        raise ValueError("encoder_hidden_states: required for UNet2DConditionModel (unless encoder_hid_dim_type="
+                         "'image_proj' builds it from added_cond_kwargs['image_embeds'], as in Kandinsky 2.2)")
     added_cond_kwargs = cond.get("added_cond_kwargs") or {}
     cross_attention_kwargs = dict(cond.get("cross_attention_kwargs") or {})
     cross_attention_kwargs.pop("scale", None)
@@ -156,13 +157,17 @@ def _encode_conditional(unet, sample, timestep, encoder_hidden_states=None, **co
     attn = dict(encoder_hidden_states=encoder_hidden_states, attention_mask=attention_mask,
                 cross_attention_kwargs=cross_attention_kwargs or None, encoder_attention_mask=encoder_attention_mask)
 
+    intrablock = list(cond.get("down_intrablock_additional_residuals") or ())  # T2I-Adapter, consumed in order
     sample = unet.conv_in(sample)
     skips = (sample,)
     for block in unet.down_blocks:
         if getattr(block, "has_cross_attention", False):
-            sample, res = block(hidden_states=sample, temb=emb, **attn)
+            extra = {"additional_residuals": intrablock.pop(0)} if intrablock else {}
+            sample, res = block(hidden_states=sample, temb=emb, **attn, **extra)
         else:
             sample, res = block(hidden_states=sample, temb=emb)
+            if intrablock:
+                sample += intrablock.pop(0)
         skips += res
 
     down_residuals = cond.get("down_block_additional_residuals")
@@ -173,6 +178,8 @@ def _encode_conditional(unet, sample, timestep, encoder_hidden_states=None, **co
             sample = unet.mid_block(sample, emb, **attn)
         else:
             sample = unet.mid_block(sample, emb)
+        if intrablock and sample.shape == intrablock[0].shape:
+            sample += intrablock.pop(0)
     if down_residuals is not None:
         sample = sample + cond["mid_block_additional_residual"]
     return EncoderState(

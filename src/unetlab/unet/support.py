@@ -37,7 +37,7 @@ def check_call_kwargs(cond: dict) -> None:
     allowed = {
         "encoder_hidden_states", "class_labels", "timestep_cond", "attention_mask", "cross_attention_kwargs",
         "added_cond_kwargs", "down_block_additional_residuals", "mid_block_additional_residual",
-        "encoder_attention_mask",
+        "encoder_attention_mask", "down_intrablock_additional_residuals",
     }
     unknown = sorted(set(cond) - allowed)
     if unknown:
@@ -47,7 +47,7 @@ def check_call_kwargs(cond: dict) -> None:
     if (cond.get("down_block_additional_residuals") is None) != (cond.get("mid_block_additional_residual") is None):
         raise UnsupportedUNetError(
             "encode: ControlNet residuals need both down_block_additional_residuals and "
-            "mid_block_additional_residual (T2I-Adapter intrablock residuals are not supported)"
+            "mid_block_additional_residual (T2I-Adapter residuals go in down_intrablock_additional_residuals)"
         )
     cak = cond.get("cross_attention_kwargs") or {}
     if "gligen" in cak:
