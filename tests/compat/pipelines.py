@@ -148,7 +148,7 @@ def _t2i_adapter():
 
 def _pag():
     pipe = _make(d.StableDiffusionPAGPipeline, vae=_vae(), unet=tiny_unet("sd"), scheduler=_ddim(),
-                 pag_applied_layers=["mid"])
+                 pag_applied_layers=["mid", "up"])
     return pipe, _sd_text(height=64, width=64, pag_scale=2.0)
 
 

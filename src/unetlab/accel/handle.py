@@ -233,6 +233,8 @@ class Accelerator(Handle):
         n = self.pipe.__dict__.get("_num_timesteps") if self.pipe is not None else None
         if not isinstance(n, int):
             n = len(ts) - (offset or 0) if torch.is_tensor(ts) else None
+        if offset is None and torch.is_tensor(ts) and n == len(ts) and self.clock.step_index == 0:
+            offset = 0  # the call runs the whole schedule
         return Run(n, offset)
 
     def _unet_forward(self, original, *args, **kwargs):

@@ -1,0 +1,195 @@
+"""The scenarios that break naive caching: parallel decoding (float64), removal in both orders, refused stacks,
+a replaced scheduler, a batch drop (CFG cut-off) and a prompt change mid-call, a compiled UNet, configs as JSON."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import warnings
+
+import pytest
+import torch
+from diffusers import EulerDiscreteScheduler
+from diffusers.callbacks import SDCFGCutoffCallback
+
+import unetlab
+from unetlab.accel import (BlockSkipConfig, BranchCacheConfig, ClockworkConfig, EncoderPropagationConfig, SkipWindow,
+                           apply, load_config)
+from unetlab.accel.stacking import COMPOSE
+
+from . import reference
+from .pipelines import build, run
+from .test_pipelines import deep_names, untouched
+
+ACTIVE = {
+    "encoder_propagation": EncoderPropagationConfig(key_steps=[0, 3], parallel=False, noise_injection=None),
+    "branch_cache": BranchCacheConfig(interval=3),
+    "clockwork": ClockworkConfig(clock=3),
+    "block_skip": BlockSkipConfig([SkipWindow("up_blocks.0", 1, 6)]),
+}
+
+
+def _reference(kind, pipe):
+    unet = pipe.unet
+    if kind == "encoder_propagation":
+        return reference.reuse_encoder(unet, {0, 3})
+    if kind == "block_skip":
+        return reference.reuse_outputs(unet, ["up_blocks.0"], lambda s: not 1 <= s < 6)
+    return reference.reuse_outputs(unet, deep_names(unet, 1), lambda s: s % 3 == 0)
+
+
+@contextlib.contextmanager
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _float64(pipe, kw):
+    pipe.to(torch.float64)
+    return pipe, {k: v.double() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in kw.items()}
+
+
+@pytest.mark.parametrize("name", ["sd", "sd_img2img", "sdxl_refiner", "controlnet", "sag", "panorama"])
+def test_parallel_decoding_equals_sequential_in_float64(name):
+    pipe, kw = _float64(*build(name))
+    decoder_calls = []
+    hook = pipe.unet.up_blocks[0].register_forward_hook(lambda m, a, o: decoder_calls.append(o.shape[0]))
+    out = {}
+    with torch.no_grad():
+        for parallel in (False, True):
+            decoder_calls.clear()
+            with unetlab.encoder_propagation(pipe, key_steps="uniform:3", parallel=parallel):
+                out[parallel] = run(pipe, kw)
+            out[parallel, "calls"] = len(decoder_calls)
+    hook.remove()
+    assert out[True, "calls"] < out[False, "calls"]  # several steps were decoded as one batch
+    rel = ((out[True] - out[False]).abs().max() / out[False].abs().max()).item()
+    assert rel <= 1e-10  # float64: batch-size reordering noise is ~1e-16 per operation
+
+
+def test_parallel_decoding_under_pag_falls_back_to_sequential_with_one_warning():
+    pipe, kw = build("pag")
+    with torch.no_grad():
+        with unetlab.encoder_propagation(pipe, key_steps="uniform:3", parallel=False):
+            sequential = run(pipe, kw)
+        with pytest.warns(UserWarning, match=r"^encoder_propagation: parallel decoding falls back to sequential: PAG"):
+            with unetlab.encoder_propagation(pipe, key_steps="uniform:3", parallel=True):
+                parallel = run(pipe, kw)
+    assert torch.equal(parallel, sequential)
+
+
+@pytest.mark.parametrize("second", ["branch_cache", "clockwork"])
+def test_stacks_remove_in_either_order(second):
+    pipe, kw = build("sd")
+    with torch.no_grad():
+        plain = run(pipe, kw)
+        for order in ("applied", "reversed"):
+            a = unetlab.encoder_propagation(pipe, key_steps="uniform:2")  # with prior noise injection
+            b = apply(pipe, ACTIVE[second])
+            stacked = run(pipe, kw)
+            for h in ((a, b) if order == "applied" else (b, a)):
+                h.remove()
+            assert untouched(pipe), order
+            assert torch.equal(run(pipe, kw), plain), order
+    assert not torch.equal(stacked, plain)
+
+
+CONFIGS = {**ACTIVE, "encoder_propagation": EncoderPropagationConfig(key_steps=[0, 3], parallel=True)}
+
+
+@pytest.mark.parametrize("first,second", list(itertools.permutations(CONFIGS, 2)))
+def test_only_documented_stacks_are_accepted(first, second):
+    pipe, kw = build("sd")
+    a = apply(pipe, CONFIGS[first])
+    try:
+        if (first, second) in COMPOSE:
+            apply(pipe, CONFIGS[second]).remove()
+        else:
+            with pytest.raises(RuntimeError, match=f"^{second}: ") as e:
+                apply(pipe, CONFIGS[second])
+            assert "\n" not in str(e.value)
+    finally:
+        a.remove()
+    assert untouched(pipe)
+
+
+@pytest.mark.parametrize("kind", list(ACTIVE))
+def test_a_replaced_scheduler_is_followed(kind):
+    pipe, kw = build("sd")
+    euler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    with torch.no_grad(), _quiet():
+        original = pipe.scheduler
+        h = apply(pipe, ACTIVE[kind])
+        pipe.scheduler = euler
+        swapped = [run(pipe, kw), run(pipe, kw)]
+        h.remove()
+        with apply(pipe, ACTIVE[kind]):  # applied to the new scheduler from the start
+            expected = run(pipe, kw)
+        plain = run(pipe, kw)
+    assert torch.equal(swapped[0], expected) and torch.equal(swapped[1], expected)
+    assert not torch.equal(expected, plain) and untouched(pipe)
+    assert not {"step", "set_timesteps", "_unetlab_step"} & set(original.__dict__)
+
+
+def _replace_prompt(pipe, step, timestep, kwargs):
+    if step == 1:
+        return {"prompt_embeds": kwargs["prompt_embeds"] * 0.5}
+    return {}
+
+
+@pytest.mark.parametrize("change", ["cfg_cutoff", "new_prompt"])
+@pytest.mark.parametrize("kind", list(ACTIVE))
+def test_a_batch_or_prompt_change_mid_call_runs_full(kind, change):
+    pipe, kw = build("sd")
+    callback = dict(callback_on_step_end=SDCFGCutoffCallback(cutoff_step_ratio=0.5)) if change == "cfg_cutoff" else \
+        dict(callback_on_step_end=_replace_prompt, callback_on_step_end_tensor_inputs=["prompt_embeds"])
+    with torch.no_grad(), _quiet():
+        with apply(pipe, ACTIVE[kind]) as h:
+            out = run(pipe, kw, **callback)
+            calls = list(h.calls)
+        with _reference(kind, pipe):
+            ref = run(pipe, kw, **callback)
+        plain = run(pipe, kw, **callback)
+    changed_at = 4 if change == "cfg_cutoff" else 2  # the first UNet call that sees the new batch or prompt
+    assert calls[changed_at] == (changed_at, True)
+    assert torch.equal(out, ref) and not torch.equal(out, plain)
+
+
+@pytest.mark.parametrize("kind", list(ACTIVE))
+def test_a_compiled_unet_is_refused_in_one_line(kind):
+    pipe, _ = build("sd")
+    unet = pipe.unet
+    pipe.unet = torch.compile(unet)
+    try:
+        with pytest.raises(TypeError, match="^unet: a torch.compile'd UNet") as e:
+            apply(pipe, ACTIVE[kind])
+        assert "\n" not in str(e.value)
+    finally:
+        pipe.unet = unet
+    assert untouched(pipe)
+
+
+def test_lcm_with_a_named_set_that_skips_nothing_warns_once():
+    pipe, kw = build("lcm")
+    with torch.no_grad(), unetlab.encoder_propagation(pipe, key_steps="paper"):
+        with pytest.warns(UserWarning, match="nothing is skipped"):
+            run(pipe, kw)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            run(pipe, kw)
+
+
+@pytest.mark.parametrize("kind", list(CONFIGS))
+def test_configs_save_load_and_apply(kind, tmp_path):
+    cfg = CONFIGS[kind]
+    path = cfg.save(tmp_path / f"{kind}.json")
+    loaded = load_config(path)
+    assert loaded == cfg and type(loaded) is type(cfg)
+    pipe, _ = build("sd")
+    with apply(pipe, loaded) as h:
+        assert h.config == cfg
+    with pytest.raises(ValueError, match="^config: unknown field"):
+        load_config({**cfg.to_dict(), "bogus": 1})
+    with pytest.raises(ValueError, match="^config: kind"):
+        load_config({"kind": "unetlab.nothing"})
