@@ -25,12 +25,7 @@ ACCELERATORS = {
 }
 
 # (accelerator, pipeline) -> the start of the one-line error raised when applying, and why (README).
-REFUSED = {
-    ("encoder_propagation", "text2video"): ("unet: UNet3DConditionModel is not supported",
-                                            "the split forward covers 2D UNets only (not yet UNet3DConditionModel)"),
-    ("encoder_propagation", "animatediff"): ("unet: UNetMotionModel is not supported",
-                                             "the split forward covers 2D UNets only (not yet UNetMotionModel)"),
-}
+REFUSED: dict[tuple[str, str], tuple[str, str]] = {}
 
 # Pipelines whose row in the README gets a note.
 NOTES = {
@@ -41,6 +36,9 @@ NOTES = {
     "sd_img2img": "steps and key steps count over the steps run (strength 0.7)",
     "sdxl_refiner": "`denoising_start=0.6`: the first step run is full",
     "sdxl_base_denoising_end": "`denoising_end=0.6`",
+    "text2video": "`UNet3DConditionModel`: frames folded into the batch (split forward in `unet/split_video.py`)",
+    "animatediff": "`UNetMotionModel`: frames folded into the batch (split forward in `unet/split_video.py`)",
+    "t2i_adapter": "the adapter's residuals enter the encoder only (encoder propagation encodes them at key steps)",
 }
 
 BEGIN, END = "<!-- compat-table:begin -->", "<!-- compat-table:end -->"

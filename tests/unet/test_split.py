@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from diffusers import UNet2DConditionModel, UNet3DConditionModel
+from diffusers import UNet2DConditionModel
 
 from unetlab.testing import FAMILIES, tiny_controlnet, tiny_unet
 from unetlab.unet import UnsupportedUNetError, anatomy, decode, encode, example_inputs
@@ -103,11 +103,8 @@ def test_every_skip_consumed_once_and_flops_add_up(family):
 
 
 def test_unsupported_class_and_options():
-    unet3d = UNet3DConditionModel(block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=16,
-                                  down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
-                                  up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"), norm_num_groups=4)
-    with pytest.raises(UnsupportedUNetError, match="UNet3DConditionModel is not supported"):
-        encode(unet3d, torch.zeros(1, 4, 1, 8, 8), 1)
+    with pytest.raises(UnsupportedUNetError, match="Conv2d is not supported"):
+        encode(torch.nn.Conv2d(4, 4, 1), torch.zeros(1, 4, 8, 8), 1)
     unet = tiny_unet("sd")
     x, cond = _inputs(unet)
     with pytest.raises(UnsupportedUNetError, match="mid_block_additional_residual"):

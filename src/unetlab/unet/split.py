@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import torch
 from diffusers import UNet2DConditionModel
 
-from .support import UnsupportedUNetError, check_call_kwargs, check_supported
+from .support import VIDEO_CLASSES, UnsupportedUNetError, check_call_kwargs, check_supported
 
 
 @dataclass
@@ -94,6 +94,9 @@ def _mask_bias(mask: torch.Tensor | None, dtype) -> torch.Tensor | None:
 def encode(unet, sample: torch.Tensor, timestep, **cond) -> EncoderState:
     """Run the stem, down blocks and mid block as `unet.forward` does and return the decoder's inputs."""
     check_supported(unet)
+    if isinstance(unet, VIDEO_CLASSES):
+        from .split_video import encode_video
+        return encode_video(unet, sample, timestep, **cond)
     if _is_conditional(unet):
         return _encode_conditional(unet, sample, timestep, **cond)
     unknown = sorted(set(cond) - {"class_labels"})
@@ -202,6 +205,9 @@ def decode(unet, state: EncoderState, timesteps: Sequence) -> torch.Tensor:
         raise TypeError("timesteps: expected a list of k timesteps (ints, floats or tensors), e.g. [t]")
     if len(timesteps) == 0:
         raise ValueError("timesteps: expected at least one timestep, got an empty list")
+    if isinstance(unet, VIDEO_CLASSES):
+        from .split_video import decode_video
+        return decode_video(unet, state, timesteps)
     k, batch = len(timesteps), state.batch_size
     mid = state.mid
     dtype = mid.dtype

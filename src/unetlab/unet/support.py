@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from diffusers import UNet2DConditionModel, UNet2DModel
+from diffusers import UNet2DConditionModel, UNet2DModel, UNet3DConditionModel, UNetMotionModel
 
-SUPPORTED_CLASSES = (UNet2DModel, UNet2DConditionModel)
+VIDEO_CLASSES = (UNet3DConditionModel, UNetMotionModel)  # split in split_video.py
+SUPPORTED_CLASSES = (UNet2DModel, UNet2DConditionModel, *VIDEO_CLASSES)
 _ADDITION_EMBED_TYPES = (None, "text", "text_time", "text_image", "image")
 _ENCODER_HID_DIM_TYPES = (None, "text_proj", "text_image_proj", "image_proj")
 
@@ -19,6 +20,9 @@ def check_supported(unet) -> None:
         names = ", ".join(c.__name__ for c in SUPPORTED_CLASSES)
         raise UnsupportedUNetError(f"unet: {type(unet).__name__} is not supported; supported classes: {names}")
     cfg = unet.config
+    if isinstance(unet, UNetMotionModel) and (cfg.addition_embed_type or cfg.encoder_hid_dim_type):
+        raise UnsupportedUNetError("unet: UNetMotionModel with addition_embed_type or encoder_hid_dim_type (SDXL "
+                                   "motion, IP-Adapter) is not supported")
     if isinstance(unet, UNet2DConditionModel):
         if cfg.addition_embed_type not in _ADDITION_EMBED_TYPES:
             raise UnsupportedUNetError(
