@@ -76,10 +76,10 @@ def _sd_t2i():
         height=64, width=64)
 
 
-def _sd_bf16():
+def _sd_half(dtype):
     pipe, kw = _sd_t2i()
-    pipe.to(torch.bfloat16)
-    kw.update(prompt_embeds=kw["prompt_embeds"].bfloat16(), negative_prompt_embeds=kw["negative_prompt_embeds"].bfloat16())
+    pipe.to(dtype)
+    kw.update(prompt_embeds=kw["prompt_embeds"].to(dtype), negative_prompt_embeds=kw["negative_prompt_embeds"].to(dtype))
     return pipe, kw
 
 
@@ -144,6 +144,55 @@ def _t2i_adapter():
     pipe = _make(d.StableDiffusionAdapterPipeline, vae=_vae(), unet=tiny_unet("sd"), adapter=adapter,
                  scheduler=_ddim())
     return pipe, _sd_text(image=_image(), height=64, width=64)
+
+
+def _ip_adapter():
+    """SD with one IP-Adapter built in-process: an image projection and IP attention processors on attn2."""
+    from diffusers.models.attention_processor import AttnProcessor2_0, IPAdapterAttnProcessor2_0
+    from diffusers.models.embeddings import ImageProjection, MultiIPAdapterImageProjection
+    pipe, kw = _sd_t2i()
+    unet = pipe.unet
+    torch.manual_seed(4)
+    unet.encoder_hid_proj = MultiIPAdapterImageProjection([ImageProjection(image_embed_dim=8, cross_attention_dim=16,
+                                                                           num_image_text_embeds=4)])
+    unet.config.encoder_hid_dim_type = "ip_image_proj"
+    procs = {}
+    for name, module in unet.attn_processors.items():
+        attn = unet.get_submodule(name.removesuffix(".processor"))
+        procs[name] = (IPAdapterAttnProcessor2_0(attn.to_q.out_features, 16, num_tokens=(4,), scale=0.7)
+                       if name.endswith("attn2.processor") else AttnProcessor2_0())
+    unet.set_attn_processor(procs)
+    for p in unet.attn_processors.values():
+        for layer in getattr(p, "to_k_ip", []) + getattr(p, "to_v_ip", []):
+            torch.nn.init.normal_(layer.weight, std=0.2)
+    kw["ip_adapter_image_embeds"] = [torch.randn(2, 1, 8, generator=_g(9))]  # [negative, positive]
+    return pipe, kw
+
+
+def _upscale_x4():
+    unet = tiny_unet("sd", in_channels=7, num_class_embeds=1000)
+    torch.manual_seed(0)
+    vae = d.AutoencoderKL(block_out_channels=(4, 4, 4), down_block_types=("DownEncoderBlock2D",) * 3,
+                          up_block_types=("UpDecoderBlock2D",) * 3, norm_num_groups=2, latent_channels=4,
+                          scaling_factor=0.08333)
+    pipe = _make(d.StableDiffusionUpscalePipeline, vae=vae, unet=unet, low_res_scheduler=d.DDPMScheduler(),
+                 scheduler=_ddim(), max_noise_level=350)
+    return pipe, _sd_text(image=_image(size=16), noise_level=20)
+
+
+def _upscale_latent():
+    torch.manual_seed(0)
+    unet = d.UNet2DConditionModel(
+        act_fn="gelu", attention_head_dim=8, norm_num_groups=None, block_out_channels=(32, 32, 64, 64),
+        time_cond_proj_dim=128 + 8, conv_in_kernel=1, conv_out_kernel=1, cross_attention_dim=16,
+        down_block_types=("KDownBlock2D", "KCrossAttnDownBlock2D", "KCrossAttnDownBlock2D", "KCrossAttnDownBlock2D"),
+        in_channels=8, mid_block_type=None, only_cross_attention=False, out_channels=5,
+        resnet_time_scale_shift="scale_shift", time_embedding_type="fourier", timestep_post_act="gelu",
+        up_block_types=("KCrossAttnUpBlock2D", "KCrossAttnUpBlock2D", "KCrossAttnUpBlock2D", "KUpBlock2D"), layers_per_block=1).eval()
+    pipe = _make(d.StableDiffusionLatentUpscalePipeline, vae=_vae(), unet=unet,
+                 scheduler=d.EulerDiscreteScheduler(prediction_type="sample"))
+    kw = _sdxl_text(image=torch.randn(1, 4, 8, 8, generator=_g(8)), guidance_scale=3.0)
+    return pipe, kw
 
 
 def _pag():
@@ -236,11 +285,13 @@ BUILDERS = {
     "sd": _sd_t2i, "sd_img2img": _sd_img2img, "sd_inpaint": _sd_inpaint, "sdxl": _sdxl_t2i,
     "sdxl_base_denoising_end": _sdxl_base_end, "sdxl_refiner": _sdxl_refiner, "controlnet": _controlnet,
     "controlnet_multi": lambda: _controlnet(multi=True), "controlnet_img2img": _controlnet_img2img,
-    "controlnet_sdxl": _controlnet_sdxl, "t2i_adapter": _t2i_adapter, "pag": _pag, "sag": _sag,
-    "panorama": _panorama, "lcm": _lcm, "instruct_pix2pix": _instruct_pix2pix, "kandinsky22": _kandinsky22,
+    "controlnet_sdxl": _controlnet_sdxl, "t2i_adapter": _t2i_adapter, "ip_adapter": _ip_adapter, "pag": _pag, "sag": _sag,
+    "panorama": _panorama, "lcm": _lcm, "instruct_pix2pix": _instruct_pix2pix, "upscale_x4": _upscale_x4,
+    "upscale_latent": _upscale_latent, "kandinsky22": _kandinsky22,
     "if_stage1": lambda: _if("if_stage1"), "if_stage2": lambda: _if("if_stage2"),
     "ddpm": lambda: _uncond(d.DDPMPipeline, d.DDPMScheduler()), "ddim": lambda: _uncond(d.DDIMPipeline, d.DDIMScheduler()),
-    "sd_bf16": _sd_bf16, "text2video": _text2video, "animatediff": _animatediff,
+    "sd_bf16": lambda: _sd_half(torch.bfloat16),
+    "sd_fp16": lambda: _sd_half(torch.float16), "text2video": _text2video, "animatediff": _animatediff,
 }
 NAMES = tuple(BUILDERS)
 

@@ -35,7 +35,7 @@ def untouched(pipe) -> bool:
 
 def deep_names(unet, shallow_levels=1) -> list[str]:
     n = len(unet.down_blocks)
-    return ([f"down_blocks.{i}" for i in range(shallow_levels, n)] + ["mid_block"]
+    return ([f"down_blocks.{i}" for i in range(shallow_levels, n)] + (["mid_block"] if unet.mid_block is not None else [])
             + [f"up_blocks.{j}" for j in range(n - shallow_levels)])
 
 

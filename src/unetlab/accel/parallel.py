@@ -9,7 +9,7 @@ from .side_state import holders
 BATCH_INDEPENDENT = frozenset({
     "AttnProcessor", "AttnProcessor2_0", "XFormersAttnProcessor", "SlicedAttnProcessor", "FusedAttnProcessor2_0",
     "AttnAddedKVProcessor", "AttnAddedKVProcessor2_0", "SlicedAttnAddedKVProcessor", "XFormersAttnAddedKVProcessor",
-    "AttnProcessorNPU", "CrossAttnStoreProcessor",
+    "AttnProcessorNPU", "CrossAttnStoreProcessor", "IPAdapterAttnProcessor", "IPAdapterAttnProcessor2_0",
 })
 
 

@@ -192,10 +192,21 @@ def _encode_conditional(unet, sample, timestep, encoder_hidden_states=None, **co
 
 
 def _tile(x, k: int):
-    """Repeat a batch-first tensor k times along the batch (block order: copy 0 first)."""
+    """Repeat a batch-first tensor (or each of a nested tuple: IP-Adapter's (text, [image]) states) k times
+    along the batch (block order: copy 0 first)."""
     if x is None or k == 1:
         return x
+    if isinstance(x, (tuple, list)):
+        return type(x)(_tile(v, k) for v in x)
     return torch.cat([x] * k, dim=0)
+
+
+def check_skip_count(unet, state: EncoderState) -> None:
+    """The up blocks consume the last skips, one per resnet (forward leaves any extra: K-diffusion blocks)."""
+    needed = sum(len(b.resnets) for b in unet.up_blocks)
+    if len(state.skips) < needed:
+        raise RuntimeError(f"decode: the state has {len(state.skips)} skip tensor(s), this UNet's up blocks consume "
+                           f"{needed}; the state does not fit this UNet")
 
 
 def decode(unet, state: EncoderState, timesteps: Sequence) -> torch.Tensor:
@@ -208,6 +219,7 @@ def decode(unet, state: EncoderState, timesteps: Sequence) -> torch.Tensor:
     if isinstance(unet, VIDEO_CLASSES):
         from .split_video import decode_video
         return decode_video(unet, state, timesteps)
+    check_skip_count(unet, state)
     k, batch = len(timesteps), state.batch_size
     mid = state.mid
     dtype = mid.dtype
@@ -253,6 +265,4 @@ def decode(unet, state: EncoderState, timesteps: Sequence) -> torch.Tensor:
             sample += skip_sample
         if unet.config.time_embedding_type == "fourier":
             sample = sample / t.reshape((sample.shape[0], *([1] * len(sample.shape[1:]))))
-    if skips:
-        raise RuntimeError(f"decode: {len(skips)} skip tensor(s) left unconsumed; the state does not fit this UNet")
     return sample

@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from diffusers import UNet3DConditionModel
 
-from .split import EncoderState, _mask_bias, _tile
+from .split import EncoderState, _mask_bias, _tile, check_skip_count
 from .support import UnsupportedUNetError
 
 _ALLOWED = {"encoder_hidden_states", "timestep_cond", "attention_mask", "cross_attention_kwargs",
@@ -100,6 +100,7 @@ def encode_video(unet, sample: torch.Tensor, timestep, encoder_hidden_states=Non
 
 def decode_video(unet, state: VideoEncoderState, timesteps: Sequence) -> torch.Tensor:
     """Up blocks and head for each of k timesteps at once; returns (k*B, C, F, H, W) in list order."""
+    check_skip_count(unet, state)
     k, frames = len(timesteps), state.num_frames
     t = torch.cat([_timesteps(ts, state.batch_size, state.mid.device) for ts in timesteps])
     emb = _embedding(unet, t, _tile(state.timestep_cond, k), frames)
@@ -116,8 +117,6 @@ def decode_video(unet, state: VideoEncoderState, timesteps: Sequence) -> torch.T
         else:
             x = block(hidden_states=x, temb=emb, res_hidden_states_tuple=res, upsample_size=upsample_size,
                       num_frames=frames)
-    if skips:
-        raise RuntimeError(f"decode: {len(skips)} skip tensor(s) left unconsumed; the state does not fit this UNet")
     if unet.conv_norm_out:
         x = unet.conv_act(unet.conv_norm_out(x))
     x = unet.conv_out(x)
