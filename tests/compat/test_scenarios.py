@@ -194,3 +194,16 @@ def test_configs_save_load_and_apply(kind, tmp_path):
         load_config({**cfg.to_dict(), "bogus": 1})
     with pytest.raises(ValueError, match="^config: kind"):
         load_config({"kind": "unetlab.nothing"})
+
+
+def test_a_replaced_scheduler_is_followed_with_a_controlnet():
+    pipe, kw = build("controlnet")
+    cfg = ACTIVE["encoder_propagation"]
+    with torch.no_grad():
+        with apply(pipe, cfg):
+            run(pipe, kw)
+            pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+            swapped = run(pipe, kw)
+        with apply(pipe, cfg):
+            expected = run(pipe, kw)
+    assert torch.equal(swapped, expected) and untouched(pipe)

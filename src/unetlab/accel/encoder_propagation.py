@@ -187,6 +187,7 @@ class EncoderPropagation(Accelerator):
     def _controlnet_forward(self, original, *args, **kwargs):
         """Run the ControlNet only where the UNet's encoder runs (key steps, new inputs); elsewhere return the
         slot's residuals from then (the decoder does not read them)."""
+        self.follow_scheduler()
         step = self.clock.step_index
         slot = self._cn_last[1] + 1 if self._cn_last[0] == step else 0
         self._cn_last = (step, slot)

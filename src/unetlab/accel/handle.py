@@ -140,10 +140,6 @@ class Handle:
     def clear(self) -> None:
         """Drop cached state (subclasses)."""
 
-    @property
-    def removed(self) -> bool:
-        return not self._claimed
-
     def __enter__(self):
         return self
 
@@ -237,9 +233,13 @@ class Accelerator(Handle):
             offset = 0  # the call runs the whole schedule
         return Run(n, offset)
 
-    def _unet_forward(self, original, *args, **kwargs):
+    def follow_scheduler(self) -> None:
+        """Listen to `pipe.scheduler` if it was replaced since the last call (a new run starts)."""
         if self.pipe is not None and self.clock is not None and self.pipe.scheduler is not self.clock.scheduler:
             self._follow(self.pipe.scheduler)
+
+    def _unet_forward(self, original, *args, **kwargs):
+        self.follow_scheduler()
         bound = dict(self._signature.bind(*args, **kwargs).arguments)
         step = self.clock.step_index if self.clock is not None else self._n
         self._n += 1

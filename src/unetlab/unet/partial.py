@@ -9,7 +9,7 @@ same input the model's own `forward` yields the same tensor as the full pass. At
 (DeepCache's branches) the cut falls inside a level: only the last `up_layers` up layers (resnet plus
 attention) run, on skips s_0 .. s_{up_layers-1}, and the rest of both boundary blocks is deep.
 
-This module only names the modules; `unetlab.accel.deep_reuse.DeepPath` makes them reusable. Everything
+This module only names the modules; the reuse accelerators make them reusable. Everything
 else — stem, shallow blocks, head, conditioning — is the model's own `forward`, so nothing of diffusers'
 forward is copied and any UNet with paired down and up blocks works (2D, 3D/video, motion).
 """
