@@ -34,6 +34,8 @@ NOTES = {
     "sag": "two UNet calls per step (batch 2, then 1): state kept per call slot; SAG's stored attention map is "
            "restored with the reused features",
     "sd_img2img": "steps and key steps count over the steps run (strength 0.7)",
+    "sd_img2img_dpm": "DPM-Solver++ (multistep, `set_begin_index`)",
+    "sdxl_inpaint": "default strength 0.9999",
     "sdxl_refiner": "`denoising_start=0.6`: the first step run is full",
     "sdxl_base_denoising_end": "`denoising_end=0.6`",
     "text2video": "`UNet3DConditionModel`: frames folded into the batch (split forward in `unet/split_video.py`)",

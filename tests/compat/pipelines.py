@@ -95,6 +95,22 @@ def _sd_inpaint():
             _sd_text(image=_image(), mask_image=mask, strength=0.8, height=64, width=64))
 
 
+def _sd_img2img_dpm():
+    """img2img with a multistep solver that keeps its own step index (`set_begin_index`)."""
+    pipe, kw = _sd_img2img()
+    pipe.scheduler = d.DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+    return pipe, kw
+
+
+def _sdxl_inpaint():
+    """SDXL inpainting at its default strength (0.9999: every step but from a noised image)."""
+    mask = torch.zeros(1, 1, 64, 64)
+    mask[..., 8:40, 24:56] = 1
+    pipe = _make(d.StableDiffusionXLInpaintPipeline, vae=_vae(), unet=tiny_unet("sdxl"), scheduler=_ddim(),
+                 requires_aesthetics_score=False)
+    return pipe, _sdxl_text(image=_image(), mask_image=mask, height=64, width=64)
+
+
 def _sdxl_t2i():
     return (_make(d.StableDiffusionXLPipeline, vae=_vae(), unet=tiny_unet("sdxl"), scheduler=_ddim()),
             _sdxl_text(height=64, width=64))
@@ -282,7 +298,8 @@ def _animatediff():
 
 
 BUILDERS = {
-    "sd": _sd_t2i, "sd_img2img": _sd_img2img, "sd_inpaint": _sd_inpaint, "sdxl": _sdxl_t2i,
+    "sd": _sd_t2i, "sd_img2img": _sd_img2img, "sd_img2img_dpm": _sd_img2img_dpm, "sd_inpaint": _sd_inpaint,
+    "sdxl": _sdxl_t2i, "sdxl_inpaint": _sdxl_inpaint,
     "sdxl_base_denoising_end": _sdxl_base_end, "sdxl_refiner": _sdxl_refiner, "controlnet": _controlnet,
     "controlnet_multi": lambda: _controlnet(multi=True), "controlnet_img2img": _controlnet_img2img,
     "controlnet_sdxl": _controlnet_sdxl, "t2i_adapter": _t2i_adapter, "ip_adapter": _ip_adapter, "pag": _pag, "sag": _sag,

@@ -50,8 +50,8 @@ def _float64(pipe, kw):
     return pipe, {k: v.double() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in kw.items()}
 
 
-@pytest.mark.parametrize("name", ["sd", "sd_img2img", "sdxl_refiner", "controlnet", "sag", "panorama", "ip_adapter", "text2video",
-                                  "animatediff"])
+@pytest.mark.parametrize("name", ["sd", "sd_img2img", "sd_img2img_dpm", "sdxl_inpaint", "sdxl_refiner", "controlnet",
+                                  "sag", "panorama", "ip_adapter", "text2video", "animatediff"])
 def test_parallel_decoding_equals_sequential_in_float64(name):
     pipe, kw = _float64(*build(name))
     decoder_calls = []
