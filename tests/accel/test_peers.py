@@ -98,3 +98,19 @@ def test_layer_branch_caching_computes_what_the_deepcache_package_computes(branc
     with unetlab.branch_cache(pipe, interval=3, branch=branch, granularity="layer"):
         ours = _run(pipe)
     assert torch.equal(ours, theirs)
+
+
+@pytest.mark.parametrize("peer", ["deepcache", "tome"])
+def test_peers_are_refused_in_any_stack_and_leave_nothing_behind(peer):
+    pytest.importorskip("DeepCache" if peer == "deepcache" else "tomesd")
+    pipe = tiny_sd_pipeline()
+    before = _state(pipe.unet)
+    apply_peer = deepcache if peer == "deepcache" else tome
+    with apply_peer(pipe):
+        with pytest.raises(RuntimeError, match=f"^branch_cache: {peer} is already applied") as e:
+            unetlab.branch_cache(pipe)
+        assert "\n" not in str(e.value)
+    with unetlab.encoder_propagation(pipe):
+        with pytest.raises(RuntimeError, match=f"^{peer}: encoder_propagation is already applied"):
+            apply_peer(pipe)
+    assert _state(pipe.unet) == before and "_unetlab_patches" not in pipe.unet.__dict__
