@@ -81,6 +81,25 @@ class ForwardPatch:
                 self.module.__dict__.pop("forward", None)
 
 
+class _Wrapper:
+    """`scheduler.<name>` while a source is installed. Copying the scheduler's state alone (Panorama) keeps the
+    wrapper; a deep copy of the whole scheduler gets its own unwrapped method instead."""
+
+    def __init__(self, source: "StepSource", name: str, inner: Callable):
+        self.source, self.name, self.inner = source, name, inner
+        functools.update_wrapper(self, inner)  # pipelines inspect step's signature (eta, generator)
+
+    def __call__(self, *args, **kwargs):
+        return getattr(self.source, f"_{self.name}")(self.inner, args, kwargs)
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        copied = memo.get(id(self.source.scheduler))
+        return self if copied is None else getattr(type(copied), self.name).__get__(copied)
+
+
 class StepSource:
     """Which step of a pipeline call the scheduler is at: reset by `set_timesteps`, advanced by `step`.
 
@@ -97,15 +116,7 @@ class StepSource:
         self._last = (-1, 0)
         d = scheduler.__dict__
         self._saved = {name: d[name] for name in (*_METHODS, _COUNT) if name in d}
-        inner_set, inner_step = scheduler.set_timesteps, scheduler.step
-
-        def set_timesteps(*args, **kwargs):
-            return self._set_timesteps(inner_set, args, kwargs)
-
-        def step(*args, **kwargs):
-            return self._step(inner_step, args, kwargs)
-
-        d.update(set_timesteps=functools.wraps(inner_set)(set_timesteps), step=functools.wraps(inner_step)(step))
+        d.update({name: _Wrapper(self, name, getattr(scheduler, name)) for name in _METHODS})
         d[_SOURCE], d[_COUNT] = self, 0
 
     def __copy__(self):
@@ -118,7 +129,7 @@ class StepSource:
     def subscribe(cls, scheduler, listener) -> "StepSource":
         """The scheduler's source (installed now if it has none), with `listener` added."""
         source = scheduler.__dict__.get(_SOURCE)
-        if source is None:
+        if source is None or source.scheduler is not scheduler:  # none, or left in a deep copy of the scheduler
             source = cls(scheduler)
         source.listeners.append(listener)
         return source

@@ -207,3 +207,16 @@ def test_a_replaced_scheduler_is_followed_with_a_controlnet():
         with apply(pipe, cfg):
             expected = run(pipe, kw)
     assert torch.equal(swapped, expected) and untouched(pipe)
+
+
+def test_a_deep_copy_of_the_scheduler_is_independent_of_the_applied_handle():
+    import copy
+    pipe, kw = build("sd")
+    with torch.no_grad(), apply(pipe, ACTIVE["branch_cache"]) as h:
+        expected = run(pipe, kw)
+        twin = copy.deepcopy(pipe.scheduler)  # e.g. text-to-video-zero steps a copy of the scheduler
+        twin.set_timesteps(4)
+        twin.step(torch.zeros(1, 4, 8, 8), twin.timesteps[0], torch.zeros(1, 4, 8, 8))
+        assert pipe.scheduler.__dict__["_unetlab_step"] == len(h.calls)  # the original's count is untouched
+        assert torch.equal(run(pipe, kw), expected)
+    assert untouched(pipe)
