@@ -7,7 +7,13 @@ import re
 import sys
 from pathlib import Path
 
-from unetlab.accel import BlockSkipConfig, BranchCacheConfig, ClockworkConfig, EncoderPropagationConfig, SkipWindow
+from unetlab.accel import (
+    BlockSkipConfig,
+    BranchCacheConfig,
+    ClockworkConfig,
+    EncoderPropagationConfig,
+    SkipWindow,
+)
 
 try:
     from .pipelines import NAMES

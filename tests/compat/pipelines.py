@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import inspect
 
-import torch
 import diffusers as d
+import torch
 
 from unetlab.testing import tiny_controlnet, tiny_unet
 
@@ -173,7 +173,7 @@ def _ip_adapter():
                                                                            num_image_text_embeds=4)])
     unet.config.encoder_hid_dim_type = "ip_image_proj"
     procs = {}
-    for name, module in unet.attn_processors.items():
+    for name in unet.attn_processors:
         attn = unet.get_submodule(name.removesuffix(".processor"))
         procs[name] = (IPAdapterAttnProcessor2_0(attn.to_q.out_features, 16, num_tokens=(4,), scale=0.7)
                        if name.endswith("attn2.processor") else AttnProcessor2_0())

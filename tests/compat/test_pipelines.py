@@ -17,7 +17,7 @@ from .matrix import ACCELERATORS, REFUSED, current_readme_section, section
 from .pipelines import NAMES, build, run
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _plain(name):
     pipe, kw = build(name)
     with torch.no_grad():

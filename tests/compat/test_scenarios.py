@@ -13,8 +13,15 @@ from diffusers import EulerDiscreteScheduler
 from diffusers.callbacks import SDCFGCutoffCallback
 
 import unetlab
-from unetlab.accel import (BlockSkipConfig, BranchCacheConfig, ClockworkConfig, EncoderPropagationConfig, SkipWindow,
-                           apply, load_config)
+from unetlab.accel import (
+    BlockSkipConfig,
+    BranchCacheConfig,
+    ClockworkConfig,
+    EncoderPropagationConfig,
+    SkipWindow,
+    apply,
+    load_config,
+)
 from unetlab.accel.stacking import COMPOSE
 
 from . import reference
