@@ -35,7 +35,8 @@ REFUSED: dict[tuple[str, str], tuple[str, str]] = {}
 
 # Pipelines whose row in the README gets a note.
 NOTES = {
-    "pag": "encoder propagation decodes sequentially (one-line warning): PAG's processors split the batch in three",
+    "pag": "PAG on the mid and up blocks; parallel decoding lays the copies out group by group for its `chunk(3)`",
+    "pag_no_cfg": "PAG without CFG (`chunk(2)`)",
     "panorama": "two views per step: state kept per view (call slot)",
     "sag": "two UNet calls per step (batch 2, then 1): state kept per call slot; SAG's stored attention map is "
            "restored with the reused features",

@@ -217,6 +217,13 @@ def _pag():
     return pipe, _sd_text(height=64, width=64, pag_scale=2.0)
 
 
+def _pag_no_cfg():
+    """PAG without classifier-free guidance: its processors split the batch in two (conditional | perturbed)."""
+    pipe, kw = _pag()
+    kw.update(guidance_scale=1.0, negative_prompt_embeds=None)
+    return pipe, kw
+
+
 def _sag():
     from diffusers.pipelines.deprecated.stable_diffusion_sag import StableDiffusionSAGPipeline
     pipe = _make(StableDiffusionSAGPipeline, vae=_vae(), unet=tiny_unet("sd"), scheduler=_ddim())
@@ -302,7 +309,7 @@ BUILDERS = {
     "sdxl": _sdxl_t2i, "sdxl_inpaint": _sdxl_inpaint,
     "sdxl_base_denoising_end": _sdxl_base_end, "sdxl_refiner": _sdxl_refiner, "controlnet": _controlnet,
     "controlnet_multi": lambda: _controlnet(multi=True), "controlnet_img2img": _controlnet_img2img,
-    "controlnet_sdxl": _controlnet_sdxl, "t2i_adapter": _t2i_adapter, "ip_adapter": _ip_adapter, "pag": _pag, "sag": _sag,
+    "controlnet_sdxl": _controlnet_sdxl, "t2i_adapter": _t2i_adapter, "ip_adapter": _ip_adapter, "pag": _pag, "pag_no_cfg": _pag_no_cfg, "sag": _sag,
     "panorama": _panorama, "lcm": _lcm, "instruct_pix2pix": _instruct_pix2pix, "upscale_x4": _upscale_x4,
     "upscale_latent": _upscale_latent, "kandinsky22": _kandinsky22,
     "if_stage1": lambda: _if("if_stage1"), "if_stage2": lambda: _if("if_stage2"),

@@ -58,7 +58,8 @@ def _float64(pipe, kw):
 
 
 @pytest.mark.parametrize("name", ["sd", "sd_img2img", "sd_img2img_dpm", "sdxl_inpaint", "sdxl_refiner", "controlnet",
-                                  "sag", "panorama", "ip_adapter", "text2video", "animatediff"])
+                                  "sag", "panorama", "ip_adapter", "pag", "pag_no_cfg", "text2video",
+                                  "animatediff"])
 def test_parallel_decoding_equals_sequential_in_float64(name):
     pipe, kw = _float64(*build(name))
     decoder_calls = []
@@ -76,14 +77,24 @@ def test_parallel_decoding_equals_sequential_in_float64(name):
     assert rel <= 1e-10  # float64: batch-size reordering noise is ~1e-16 per operation
 
 
-def test_parallel_decoding_under_pag_falls_back_to_sequential_with_one_warning():
-    pipe, kw = build("pag")
+def test_parallel_decoding_under_an_unknown_processor_falls_back_to_sequential_with_one_warning():
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    class MixingProcessor(AttnProcessor2_0):
+        """Stands for any processor unetlab does not know to keep batch elements apart."""
+
+    pipe, kw = build("sd")
+    pipe.unet.up_blocks[1].attentions[0].transformer_blocks[0].attn1.set_processor(MixingProcessor())
     with torch.no_grad():
         with unetlab.encoder_propagation(pipe, key_steps="uniform:3", parallel=False):
             sequential = run(pipe, kw)
-        with pytest.warns(UserWarning, match=r"^encoder_propagation: parallel decoding falls back to sequential: PAG"):
-            with unetlab.encoder_propagation(pipe, key_steps="uniform:3", parallel=True):
+        with unetlab.encoder_propagation(pipe, key_steps="uniform:3", parallel=True):
+            with pytest.warns(UserWarning, match=r"^encoder_propagation: parallel decoding falls back to sequential: "
+                                                 r"MixingProcessor"):
                 parallel = run(pipe, kw)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                run(pipe, kw)  # once per handle
     assert torch.equal(parallel, sequential)
 
 

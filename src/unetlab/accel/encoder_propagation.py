@@ -9,7 +9,8 @@ following non-key steps (up to the next key step, at most `max_parallel`) runs a
 loop receives the precomputed model outputs at those steps; decoding is sequential while branch caching or
 clockwork is stacked on it, when the call's timesteps cannot be matched to the scheduler's without a device
 sync, and (with a one-line warning) when an attention processor of the decoder is not known to treat batch
-elements independently (PAG's processors split the batch in three). Prior noise injection adds `alpha * z_T`
+elements independently; PAG's processors, which split the batch into groups, get the copies laid out group
+by group (`parallel.py`). Prior noise injection adds `alpha * z_T`
 to the sample given to each scheduler step whose timestep is below `injection_threshold`. With a ControlNet,
 it runs only where the UNet's encoder does. Everything goes through the normal `pipe(...)` call.
 
@@ -36,7 +37,7 @@ from ..unet import check_supported, decode, encode
 from . import deep_reuse, side_state
 from .config import AccelConfig
 from .handle import Accelerator, Call, call_signature, forward_signature
-from .parallel import batch_mixing_processor
+from . import parallel
 
 KIND = "encoder_propagation"
 
@@ -110,7 +111,7 @@ class EncoderPropagation(Accelerator):
         self._z_T: dict[int, torch.Tensor] = {}
         self._cn: dict[int, tuple] = {}  # ControlNet call slot -> (signature, output)
         self._cn_last = (-1, 0)
-        self._keys, self._key_set, self._sequential = (), frozenset(), False
+        self._keys, self._key_set, self._sequential, self._groups = (), frozenset(), False, 1
         if self.pipe is None and "_bare" in self.__dict__:
             self._set_keys(self._bare[0])
 
@@ -127,8 +128,9 @@ class EncoderPropagation(Accelerator):
             warnings.warn(f"encoder_propagation: key_steps={spec!r} makes every one of this call's {run.num_steps} "
                           "steps a key step; nothing is skipped (pass an explicit list or 'uniform:N')", stacklevel=2)
         self._sequential = run.offset is None or bool(claims(self.unet) & deep_reuse.KINDS)
+        self._groups = 1
         if self.config.parallel and not self._sequential:
-            culprit = batch_mixing_processor(self.unet.up_blocks)
+            self._groups, culprit = parallel.plan(self.unet.up_blocks)
             if culprit is not None:
                 self._sequential = True
                 if not self._warned:
@@ -178,7 +180,15 @@ class EncoderPropagation(Accelerator):
             return decode(self.unet, state, [timestep])
         ts = self.clock.scheduler.timesteps
         start = self.run.offset + step
-        eps = decode(self.unet, state, [timestep] + list(ts[start + 1:start + end - step].unbind()))
+        timesteps = [timestep] + list(ts[start + 1:start + end - step].unbind())
+        g = self._groups
+        if g > 1 and state.batch_size % g == 0:  # PAG: each processor chunk holds one group of every copy
+            tiled, rows = parallel.grouped_state(state, timesteps, g)
+            eps = parallel.copy_major(decode(self.unet, tiled, [rows]), len(timesteps), g)
+        elif g > 1:
+            return decode(self.unet, state, [timestep])
+        else:
+            eps = decode(self.unet, state, timesteps)
         b = state.batch_size
         for k, j in enumerate(range(step + 1, end), start=1):
             self._ready[call.slot][j] = eps[k * b:(k + 1) * b]
