@@ -44,7 +44,9 @@ class Task(Protocol):
       every random draw uses `generator`.
     - `save(models, directory)`: write the inference artefact (e.g. a pipeline's `save_pretrained`).
     Optional: `sample(models, generator) -> (N, C, H, W) in [0, 1]`: a sample grid from `models` (EMA copies,
-    eval mode), written as PNG with each checkpoint; `to(device)` to move frozen parts (a teacher, a VAE).
+    eval mode), written as PNG with each checkpoint; `evaluate(models) -> {name: float}`: held-out metrics of the
+    EMA copies, recorded in that checkpoint's `history` entry (the training curve); `to(device)` to move frozen
+    parts (a teacher, a VAE).
     """
 
     dataset: Any
@@ -213,6 +215,8 @@ def _save(task, cfg, accelerator, models, emas, optimizer, generator, state) -> 
     save_file({f"rank{i}": g for i, g in enumerate(gens)}, tmp / "generators.safetensors")
     ema_models = _ema_copies(unwrapped, emas)
     task.save(ema_models, tmp / "pipeline")
+    if hasattr(task, "evaluate"):
+        state["history"][-1].update(task.evaluate(ema_models))
     if hasattr(task, "sample"):
         with torch.no_grad():
             images = task.sample(ema_models, torch.Generator().manual_seed(cfg.seed))
