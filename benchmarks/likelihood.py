@@ -8,7 +8,7 @@ table.md, terms.png and curves.png under --out-dir (mean ± standard error over 
 time, convergence, the commands). `--schedule monotone` trains the learned noise schedule (learned endpoints and
 VDM's monotone network) instead of the fixed linear one; rows of both schedules share one out-dir.
 
-    nice -n 10 .venv/bin/python benchmarks/likelihood.py --steps 6000 --seeds 0 1 2 --schedule fixed
+    nice -n 10 .venv/bin/python benchmarks/likelihood.py --steps 3600 --seeds 0 1 2 --schedule fixed
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ def train_argv(variant: str, schedule: str, seed: int, steps: int, runs: Path) -
         "2e-3",
         "--warmup",
         "20",
+        "--min-lr-ratio",
+        "0",
         "--ema-decay",
         "0.99",
         "--checkpoint-every",
@@ -94,7 +96,7 @@ def eval_argv(variant: str, schedule: str, seed: int, runs: Path, result: Path) 
         "--split",
         "test",
         "--repeats",
-        "2",
+        "10",
         "--seed",
         "0",
         "--json",
@@ -191,7 +193,7 @@ def summarise(rows: list[dict], out_dir: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--steps", type=int, default=3600)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--schedule", choices=("fixed", "learned", "monotone"), default="fixed")
     parser.add_argument("--runs", default="runs/likelihood", help="training folders")

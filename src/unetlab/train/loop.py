@@ -88,6 +88,8 @@ class TrainConfig:
             raise ValueError(f"lr: {self.lr!r} must be > 0")
         if self.warmup < 0:
             raise ValueError(f"warmup: {self.warmup!r} must be >= 0")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio: {self.min_lr_ratio!r} must be between 0 and 1")
 
 
 def batch_indices(step: int, n: int, global_batch: int, seed: int) -> torch.Tensor:
