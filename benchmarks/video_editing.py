@@ -111,7 +111,8 @@ def _figure(clip, example: dict, path: str) -> None:
 
     cols = list(range(0, len(clip.frames), 2))
     names = list(METHODS)
-    fig, axes = plt.subplots(1 + len(names) * len(NOISE), len(cols), figsize=(len(cols) * 0.9, 12))
+    n_rows = 1 + len(names) * len(NOISE)
+    fig, axes = plt.subplots(n_rows, len(cols), figsize=(len(cols) * 0.8 + 1.8, n_rows * 0.85))
     rows = [("input", clip.frames)] + [(f"{m} ({n} noise)", example[(n, m)]) for n in NOISE for m in names]
     for r, (label, frames) in enumerate(rows):
         for c, t in enumerate(cols):

@@ -105,7 +105,8 @@ def _batches(indices: list[int], batch_size: int) -> list[list[int]]:
 
 
 def edit_video(pipe, frames, prompt: str | list[str], anchors=None, stride: int | None = None,
-               count: int | None = None, own_kv: bool = False, batch_size: int = 4, seed: int | None = 0, per_frame_noise: bool = False,
+               count: int | None = None, own_kv: bool = False, batch_size: int = 4, seed: int | None = 0,
+               per_frame_noise: bool = False,
                image_arg: str = "image", frame_kwargs: dict[str, torch.Tensor] | None = None,
                progress: Callable[[int], None] | None = None, **pipe_kwargs) -> torch.Tensor:
     """Edited frames (T, 3, H, W) in [0, 1]: `pipe(prompt=..., <image_arg>=frames, output_type="pt", **pipe_kwargs)`
