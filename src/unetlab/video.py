@@ -104,7 +104,7 @@ def _batches(indices: list[int], batch_size: int) -> list[list[int]]:
     return [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
 
 
-def edit_video(pipe, frames, prompt: str | list[str], anchors=None, stride: int | None = None,
+def edit_video(pipe, frames, prompt: str | list[str] | None, anchors=None, stride: int | None = None,
                count: int | None = None, own_kv: bool = False, batch_size: int = 4, seed: int | None = 0,
                per_frame_noise: bool = False,
                image_arg: str = "image", frame_kwargs: dict[str, torch.Tensor] | None = None,
@@ -112,14 +112,15 @@ def edit_video(pipe, frames, prompt: str | list[str], anchors=None, stride: int 
     """Edited frames (T, 3, H, W) in [0, 1]: `pipe(prompt=..., <image_arg>=frames, output_type="pt", **pipe_kwargs)`
     on batches of `batch_size` frames. With `anchors`, `stride` or `count`, the anchor frames are edited first (one
     call) and every other frame attends to their self-attention keys/values (`unetlab.anchor_attention`);
-    with none of them every frame is edited independently. `prompt`: one for all frames or one per frame;
+    with none of them every frame is edited independently. `prompt`: one for all frames, one per frame, or None (then
+    give `prompt_embeds` per frame in `frame_kwargs`);
     `seed`: every frame's noise from the same seed, or frame i's from `seed + i` with `per_frame_noise` (None: the
     pipeline's own draw); `frame_kwargs`: other
     per-frame tensors (T, ...) sliced like the frames (e.g. ControlNet's `control_image`); `progress(n)` is
     called with the number of frames just finished."""
     frames = check_frames(frames)
     n = len(frames)
-    prompts = [prompt] * n if isinstance(prompt, str) else list(prompt)
+    prompts = [prompt] * n if isinstance(prompt, str) or prompt is None else list(prompt)
     if len(prompts) != n:
         raise ValueError(f"prompt: {len(prompts)} prompts for {n} frames; give one prompt or one per frame")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -134,10 +135,12 @@ def edit_video(pipe, frames, prompt: str | list[str], anchors=None, stride: int 
         kwargs = {**pipe_kwargs, **{k: v[idx] for k, v in extra.items()}}
         if seed is not None:
             kwargs["generator"] = [torch.Generator(device).manual_seed(seed + i * per_frame_noise) for i in idx]
-        out = pipe(prompt=[prompts[i] for i in idx], **{image_arg: frames[idx]}, output_type="pt", **kwargs).images
+        if prompt is not None:
+            kwargs["prompt"] = [prompts[i] for i in idx]
+        out = pipe(**{image_arg: frames[idx]}, output_type="pt", **kwargs).images
         if progress is not None:
             progress(len(idx))
-        return out.float().cpu()
+        return out.to("cpu", torch.promote_types(out.dtype, torch.float32))
 
     edited: list[torch.Tensor | None] = [None] * n
     use_anchors = anchors is not None or stride is not None or count is not None
