@@ -10,7 +10,7 @@ from diffusers import (AutoencoderKL, ControlNetModel, DDIMScheduler, StableDiff
 from unetlab.testing import tiny_unet
 from unetlab.video import edit_video
 
-from .test_anchor_attention import ReferenceCrossFrame, _self_attention
+from cross_frame_reference import ReferenceCrossFrame, self_attention
 
 
 def _pipe(cls, in_channels):
@@ -46,7 +46,7 @@ def test_edit_video_frames_equal_cross_frame_attention_on_the_whole_video(cls, i
     anchors = [0, 3]
     got = edit_video(pipe, frames, None, anchors=anchors, own_kv=True, batch_size=1, frame_kwargs=embeds, **kw)
     alone = edit_video(pipe, frames, None, batch_size=4, frame_kwargs=embeds, **kw)
-    for m in _self_attention(pipe.unet).values():
+    for m in self_attention(pipe.unet).values():
         m.set_processor(ReferenceCrossFrame(copies, 4, anchors, own=True))
     ref = pipe(image=frames, output_type="pt", generator=[torch.Generator().manual_seed(0) for _ in range(4)],
                **embeds, **kw).images

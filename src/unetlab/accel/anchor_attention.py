@@ -1,4 +1,4 @@
-"""Anchor-based cross-frame attention (Fairy, Wu et al. 2024, Sec. 3.1) as an attention processor swap.
+"""Anchor-based cross-frame attention (Fairy, Wu et al., CVPR 2024, arXiv 2312.13834) as a processor swap.
 
 The UNet's self-attention layers (attn1) get a processor that sees each UNet batch as `copies x frames`
 (guidance copies are contiguous chunks: CFG gives 2, InstructPix2Pix 3). In the anchor phase every anchor
@@ -10,6 +10,7 @@ when `own_kv`. Outside a phase the original processors run, so a plain `pipe(...
 
 from __future__ import annotations
 
+import itertools
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -45,7 +46,7 @@ class AnchorAttentionConfig:
         if self.anchors is not None:
             idx = tuple(self.anchors) if isinstance(self.anchors, (list, tuple)) else None
             if (not idx or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in idx)
-                    or any(b <= a for a, b in zip(idx, idx[1:]))):
+                    or any(b <= a for a, b in itertools.pairwise(idx))):
                 raise ValueError(f"anchors: expected a strictly increasing, non-empty list of frame indices >= 0, "
                                  f"got {self.anchors!r}")
             object.__setattr__(self, "anchors", idx)
@@ -59,7 +60,7 @@ class AnchorAttentionConfig:
     def indices(self, num_frames: int) -> tuple[int, ...]:
         """The anchor frame indices for a video of `num_frames` frames."""
         if num_frames < 1:
-            raise ValueError(f"frames: the video is empty (0 frames); give at least one frame")
+            raise ValueError("frames: the video is empty (0 frames); give at least one frame")
         if self.anchors is not None:
             if self.anchors[-1] >= num_frames:
                 raise ValueError(f"anchors: index {self.anchors[-1]} is out of range for a video of {num_frames} "
@@ -86,9 +87,9 @@ def self_attention_layers(unet: torch.nn.Module) -> dict[str, Attention]:
 
 
 class AnchorAttnProcessor:
-    """Self-attention whose keys/values are the anchor frames' (Fairy Eq. 2), for one layer of a handle."""
+    """Self-attention whose keys/values are the anchor frames' (Fairy's anchor-based attention), for one layer."""
 
-    def __init__(self, handle: "AnchorAttention", name: str, original):
+    def __init__(self, handle: AnchorAttention, name: str, original):
         self.handle, self.name, self.original = handle, name, original
 
     def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states=None,

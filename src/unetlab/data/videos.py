@@ -51,7 +51,10 @@ def synthetic_clip(index: int, num_frames: int = 16, size: int = 24, seed: int =
         raise ValueError(f"size: expected an int >= 12, got {size!r}")
     g = torch.Generator().manual_seed(seed * 1_000_003 + index)
     motion = MOTIONS[index % len(MOTIONS)]
-    pick = lambda n: int(torch.randint(n, (1,), generator=g))  # noqa: E731
+
+    def pick(n: int) -> int:
+        return int(torch.randint(n, (1,), generator=g))
+
     shape, colours = pick(len(SHAPES)), torch.randperm(len(COLOURS), generator=g).tolist()
     fg, fg_end, bg, new_colour = colours[0], colours[1], colours[2], colours[3]
     t = torch.linspace(0, 1, num_frames)
