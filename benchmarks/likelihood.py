@@ -1,10 +1,14 @@
 """VDMv vs DiffEnc-nt vs DiffEnc (trainable) on digits 8x8: train each with `unetlab train`, score with `unetlab eval bpd`.
 
 Runs the real CLI in-process, sequentially, one seed of all three models after another (so a cut-short sweep stays
-balanced); a run whose result JSON exists is skipped, so the sweep can be restarted. Writes results.json, table.md
-and terms.png under --out-dir (mean ± standard error over seeds of each term, steps, wall time, the commands).
+balanced); a run whose result JSON exists is skipped, so the sweep can be restarted. Every run scores its EMA
+model's bound on the test split at each of 20 checkpoints (`--track-test`), the training curve; a run counts as
+converged when its test bound moved by less than 0.5% over the last fifth of training. Writes results.json,
+table.md, terms.png and curves.png under --out-dir (mean ± standard error over seeds of each term, steps, wall
+time, convergence, the commands). `--schedule monotone` trains the learned noise schedule (learned endpoints and
+VDM's monotone network) instead of the fixed linear one; rows of both schedules share one out-dir.
 
-    nice -n 10 .venv/bin/python benchmarks/likelihood.py --steps 150 --seeds 0 1 2
+    nice -n 10 .venv/bin/python benchmarks/likelihood.py --steps 3600 --seeds 0 1 2 --schedule fixed
 """
 
 from __future__ import annotations
@@ -23,9 +27,19 @@ VARIANTS = {
     "DiffEnc": ["diffenc", "--encoder", "trainable"],
 }
 TERMS = ("total", "reconstruction", "prior", "diffusion")
+CHECKPOINTS = 20
+TOLERANCE = 0.005
 
 
-def train_argv(variant: str, seed: int, steps: int, runs: Path) -> list[str]:
+def label(variant: str, schedule: str) -> str:
+    return variant if schedule == "fixed" else f"{variant}, learned γ"
+
+
+def run_name(variant: str, schedule: str, seed: int) -> str:
+    return f"{variant}-s{seed}" if schedule == "fixed" else f"{variant}-{schedule}-s{seed}"
+
+
+def train_argv(variant: str, schedule: str, seed: int, steps: int, runs: Path) -> list[str]:
     return [
         "train",
         *VARIANTS[variant],
@@ -34,7 +48,7 @@ def train_argv(variant: str, seed: int, steps: int, runs: Path) -> list[str]:
         "--size",
         "8",
         "--out",
-        str(runs / f"{variant}-s{seed}"),
+        str(runs / run_name(variant, schedule, seed)),
         "--steps",
         str(steps),
         "--batch-size",
@@ -43,10 +57,15 @@ def train_argv(variant: str, seed: int, steps: int, runs: Path) -> list[str]:
         "2e-3",
         "--warmup",
         "20",
+        "--min-lr-ratio",
+        "0",
         "--ema-decay",
         "0.99",
         "--checkpoint-every",
-        str(steps),
+        str(steps // CHECKPOINTS),
+        "--track-test",
+        "--schedule",
+        schedule,
         "--channels",
         "32",
         "--blocks",
@@ -65,11 +84,11 @@ def train_argv(variant: str, seed: int, steps: int, runs: Path) -> list[str]:
     ]
 
 
-def eval_argv(variant: str, seed: int, runs: Path, result: Path) -> list[str]:
+def eval_argv(variant: str, schedule: str, seed: int, runs: Path, result: Path) -> list[str]:
     return [
         "eval",
         "bpd",
-        str(runs / f"{variant}-s{seed}"),
+        str(runs / run_name(variant, schedule, seed)),
         "--data",
         "digits",
         "--size",
@@ -77,7 +96,7 @@ def eval_argv(variant: str, seed: int, runs: Path, result: Path) -> list[str]:
         "--split",
         "test",
         "--repeats",
-        "2",
+        "10",
         "--seed",
         "0",
         "--json",
@@ -86,7 +105,7 @@ def eval_argv(variant: str, seed: int, runs: Path, result: Path) -> list[str]:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     tmp.write_text(text)
     os.replace(tmp, path)
 
@@ -98,6 +117,13 @@ def mean_se(values: list[float]) -> tuple[float, float]:
     return m, math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1) / len(values))
 
 
+def convergence(curve: list[dict]) -> float:
+    """Relative change of the test bound over the last fifth of training: |b(end) − b(0.8·end)| / b(end)."""
+    end = curve[-1]
+    start = min(curve, key=lambda c: abs(c["step"] - 0.8 * end["step"]))
+    return abs(end["eval_total"] - start["eval_total"]) / end["eval_total"]
+
+
 def summarise(rows: list[dict], out_dir: Path) -> str:
     import matplotlib
 
@@ -105,17 +131,21 @@ def summarise(rows: list[dict], out_dir: Path) -> str:
     import matplotlib.pyplot as plt
 
     lines = [
-        "| model | seeds | steps | wall s: loop / with final sample+save (mean) | total bpd | reconstruction | prior | diffusion |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model | seeds | steps | converged (max change over last fifth) | wall s per run: loop / with evaluation "
+        "| total bpd | reconstruction | prior | diffusion |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-    for i, variant in enumerate(VARIANTS):
-        got = [r for r in rows if r["variant"] == variant]
-        if not got:
-            continue
+    labels = list(dict.fromkeys(r["label"] for r in rows))
+    fig, axes = plt.subplots(1, 3, figsize=(4 * 3, 3.6))
+    curves_fig, curves_ax = plt.subplots(1, 2, figsize=(11, 4))
+    colours = dict(zip(VARIANTS, ("C0", "C1", "C2")))
+    for i, name in enumerate(labels):
+        got = [r for r in rows if r["label"] == name]
         stats = {k: mean_se([r[k] for r in got]) for k in TERMS}
         wall = sum(r["train_wall_s"] for r in got) / len(got)
         loop = sum(r["loop_s"] for r in got) / len(got)
+        changes = [convergence(r["curve"]) for r in got]
+        converged = all(c < TOLERANCE for c in changes)
         cells = [
             f"{stats[k][0]:.4f} ± {stats[k][1]:.4f}"
             if k != "prior"
@@ -123,15 +153,19 @@ def summarise(rows: list[dict], out_dir: Path) -> str:
             for k in TERMS
         ]
         lines.append(
-            f"| {variant} | {len(got)} | {got[0]['steps']} | {loop:.0f} / {wall:.0f} | "
-            + " | ".join(cells)
-            + " |"
+            f"| {name} | {len(got)} | {got[0]['steps']} | {'yes' if converged else 'NO'} ({100 * max(changes):.2f}%) "
+            f"| {loop:.0f} / {wall:.0f} | " + " | ".join(cells) + " |"
         )
         for ax, k in zip(axes, ("total", "prior", "diffusion")):
             ax.bar(i, stats[k][0], yerr=0 if math.isnan(stats[k][1]) else stats[k][1], capsize=4)
             ax.plot([i] * len(got), [r[k] for r in got], "k.", ms=4)
+        for r in got:
+            steps = [c["step"] for c in r["curve"]]
+            style = dict(color=colours[r["variant"]], ls="-" if r["schedule"] == "fixed" else "--", lw=1)
+            for ax in curves_ax:
+                ax.plot(steps, [c["eval_total"] for c in r["curve"]], label=name if r is got[0] else None, **style)
     for ax, k in zip(axes, ("total", "prior", "diffusion")):
-        ax.set_xticks(range(len(VARIANTS)), list(VARIANTS))
+        ax.set_xticks(range(len(labels)), labels, rotation=20, fontsize=7)
         ax.set_title(f"{k} (bits/dim)")
         ax.set_ylabel("bpd, test split, EMA weights")
         if k == "prior":
@@ -140,16 +174,33 @@ def summarise(rows: list[dict], out_dir: Path) -> str:
     fig.tight_layout()
     fig.savefig(out_dir / "terms.png", dpi=120)
     plt.close(fig)
+    last = max(r["curve"][-1]["step"] for r in rows)
+    tail = [c["eval_total"] for r in rows for c in r["curve"] if c["step"] >= 0.5 * last]
+    curves_ax[1].set_xlim(0.5 * last, last * 1.01)
+    curves_ax[1].set_ylim(min(tail) - 0.05, max(tail) + 0.05)
+    curves_ax[1].axvline(0.8 * last, color="grey", lw=0.8, ls=":")
+    for ax, title in zip(curves_ax, ("test bound during training", "second half (dotted: last fifth starts)")):
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel("bpd, test split, EMA weights")
+        ax.set_title(title)
+    curves_ax[0].set_yscale("log")
+    curves_ax[0].legend(fontsize=7)
+    curves_fig.tight_layout()
+    curves_fig.savefig(out_dir / "curves.png", dpi=120)
+    plt.close(curves_fig)
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--steps", type=int, default=3600)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--schedule", choices=("fixed", "learned", "monotone"), default="fixed")
     parser.add_argument("--runs", default="runs/likelihood", help="training folders")
-    parser.add_argument("--out-dir", default="docs/likelihood", help="results.json, table.md, terms.png")
+    parser.add_argument("--out-dir", default="docs/likelihood", help="results.json, table.md, terms.png, curves.png")
     args = parser.parse_args()
+    if args.steps < CHECKPOINTS or args.steps % CHECKPOINTS:
+        parser.error(f"--steps: {args.steps} must be a positive multiple of {CHECKPOINTS}")
 
     import torch
     from tqdm.auto import tqdm
@@ -158,35 +209,39 @@ def main() -> None:
 
     torch.set_num_threads(1)
     runs, out_dir = Path(args.runs), Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
+    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
     jobs = [(seed, variant) for seed in args.seeds for variant in VARIANTS]
-    for seed, variant in tqdm(jobs, desc="likelihood runs"):
-        result = out_dir / "runs" / f"{variant}-s{seed}.json"
+    for seed, variant in tqdm(jobs, desc=f"likelihood runs ({args.schedule})"):
+        name = run_name(variant, args.schedule, seed)
+        result = out_dir / "runs" / f"{name}.json"
         if not result.is_file():
-            result.parent.mkdir(parents=True, exist_ok=True)
             t0 = time.perf_counter()
-            if cli(train_argv(variant, seed, args.steps, runs)) != 0:
-                raise SystemExit(f"training {variant} seed {seed} failed")
+            train = train_argv(variant, args.schedule, seed, args.steps, runs)
+            if cli(train) != 0:
+                raise SystemExit(f"training {name} failed")
             wall = time.perf_counter() - t0
-            if cli(eval_argv(variant, seed, runs, result)) != 0:
-                raise SystemExit(f"evaluating {variant} seed {seed} failed")
+            evaluate = eval_argv(variant, args.schedule, seed, runs, result)
+            if cli(evaluate) != 0:
+                raise SystemExit(f"evaluating {name} failed")
             row = json.loads(result.read_text())
-            run = runs / f"{variant}-s{seed}"
+            run = runs / name
             state = json.loads((run / (run / "latest").read_text().strip() / "state.json").read_text())
             row.update(
                 variant=variant,
+                schedule=args.schedule,
+                label=label(variant, args.schedule),
                 seed=seed,
                 steps=args.steps,
                 train_wall_s=wall,
                 loop_s=state["elapsed_s"],
-                command="unetlab "
-                + shlex.join(train_argv(variant, seed, args.steps, runs))
-                + " && unetlab "
-                + shlex.join(eval_argv(variant, seed, runs, result)),
+                curve=state["history"],
+                command="unetlab " + shlex.join(train) + " && unetlab " + shlex.join(evaluate),
             )
             write_atomic(result, json.dumps(row, indent=2) + "\n")
-        rows.append(json.loads(result.read_text()))
+        # every finished run of every schedule in out-dir goes into one table
+        rows = [json.loads(p.read_text()) for p in sorted((out_dir / "runs").glob("*.json"))]
+        rows = [r for r in rows if "curve" in r]
+        rows.sort(key=lambda r: (r["schedule"] != "fixed", list(VARIANTS).index(r["variant"]), r["seed"]))
         write_atomic(out_dir / "results.json", json.dumps(rows, indent=2) + "\n")
         table = summarise(rows, out_dir)
         write_atomic(out_dir / "table.md", table)

@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # One module per command; each defines `register(subparsers)` and sets `func` on its parser.
-COMMANDS = ["info", "demo", "train", "eval", "analyze", "bench"]
+COMMANDS = ["info", "demo", "train", "eval", "analyze", "bench", "video"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -97,6 +97,19 @@ def call(pipe, kwargs, steps: int, seed: int = 0, **more) -> torch.Tensor:
 
 
 @contextlib.contextmanager
+def in_float64(pipe, kwargs):
+    """The pipeline and its call's tensors in float64, back to float32 after. Parallel decoding runs the decoder at
+    another batch size than one-at-a-time decoding, so in float32 the two differ by the CPU's batch-size rounding
+    (about 1e-6 relative per call, more on some CPUs); in float64 that noise is ~1e-15 and a 1e-10 bound is
+    a real check of the method."""
+    pipe.to(torch.float64)
+    try:
+        yield {k: v.double() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in kwargs.items()}
+    finally:
+        pipe.to(torch.float32)
+
+
+@contextlib.contextmanager
 def reference(pipe, key_steps, alpha=0.003, threshold=500):
     """Faster Diffusion done by hand: full UNet (encode + decode) at key steps, decoder only on the cached state
     with the call's own timestep elsewhere; `z <- z + alpha * z_T` before each step whose timestep < threshold."""

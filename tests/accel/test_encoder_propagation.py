@@ -4,7 +4,7 @@ import importlib
 
 import pytest
 import torch
-from ep_pipelines import build, call, reference
+from ep_pipelines import build, call, in_float64, reference
 
 import unetlab
 from unetlab.schedules import KeyStepsError
@@ -54,11 +54,14 @@ def test_matches_the_reference_method(pipes, kind):
         ref = call(pipe, kw, STEPS)
     with unetlab.encoder_propagation(pipe, key_steps=KEYS, parallel=False):
         seq = call(pipe, kw, STEPS)
-    with unetlab.encoder_propagation(pipe, key_steps=KEYS, parallel=True):
-        par = call(pipe, kw, STEPS)
     assert torch.equal(seq, ref)  # the same operations in the same order
-    assert _rel(par, ref) < 1e-5
     assert _rel(ref, call(pipe, kw, STEPS)) > 1e-4  # and the method does change the output
+    with in_float64(pipe, kw) as kw64:
+        with reference(pipe, KEYS):
+            ref64 = call(pipe, kw64, STEPS)
+        with unetlab.encoder_propagation(pipe, key_steps=KEYS, parallel=True):
+            par64 = call(pipe, kw64, STEPS)
+    assert _rel(par64, ref64) < 1e-10
 
 
 def test_reference_loop_without_the_pipeline_sd(pipes):
@@ -66,13 +69,14 @@ def test_reference_loop_without_the_pipeline_sd(pipes):
     pipe, kw = pipes("sd")
     unet, scheduler = pipe.unet, pipe.scheduler
     alpha, guidance = 0.003, 7.5
-    with unetlab.encoder_propagation(pipe, key_steps=KEYS):
-        out = call(pipe, kw, STEPS, guidance_scale=guidance)
-    z = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0)) * scheduler.init_noise_sigma
-    text = torch.cat([kw["negative_prompt_embeds"], kw["prompt_embeds"]])
-    scheduler.set_timesteps(STEPS)
-    z_T = z.clone()
-    with torch.no_grad():
+    with in_float64(pipe, kw) as kw64, torch.no_grad():
+        with unetlab.encoder_propagation(pipe, key_steps=KEYS):
+            out = call(pipe, kw64, STEPS, guidance_scale=guidance)
+        z = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        z = z * scheduler.init_noise_sigma
+        text = torch.cat([kw64["negative_prompt_embeds"], kw64["prompt_embeds"]])
+        scheduler.set_timesteps(STEPS)
+        z_T = z.clone()
         for i, t in enumerate(scheduler.timesteps):
             x = scheduler.scale_model_input(torch.cat([z] * 2), t)
             if i in KEYS:
@@ -82,34 +86,35 @@ def test_reference_loop_without_the_pipeline_sd(pipes):
             if t < 500:
                 z = z + alpha * z_T
             z = scheduler.step(eps, t, z).prev_sample
-    assert _rel(out, z) < 1e-5
+    assert _rel(out, z) < 1e-10
 
 
 def test_reference_loop_without_the_pipeline_ddpm(pipes):
     pipe, kw = pipes("ddpm")
     unet, scheduler = pipe.unet, pipe.scheduler
-    with unetlab.encoder_propagation(pipe, key_steps=KEYS, noise_injection=None):
-        out = call(pipe, dict(kw, output_type="pt"), STEPS)
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 3, 16, 16, generator=g)
-    scheduler.set_timesteps(STEPS)
-    with torch.no_grad():
+    with in_float64(pipe, kw) as kw64, torch.no_grad():
+        with unetlab.encoder_propagation(pipe, key_steps=KEYS, noise_injection=None):
+            out = call(pipe, dict(kw64, output_type="pt"), STEPS)
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(2, 3, 16, 16, generator=g, dtype=torch.float64)
+        scheduler.set_timesteps(STEPS)
         for i, t in enumerate(scheduler.timesteps):
             if i in KEYS:
                 state = unetlab.encode(unet, x, t)
             x = scheduler.step(unetlab.decode(unet, state, [t]), t, x, generator=g).prev_sample
-    assert _rel(out, (x / 2 + 0.5).clamp(0, 1)) < 1e-5
+    assert _rel(out, (x / 2 + 0.5).clamp(0, 1)) < 1e-10
 
 
 @pytest.mark.parametrize("more", [dict(guidance_scale=1.0), dict(num_images_per_prompt=2)])
 def test_guidance_off_and_several_images_per_prompt(pipes, more):
     pipe, kw = pipes("sd")
-    with reference(pipe, KEYS):
-        ref = call(pipe, kw, STEPS, **more)
-    with unetlab.encoder_propagation(pipe, key_steps=KEYS):
-        out = call(pipe, kw, STEPS, **more)
+    with in_float64(pipe, kw) as kw64:
+        with reference(pipe, KEYS):
+            ref = call(pipe, kw64, STEPS, **more)
+        with unetlab.encoder_propagation(pipe, key_steps=KEYS):
+            out = call(pipe, kw64, STEPS, **more)
     assert out.shape[0] == more.get("num_images_per_prompt", 1)
-    assert _rel(out, ref) < 1e-5
+    assert _rel(out, ref) < 1e-10
 
 
 def test_controlnet_runs_only_at_key_steps(pipes):
@@ -131,14 +136,15 @@ def test_parallel_decodes_up_to_the_next_key_step_and_respects_max_parallel(pipe
     batches = []
     real = ep_module.decode
     monkeypatch.setattr(ep_module, "decode", lambda u, s, ts: (batches.append(len(ts)), real(u, s, ts))[1])
-    with unetlab.encoder_propagation(pipe, key_steps=KEYS):
-        full = call(pipe, kw, STEPS)
-    assert batches == [1, 2, 3, 2]  # keys 0, 1, 3, 6 of 8 steps
-    batches.clear()
-    with unetlab.encoder_propagation(pipe, key_steps=KEYS, max_parallel=2):
-        capped = call(pipe, kw, STEPS)
+    with in_float64(pipe, kw) as kw64:
+        with unetlab.encoder_propagation(pipe, key_steps=KEYS):
+            full = call(pipe, kw64, STEPS)
+        assert batches == [1, 2, 3, 2]  # keys 0, 1, 3, 6 of 8 steps
+        batches.clear()
+        with unetlab.encoder_propagation(pipe, key_steps=KEYS, max_parallel=2):
+            capped = call(pipe, kw64, STEPS)
     assert batches == [1, 2, 2, 1, 2]
-    assert _rel(capped, full) < 1e-5
+    assert _rel(capped, full) < 1e-10
 
 
 def test_prior_noise_injection(pipes):

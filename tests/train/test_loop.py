@@ -66,6 +66,8 @@ def test_learning_rate_warmup_and_cosine():
     assert learning_rate(10, c) == pytest.approx(1.0)
     assert learning_rate(60, c) == pytest.approx(0.1 + 0.9 * 0.5)
     assert learning_rate(110, c) == pytest.approx(0.1)
+    to_zero = TrainConfig(out="x", steps=110, lr=1.0, warmup=10, min_lr_ratio=0.0)
+    assert learning_rate(60, to_zero) == pytest.approx(0.5) and learning_rate(110, to_zero) == 0.0
 
 
 def test_config_errors_name_the_argument():
@@ -73,3 +75,5 @@ def test_config_errors_name_the_argument():
         TrainConfig(out="x", steps=0)
     with pytest.raises(ValueError, match="lr"):
         TrainConfig(out="x", lr=0)
+    with pytest.raises(ValueError, match="min_lr_ratio"):
+        TrainConfig(out="x", min_lr_ratio=-0.1)

@@ -79,3 +79,15 @@ def test_resume_gives_same_parameters_as_uninterrupted(tmp_path, digits):
     assert all(torch.equal(model.state_dict()[k], ema[k]) for k in ema)
     bpd = evaluate_bpd(model, x, torch.Generator().manual_seed(0))
     assert 0 < bpd["total"] < 20
+
+
+def test_checkpoints_record_the_held_out_bound_of_the_saved_model(tmp_path, digits):
+    held_out = DigitsDataset("test", 8)
+    cfg = LikelihoodConfig(**MODEL)
+    state = run(tmp_path, digits, LikelihoodTask(cfg, digits, num_samples=2, sample_steps=2, eval_dataset=held_out))
+    assert [h["step"] for h in state["history"]] == [2, 4]
+    model, _ = load_model(tmp_path / "checkpoint-0000004" / "pipeline")
+    x = images_to_x(held_out[torch.arange(len(held_out))]["images"])
+    expected = evaluate_bpd(model, x, torch.Generator().manual_seed(0))
+    assert state["history"][-1]["eval_total"] == expected["total"]
+    assert state["history"][-1]["eval_prior"] == expected["prior"]

@@ -43,6 +43,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--sample-steps", type=int, default=100, help="ancestral steps of the checkpoint sample grids"
     )
+    g.add_argument(
+        "--track-test",
+        action="store_true",
+        help="score the EMA model's bound on the test split at every checkpoint (the training curve)",
+    )
 
 
 def make_task(args: argparse.Namespace):
@@ -66,7 +71,8 @@ def make_task(args: argparse.Namespace):
         encoder_blocks=args.encoder_blocks,
         init_seed=args.seed,
     )
-    return LikelihoodTask(cfg, data, sample_steps=args.sample_steps)
+    held_out = dataset(args.data, "test", args.size, args.seed) if args.track_test else None
+    return LikelihoodTask(cfg, data, sample_steps=args.sample_steps, eval_dataset=held_out)
 
 
 def register_bpd(subparsers) -> None:

@@ -21,6 +21,8 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=128, help="per process")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--min-lr-ratio", type=float, default=0.1,
+                   help="the cosine decay ends at this fraction of --lr (0 to 1)")
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--size", type=int, default=None, help="image size (default: 16 digits/folders, 24 shapes)")
@@ -52,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         task = make_task(args.method, args.data, args.size, seed=args.seed, prediction_type=args.prediction_type)
     cfg = TrainConfig(out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
-                      ema_decay=args.ema_decay, checkpoint_every=args.checkpoint_every, seed=args.seed,
+                      min_lr_ratio=args.min_lr_ratio, ema_decay=args.ema_decay,
+                      checkpoint_every=args.checkpoint_every, seed=args.seed,
                       resume=args.resume, init_from=args.init_from, progress=not args.no_progress)
     state = train(task, cfg)
     print(f"trained {args.method} to step {state['step']} (loss {state['loss_avg']:.4f}, "

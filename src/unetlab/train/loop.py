@@ -44,7 +44,9 @@ class Task(Protocol):
       every random draw uses `generator`.
     - `save(models, directory)`: write the inference artefact (e.g. a pipeline's `save_pretrained`).
     Optional: `sample(models, generator) -> (N, C, H, W) in [0, 1]`: a sample grid from `models` (EMA copies,
-    eval mode), written as PNG with each checkpoint; `to(device)` to move frozen parts (a teacher, a VAE).
+    eval mode), written as PNG with each checkpoint; `evaluate(models) -> {name: float}`: held-out metrics of the
+    EMA copies, recorded in that checkpoint's `history` entry (the training curve); `to(device)` to move frozen
+    parts (a teacher, a VAE).
     """
 
     dataset: Any
@@ -86,6 +88,8 @@ class TrainConfig:
             raise ValueError(f"lr: {self.lr!r} must be > 0")
         if self.warmup < 0:
             raise ValueError(f"warmup: {self.warmup!r} must be >= 0")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio: {self.min_lr_ratio!r} must be between 0 and 1")
 
 
 def batch_indices(step: int, n: int, global_batch: int, seed: int) -> torch.Tensor:
@@ -213,6 +217,8 @@ def _save(task, cfg, accelerator, models, emas, optimizer, generator, state) -> 
     save_file({f"rank{i}": g for i, g in enumerate(gens)}, tmp / "generators.safetensors")
     ema_models = _ema_copies(unwrapped, emas)
     task.save(ema_models, tmp / "pipeline")
+    if hasattr(task, "evaluate"):
+        state["history"][-1].update(task.evaluate(ema_models))
     if hasattr(task, "sample"):
         with torch.no_grad():
             images = task.sample(ema_models, torch.Generator().manual_seed(cfg.seed))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from .bpd import evaluate_bpd
 from .build import LikelihoodConfig, build_model, save_model
 from .sampler import ancestral_sample
 from .terms import bins_to_x, nats_to_bpd
@@ -17,10 +18,12 @@ def images_to_x(images: torch.Tensor) -> torch.Tensor:
 
 
 class LikelihoodTask:
-    """Trains ``build_model(cfg)`` on ``dataset`` (``ds[idx]["images"]`` in [0, 1]) by the mean bound in bpd."""
+    """Trains ``build_model(cfg)`` on ``dataset`` (``ds[idx]["images"]`` in [0, 1]) by the mean bound in bpd;
+    with ``eval_dataset``, every checkpoint also scores the EMA model's bound on it (``eval_*`` in the history)."""
 
-    def __init__(self, cfg: LikelihoodConfig, dataset, num_samples: int = 64, sample_steps: int = 100):
-        self.cfg, self.dataset = cfg, dataset
+    def __init__(self, cfg: LikelihoodConfig, dataset, num_samples: int = 64, sample_steps: int = 100,
+                 eval_dataset=None):
+        self.cfg, self.dataset, self.eval_dataset = cfg, dataset, eval_dataset
         self.model = build_model(cfg)
         self.num_samples, self.sample_steps = num_samples, sample_steps
         self.image_shape = tuple(dataset[torch.arange(1)]["images"].shape[1:])
@@ -37,6 +40,16 @@ class LikelihoodTask:
         x = images_to_x(batch["images"])
         terms = models["model"](x, generator)
         return nats_to_bpd(sum(terms.values()), x[0].numel()).mean()
+
+    def evaluate(self, models: dict) -> dict:
+        """The bound in bpd and its terms on ``eval_dataset``, with the same noise at every checkpoint (seed 0)."""
+        if self.eval_dataset is None:
+            return {}
+        model = models["model"]
+        device = next(model.parameters()).device
+        x = images_to_x(self.eval_dataset[torch.arange(len(self.eval_dataset))]["images"]).to(device)
+        result = evaluate_bpd(model, x, torch.Generator().manual_seed(0))
+        return {f"eval_{k}": v for k, v in result.items()}
 
     def sample(self, models: dict, generator: torch.Generator) -> torch.Tensor:
         model = models["model"]
