@@ -238,3 +238,19 @@ def test_a_deep_copy_of_the_scheduler_is_independent_of_the_applied_handle():
         assert pipe.scheduler.__dict__["_unetlab_step"] == len(h.calls)  # the original's count is untouched
         assert torch.equal(run(pipe, kw), expected)
     assert untouched(pipe)
+
+
+def test_anchor_attention_takes_part_in_the_stacking_table():
+    from unetlab.accel.anchor_attention import anchor_attention
+    pipe, _ = build("sd")
+    with anchor_attention(pipe, count=2):
+        for kind in ("encoder_propagation", "branch_cache", "block_skip"):
+            with pytest.raises(RuntimeError, match=f"^{kind}: ") as e:
+                apply(pipe, CONFIGS[kind])
+            assert "\n" not in str(e.value)
+    with apply(pipe, ACTIVE["block_skip"]):
+        with pytest.raises(RuntimeError, match="^anchor_attention: block_skip is already applied"):
+            anchor_attention(pipe, count=2)
+    with apply(pipe, ACTIVE["clockwork"]), anchor_attention(pipe, count=2):
+        pass
+    assert untouched(pipe)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
 
 from ..patching import ForwardPatch, StepClock, claim, claims, release, resolve
+from . import stacking
 
 KIND = "anchor_attention"
 PHASES = ("anchors", "frames")
@@ -145,6 +146,7 @@ class AnchorAttention:
                 raise RuntimeError(f"anchor_attention: does not compose with {kind} ({why}); remove it first")
         if KIND in claims(unet):
             claim(unet, KIND)  # raises: already applied
+        stacking.check(unet, KIND)
         layers = self_attention_layers(unet)
         claim(unet, KIND)
         self.config, self.unet = config, unet

@@ -6,26 +6,33 @@
 |                        |                               | non-key step the decoder's deep up blocks are reused as well; |
 |                        |                               | decoding is sequential while stacked (deep features belong to |
 |                        |                               | one step)                                                     |
+| `branch_cache` or      | `anchor_attention`            | anchor attention replaces self-attention processors only; the |
+| `clockwork`            |                               | reuse patch decides which blocks run                          |
 
 Refused, with the reason:
 - `branch_cache` + `clockwork`: both replace the same deep path;
 - `block_skip` with any other: both decide which blocks run at a step, and a skipped block's cache would be
   fed to the other's batch (encoder propagation decodes several steps as one batch);
 - `branch_cache`/`clockwork` before `encoder_propagation`: the reuse patch would never run under it;
-- the peer packages (`deepcache`, `tome`) with any other: each replaces forwards the others patch.
+- the peer packages (`deepcache`, `tome`) with any other: each replaces forwards the others patch;
+- `anchor_attention` with `encoder_propagation` (its parallel decoder's batch rows are not frames) or
+  `block_skip`, and anything applied after `anchor_attention`.
 """
 
 from __future__ import annotations
 
 from ..patching import claims
 
-ACCELERATORS = ("encoder_propagation", "branch_cache", "clockwork", "block_skip", "deepcache", "tome")
-COMPOSE = frozenset({("encoder_propagation", "branch_cache"), ("encoder_propagation", "clockwork")})
+ACCELERATORS = ("encoder_propagation", "branch_cache", "clockwork", "block_skip", "deepcache", "tome",
+                "anchor_attention")
+COMPOSE = frozenset({("encoder_propagation", "branch_cache"), ("encoder_propagation", "clockwork"),
+                     ("branch_cache", "anchor_attention"), ("clockwork", "anchor_attention")})
 _REASONS = {
     frozenset({"branch_cache", "clockwork"}): "both replace its deep path",
     "block_skip": "both decide which blocks run at a step",
     "deepcache": "DeepCache replaces the UNet's forward",
     "tome": "tomesd replaces the transformer blocks' forward",
+    "anchor_attention": "anchor attention needs every UNet batch row to be a frame",
 }
 
 
@@ -45,8 +52,8 @@ def check(unet, kind: str) -> None:
         if (other, kind) in COMPOSE:
             continue
         if (kind, other) in COMPOSE:
-            raise RuntimeError(f"{kind}: apply it before {other} (its patch would never run under {kind}'s "
-                               f"forward); remove the {other} handle, apply {kind}, then {other}")
+            raise RuntimeError(f"{kind}: apply it before {other} (the only order in which they compose); remove "
+                               f"the {other} handle, apply {kind}, then {other}")
         raise RuntimeError(f"{kind}: {other} is already applied to this UNet and they do not compose "
                            f"({_reason(kind, other)}); call .remove() on the {other} handle first; composable: "
                            + ", ".join(f"{a} then {b}" for a, b in sorted(COMPOSE)))
