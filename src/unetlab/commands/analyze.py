@@ -8,6 +8,8 @@ import platform
 import shlex
 from pathlib import Path
 
+from .args import any_float, nonnegative_float, positive_float, positive_int
+
 SHIPPED = ("digits", "shapes")
 
 
@@ -23,25 +25,25 @@ def register(sub) -> None:
         a.add_argument("--model", required=True,
                        help="'digits', 'shapes', a pipeline folder (model_index.json), a UNet folder, or tiny:FAMILY")
         a.add_argument("--out", required=True, help="output folder")
-        a.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
-        a.add_argument("--seeds", type=int, default=4, help="number of seeds 0..N-1 (default 4)")
+        a.add_argument("--steps", type=positive_int, default=20, help="sampling steps (default 20)")
+        a.add_argument("--seeds", type=positive_int, default=4, help="number of seeds 0..N-1 (default 4)")
         a.add_argument("--prompts", nargs="+", default=None, help="prompts (text models; default: two captions)")
-        a.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance scale")
-        a.add_argument("--batch-size", type=int, default=None, help="samples per sampling call (default: all)")
-        a.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+        a.add_argument("--guidance-scale", type=nonnegative_float, default=None, help="classifier-free guidance scale")
+        a.add_argument("--batch-size", type=positive_int, default=None, help="samples per sampling call (default: all)")
+        a.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
         if name == "ablate":
-            a.add_argument("--windows", type=int, default=4, help="number of equal step windows (default 4)")
+            a.add_argument("--windows", type=positive_int, default=4, help="number of equal step windows (default 4)")
             a.add_argument("--replace", default="cached", help="zeros | cached | mean | bypass (default cached)")
             a.add_argument("--components", default=None, help="comma-separated components (default: all)")
             a.add_argument("--eval-as", default=None, choices=SHIPPED,
                            help="score outputs with this shipped classifier (default: --model when it is shipped)")
         if name == "perturb":
-            a.add_argument("--sigmas", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.5, 1.0],
+            a.add_argument("--sigmas", type=positive_float, nargs="+", default=[0.05, 0.1, 0.2, 0.5, 1.0],
                            help="relative noise scales (default 0.05 0.1 0.2 0.5 1)")
         if name == "derive":
-            a.add_argument("--num-keys", type=int, default=None, help="key-step budget (default: steps // 4 + 1)")
-            a.add_argument("--threshold", type=float, default=None, help="accumulated-change budget instead")
-            a.add_argument("--min-psnr", type=float, default=30.0, help="block-skip quality budget in dB (default 30)")
+            a.add_argument("--num-keys", type=positive_int, default=None, help="key-step budget (default: steps // 4 + 1)")
+            a.add_argument("--threshold", type=positive_float, default=None, help="accumulated-change budget instead")
+            a.add_argument("--min-psnr", type=any_float, default=30.0, help="block-skip quality budget in dB (default 30)")
             a.add_argument("--no-verify", action="store_true", help="do not run the plan to measure PSNR and FLOPs")
         a.set_defaults(func=run)
 

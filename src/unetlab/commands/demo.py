@@ -6,11 +6,13 @@ from __future__ import annotations
 import statistics
 import time
 
+from .args import positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="time a full UNet step against a decoder-only step on a small random UNet")
-    p.add_argument("--sample-size", type=int, default=32, help="latent size (default 32)")
-    p.add_argument("--repeats", type=int, default=5, help="timed repeats, median reported (default 5)")
+    p.add_argument("--sample-size", type=positive_int, default=32, help="latent size (default 32)")
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed repeats, median reported (default 5)")
     p.set_defaults(func=run)
 
 

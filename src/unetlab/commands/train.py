@@ -6,6 +6,7 @@ import argparse
 
 from ..train.target import PREDICTION_TYPES
 from . import likelihood
+from .args import nonnegative_int, open_unit_float, positive_float, positive_int
 
 DATA_HELP = "digits | shapes | path to an image folder"
 
@@ -17,15 +18,15 @@ def register(subparsers) -> None:
                    help="ddpm: unconditional UNet2DModel; t2i: text-conditional; vdm, diffenc: likelihood (bpd)")
     p.add_argument("--data", required=True, help=DATA_HELP + " (t2i: shapes)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, sample grids, exported pipeline)")
-    p.add_argument("--steps", type=int, default=6000)
-    p.add_argument("--batch-size", type=int, default=128, help="per process")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--warmup", type=int, default=200)
-    p.add_argument("--ema-decay", type=float, default=0.999)
-    p.add_argument("--checkpoint-every", type=int, default=500)
-    p.add_argument("--size", type=int, default=None, help="image size (default: 16 digits/folders, 24 shapes)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--steps", type=positive_int, default=6000)
+    p.add_argument("--batch-size", type=positive_int, default=128, help="per process")
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--warmup", type=nonnegative_int, default=200)
+    p.add_argument("--ema-decay", type=open_unit_float, default=0.999)
+    p.add_argument("--checkpoint-every", type=positive_int, default=500)
+    p.add_argument("--size", type=positive_int, default=None, help="image size (default: 16 digits/folders, 24 shapes)")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     p.add_argument("--prediction-type", choices=PREDICTION_TYPES, default="epsilon",
                    help="ddpm, t2i: what the UNet predicts (v_prediction: Salimans & Ho 2022)")
