@@ -37,6 +37,18 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+# Options that do not change what a run computes; every other option must match when resuming.
+NOT_IDENTITY = ("command", "func", "out", "resume", "threads", "no_progress", "checkpoint_every", "steps",
+                "batch_size", "lr", "warmup", "ema_decay", "seed", "init_from")
+
+
+def run_identity(args: argparse.Namespace) -> dict:
+    """The command and model options of this run, stored with each checkpoint and compared by `--resume`
+    (the loop's own settings are compared by the loop)."""
+    identity = {k: v for k, v in vars(args).items() if k not in NOT_IDENTITY and k != "method"}
+    return {"command": f"train {args.method}", **identity}
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -54,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         task = make_task(args.method, args.data, args.size, seed=args.seed, prediction_type=args.prediction_type)
     cfg = TrainConfig(out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
                       ema_decay=args.ema_decay, checkpoint_every=args.checkpoint_every, seed=args.seed,
-                      resume=args.resume, init_from=args.init_from, progress=not args.no_progress)
+                      resume=args.resume, init_from=args.init_from, progress=not args.no_progress,
+                      run=run_identity(args))
     state = train(task, cfg)
     print(f"trained {args.method} to step {state['step']} (loss {state['loss_avg']:.4f}, "
           f"{state['elapsed_s']:.0f} s); checkpoints in {args.out}")

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import DigitsDataset, ShapesDataset
+from ..train.seeding import seeded
 from .classifier import CLASSIFIERS, Classifier, build_classifier
 
 
@@ -24,7 +25,8 @@ class ClassifierTask:
 
     def __init__(self, name: str, seed: int = 0):
         self.name = name
-        self.model = build_classifier(name)
+        with seeded(seed):
+            self.model = build_classifier(name)
         if name == "digits":
             self.dataset = DigitsDataset("train", 16)
         else:
@@ -95,7 +97,8 @@ def fit_classifier(name: str, out: str | Path, steps: int = 1500, batch_size: in
 
     task = ClassifierTask(name, seed)
     cfg = TrainConfig(out=str(out), steps=steps, batch_size=batch_size, lr=lr, warmup=50, ema_decay=0.995,
-                      checkpoint_every=max(1, steps // 4), seed=seed, resume=resume, progress=progress)
+                      checkpoint_every=max(1, steps // 4), seed=seed, resume=resume, progress=progress,
+                      run={"command": "eval classifier", "name": name})
     state = train(task, cfg)
     exported = latest(Path(out)) / "pipeline"
     classifier = Classifier.from_pretrained(exported).eval()

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from ..data import DigitsDataset, FolderDataset, ShapesDataset
+from .seeding import seeded
 from .target import training_scheduler
 
 METHODS = ("ddpm", "t2i")
@@ -31,7 +32,9 @@ def make_task(method: str, data: str, size: int | None = None, seed: int = 0, pr
         else:
             raise ValueError(f"data: {data!r} is not digits, shapes or an existing image folder")
         first = dataset[torch.arange(1)]["images"]
-        return DDPMTask(digits_unet(first.shape[-1], first.shape[1]), dataset, scheduler=scheduler)
+        with seeded(seed):
+            unet = digits_unet(first.shape[-1], first.shape[1])
+        return DDPMTask(unet, dataset, scheduler=scheduler)
     if method == "t2i":
         if data != "shapes":
             raise ValueError(f"data: t2i trains on captioned data; {data!r} is not 'shapes'")
