@@ -39,7 +39,7 @@ def register(subparsers) -> None:
 
 # Options that do not change what a run computes; every other option must match when resuming.
 NOT_IDENTITY = ("command", "func", "out", "resume", "threads", "no_progress", "checkpoint_every", "steps",
-                "batch_size", "lr", "warmup", "ema_decay", "seed", "init_from")
+                "batch_size", "lr", "warmup", "ema_decay", "seed", "init_from", "sample_steps")
 
 
 def run_identity(args: argparse.Namespace) -> dict:
@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         task = likelihood.make_task(args)
     else:
         task = make_task(args.method, args.data, args.size, seed=args.seed, prediction_type=args.prediction_type)
+        if args.sample_steps is not None:
+            task.sample_steps = args.sample_steps
     cfg = TrainConfig(out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
                       ema_decay=args.ema_decay, checkpoint_every=args.checkpoint_every, seed=args.seed,
                       resume=args.resume, init_from=args.init_from, progress=not args.no_progress,
