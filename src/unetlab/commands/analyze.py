@@ -51,9 +51,12 @@ def register(sub) -> None:
 def load_model(name: str):
     """A pipeline or bare UNet from a shipped name, a folder, or `tiny:FAMILY` (random tiny UNet)."""
     if name.startswith("tiny:"):
-        from unetlab.testing import tiny_unet
+        from unetlab.testing import FAMILIES, tiny_unet
 
-        return tiny_unet(name.split(":", 1)[1])
+        family = name.split(":", 1)[1]
+        if family not in FAMILIES:
+            raise ValueError(f"--model: tiny:{family} is not one of {', '.join('tiny:' + f for f in FAMILIES)}")
+        return tiny_unet(family)
     path = Path(name)
     if name in SHIPPED or (path / "model_index.json").is_file():
         from unetlab.models.load import load
@@ -76,12 +79,12 @@ def _default_prompts(pipe) -> list[str] | None:
 def run(args) -> int:
     import torch
 
-    if args.steps < 1 or args.seeds < 1:
-        raise ValueError("--steps and --seeds: expected positive integers")
+    if getattr(args, "windows", 1) > args.steps:
+        raise ValueError(f"--windows: {args.windows} windows do not fit in --steps {args.steps}; expected 1..{args.steps}")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     model = load_model(args.model)
+    out.mkdir(parents=True, exist_ok=True)
     pipe = model if hasattr(model, "scheduler") else None
     prompts = args.prompts or _default_prompts(pipe)
     common = dict(prompts_or_batch=prompts, num_inference_steps=args.steps, seeds=list(range(args.seeds)),

@@ -79,7 +79,15 @@ def bench(model: str | list[str] = SHIPPED, out: str | Path | None = None, steps
                              ("repeats", repeats, 1), ("batch_size", batch_size, 1)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
-    default_methods(steps, key_steps, block_skip_plan, quick=quick)  # bad --key-steps / plan: fail before loading
+    known = {m.name for m in default_methods(steps, key_steps, block_skip_plan, quick=quick)}  # fail before loading
+    missing = [m for m in methods or [] if m not in known]
+    if missing:
+        raise ValueError(f"--method: unknown {missing}; known: {sorted(known)}")
+    if workload is None and arch is None and not random_weights:
+        from ..models.load import check_exists
+
+        for m in [model] if isinstance(model, str) else model:
+            check_exists(m)
     if workload is not None:
         workloads = [workload]
     elif arch is not None or random_weights:
@@ -139,13 +147,15 @@ def _bench_one(w: Workload, methods, key_steps, block_skip_plan, quick, accelera
                timing_images, repeats, seed, batch_size) -> tuple[list[dict], dict]:
     """Rows and per-method sample images for one workload."""
     candidates = default_methods(steps, key_steps, block_skip_plan, quick=quick)
-    if methods is not None:
-        known = {m.name for m in candidates}
-        missing = [m for m in methods if m not in known]
-        if missing:
-            raise ValueError(f"methods: unknown {missing}; known: {sorted(known)}")
+    if methods is not None:  # names checked by `bench`
         candidates = [m for m in candidates if m.family == "baseline" or m.name in methods]
 
+    for m in candidates:  # a schedule or plan the user gave must fit this model: their error, not "unsupported"
+        if m.user_input is not None:
+            try:
+                _with(m, w.pipe, lambda: None)
+            except Exception as err:  # noqa: BLE001 - whatever apply refuses, named with the option
+                raise ValueError(f"{m.user_input}: {m.name} cannot run on {w.name}: {err}") from None
     main = _is_main(accelerator)
     if accelerator is not None:
         w.pipe.to(accelerator.device)
@@ -165,8 +175,8 @@ def _bench_one(w: Workload, methods, key_steps, block_skip_plan, quick, accelera
                 sample(m)
                 continue
             except Exception as err:  # noqa: BLE001 - any failure to apply is reported, not hidden
-                if m.user_input is not None:  # a schedule or plan the user gave: their error, not a method's limit
-                    raise ValueError(f"{m.user_input}: {m.name} cannot run on {w.name}: {err}") from None
+                if m.user_input is not None:
+                    raise ValueError(f"{m.user_input}: {m.name} failed on {w.name}: {err}") from None
                 m.unsupported = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
         bar.update(3 + repeats)
     base = candidates[0]
