@@ -6,6 +6,8 @@ import datetime
 import os
 import platform
 import shlex
+import shutil
+import tempfile
 from pathlib import Path
 
 from .args import any_float, nonnegative_float, positive_float, positive_int
@@ -33,7 +35,8 @@ def register(sub) -> None:
         a.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
         if name == "ablate":
             a.add_argument("--windows", type=positive_int, default=4, help="number of equal step windows (default 4)")
-            a.add_argument("--replace", default="cached", help="zeros | cached | mean | bypass (default cached)")
+            a.add_argument("--replace", default="cached", choices=("zeros", "cached", "mean", "bypass"),
+                           help="what replaces the ablated component (default cached)")
             a.add_argument("--components", default=None, help="comma-separated components (default: all)")
             a.add_argument("--eval-as", default=None, choices=SHIPPED,
                            help="score outputs with this shipped classifier (default: --model when it is shipped)")
@@ -81,21 +84,36 @@ def run(args) -> int:
 
     if getattr(args, "windows", 1) > args.steps:
         raise ValueError(f"--windows: {args.windows} windows do not fit in --steps {args.steps}; expected 1..{args.steps}")
+    from accelerate import Accelerator
+
     torch.set_num_threads(args.threads)
-    out = Path(args.out)
+    accelerator = Accelerator()
     model = load_model(args.model)
-    out.mkdir(parents=True, exist_ok=True)
     pipe = model if hasattr(model, "scheduler") else None
     prompts = args.prompts or _default_prompts(pipe)
     common = dict(prompts_or_batch=prompts, num_inference_steps=args.steps, seeds=list(range(args.seeds)),
                   guidance_scale=args.guidance_scale, batch_size=args.batch_size)
-    header = _header(args)
+    if args.action != "derive":
+        common["accelerator"] = accelerator
+    if accelerator.is_main_process:
+        return _report(model, args, Path(args.out), common)
+    with tempfile.TemporaryDirectory() as private:  # the other processes share the sampling, not the writing
+        if args.action == "derive":
+            shutil.copytree(args.out, private, dirs_exist_ok=True)
+        _report(model, args, Path(private), common, quiet=True)
+    return 0
+
+
+def _report(model, args, out: Path, common: dict, quiet: bool = False) -> int:
     from . import analyze_report as report
 
+    out.mkdir(parents=True, exist_ok=True)
+    header = _header(args)
     text = getattr(report, args.action)(model, args, out, common)
     path = out / f"{args.action}.md"
     path.write_text(header + text)
-    print(f"wrote {path}")
+    if not quiet:
+        print(f"wrote {path}")
     return 0
 
 
