@@ -12,7 +12,7 @@ import sys
 
 # One module per command; each defines `register(subparsers)` and sets `func` on its parser.
 COMMANDS = ["info", "demo", "train", "eval", "analyze", "bench"]
-USAGE_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, IsADirectoryError, KeyError)
+USAGE_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
 
 
 class Parser(argparse.ArgumentParser):

@@ -64,3 +64,13 @@ def test_bad_input_from_the_shell_exits_2_without_traceback(tmp_path):
     assert p.stderr.strip().splitlines() == [
         "unetlab train: error: argument --size: expected an integer >= 1, got '0' (see unetlab train --help)"]
     assert not (tmp_path / "r").exists()
+
+
+def test_library_calls_refuse_zero_instead_of_substituting_a_default():
+    from unetlab.eval.quality import measure_quality
+    from unetlab.train.tasks import make_task
+
+    with pytest.raises(ValueError, match="num_samples: expected a positive integer, got 0"):
+        measure_quality("digits", "digits", num_samples=0)
+    with pytest.raises(ValueError, match="size: 0 does not fit"):
+        make_task("ddpm", "digits", size=0)

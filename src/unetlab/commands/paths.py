@@ -18,7 +18,7 @@ OUT_DIRS = ("out",)  # argument names that are output folders
 OUT_FILES = ("json", "grid")  # argument names that are output files
 INPUTS = ("model", "init_from", "unet", "run", "key_steps", "block_skip_plan", "data")  # may name files to check
 TMP_PREFIX = ".tmp-"
-MAX_FILES = 2000  # inputs larger than this are not scanned file by file
+MAX_FILES = 2000  # entries of an input folder scanned (an image folder can hold many more)
 
 
 class UsageError(ValueError):
@@ -94,7 +94,8 @@ def check_input(path: str | Path, arg: str) -> None:
         for i, f in enumerate(path.rglob("*")):
             if i >= MAX_FILES:
                 break
-            if f.suffix in (".json", ".safetensors") and not f.name.startswith(TMP_PREFIX):
+            partial = any(part.startswith(TMP_PREFIX) for part in f.relative_to(path).parts)  # a killed write
+            if f.suffix in (".json", ".safetensors") and not partial:
                 files.append(f)
     for f in files:
         if f.suffix == ".safetensors":
