@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     before = paths.snapshot(args)
     try:
         return int(args.func(args) or 0)
-    except BaseException as err:  # noqa: BLE001 - every failure becomes one line and leaves nothing behind
+    except BaseException as err:  # every failure becomes one line and leaves nothing behind
         paths.clean_failed(before)
         if debug or isinstance(err, SystemExit):
             raise

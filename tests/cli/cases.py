@@ -68,14 +68,14 @@ CASES = [
      "--init-from: {badjson}/model_index.json is not valid JSON"),
     # train: resume
     ("train-fresh-into-run", [a for a in RESUME if a != "--resume"], 2, "already holds a training run"),
-    ("resume-size", _with(RESUME, "--size", "12"), 2, "resume: size differs from the stored run in {run}: stored 8, "
-     "given 12"),
+    ("resume-size", _with(RESUME, "--size", "12"), 2,
+     ("resume: size differs from the stored run in {run}: stored 8, given 12")),
     ("resume-prediction-type", _with(RESUME, "--prediction-type", "v_prediction"), 2,
      "resume: prediction-type differs from the stored run in {run}: stored 'epsilon', given 'v_prediction'"),
     ("resume-data", [a if a != "digits" else "shapes" for a in RESUME] + ["--size", "12"], 2,
      "resume: data differs from the stored run in {run}: stored 'digits', given 'shapes'"),
-    ("resume-seed", _with(RESUME, "--seed", "1"), 2, "resume: seed differs from the stored run in {run}: stored 0, "
-     "given 1"),
+    ("resume-seed", _with(RESUME, "--seed", "1"), 2,
+     ("resume: seed differs from the stored run in {run}: stored 0, given 1")),
     ("resume-lr", _with(RESUME, "--lr", "0.01"), 2, "resume: lr differs"),
     ("resume-batch", _with(RESUME, "--batch-size", "4"), 2, "resume: batch-size differs"),
     ("resume-other-method", ["train", "t2i", "--data", "shapes", "--out", "{run}", "--resume", "--steps", "1",

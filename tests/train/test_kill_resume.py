@@ -23,6 +23,21 @@ def _kill_when(p: subprocess.Popen, ready) -> bool:
     return False
 
 
+def _writing(out):
+    return lambda: any(out.glob(".tmp-checkpoint-*"))
+
+
+def _after_grid(out, target, delay):
+    """True from `delay` seconds after the `target`-th sample grid (one per checkpoint) has appeared."""
+    deadline = []
+
+    def ready():
+        if not deadline and len(list(out.glob("samples/*.png"))) >= target:
+            deadline.append(time.monotonic() + delay)
+        return bool(deadline) and time.monotonic() >= deadline[0]
+    return ready
+
+
 def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
     ref, out = tmp_path / "ref", tmp_path / "killed"
     assert main([*TINY, "--out", str(ref), "--checkpoint-every", "1"]) == 0  # in-process: one start fewer
@@ -32,15 +47,9 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
         p = subprocess.Popen(cli(tmp_path, "--out", str(out), "--checkpoint-every", "1", "--resume"),
                              env=env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if attempt == 0:  # the moment a checkpoint is half written
-            ready = lambda: any(out.glob(".tmp-checkpoint-*"))  # noqa: E731
-        else:  # a random moment after the next checkpoint has begun
-            step = len(list(out.glob("samples/*.png")))
-            deadline = [None]
-
-            def ready():
-                if deadline[0] is None and len(list(out.glob("samples/*.png"))) > step:
-                    deadline[0] = time.monotonic() + rng.uniform(0, 0.5)
-                return deadline[0] is not None and time.monotonic() >= deadline[0]
+            ready = _writing(out)
+        else:  # a random moment after a random one of the checkpoints 1-4 (of 5): within a step or a write
+            ready = _after_grid(out, rng.randint(1, 4), rng.uniform(0, 0.02))
         kills += _kill_when(p, ready)
     assert kills == 2, "the run finished before it could be killed"
     run(cli(tmp_path, "--out", str(out), "--checkpoint-every", "1", "--resume"), tmp_path)

@@ -199,7 +199,8 @@ def ablate(pipe_or_unet, components=None, windows=4, replace: str = "zeros", see
             if saved.get("config") == config:
                 cells[key] = saved["metrics"]
                 continue
-        images = map_chunks(lambda chunk: ablated_sample(sampler, chunk, c, w, replace), chunks, accelerator)
+        images = map_chunks(lambda chunk, c=c, w=w: ablated_sample(sampler, chunk, c, w, replace), chunks,
+                            accelerator)
         per_sample = [image_metrics(a, b) for a, b in zip(images, baselines)]
         metrics = summarize({m: torch.cat([p[m] for p in per_sample]) for m in per_sample[0]})
         if baseline:

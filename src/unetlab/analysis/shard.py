@@ -5,7 +5,7 @@ single-process results: every process gets all of them, in chunk order."""
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 
 def map_chunks(fn: Callable, chunks: Sequence, accelerator=None) -> list:

@@ -68,7 +68,7 @@ class Running:
         self.m2[step] = self.m2[step] + m2b + delta * delta * na * nb / n
         self.n[step] = n
 
-    def merge(self, other: "Running") -> None:
+    def merge(self, other: Running) -> None:
         """Add the values `other` has seen (Chan et al.'s pairwise combination, step by step)."""
         for step, (nb, mb, m2b) in enumerate(zip(other.n, other.mean, other.m2)):
             while len(self.n) <= step:

@@ -95,8 +95,8 @@ def bench(model: str | list[str] = SHIPPED, out: str | Path | None = None, steps
     else:
         workloads = [workload_for(m) for m in ([model] if isinstance(model, str) else model)]
     rows, images = [], {}
-    settings = dict(steps=steps, num_images=num_images, timing_images=timing_images, repeats=repeats, seed=seed,
-                    batch_size=batch_size)
+    settings = {"steps": steps, "num_images": num_images, "timing_images": timing_images, "repeats": repeats,
+                "seed": seed, "batch_size": batch_size}
     for w in workloads:
         r, im = _bench_one(w, methods, key_steps, block_skip_plan, quick, accelerator, **settings)
         rows += r
@@ -132,7 +132,8 @@ def sample_batched(w: Workload, num_images: int, steps: int, seed: int, batch_si
             mine = list(part)
     parts, total = [], 0
     for start in mine:
-        ims, f = unet_flops(lambda: w.generate(min(batch_size, num_images - start), steps, seed + start), w.unet)
+        n = min(batch_size, num_images - start)
+        ims, f = unet_flops(lambda n=n, start=start: w.generate(n, steps, seed + start), w.unet)
         parts.append((start, ims))
         total += f
     if _processes(accelerator) > 1:

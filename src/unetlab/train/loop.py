@@ -33,9 +33,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
+from .draws import SEEDS, example_seeds
 from .ema import EMA
 from .grid import save_grid
-from .draws import SEEDS, example_seeds
 from .init import init_from
 from .resume import check_resume
 
