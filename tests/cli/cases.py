@@ -30,6 +30,7 @@ CASES = [
     # demo
     ("demo-repeats-0", ["demo", "--repeats", "0"], 2, "argument --repeats: expected an integer >= 1"),
     ("demo-sample-size-negative", ["demo", "--sample-size", "-8"], 2, "argument --sample-size"),
+    ("demo-sample-size-not-multiple", ["demo", "--sample-size", "12"], 2, "--sample-size: 12 does not fit"),
     ("demo-repeats-float", ["demo", "--repeats", "2.5"], 2, "argument --repeats: expected an integer, got '2.5'"),
     # train: values
     ("train-method", ["train", "gan", "--data", "digits", "--out", "{tmp}/out"], 2, "argument method: invalid choice"),

@@ -71,3 +71,20 @@ def test_order_rotates_every_round(monkeypatch):
     bench_mod._time_rounds(Stub(), methods, 1, 3, 0, Bar())
     assert order == ["a", "b", "c",  # warm-up
                      "a", "b", "c", "b", "c", "a", "c", "a", "b"]
+
+
+def test_quality_images_are_sampled_in_batches_that_do_not_depend_on_the_process(monkeypatch):
+    calls = []
+
+    class Recorder:
+        unet = None
+
+        def generate(self, n, steps, seed):
+            calls.append((n, seed))
+            import torch
+            return torch.full((n, 1, 2, 2), float(seed))
+
+    monkeypatch.setattr(bench_mod, "unet_flops", lambda run, unet: (run(), 10))
+    images, flops = bench_mod.sample_batched(Recorder(), 7, 4, 100, 3)
+    assert calls == [(3, 100), (3, 103), (1, 106)]  # never more than --batch-size at once; image i from seed + i
+    assert images[:, 0, 0, 0].tolist() == [100, 100, 100, 103, 103, 103, 106] and flops == 30

@@ -51,6 +51,7 @@ def run_identity(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     import torch
+    from accelerate import PartialState
 
     from ..train import TrainConfig, train
     from ..train.tasks import make_task
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
                       resume=args.resume, init_from=args.init_from, progress=not args.no_progress,
                       run=run_identity(args))
     state = train(task, cfg)
-    print(f"trained {args.method} to step {state['step']} (loss {state['loss_avg']:.4f}, "
-          f"{state['elapsed_s']:.0f} s); checkpoints in {args.out}")
+    if PartialState().is_main_process:  # under `accelerate launch`, one line for the run
+        print(f"trained {args.method} to step {state['step']} (loss {state['loss_avg']:.4f}, "
+              f"{state['elapsed_s']:.0f} s); checkpoints in {args.out}")
     return 0
