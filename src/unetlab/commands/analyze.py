@@ -98,8 +98,8 @@ def run(args) -> int:
     if accelerator.is_main_process:
         return _report(model, args, Path(args.out), common)
     with tempfile.TemporaryDirectory() as private:  # the other processes share the sampling, not the writing
-        if args.action == "derive":
-            shutil.copytree(args.out, private, dirs_exist_ok=True)
+        if Path(args.out).is_dir():  # the inputs of derive and the cached ablation cells, as the main process sees
+            shutil.copytree(args.out, private, dirs_exist_ok=True)  # them before the first shared chunk
         _report(model, args, Path(private), common, quiet=True)
     return 0
 
