@@ -57,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     except paths.UsageError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
+    from .commands.launch import HINT, single_process_launch
+
+    if single_process_launch():
+        print(f"{prog}: warning: {HINT}", file=sys.stderr)
     before = paths.snapshot(args)
     try:
         return int(args.func(args) or 0)

@@ -74,3 +74,15 @@ def test_library_calls_refuse_zero_instead_of_substituting_a_default():
         measure_quality("digits", "digits", num_samples=0)
     with pytest.raises(ValueError, match="size: 0 does not fit"):
         make_task("ddpm", "digits", size=0)
+
+
+def test_a_launch_that_got_one_process_of_several_is_named(monkeypatch, capsys):
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(info, "run", lambda args: 0)
+    assert cli.main(["info"]) == 0
+    assert "warning: accelerate launch started one process" in capsys.readouterr().err
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert cli.main(["info"]) == 0
+    assert capsys.readouterr().err == ""
