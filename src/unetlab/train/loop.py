@@ -5,16 +5,16 @@ gradient clipping, EMA, the deterministic data order, the noise generator, the p
 atomic checkpoints, exact `resume`, and a sample grid per checkpoint; the task owns its models, its loss,
 how it samples and how it saves an inference artefact (a diffusers `save_pretrained` folder).
 
-Exactness of `resume`: the batch of step s is a pure function of (seed, s) (`batch_indices`), each example
-carries its own seed, a pure function of (seed, s, position in the global batch) (`draws`), any other
-random draw of the loss comes from one `torch.Generator` whose state is checkpointed, and the model,
+Exactness of `resume`: the batch of step s is a pure function of (seed, s) (`batch_indices`), the loss
+draws for the whole global batch from a generator seeded by (seed, s) (`draws`), any other random draw
+comes from one `torch.Generator` whose state is checkpointed, and the model,
 EMA and optimiser states are saved with the step; so training k steps, stopping at a checkpoint and
 resuming gives the same parameters as training without a stop.
 
 Under `accelerate launch` each process draws its own slice of the global batch (`batch_size` per process);
-a task whose draws use the per-example seeds (DDPM, text-to-image) then computes the same gradients, up to
-floating-point summation order, as one process with the whole global batch. The `generator` of the other
-draws is seeded with the process index.
+a task whose draws go through `draws.Draws` (DDPM, text-to-image, the evaluation classifiers) then computes
+the same gradients, up to floating-point summation order, as one process with the whole global batch. The
+`generator` of the other draws is seeded with the process index.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
-from .draws import SEEDS, example_seeds
+from .draws import DRAWS, step_draws
 from .ema import EMA
 from .grid import save_grid
 from .init import init_from
@@ -179,9 +179,9 @@ def train(task: Task, cfg: TrainConfig, accelerator=None) -> dict:
     while state["step"] < cfg.steps:
         step = state["step"]
         idx = batch_indices(step, len(task.dataset), global_batch, cfg.seed)
-        positions = torch.arange(rank * cfg.batch_size, (rank + 1) * cfg.batch_size)
-        batch = _to_device(task.dataset[idx[positions]], accelerator.device)
-        batch[SEEDS] = example_seeds(cfg.seed, step, positions)
+        start, stop = rank * cfg.batch_size, (rank + 1) * cfg.batch_size
+        batch = _to_device(task.dataset[idx[start:stop]], accelerator.device)
+        batch[DRAWS] = step_draws(cfg.seed, step, start, stop, global_batch)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, cfg)
         loss = task.loss(models, batch, generator)
