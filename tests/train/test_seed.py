@@ -23,3 +23,19 @@ def test_ddpm_t2i_and_classifier_init_weights_follow_the_seed():
     c = ClassifierTask("digits", seed=0).model
     assert _same(c, ClassifierTask("digits", seed=0).model)
     assert not _same(c, ClassifierTask("digits", seed=1).model)
+
+
+def test_two_seed_0_runs_of_eval_classifier_are_equal_and_seed_1_differs(tmp_path):
+    from safetensors.torch import load_file
+
+    from unetlab.cli import main
+
+    weights = {}
+    for name, seed in (("a", "0"), ("b", "0"), ("c", "1")):
+        out = tmp_path / name
+        assert main(["eval", "classifier", "digits", "--out", str(out), "--steps", "2", "--batch-size", "8",
+                     "--seed", seed]) == 0
+        weights[name] = {f"{f.name}:{k}": v for f in sorted((out / "classifier").glob("*.safetensors"))
+                         for k, v in load_file(f).items()}
+    assert all(torch.equal(weights["a"][k], weights["b"][k]) for k in weights["a"])
+    assert not all(torch.equal(weights["a"][k], weights["c"][k]) for k in weights["a"])
