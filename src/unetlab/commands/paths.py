@@ -107,8 +107,8 @@ def check_input(path: str | Path, arg: str) -> None:
 def check(args) -> None:
     """Check every output and input path of the parsed `args` before the command runs."""
     for name in OUT_DIRS:
-        if getattr(args, name, None) and not (args.command == "analyze" and args.action == "derive"):
-            check_out_dir(args.out)
+        if getattr(args, name, None):
+            check_out_dir(getattr(args, name), "--" + name)
     for name in OUT_FILES:
         if getattr(args, name, None):
             check_out_file(getattr(args, name), "--" + name)
