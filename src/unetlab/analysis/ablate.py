@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from ..accel.block_skip import block_components, map_tensors
 from .metrics import image_metrics, model_accuracy, summarize
 from .sampling import Sampler
+from .shard import chunk_size, map_chunks
 from .taps import Taps, skip_wiring
 from .trace import write_json
 
@@ -166,9 +167,10 @@ def cell_key(component: str, window) -> str:
 def ablate(pipe_or_unet, components=None, windows=4, replace: str = "zeros", seeds=(0,), prompts_or_batch=None,
            num_inference_steps: int = 20, guidance_scale: float | None = None, out_dir=None,
            model_name: str | None = None, batch_size: int | None = None, scheduler=None,
-           progress: bool = True) -> AblationGrid:
+           progress: bool = True, accelerator=None) -> AblationGrid:
     """For each (component, window) cell: MSE, PSNR, SSIM of the final output against the unablated run with the
-    same noise, and `unetlab.eval.accuracy` results ("quality.*") when `model_name` names a shipped classifier; cells are cached in `out_dir/ablation_cells` and reused on rerun."""
+    same noise, and `unetlab.eval.accuracy` results ("quality.*") when `model_name` names a shipped classifier; cells are cached in `out_dir/ablation_cells` and reused on rerun. Under `accelerate launch`, pass the
+    `accelerator` to share the sampling chunks among the processes."""
     sampler = Sampler(pipe_or_unet, prompts_or_batch, num_inference_steps, guidance_scale, scheduler)
     components = list(components) if components is not None else components_of(sampler.unet)
     if not components:
@@ -177,12 +179,12 @@ def ablate(pipe_or_unet, components=None, windows=4, replace: str = "zeros", see
         _check(sampler.unet, c, replace)
     wins = make_windows(windows, num_inference_steps)
     items = sampler.items(seeds)
-    batch_size = batch_size or len(items)
+    batch_size = chunk_size(batch_size, len(items), accelerator)
     chunks = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
     config = dict(replace=replace, num_inference_steps=num_inference_steps, seeds=[int(s) for s in seeds],
                   conds=[str(c) for c in sampler.conds], guidance_scale=guidance_scale,
                   model=_fingerprint(sampler.unet), quality_model=model_name)
-    baselines = [sampler.run(chunk) for chunk in chunks]
+    baselines = map_chunks(sampler.run, chunks, accelerator)
     labels = [c for c, _ in items]
     baseline = model_accuracy(model_name, torch.cat(baselines), labels) if model_name is not None else None
     baseline = baseline or {}
@@ -197,7 +199,8 @@ def ablate(pipe_or_unet, components=None, windows=4, replace: str = "zeros", see
             if saved.get("config") == config:
                 cells[key] = saved["metrics"]
                 continue
-        images = [ablated_sample(sampler, chunk, c, w, replace) for chunk in chunks]
+        images = map_chunks(lambda chunk, c=c, w=w: ablated_sample(sampler, chunk, c, w, replace), chunks,
+                            accelerator)
         per_sample = [image_metrics(a, b) for a, b in zip(images, baselines)]
         metrics = summarize({m: torch.cat([p[m] for p in per_sample]) for m in per_sample[0]})
         if baseline:
@@ -213,5 +216,6 @@ def _fingerprint(unet) -> str:
     """Class, config and a weight checksum, so that cached cells are reused only for the same model."""
     with torch.no_grad():
         checksum = sum(float(p.double().sum()) for p in unet.parameters())
-    config = hashlib.sha1(json.dumps(dict(unet.config), sort_keys=True, default=str).encode()).hexdigest()[:12]
+    public = {k: v for k, v in dict(unet.config).items() if not k.startswith("_")}  # "_use_default_values": set order
+    config = hashlib.sha1(json.dumps(public, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return f"{type(unet).__name__}:{config}:{checksum:.10e}"

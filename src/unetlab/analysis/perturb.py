@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from ..unet import encode, example_inputs
 from .metrics import image_metrics, summarize
 from .sampling import Sampler
+from .shard import chunk_size, map_chunks
 from .taps import Taps, main_tensor, with_main
 from .trace import write_json
 
@@ -86,8 +87,9 @@ class Sensitivity:
 
 def perturb(pipe_or_unet, sigmas=(0.1, 0.3, 1.0), levels=None, seeds=(0,), prompts_or_batch=None,
             num_inference_steps: int = 20, guidance_scale: float | None = None, noise_seed: int = 0,
-            batch_size: int | None = None, scheduler=None, progress: bool = True) -> Sensitivity:
-    """Output change (MSE, PSNR, SSIM against the clean run, same noise) per resolution level and sigma."""
+            batch_size: int | None = None, scheduler=None, progress: bool = True, accelerator=None) -> Sensitivity:
+    """Output change (MSE, PSNR, SSIM against the clean run, same noise) per resolution level and sigma; under
+    `accelerate launch`, pass the `accelerator` to share the sampling chunks among the processes."""
     sampler = Sampler(pipe_or_unet, prompts_or_batch, num_inference_steps, guidance_scale, scheduler)
     valid = resolution_levels(sampler.unet)
     levels = list(levels) if levels is not None else valid
@@ -98,14 +100,14 @@ def perturb(pipe_or_unet, sigmas=(0.1, 0.3, 1.0), levels=None, seeds=(0,), promp
     if not sigmas or min(sigmas) < 0:
         raise ValueError(f"sigmas: expected non-negative relative noise scales, got {sigmas}")
     items = sampler.items(seeds)
-    batch_size = batch_size or len(items)
+    batch_size = chunk_size(batch_size, len(items), accelerator)
     chunks = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
-    clean = [sampler.run(chunk) for chunk in chunks]
+    clean = map_chunks(sampler.run, chunks, accelerator)
     cells = {}
     for r, s in tqdm([(r, s) for r in levels for s in sigmas], desc="perturb", disable=not progress):
         outs = []
         with perturbation(sampler.unet, sampler.scheduler, r, s, noise_seed):
-            outs = [sampler.run(chunk) for chunk in chunks]
+            outs = map_chunks(sampler.run, chunks, accelerator)
         per_sample = [image_metrics(a, b) for a, b in zip(outs, clean)]
         cells[f"{r}@{s:g}"] = summarize({m: torch.cat([p[m] for p in per_sample]) for m in per_sample[0]})
     meta = dict(num_inference_steps=num_inference_steps, seeds=[int(x) for x in seeds], samples=len(items),

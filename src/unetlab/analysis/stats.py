@@ -68,6 +68,22 @@ class Running:
         self.m2[step] = self.m2[step] + m2b + delta * delta * na * nb / n
         self.n[step] = n
 
+    def merge(self, other: Running) -> None:
+        """Add the values `other` has seen (Chan et al.'s pairwise combination, step by step)."""
+        for step, (nb, mb, m2b) in enumerate(zip(other.n, other.mean, other.m2)):
+            while len(self.n) <= step:
+                self.n.append(0)
+                self.mean.append(0.0)
+                self.m2.append(0.0)
+            na, ma = self.n[step], self.mean[step]
+            if nb == 0:
+                continue
+            n = na + nb
+            delta = mb - ma
+            self.mean[step] = ma + delta * nb / n
+            self.m2[step] = self.m2[step] + m2b + delta * delta * na * nb / n
+            self.n[step] = n
+
     def std(self) -> list[float]:
         """Sample standard deviation per step (0 for a single value, NaN for none)."""
         return [math.sqrt(m2 / (n - 1)) if n > 1 else (0.0 if n == 1 else float("nan"))

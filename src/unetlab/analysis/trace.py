@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .sampling import Sampler
+from .shard import chunk_size
 from .stats import CHANGE_METRICS, METRICS, Running, change_metrics, state_metrics
 from .taps import Taps, main_tensor
 
@@ -91,15 +92,14 @@ def split_halves(x: torch.Tensor, n: int) -> list[tuple[str, torch.Tensor]]:
 
 def trace(pipe_or_unet, prompts_or_batch=None, num_inference_steps: int = 20, seeds=(0,),
           guidance_scale: float | None = None, batch_size: int | None = None, scheduler=None,
-          progress: bool = True) -> TraceResult:
+          progress: bool = True, accelerator=None) -> TraceResult:
     """Per part and step: MSE, relative L1 and cosine to the previous step, channel-mean Frobenius norm, and
-    low-frequency energy share; mean and spread over (prompt, seed) samples, guided halves apart."""
+    low-frequency energy share; mean and spread over (prompt, seed) samples, guided halves apart. Under
+    `accelerate launch`, pass the `accelerator` to share the sampling chunks among the processes."""
     sampler = Sampler(pipe_or_unet, prompts_or_batch, num_inference_steps, guidance_scale, scheduler)
     items = sampler.items(seeds)
     timesteps, log_snr = sampler.timesteps_and_log_snr()
-    batch_size = batch_size or len(items)
-    if batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive int, got {batch_size}")
+    batch_size = chunk_size(batch_size, len(items), accelerator)
     stats: dict[tuple[str, str, str], Running] = defaultdict(Running)
     prev: dict[tuple[str, str], torch.Tensor] = {}
     resolutions: dict[str, list[int]] = {}
@@ -129,10 +129,16 @@ def trace(pipe_or_unet, prompts_or_batch=None, num_inference_steps: int = 20, se
         observe(f"skip.{k}", step, x)
 
     chunks = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
+    multi = accelerator is not None and accelerator.num_processes > 1
+    if multi:
+        with accelerator.split_between_processes(chunks) as mine:
+            chunks = list(mine)
     with Taps(sampler.unet, sampler.scheduler, on_part, on_skip, on_start=prev.clear):
         for chunk in tqdm(chunks, desc="trace", disable=not progress):
             n_batch[0] = len(chunk)
             sampler.run(chunk)
+    if multi:
+        stats, resolutions, order, halves = _gather(stats, resolutions, order, halves)
 
     order.sort(key=_part_order)
     n = len(timesteps)
@@ -141,6 +147,21 @@ def trace(pipe_or_unet, prompts_or_batch=None, num_inference_steps: int = 20, se
                 guidance_scale=guidance_scale, model_class=type(sampler.unet).__name__,
                 scheduler=type(sampler.scheduler).__name__)
     return TraceResult(order, resolutions, list(range(n)), timesteps, log_snr, halves, metrics, meta)
+
+
+def _gather(stats, resolutions, order, halves):
+    """The statistics of all processes, merged in process order, and the union of the parts and halves seen."""
+    from accelerate.utils import gather_object
+
+    merged: dict = defaultdict(Running)
+    res, parts, hs = {}, [], []
+    for s, r, o, h in gather_object([(dict(stats), resolutions, order, halves)]):
+        for key, running in s.items():
+            merged[key].merge(running)
+        res.update(r)
+        parts += [p for p in o if p not in parts]
+        hs += [x for x in h if x not in hs]
+    return merged, res, parts, hs
 
 
 def _part_order(name: str) -> tuple:

@@ -6,7 +6,11 @@ import datetime
 import os
 import platform
 import shlex
+import shutil
+import tempfile
 from pathlib import Path
+
+from .args import any_float, nonnegative_float, positive_float, positive_int
 
 SHIPPED = ("digits", "shapes")
 
@@ -23,25 +27,26 @@ def register(sub) -> None:
         a.add_argument("--model", required=True,
                        help="'digits', 'shapes', a pipeline folder (model_index.json), a UNet folder, or tiny:FAMILY")
         a.add_argument("--out", required=True, help="output folder")
-        a.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
-        a.add_argument("--seeds", type=int, default=4, help="number of seeds 0..N-1 (default 4)")
+        a.add_argument("--steps", type=positive_int, default=20, help="sampling steps (default 20)")
+        a.add_argument("--seeds", type=positive_int, default=4, help="number of seeds 0..N-1 (default 4)")
         a.add_argument("--prompts", nargs="+", default=None, help="prompts (text models; default: two captions)")
-        a.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance scale")
-        a.add_argument("--batch-size", type=int, default=None, help="samples per sampling call (default: all)")
-        a.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+        a.add_argument("--guidance-scale", type=nonnegative_float, default=None, help="classifier-free guidance scale")
+        a.add_argument("--batch-size", type=positive_int, default=None, help="samples per sampling call (default: all)")
+        a.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
         if name == "ablate":
-            a.add_argument("--windows", type=int, default=4, help="number of equal step windows (default 4)")
-            a.add_argument("--replace", default="cached", help="zeros | cached | mean | bypass (default cached)")
+            a.add_argument("--windows", type=positive_int, default=4, help="number of equal step windows (default 4)")
+            a.add_argument("--replace", default="cached", choices=("zeros", "cached", "mean", "bypass"),
+                           help="what replaces the ablated component (default cached)")
             a.add_argument("--components", default=None, help="comma-separated components (default: all)")
             a.add_argument("--eval-as", default=None, choices=SHIPPED,
                            help="score outputs with this shipped classifier (default: --model when it is shipped)")
         if name == "perturb":
-            a.add_argument("--sigmas", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.5, 1.0],
+            a.add_argument("--sigmas", type=positive_float, nargs="+", default=[0.05, 0.1, 0.2, 0.5, 1.0],
                            help="relative noise scales (default 0.05 0.1 0.2 0.5 1)")
         if name == "derive":
-            a.add_argument("--num-keys", type=int, default=None, help="key-step budget (default: steps // 4 + 1)")
-            a.add_argument("--threshold", type=float, default=None, help="accumulated-change budget instead")
-            a.add_argument("--min-psnr", type=float, default=30.0, help="block-skip quality budget in dB (default 30)")
+            a.add_argument("--num-keys", type=positive_int, default=None, help="key-step budget (default: steps // 4 + 1)")
+            a.add_argument("--threshold", type=positive_float, default=None, help="accumulated-change budget instead")
+            a.add_argument("--min-psnr", type=any_float, default=30.0, help="block-skip quality budget in dB (default 30)")
             a.add_argument("--no-verify", action="store_true", help="do not run the plan to measure PSNR and FLOPs")
         a.set_defaults(func=run)
 
@@ -49,9 +54,12 @@ def register(sub) -> None:
 def load_model(name: str):
     """A pipeline or bare UNet from a shipped name, a folder, or `tiny:FAMILY` (random tiny UNet)."""
     if name.startswith("tiny:"):
-        from unetlab.testing import tiny_unet
+        from unetlab.testing import FAMILIES, tiny_unet
 
-        return tiny_unet(name.split(":", 1)[1])
+        family = name.split(":", 1)[1]
+        if family not in FAMILIES:
+            raise ValueError(f"--model: tiny:{family} is not one of {', '.join('tiny:' + f for f in FAMILIES)}")
+        return tiny_unet(family)
     path = Path(name)
     if name in SHIPPED or (path / "model_index.json").is_file():
         from unetlab.models.load import load
@@ -74,23 +82,38 @@ def _default_prompts(pipe) -> list[str] | None:
 def run(args) -> int:
     import torch
 
-    if args.steps < 1 or args.seeds < 1:
-        raise ValueError("--steps and --seeds: expected positive integers")
+    if getattr(args, "windows", 1) > args.steps:
+        raise ValueError(f"--windows: {args.windows} windows do not fit in --steps {args.steps}; expected 1..{args.steps}")
+    from accelerate import Accelerator
+
     torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    accelerator = Accelerator()
     model = load_model(args.model)
     pipe = model if hasattr(model, "scheduler") else None
     prompts = args.prompts or _default_prompts(pipe)
     common = dict(prompts_or_batch=prompts, num_inference_steps=args.steps, seeds=list(range(args.seeds)),
                   guidance_scale=args.guidance_scale, batch_size=args.batch_size)
-    header = _header(args)
+    if args.action != "derive":
+        common["accelerator"] = accelerator
+    if accelerator.is_main_process:
+        return _report(model, args, Path(args.out), common)
+    with tempfile.TemporaryDirectory() as private:  # the other processes share the sampling, not the writing
+        if Path(args.out).is_dir():  # the inputs of derive and the cached ablation cells, as the main process sees
+            shutil.copytree(args.out, private, dirs_exist_ok=True)  # them before the first shared chunk
+        _report(model, args, Path(private), common, quiet=True)
+    return 0
+
+
+def _report(model, args, out: Path, common: dict, quiet: bool = False) -> int:
     from . import analyze_report as report
 
+    out.mkdir(parents=True, exist_ok=True)
+    header = _header(args)
     text = getattr(report, args.action)(model, args, out, common)
     path = out / f"{args.action}.md"
     path.write_text(header + text)
-    print(f"wrote {path}")
+    if not quiet:
+        print(f"wrote {path}")
     return 0
 
 

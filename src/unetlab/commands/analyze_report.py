@@ -110,7 +110,7 @@ def derive(model, args, out: Path, common: dict) -> str:
         r = analysis.TraceResult.load(trace_path)
         n = len(r.steps)
         budget = dict(threshold=args.threshold) if args.threshold is not None else \
-            dict(num_keys=args.num_keys or max(1, round(n * 9 / 50)))
+            dict(num_keys=max(1, round(n * 9 / 50)) if args.num_keys is None else args.num_keys)
         keys = analysis.derive_key_steps(r, **budget)
         keys.save(out / "key_steps.json")
         plots.plot_change_curves(r, out / "trace_keys.png", metric="rel_l1", key_steps=keys.key_steps, skips=True)

@@ -1,6 +1,11 @@
-"""`unetlab bench`: every accelerator side by side on the shipped models or a user's pipeline."""
+"""`unetlab bench`: every accelerator side by side on the shipped models or a user's pipeline.
+
+Under `accelerate launch`, the quality images are shared among the processes and the main process times the
+methods and writes one report."""
 
 from __future__ import annotations
+
+from .args import int_at_least, nonnegative_int, positive_int
 
 
 def register(sub) -> None:
@@ -10,26 +15,34 @@ def register(sub) -> None:
     p.add_argument("--arch", choices=["sd15"], help="speed only at a known shape (needs --random-weights)")
     p.add_argument("--random-weights", action="store_true", help="random weights: speed only, no quality columns")
     p.add_argument("--out", default="bench-out", help="report folder (default: bench-out)")
-    p.add_argument("--steps", type=int, default=50, help="baseline DDIM steps (default 50)")
-    p.add_argument("--num-images", type=int, default=32, help="images per method for quality (default 32)")
-    p.add_argument("--timing-images", type=int, default=8, help="images per timed call (default 8)")
-    p.add_argument("--repeats", type=int, default=3, help="alternating timing repeats, median kept (default 3)")
+    p.add_argument("--steps", type=int_at_least(2), default=50, help="baseline DDIM steps (default 50)")
+    p.add_argument("--num-images", type=positive_int, default=32, help="images per method for quality (default 32)")
+    p.add_argument("--batch-size", type=positive_int, default=32,
+                   help="images per sampling call for quality, so memory stays flat (default 32)")
+    p.add_argument("--timing-images", type=positive_int, default=8, help="images per timed call (default 8)")
+    p.add_argument("--repeats", type=positive_int, default=3,
+                   help="timed rounds after a warm-up, method order rotated each round (default 3)")
     p.add_argument("--method", action="append", metavar="NAME", help="only this method (repeatable; see bench.md)")
     p.add_argument("--key-steps", metavar="JSON", help="derived key-step schedule for encoder propagation")
     p.add_argument("--block-skip-plan", metavar="JSON", help="block-skip plan from `unetlab analyze derive`")
     p.add_argument("--quick", action="store_true", help="the shorter method list")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from accelerate import Accelerator
+
     from unetlab.eval.bench import SHIPPED, bench
     from unetlab.eval.bench_report import markdown
 
+    accelerator = Accelerator()
     result = bench(model=args.model or list(SHIPPED), out=args.out, steps=args.steps, num_images=args.num_images,
                    timing_images=args.timing_images, repeats=args.repeats, methods=args.method, seed=args.seed,
                    arch=args.arch, random_weights=args.random_weights, key_steps=args.key_steps,
-                   block_skip_plan=args.block_skip_plan, quick=args.quick)
-    print(markdown(result))
-    print(f"report: {args.out}/bench.md, {args.out}/bench.json, {args.out}/pareto.png, {args.out}/grids/")
+                   block_skip_plan=args.block_skip_plan, quick=args.quick, batch_size=args.batch_size,
+                   accelerator=accelerator)
+    if accelerator.is_main_process:
+        print(markdown(result))
+        print(f"report: {args.out}/bench.md, {args.out}/bench.json, {args.out}/pareto.png, {args.out}/grids/")
     return 0

@@ -6,11 +6,13 @@ from __future__ import annotations
 import statistics
 import time
 
+from .args import positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="time a full UNet step against a decoder-only step on a small random UNet")
-    p.add_argument("--sample-size", type=int, default=32, help="latent size (default 32)")
-    p.add_argument("--repeats", type=int, default=5, help="timed repeats, median reported (default 5)")
+    p.add_argument("--sample-size", type=positive_int, default=32, help="latent size (default 32)")
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed repeats, median reported (default 5)")
     p.set_defaults(func=run)
 
 
@@ -20,8 +22,9 @@ def run(args) -> int:
     from unetlab.unet import anatomy, count_flops, decode, encode, example_inputs
     from unetlab.unet.configs import sd15_like
 
-    if args.repeats < 1:
-        raise ValueError("--repeats: must be >= 1")
+    if args.sample_size % 8:
+        raise ValueError(f"--sample-size: {args.sample_size} does not fit the UNet's three downsamplings; "
+                         "expected a multiple of 8 (e.g. 32, 64)")
     torch.manual_seed(0)
     unet = sd15_like(scale=10).eval()
     a = anatomy(unet, args.sample_size)

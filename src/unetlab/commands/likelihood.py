@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .args import nonnegative_int, positive_int
+
 METHODS = ("vdm", "diffenc")
 DATA_HELP = "digits | shapes | path to an image folder"
 
@@ -14,11 +16,11 @@ def dataset(data: str, split: str, size: int | None, seed: int = 0):
     from ..data import DigitsDataset, FolderDataset, ShapesDataset
 
     if data == "digits":
-        return DigitsDataset(split, size or 8)
+        return DigitsDataset(split, 8 if size is None else size)
     if data == "shapes":
-        return ShapesDataset(split, size or 24, seed=seed)
+        return ShapesDataset(split, 24 if size is None else size, seed=seed)
     if Path(data).is_dir():
-        return FolderDataset(data, size or 32)
+        return FolderDataset(data, 32 if size is None else size)
     raise ValueError(f"data: {data!r} is not digits, shapes or an existing image folder")
 
 
@@ -35,13 +37,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         default="fixed",
         help="γ(t): fixed linear, learned endpoints, learned monotone network",
     )
-    g.add_argument("--channels", type=int, default=64, help="score net width")
-    g.add_argument("--blocks", type=int, default=4, help="score net resnet blocks per side")
+    g.add_argument("--channels", type=positive_int, default=64, help="score net width")
+    g.add_argument("--blocks", type=positive_int, default=4, help="score net resnet blocks per side")
     g.add_argument("--no-attention", action="store_true", help="drop the score net's middle attention")
-    g.add_argument("--encoder-channels", type=int, default=32)
-    g.add_argument("--encoder-blocks", type=int, default=2)
+    g.add_argument("--encoder-channels", type=positive_int, default=32)
+    g.add_argument("--encoder-blocks", type=positive_int, default=2)
     g.add_argument(
-        "--sample-steps", type=int, default=100, help="ancestral steps of the checkpoint sample grids"
+        "--sample-steps", type=positive_int, default=None,
+        help="steps of the checkpoint sample grids (default: vdm/diffenc 100 ancestral, ddpm/t2i 50 DDIM)"
     )
     g.add_argument(
         "--track-test",
@@ -72,7 +75,8 @@ def make_task(args: argparse.Namespace):
         init_seed=args.seed,
     )
     held_out = dataset(args.data, "test", args.size, args.seed) if args.track_test else None
-    return LikelihoodTask(cfg, data, sample_steps=args.sample_steps, eval_dataset=held_out)
+    return LikelihoodTask(cfg, data, sample_steps=100 if args.sample_steps is None else args.sample_steps,
+                          eval_dataset=held_out)
 
 
 def register_bpd(subparsers) -> None:
@@ -85,12 +89,12 @@ def register_bpd(subparsers) -> None:
     p.add_argument("run", help="a training --out folder (its latest checkpoint) or a saved model folder")
     p.add_argument("--data", default="digits", help=DATA_HELP)
     p.add_argument("--split", default="test", choices=("train", "test"))
-    p.add_argument("--size", type=int, default=None, help="image size (default: 8 for digits)")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--size", type=positive_int, default=None, help="image size (default: 8 for digits)")
+    p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument(
-        "--repeats", type=int, default=1, help="passes over the data (fresh noise and t each pass)"
+        "--repeats", type=positive_int, default=1, help="passes over the data (fresh noise and t each pass)"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the evaluation noise")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the evaluation noise")
     p.add_argument("--json", default=None, help="also write the result to this JSON file")
     p.set_defaults(func=run_bpd)
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 
+from .args import nonnegative_float, nonnegative_int, positive_float, positive_int
+
 
 def register_classifier(sub) -> None:
     p = sub.add_parser("classifier", help="train an evaluation classifier (digits | shapes) in unetlab's loop")
     p.add_argument("name", choices=("digits", "shapes"))
     p.add_argument("--out", required=True, help="run folder; the final classifier is written to OUT/classifier")
-    p.add_argument("--steps", type=int, default=1500)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--steps", type=positive_int, default=1500)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--lr", type=positive_float, default=2e-3)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--threads", type=positive_int, default=None)
     p.add_argument("--resume", action="store_true")
     p.set_defaults(func=run_classifier)
 
@@ -35,12 +37,12 @@ def register_quality(sub) -> None:
     p = sub.add_parser("quality", help="measure the quality bars of the digits or shapes model (or a saved one)")
     p.add_argument("model", help="digits | shapes | path to a saved pipeline of either kind")
     p.add_argument("--kind", choices=("digits", "shapes"), default=None, help="kind of a model given by path")
-    p.add_argument("--num-samples", type=int, default=None, help="default: 1000 digits, 500 shapes")
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps")
-    p.add_argument("--guidance-scale", type=float, default=5.0)
-    p.add_argument("--batch-size", type=int, default=250)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--num-samples", type=positive_int, default=None, help="default: 1000 digits, 500 shapes")
+    p.add_argument("--steps", type=positive_int, default=50, help="DDIM steps")
+    p.add_argument("--guidance-scale", type=nonnegative_float, default=5.0)
+    p.add_argument("--batch-size", type=positive_int, default=250)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--threads", type=positive_int, default=None)
     p.add_argument("--json", default=None, help="write the numbers to this JSON file")
     p.add_argument("--grid", default=None, help="write a PNG grid of the first 64 samples")
     p.set_defaults(func=run_quality)

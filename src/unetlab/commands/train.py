@@ -6,6 +6,7 @@ import argparse
 
 from ..train.target import PREDICTION_TYPES
 from . import likelihood
+from .args import nonnegative_int, open_unit_float, positive_float, positive_int, unit_float
 
 DATA_HELP = "digits | shapes | path to an image folder"
 
@@ -17,17 +18,17 @@ def register(subparsers) -> None:
                    help="ddpm: unconditional UNet2DModel; t2i: text-conditional; vdm, diffenc: likelihood (bpd)")
     p.add_argument("--data", required=True, help=DATA_HELP + " (t2i: shapes)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, sample grids, exported pipeline)")
-    p.add_argument("--steps", type=int, default=6000)
-    p.add_argument("--batch-size", type=int, default=128, help="per process")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--warmup", type=int, default=200)
-    p.add_argument("--min-lr-ratio", type=float, default=0.1,
+    p.add_argument("--steps", type=positive_int, default=6000)
+    p.add_argument("--batch-size", type=positive_int, default=128, help="per process")
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--warmup", type=nonnegative_int, default=200)
+    p.add_argument("--min-lr-ratio", type=unit_float, default=0.1,
                    help="the cosine decay ends at this fraction of --lr (0 to 1)")
-    p.add_argument("--ema-decay", type=float, default=0.999)
-    p.add_argument("--checkpoint-every", type=int, default=500)
-    p.add_argument("--size", type=int, default=None, help="image size (default: 16 digits/folders, 24 shapes)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--ema-decay", type=open_unit_float, default=0.999)
+    p.add_argument("--checkpoint-every", type=positive_int, default=500)
+    p.add_argument("--size", type=positive_int, default=None, help="image size (default: 16 digits/folders, 24 shapes)")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     p.add_argument("--prediction-type", choices=PREDICTION_TYPES, default="epsilon",
                    help="ddpm, t2i: what the UNet predicts (v_prediction: Salimans & Ho 2022)")
@@ -38,8 +39,21 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+# Options that do not change what a run computes; every other option must match when resuming.
+NOT_IDENTITY = ("command", "func", "out", "resume", "threads", "no_progress", "checkpoint_every", "steps",
+                "batch_size", "lr", "warmup", "min_lr_ratio", "ema_decay", "seed", "init_from", "sample_steps")
+
+
+def run_identity(args: argparse.Namespace) -> dict:
+    """The command and model options of this run, stored with each checkpoint and compared by `--resume`
+    (the loop's own settings are compared by the loop)."""
+    identity = {k: v for k, v in vars(args).items() if k not in NOT_IDENTITY and k != "method"}
+    return {"command": f"train {args.method}", **identity}
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
+    from accelerate import PartialState
 
     from ..train import TrainConfig, train
     from ..train.tasks import make_task
@@ -53,11 +67,15 @@ def run(args: argparse.Namespace) -> int:
         task = likelihood.make_task(args)
     else:
         task = make_task(args.method, args.data, args.size, seed=args.seed, prediction_type=args.prediction_type)
+        if args.sample_steps is not None:
+            task.sample_steps = args.sample_steps
     cfg = TrainConfig(out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
                       min_lr_ratio=args.min_lr_ratio, ema_decay=args.ema_decay,
                       checkpoint_every=args.checkpoint_every, seed=args.seed,
-                      resume=args.resume, init_from=args.init_from, progress=not args.no_progress)
+                      resume=args.resume, init_from=args.init_from, progress=not args.no_progress,
+                      run=run_identity(args))
     state = train(task, cfg)
-    print(f"trained {args.method} to step {state['step']} (loss {state['loss_avg']:.4f}, "
-          f"{state['elapsed_s']:.0f} s); checkpoints in {args.out}")
+    if PartialState().is_main_process:  # under `accelerate launch`, one line for the run
+        print(f"trained {args.method} to step {state['step']} (loss {state['loss_avg']:.4f}, "
+              f"{state['elapsed_s']:.0f} s); checkpoints in {args.out}")
     return 0

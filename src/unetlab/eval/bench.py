@@ -68,12 +68,26 @@ def _quality(w: Workload, images, reference, labels) -> dict:
 def bench(model: str | list[str] = SHIPPED, out: str | Path | None = None, steps: int = 50, num_images: int = 32,
           timing_images: int = 8, repeats: int = 3, methods: list[str] | None = None, seed: int = 0,
           arch: str | None = None, random_weights: bool = False, key_steps: str | None = None,
-          block_skip_plan: str | None = None, quick: bool = False, workload: Workload | None = None) -> dict:
-    """Benchmark the methods on each model; return `{"machine", "date", "rows"}` and write reports to `out`."""
+          block_skip_plan: str | None = None, quick: bool = False, workload: Workload | None = None,
+          batch_size: int = 32, accelerator=None) -> dict:
+    """Benchmark the methods on each model; return `{"machine", "date", "rows"}` and write reports to `out`.
+
+    Quality images are sampled `batch_size` at a time; under `accelerate launch` (an `accelerator` with several
+    processes) the batches are shared among the processes and the main process times, merges and reports.
+    """
     for name, value, low in (("steps", steps, 2), ("num_images", num_images, 1), ("timing_images", timing_images, 1),
-                             ("repeats", repeats, 1)):
+                             ("repeats", repeats, 1), ("batch_size", batch_size, 1)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
+    known = {m.name for m in default_methods(steps, key_steps, block_skip_plan, quick=quick)}  # fail before loading
+    missing = [m for m in methods or [] if m not in known]
+    if missing:
+        raise ValueError(f"--method: unknown {missing}; known: {sorted(known)}")
+    if workload is None and arch is None and not random_weights:
+        from ..models.load import check_exists
+
+        for m in [model] if isinstance(model, str) else model:
+            check_exists(m)
     if workload is not None:
         workloads = [workload]
     elif arch is not None or random_weights:
@@ -81,40 +95,78 @@ def bench(model: str | list[str] = SHIPPED, out: str | Path | None = None, steps
     else:
         workloads = [workload_for(m) for m in ([model] if isinstance(model, str) else model)]
     rows, images = [], {}
+    settings = {"steps": steps, "num_images": num_images, "timing_images": timing_images, "repeats": repeats,
+                "seed": seed, "batch_size": batch_size}
     for w in workloads:
-        r, im = _bench_one(w, steps, num_images, timing_images, repeats, methods, seed, key_steps, block_skip_plan,
-                           quick)
+        r, im = _bench_one(w, methods, key_steps, block_skip_plan, quick, accelerator, **settings)
         rows += r
         images.update({(w.name, k): v for k, v in im.items()})
     result = {"machine": machine(), "date": datetime.date.today().isoformat(),
               "speed_only": all(w.speed_only for w in workloads),
-              "settings": {"steps": steps, "num_images": num_images, "timing_images": timing_images,
-                           "repeats": repeats, "seed": seed}, "rows": rows}
-    if out is not None:
+              "settings": {**settings, "processes": _processes(accelerator)}, "rows": rows}
+    if out is not None and _is_main(accelerator):
         from .bench_report import write_report
 
         write_report(result, images, Path(out))
     return result
 
 
-def _bench_one(w: Workload, steps, num_images, timing_images, repeats, methods, seed, key_steps, block_skip_plan,
-               quick) -> tuple[list[dict], dict]:
+def _processes(accelerator) -> int:
+    return 1 if accelerator is None else accelerator.num_processes
+
+
+def _is_main(accelerator) -> bool:
+    return accelerator is None or accelerator.is_main_process
+
+
+def sample_batched(w: Workload, num_images: int, steps: int, seed: int, batch_size: int,
+                   accelerator=None) -> tuple[torch.Tensor, int]:
+    """Images 0..num_images-1 (image i from seed + i) in batches of `batch_size`, and the UNet FLOPs spent.
+
+    Batch k always holds images k*batch_size.. whichever process samples it, so the images do not depend on the
+    number of processes; every process returns all images (gathered) and the FLOPs summed over processes."""
+    starts = list(range(0, num_images, batch_size))
+    mine = starts
+    if _processes(accelerator) > 1:
+        with accelerator.split_between_processes(starts) as part:
+            mine = list(part)
+    parts, total = [], 0
+    for start in mine:
+        n = min(batch_size, num_images - start)
+        ims, f = unet_flops(lambda n=n, start=start: w.generate(n, steps, seed + start), w.unet)
+        parts.append((start, ims))
+        total += f
+    if _processes(accelerator) > 1:
+        from accelerate.utils import gather_object
+
+        parts = gather_object(parts)
+        total = sum(gather_object([total]))
+    return torch.cat([ims for _, ims in sorted(parts, key=lambda p: p[0])]), total
+
+
+def _bench_one(w: Workload, methods, key_steps, block_skip_plan, quick, accelerator, *, steps, num_images,
+               timing_images, repeats, seed, batch_size) -> tuple[list[dict], dict]:
     """Rows and per-method sample images for one workload."""
     candidates = default_methods(steps, key_steps, block_skip_plan, quick=quick)
-    if methods is not None:
-        known = {m.name for m in candidates}
-        missing = [m for m in methods if m not in known]
-        if missing:
-            raise ValueError(f"methods: unknown {missing}; known: {sorted(known)}")
+    if methods is not None:  # names checked by `bench`
         candidates = [m for m in candidates if m.family == "baseline" or m.name in methods]
 
-    bar = tqdm(total=len(candidates) * (2 + repeats), desc=f"bench {w.name}", unit="run")
+    for m in candidates:  # a schedule or plan the user gave must fit this model: their error, not "unsupported"
+        if m.user_input is not None:
+            try:
+                _with(m, w.pipe, lambda: None)
+            except Exception as err:  # noqa: BLE001 - whatever apply refuses, named with the option
+                raise ValueError(f"{m.user_input}: {m.name} cannot run on {w.name}: {err}") from None
+    main = _is_main(accelerator)
+    if accelerator is not None:
+        w.pipe.to(accelerator.device)
+    bar = tqdm(total=len(candidates) * (3 + repeats), desc=f"bench {w.name}", unit="run", disable=not main)
     images, flops = {}, {}
 
     def sample(m: Method) -> None:
         """The quality images of `m`, sampled under a FLOP counter (the counter's cost is per op, not per image)."""
-        images[m.name], total = _with(m, w.pipe, lambda: unet_flops(lambda: w.generate(num_images, m.steps, seed),
-                                                                      w.unet))
+        images[m.name], total = _with(m, w.pipe, lambda: sample_batched(w, num_images, m.steps, seed, batch_size,
+                                                                        accelerator))
         flops[m.name] = total / num_images
         bar.update(1)
 
@@ -124,8 +176,10 @@ def _bench_one(w: Workload, steps, num_images, timing_images, repeats, methods, 
                 sample(m)
                 continue
             except Exception as err:  # noqa: BLE001 - any failure to apply is reported, not hidden
+                if m.user_input is not None:
+                    raise ValueError(f"{m.user_input}: {m.name} failed on {w.name}: {err}") from None
                 m.unsupported = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-        bar.update(1 + 1 + repeats)
+        bar.update(3 + repeats)
     base = candidates[0]
     if base.unsupported is not None:
         raise RuntimeError(f"bench: the baseline cannot run on {w.name}: {base.unsupported}")
@@ -134,39 +188,59 @@ def _bench_one(w: Workload, steps, num_images, timing_images, repeats, methods, 
     for n in matched:  # the honest alternative: the same scheduler with fewer full steps at matched UNet FLOPs
         m = Method("fewer-steps", f"DDIM-{n}", {"steps": n}, n)
         candidates.append(m)
-        bar.total += 2 + repeats
+        bar.total += 3 + repeats
         sample(m)
     runnable = [m for m in candidates if m.unsupported is None]
 
     labels = w.labels(num_images, seed)
-    quality, peak = {}, {}
+    quality = {}
     for m in runnable:
-        quality[m.name] = _quality(w, images[m.name], images[base.name], labels)
+        quality[m.name] = _quality(w, images[m.name], images[base.name], labels) if main else {}
         bar.update(1)
-    times = {m.name: [] for m in runnable}
-    for r in range(repeats):  # alternate the methods so that machine drift affects all of them alike
-        for m in runnable:
-            if r == 0:
-                with peak_memory() as mem:
-                    times[m.name].append(_with(m, w.pipe, lambda: wall_time(
-                        lambda: w.generate(timing_images, m.steps, seed + num_images))))
-                peak[m.name] = mem["mb"]
-            else:
-                times[m.name].append(_with(m, w.pipe, lambda: wall_time(
-                    lambda: w.generate(timing_images, m.steps, seed + num_images))))
-            bar.update(1)
+    timing = _time_rounds(w, runnable, timing_images, repeats, seed + num_images, bar) if main else {}
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
     bar.close()
 
-    base_s = statistics.median(times[base.name]) / timing_images
     rows = []
     for m in candidates:
         row = {"model": w.name, "method": m.name, "family": m.family, "config": m.config, "steps": m.steps,
-               "seconds_per_image": None, "speedup_wall": None, "speedup_flops": None, "flops_per_image": None,
-               "peak_mem_mb": None, "psnr": None, "ssim": None, "accuracy": None, "fd": None,
-               "unsupported": m.unsupported}
-        if m.unsupported is None:
-            s = statistics.median(times[m.name]) / timing_images
-            row.update(seconds_per_image=s, speedup_wall=base_s / s, flops_per_image=flops[m.name],
-                       speedup_flops=flops[base.name] / flops[m.name], peak_mem_mb=peak[m.name], **quality[m.name])
+               "seconds_per_image": None, "speedup_wall": None, "speedup_wall_min": None, "speedup_wall_max": None,
+               "speedup_flops": None, "flops_per_image": None, "peak_mem_mb": None, "psnr": None, "ssim": None,
+               "accuracy": None, "fd": None, "unsupported": m.unsupported}
+        if m.unsupported is None and main:
+            row.update(flops_per_image=flops[m.name], speedup_flops=flops[base.name] / flops[m.name],
+                       **timing[m.name], **quality[m.name])
         rows.append(row)
     return rows, images
+
+
+def _time_rounds(w: Workload, runnable: list[Method], timing_images: int, repeats: int, seed: int, bar) -> dict:
+    """Per method: seconds per image (median), the wall speed-up over the baseline as the median of per-round
+    ratios with their min and max, and peak memory.
+
+    One untimed warm-up call per method, then `repeats` rounds; round r times the methods in the order rotated by
+    r, so no method is always first, and each ratio divides by the baseline's time of the same round."""
+    def call(m: Method) -> float:
+        return _with(m, w.pipe, lambda: wall_time(lambda: w.generate(timing_images, m.steps, seed)))
+
+    peak = {}
+    for m in runnable:  # warm-up, measuring peak memory on the way
+        with peak_memory() as mem:
+            call(m)
+        peak[m.name] = mem["mb"]
+        bar.update(1)
+    times = {m.name: [] for m in runnable}
+    for r in range(repeats):
+        k = r % len(runnable)
+        for m in runnable[k:] + runnable[:k]:
+            times[m.name].append(call(m))
+            bar.update(1)
+    base = runnable[0].name
+    result = {}
+    for m in runnable:
+        ratios = [b / t for b, t in zip(times[base], times[m.name])]
+        result[m.name] = {"seconds_per_image": statistics.median(times[m.name]) / timing_images,
+                          "speedup_wall": statistics.median(ratios), "speedup_wall_min": min(ratios),
+                          "speedup_wall_max": max(ratios), "peak_mem_mb": peak[m.name]}
+    return result

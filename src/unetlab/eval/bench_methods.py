@@ -21,6 +21,7 @@ class Method:
     steps: int = 50
     apply: Callable[[object], list] | None = None
     unsupported: str | None = None  # the reason, when the method cannot run on this model
+    user_input: str | None = None  # the option that configured it: a failure is the user's error, not "unsupported"
 
     def __post_init__(self):
         if self.family not in FAMILIES:
@@ -81,6 +82,42 @@ def _chain(*applies):
     return apply
 
 
+def _read_json(path: str | Path, option: str):
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{option}: no such file {path}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{option}: {path} is not valid JSON ({err})") from None
+
+
+def _check_key_steps(path: str | Path, steps: int) -> None:
+    """Raise ValueError unless `path` is a key-step schedule for `steps` sampling steps."""
+    from ..schedules import resolve
+
+    _read_json(path, "--key-steps")
+    try:
+        resolve(Path(path), steps)
+    except ValueError as err:
+        raise ValueError(f"--key-steps: {err}") from None
+
+
+def _load_plan(path: str | Path, steps: int) -> dict:
+    """The block-skip plan at `path` as a dict, checked to be a plan that fits `steps` sampling steps."""
+    from ..accel.block_skip import BlockSkipPlan
+
+    data = _read_json(path, "--block-skip-plan")
+    try:
+        plan = BlockSkipPlan.from_dict(data if isinstance(data, dict) else {})
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"--block-skip-plan: {path}: {err}") from None
+    if plan.num_inference_steps not in (None, steps):
+        raise ValueError(f"--block-skip-plan: {path} was made for {plan.num_inference_steps} steps, the benchmark "
+                         f"runs {steps} (--steps)")
+    return data
+
+
 def default_methods(steps: int = 50, key_steps_derived: str | Path | None = None,
                     block_skip_plan: str | Path | None = None, quick: bool = False) -> list[Method]:
     """The accelerators with their published or recommended settings, plus derived schedules when given."""
@@ -120,15 +157,17 @@ def default_methods(steps: int = 50, key_steps_derived: str | Path | None = None
             Method("clockwork", "clockwork clock=4", dict(clock=4), steps, _cw(clock=4)),
         ]
     if key_steps_derived is not None:
+        _check_key_steps(key_steps_derived, steps)
         methods.append(Method("encoder-propagation", "EP derived keys", dict(key_steps=str(key_steps_derived)),
-                              steps, _ep(key_steps=str(key_steps_derived), noise_injection=None)))
+                              steps, _ep(key_steps=str(key_steps_derived), noise_injection=None),
+                              user_input="--key-steps"))
     else:
         methods.append(Method("encoder-propagation", "EP derived keys", {}, steps,
                               unsupported="no derived schedule: run `unetlab analyze derive` and pass --key-steps"))
     if block_skip_plan is not None:
-        plan = json.loads(Path(block_skip_plan).read_text())
+        plan = _load_plan(block_skip_plan, steps)
         methods.append(Method("block-skip", "block skip (ablation plan)", {"plan": str(block_skip_plan)}, steps,
-                              _bs(plan)))
+                              _bs(plan), user_input="--block-skip-plan"))
     else:
         methods.append(Method("block-skip", "block skip (ablation plan)", {}, steps,
                               unsupported="no block-skip plan: run `unetlab analyze derive` and pass --block-skip-plan"))

@@ -45,10 +45,16 @@ def _fmt(v, spec: str) -> str:
     return "–" if v is None else format(v, spec)
 
 
+def _spread(row: dict) -> str:
+    lo, hi = row.get("speedup_wall_min"), row.get("speedup_wall_max")
+    return "" if lo is None or hi is None else f" ({lo:.2f}–{hi:.2f})"
+
+
 def markdown(result: dict) -> str:
     """The table as Markdown: one row per method, unsupported methods with their reason."""
     lines = [f"Machine: {result['machine']}  ", f"Date: {result['date']}  ",
-             "Speed-up = baseline seconds / method seconds (median of alternating repeats in one run); "
+             "Speed-up = baseline seconds / method seconds of the same round, median over the rounds of one run "
+             "(one warm-up call each, then the method order rotated every round), min–max over rounds in brackets; "
              "FLOPs = UNet FLOPs per image (torch.utils.flop_counter); PSNR/SSIM against the baseline sample from "
              "the same noise (PSNR 100 = identical); peak MB = resident-set growth during one timed call (CPU) or "
              "allocated CUDA memory growth." + (" **Speed only: random weights, no quality columns.**" if result.get("speed_only")
@@ -61,7 +67,7 @@ def markdown(result: dict) -> str:
                          "| | | | | | | |")
             continue
         lines.append(f"| {r['model']} | {r['method']} | {r['steps']} | {_fmt(r['seconds_per_image'], '.4f')} | "
-                     f"{_fmt(r['speedup_wall'], '.2f')}× | {_fmt(r['speedup_flops'], '.2f')}× | "
+                     f"{_fmt(r['speedup_wall'], '.2f')}×{_spread(r)} | {_fmt(r['speedup_flops'], '.2f')}× | "
                      f"{_fmt(r['peak_mem_mb'], '.0f')} | {_fmt(r['psnr'], '.2f')} | {_fmt(r['ssim'], '.3f')} | "
                      f"{_fmt(r['accuracy'], '.3f')} | {_fmt(r['fd'], '.2f')} |")
     return "\n".join(lines) + "\n"

@@ -51,8 +51,11 @@ def measure_quality(model: str, kind: str, num_samples: int | None = None, steps
 
     if kind not in BARS:
         raise ValueError(f"kind: {kind!r} is not one of {', '.join(BARS)}")
+    n = (1000 if kind == "digits" else 500) if num_samples is None else num_samples
+    for name, value in (("num_samples", n), ("steps", steps), ("batch_size", batch_size)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: expected a positive integer, got {value!r}")
     pipe = load(model)
-    n = num_samples or (1000 if kind == "digits" else 500)
     prompts = heldout_captions(n, seed=seed) if kind == "shapes" else None
     t0 = time.perf_counter()
     images = sample(pipe, kind, n, steps, guidance_scale, batch_size, seed, prompts)

@@ -8,14 +8,16 @@ import torch
 import torch.nn.functional as F
 
 from ..data import DigitsDataset, ShapesDataset
+from ..train.draws import Draws
+from ..train.seeding import seeded
 from .classifier import CLASSIFIERS, Classifier, build_classifier
 
 
-def _shift(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+def _shift(images: torch.Tensor, max_shift: int, draw: Draws) -> torch.Tensor:
     """Each image translated by an integer offset in [-max_shift, max_shift]^2 (edge padding)."""
     n, _, h, w = images.shape
     padded = F.pad(images, (max_shift,) * 4, mode="replicate")
-    offsets = torch.randint(0, 2 * max_shift + 1, (n, 2), generator=generator)
+    offsets = torch.stack([draw.randint(2 * max_shift + 1, n), draw.randint(2 * max_shift + 1, n)], 1)
     return torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(offsets.tolist())])
 
 
@@ -24,7 +26,8 @@ class ClassifierTask:
 
     def __init__(self, name: str, seed: int = 0):
         self.name = name
-        self.model = build_classifier(name)
+        with seeded(seed):
+            self.model = build_classifier(name)
         if name == "digits":
             self.dataset = DigitsDataset("train", 16)
         else:
@@ -41,8 +44,9 @@ class ClassifierTask:
     def loss(self, models: dict, batch: dict, generator: torch.Generator) -> torch.Tensor:
         images = batch["images"]
         if self.name == "digits":
-            images = _shift(images, 1, generator)
-            gain = 0.8 + 0.4 * torch.rand(len(images), 1, 1, 1, generator=generator)
+            draw = Draws(batch, generator)
+            images = _shift(images, 1, draw)
+            gain = 0.8 + 0.4 * draw.rand(len(images)).view(-1, 1, 1, 1).to(images.device)
             images = (images * gain).clamp(0, 1)
         logits = models["classifier"](images)
         return sum(F.cross_entropy(logits[k], y) for k, y in self.targets(batch).items())
@@ -95,7 +99,8 @@ def fit_classifier(name: str, out: str | Path, steps: int = 1500, batch_size: in
 
     task = ClassifierTask(name, seed)
     cfg = TrainConfig(out=str(out), steps=steps, batch_size=batch_size, lr=lr, warmup=50, ema_decay=0.995,
-                      checkpoint_every=max(1, steps // 4), seed=seed, resume=resume, progress=progress)
+                      checkpoint_every=max(1, steps // 4), seed=seed, resume=resume, progress=progress,
+                      run={"command": "eval classifier", "name": name})
     state = train(task, cfg)
     exported = latest(Path(out)) / "pipeline"
     classifier = Classifier.from_pretrained(exported).eval()

@@ -25,6 +25,17 @@ def _from_folder(path: Path, **kwargs) -> DiffusionPipeline:
     return pipe
 
 
+def _looks_local(name: str) -> bool:
+    """A path rather than a Hub id ("org/name"): absolute, relative with ./ or ~, or more than one level deep."""
+    return name.startswith((".", "~", "/")) or name.count("/") > 1 or "\\" in name
+
+
+def check_exists(name: str) -> None:
+    """Raise FileNotFoundError when `name` is meant as a local folder (not a shipped name or a Hub id) and is missing."""
+    if name not in SHIPPED and _looks_local(name) and not Path(name).exists():
+        raise FileNotFoundError(f"load: no such folder {name} (and not 'digits' or 'shapes')")
+
+
 def load(name_or_path: str | Path, **kwargs) -> DiffusionPipeline:
     """A ready pipeline (DDIM scheduler; 50 steps by default) for "digits", "shapes", a local pipeline folder,
     or a Hugging Face Hub id; `kwargs` go to `from_pretrained` (e.g. torch_dtype)."""
@@ -36,6 +47,8 @@ def load(name_or_path: str | Path, **kwargs) -> DiffusionPipeline:
         pipe = _from_folder(path, **kwargs)
     elif Path(name).exists():
         pipe = _from_folder(Path(name), **kwargs)
+    elif _looks_local(name):
+        check_exists(name)
     else:
         try:
             pipe = DiffusionPipeline.from_pretrained(name, **kwargs)

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMPipeline, DDIMScheduler, DDPMScheduler, UNet2DModel
 
+from .draws import Draws
 from .target import target, training_scheduler
 
 
@@ -29,8 +30,9 @@ class DDPMTask:
         """E_{x0, eps, t} || target - f_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t) ||^2 (Ho et al. 2020, Eq. 14)."""
         x0 = batch["images"] * 2 - 1
         b = x0.shape[0]
-        t = torch.randint(0, len(self.alphas_cumprod), (b,), generator=generator)
-        eps = torch.randn(x0.shape, generator=generator).to(x0.device)
+        draw = Draws(batch, generator)
+        t = draw.randint(len(self.alphas_cumprod), b)
+        eps = draw.randn(x0.shape).to(x0.device)
         abar_t = self.alphas_cumprod[t].to(x0.device).view(b, 1, 1, 1)
         x_t = abar_t.sqrt() * x0 + (1 - abar_t).sqrt() * eps
         prediction = models["unet"](x_t, t.to(x0.device)).sample

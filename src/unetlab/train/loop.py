@@ -5,13 +5,16 @@ gradient clipping, EMA, the deterministic data order, the noise generator, the p
 atomic checkpoints, exact `resume`, and a sample grid per checkpoint; the task owns its models, its loss,
 how it samples and how it saves an inference artefact (a diffusers `save_pretrained` folder).
 
-Exactness of `resume`: the batch of step s is a pure function of (seed, s) (`batch_indices`), every
-random draw of the loss comes from one `torch.Generator` whose state is checkpointed, and the model,
+Exactness of `resume`: the batch of step s is a pure function of (seed, s) (`batch_indices`), the loss
+draws for the whole global batch from a generator seeded by (seed, s) (`draws`), any other random draw
+comes from one `torch.Generator` whose state is checkpointed, and the model,
 EMA and optimiser states are saved with the step; so training k steps, stopping at a checkpoint and
 resuming gives the same parameters as training without a stop.
 
-Under `accelerate launch` each process draws its own slice of the global batch
-(`batch_size` per process) and its own noise generator (seeded with the process index).
+Under `accelerate launch` each process draws its own slice of the global batch (`batch_size` per process);
+a task whose draws go through `draws.Draws` (DDPM, text-to-image, the evaluation classifiers) then computes
+the same gradients, up to floating-point summation order, as one process with the whole global batch. The
+`generator` of the other draws is seeded with the process index.
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
+from .draws import DRAWS, step_draws
 from .ema import EMA
 from .grid import save_grid
 from .init import init_from
+from .resume import check_resume
 
 
 class Task(Protocol):
@@ -79,6 +84,7 @@ class TrainConfig:
     resume: bool = False
     init_from: str | None = None
     progress: bool = True
+    run: dict | None = None  # what the run is (command, data, model options): `resume` refuses a different one
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "checkpoint_every", "keep"):
@@ -134,7 +140,10 @@ def train(task: Task, cfg: TrainConfig, accelerator=None) -> dict:
     if hasattr(task, "to"):
         task.to(accelerator.device)
     state = {"step": 0, "elapsed_s": 0.0, "loss_avg": None, "history": []}
-    last = ckpt.latest(out) if cfg.resume else None
+    last = ckpt.latest(out)
+    if last is not None and not cfg.resume:
+        raise ValueError(f"out: {out} already holds a training run ({last.name}); pass --resume to continue it or "
+                         "choose another folder")
     if last is None and cfg.init_from is not None:
         init_from(modules, cfg.init_from)
     emas = {name: EMA(m, cfg.ema_decay) for name, m in modules.items()}
@@ -148,6 +157,7 @@ def train(task: Task, cfg: TrainConfig, accelerator=None) -> dict:
         print(f"resume: no checkpoint in {out}; starting from step 0")
     if last is not None:
         state = json.loads((last / "state.json").read_text())
+        check_resume(state.get("config", {}), cfg, out)
         if state["world_size"] != accelerator.num_processes:
             raise ValueError(f"resume: checkpoint was written by {state['world_size']} processes, "
                              f"this run has {accelerator.num_processes}")
@@ -173,7 +183,9 @@ def train(task: Task, cfg: TrainConfig, accelerator=None) -> dict:
     while state["step"] < cfg.steps:
         step = state["step"]
         idx = batch_indices(step, len(task.dataset), global_batch, cfg.seed)
-        batch = _to_device(task.dataset[idx[rank * cfg.batch_size:(rank + 1) * cfg.batch_size]], accelerator.device)
+        start, stop = rank * cfg.batch_size, (rank + 1) * cfg.batch_size
+        batch = _to_device(task.dataset[idx[start:stop]], accelerator.device)
+        batch[DRAWS] = step_draws(cfg.seed, step, start, stop, global_batch)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, cfg)
         loss = task.loss(models, batch, generator)
@@ -184,7 +196,7 @@ def train(task: Task, cfg: TrainConfig, accelerator=None) -> dict:
         optimizer.zero_grad(set_to_none=True)
         for name in names:
             emas[name].update(accelerator.unwrap_model(models[name]))
-        value = float(loss.detach())
+        value = float(accelerator.reduce(loss.detach(), "mean") if accelerator.num_processes > 1 else loss.detach())
         loss_sum, loss_n = loss_sum + value, loss_n + 1
         state["loss_avg"] = value if state["loss_avg"] is None else 0.99 * state["loss_avg"] + 0.01 * value
         state["step"] = step + 1

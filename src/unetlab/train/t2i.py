@@ -11,6 +11,8 @@ from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 
 from ..models.pipeline import ShapesPipeline
 from ..models.text import TextEncoder
+from .draws import Draws
+from .seeding import seeded
 from .target import target, training_scheduler
 
 
@@ -37,10 +39,11 @@ class TextToImageTask:
         """|| target - f_theta(x_t, t, c) ||^2, target eps or v, c = "" at probability p_uncond (Ho & Salimans 2022, Alg. 1)."""
         x0 = batch["images"] * 2 - 1
         b = x0.shape[0]
-        drop = torch.rand(b, generator=generator) < self.p_uncond
+        draw = Draws(batch, generator)
+        drop = draw.rand(b) < self.p_uncond
         captions = ["" if d else c for d, c in zip(drop.tolist(), batch["captions"])]
-        t = torch.randint(0, len(self.alphas_cumprod), (b,), generator=generator)
-        eps = torch.randn(x0.shape, generator=generator).to(x0.device)
+        t = draw.randint(len(self.alphas_cumprod), b)
+        eps = draw.randn(x0.shape).to(x0.device)
         abar_t = self.alphas_cumprod[t].to(x0.device).view(b, 1, 1, 1)
         x_t = abar_t.sqrt() * x0 + (1 - abar_t).sqrt() * eps
         c = models["text_encoder"](self.tokenizer(captions).to(x0.device))
@@ -69,8 +72,9 @@ def make_shapes_task(size: int = 24, seed: int = 0, num_samples: int = 32,
     from ..models.text import shapes_vocabulary
 
     scheduler = training_scheduler(prediction_type)
-    torch.manual_seed(seed)
-    text_encoder = TextEncoder(vocab=shapes_vocabulary(), max_length=12, hidden_size=64, num_layers=2, num_heads=4)
-    unet = shapes_unet(size, 3, cross_attention_dim=64)
+    with seeded(seed):
+        text_encoder = TextEncoder(vocab=shapes_vocabulary(), max_length=12, hidden_size=64, num_layers=2,
+                                   num_heads=4)
+        unet = shapes_unet(size, 3, cross_attention_dim=64)
     return TextToImageTask(unet, text_encoder, ShapesDataset("train", size, length=1_000_000, seed=seed),
                            heldout_captions(num_samples, seed=seed), scheduler=scheduler)
