@@ -7,10 +7,12 @@ from pathlib import Path
 
 from diffusers import DDIMPipeline, DDIMScheduler, DiffusionPipeline
 
+from ..codi.pipeline import CoDiPipeline
 from .pipeline import ShapesPipeline
 from .registry import SHIPPED, weights_path
 
-_OURS = {"ShapesPipeline": ShapesPipeline, "DDIMPipeline": DDIMPipeline, "DDPMPipeline": DDIMPipeline}
+_OURS = {"ShapesPipeline": ShapesPipeline, "DDIMPipeline": DDIMPipeline, "DDPMPipeline": DDIMPipeline,
+         "CoDiPipeline": CoDiPipeline}
 
 
 def _from_folder(path: Path, **kwargs) -> DiffusionPipeline:

@@ -44,7 +44,8 @@ class Task(Protocol):
       every random draw uses `generator`.
     - `save(models, directory)`: write the inference artefact (e.g. a pipeline's `save_pretrained`).
     Optional: `sample(models, generator) -> (N, C, H, W) in [0, 1]`: a sample grid from `models` (EMA copies,
-    eval mode), written as PNG with each checkpoint; `to(device)` to move frozen parts (a teacher, a VAE).
+    eval mode), written as PNG with each checkpoint; `to(device)` to move frozen parts (a teacher, a VAE);
+    `uses_ema = True`: `loss` takes a fourth argument, the EMAs {name: EMA} (an EMA target, as in CoDi).
     """
 
     dataset: Any
@@ -172,7 +173,10 @@ def train(task: Task, cfg: TrainConfig, accelerator=None) -> dict:
         batch = _to_device(task.dataset[idx[rank * cfg.batch_size:(rank + 1) * cfg.batch_size]], accelerator.device)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, cfg)
-        loss = task.loss(models, batch, generator)
+        if getattr(task, "uses_ema", False):
+            loss = task.loss(models, batch, generator, emas)
+        else:
+            loss = task.loss(models, batch, generator)
         accelerator.backward(loss)
         if cfg.grad_clip:
             accelerator.clip_grad_norm_(params, cfg.grad_clip)
