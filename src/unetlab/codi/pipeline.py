@@ -25,13 +25,13 @@ def condition_tensor(image, channels: int, size: int) -> torch.Tensor:
     if isinstance(image, PIL.Image.Image):
         image = [image]
     if isinstance(image, (list, tuple)) and image and all(isinstance(i, PIL.Image.Image) for i in image):
-        arrays = [np.asarray(i, dtype=np.float32) / 255.0 for i in image]
+        arrays = [np.asarray(i) for i in image]
         if any(a.shape[:2] != (size, size) for a in arrays):
             raise ValueError(f"image: PIL sizes {[i.size for i in image]} are not {size}x{size}")
         arrays = [a[..., None] if a.ndim == 2 else a for a in arrays]
         if any(a.shape[-1] != channels for a in arrays):
             raise ValueError(f"image: PIL modes {[i.mode for i in image]} do not have {channels} channel(s)")
-        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+        return _standard_layout(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255)
     if not torch.is_tensor(image):
         raise TypeError(f"image: {type(image).__name__} is not a PIL image, a list of them, or a tensor {expected}")
     if not image.is_floating_point():
@@ -44,7 +44,12 @@ def condition_tensor(image, channels: int, size: int) -> torch.Tensor:
         raise ValueError(f"image: size {tuple(image.shape[2:])}, expected {expected}")
     if image.min() < 0 or image.max() > 1:
         raise ValueError(f"image: values in [{float(image.min()):.3g}, {float(image.max()):.3g}], expected {expected}")
-    return image.float()
+    return _standard_layout(image.float())
+
+
+def _standard_layout(x: torch.Tensor) -> torch.Tensor:
+    """A copy with row-major strides even along size-1 dims: CPU convolutions pick their kernel by the strides."""
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device).copy_(x)
 
 
 class CoDiPipeline(DiffusionPipeline):
