@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from unetlab.codi.consistency import alpha_sigma, c_out, c_skip, continuous_time
+from unetlab.codi.consistency import alpha_sigma, c_out, c_skip
 from unetlab.codi.loss import CoDiLossConfig, codi_loss
 
 ABAR = torch.cat([torch.ones(1, dtype=torch.float64), torch.linspace(0.999, 0.02, 999, dtype=torch.float64)])
@@ -11,7 +11,7 @@ def oracle(x0):
     """An epsilon-model whose consistency function is x0 at every (z, t > 0): f = c_skip z + c_out x_hat = x0."""
     def model(z, t, condition):
         alpha, sigma = alpha_sigma(ABAR, t, z)
-        tc = continuous_time(t, len(ABAR)).view(-1, 1, 1, 1)
+        tc = t.double().view(-1, 1, 1, 1)
         x_hat = (x0 - c_skip(tc) * z) / c_out(tc).clamp_min(1e-300)
         return torch.where(t.view(-1, 1, 1, 1) > 0, (z - alpha * x_hat) / sigma.clamp_min(1e-300), 0.0)
     return model

@@ -8,13 +8,9 @@ import torch
 SIGMA_DATA = 0.5
 
 
-def continuous_time(timestep: torch.Tensor, num_train_timesteps: int) -> torch.Tensor:
-    """t in [0, 1): the training timestep index divided by the number of training timesteps (t = 0 at index 0)."""
-    return timestep.double() / num_train_timesteps
-
-
 def c_skip(t: torch.Tensor, sigma_data: float = SIGMA_DATA) -> torch.Tensor:
-    """c_skip(t) = sigma_d^2 / ((10 t)^2 + sigma_d^2)."""
+    """c_skip(t) = sigma_d^2 / ((10 t)^2 + sigma_d^2), t the discrete training timestep (LCM's timestep scaling 10:
+    c_skip = 1 at t = 0 and < 0.0025 from t = 1 on, so f is the model's x_hat everywhere but at the boundary)."""
     return sigma_data**2 / ((10 * t) ** 2 + sigma_data**2)
 
 
@@ -39,10 +35,9 @@ def predicted_x0(output: torch.Tensor, z: torch.Tensor, alpha: torch.Tensor, sig
     raise ValueError(f"prediction_type: {prediction_type!r} is not 'epsilon' or 'v_prediction'")
 
 
-def consistency_function(z: torch.Tensor, x_hat: torch.Tensor, timestep: torch.Tensor,
-                         num_train_timesteps: int) -> torch.Tensor:
-    """f(z, t) = c_skip(t) z + c_out(t) x_hat; f(z, 0) = z (the boundary condition)."""
-    t = continuous_time(timestep, num_train_timesteps).to(z.device).view(-1, *([1] * (z.ndim - 1)))
+def consistency_function(z: torch.Tensor, x_hat: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+    """f(z, t) = c_skip(t) z + c_out(t) x_hat at training timesteps t; f(z, 0) = z (the boundary condition)."""
+    t = timestep.double().to(z.device).view(-1, *([1] * (z.ndim - 1)))
     return c_skip(t).to(z.dtype) * z + c_out(t).to(z.dtype) * x_hat
 
 

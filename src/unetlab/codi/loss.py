@@ -55,7 +55,6 @@ def codi_loss(online: Model, target: Model, teacher: Model | None, x0: torch.Ten
               prediction_type: str = "epsilon") -> dict[str, torch.Tensor]:
     """The loss terms: consistency ||f_t - sg(f_s^-)||^2, reconstruction ||f_t - x_0||^2 and (if enabled) noise
     consistency, each a mean over elements; "total" is their sum. Random draws (n, eps) come from `generator`."""
-    num_train_timesteps = len(alphas_cumprod)
     b = x0.shape[0]
     grid = timestep_grid(cfg.grid_size, cfg.t_max)
     n = sample_grid_index(b, cfg, generator)
@@ -66,7 +65,7 @@ def codi_loss(online: Model, target: Model, teacher: Model | None, x0: torch.Ten
     z_t = alpha_t * x0 + sigma_t * eps
 
     x_hat_t = predicted_x0(online(z_t, t, condition), z_t, alpha_t, sigma_t, prediction_type)
-    f_t = consistency_function(z_t, x_hat_t, t, num_train_timesteps)
+    f_t = consistency_function(z_t, x_hat_t, t)
     with torch.no_grad():
         if cfg.ode_solver == "adapted":
             x_hat = f_t.detach()
@@ -74,7 +73,7 @@ def codi_loss(online: Model, target: Model, teacher: Model | None, x0: torch.Ten
             x_hat = predicted_x0(teacher(z_t, t, condition), z_t, alpha_t, sigma_t, prediction_type)
         z_hat_s = ddim_step(x_hat, implied_noise(z_t, x_hat, alpha_t, sigma_t), alpha_s, sigma_s)
         x_hat_s = predicted_x0(target(z_hat_s, s, condition), z_hat_s, alpha_s, sigma_s, prediction_type)
-        f_s = consistency_function(z_hat_s, x_hat_s, s, num_train_timesteps)
+        f_s = consistency_function(z_hat_s, x_hat_s, s)
 
     terms = {"consistency": F.mse_loss(f_t, f_s), "reconstruction": F.mse_loss(f_t, x0)}
     if cfg.noise_consistency:

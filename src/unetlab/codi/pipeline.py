@@ -108,8 +108,7 @@ class CoDiPipeline(DiffusionPipeline):
             t = torch.full((z.shape[0],), timestep, dtype=torch.long, device=z.device)
             alpha_t, sigma_t = alpha_sigma(alphas_cumprod, t, z)
             output = adapted_unet(self.unet, self.adapter, z, t, condition)
-            f = consistency_function(z, predicted_x0(output, z, alpha_t, sigma_t, prediction_type), t,
-                                     len(alphas_cumprod))
+            f = consistency_function(z, predicted_x0(output, z, alpha_t, sigma_t, prediction_type), t)
             if i + 1 < len(timesteps):
                 alpha_s, sigma_s = alpha_sigma(alphas_cumprod, torch.full_like(t, int(timesteps[i + 1])), z)
                 z = ddim_step(f, implied_noise(z, f, alpha_t, sigma_t), alpha_s, sigma_s)
