@@ -3,8 +3,17 @@ import math
 import pytest
 import torch
 
-from unetlab.codi.consistency import (alpha_sigma, c_out, c_skip, consistency_function, ddim_step, implied_noise,
-                                      predicted_x0, sampling_timesteps, timestep_grid)
+from unetlab.codi.consistency import (
+    alpha_sigma,
+    c_out,
+    c_skip,
+    consistency_function,
+    ddim_step,
+    implied_noise,
+    predicted_x0,
+    sampling_timesteps,
+    timestep_grid,
+)
 
 
 def test_c_skip_c_out_against_the_formulas_and_the_boundary():

@@ -29,7 +29,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def make_task(args: argparse.Namespace):
-    """The `CoDiTask` that `unetlab train codi` trains (teacher from `unetlab.load`, data: the teacher's train split)."""
+    """The `CoDiTask` of `unetlab train codi` (teacher from `unetlab.load`; data: the digits train split)."""
     from ..codi import CoDiLossConfig, CoDiTask, CoDiTaskConfig
     from ..data import DigitsDataset
     from ..models import load
