@@ -1,7 +1,7 @@
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny import tiny_task
+from codi_tiny import tiny_task
 
 from unetlab.train import TrainConfig, train
 from unetlab.train import checkpoint as ckpt

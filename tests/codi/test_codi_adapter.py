@@ -3,7 +3,7 @@ import copy
 import pytest
 import torch
 from diffusers import UNet2DConditionModel
-from tiny import adapter_for, tiny_task, tiny_unet
+from codi_tiny import adapter_for, tiny_task, tiny_unet
 
 from unetlab.codi import adapted_unet
 from unetlab.unet import example_inputs

@@ -2,7 +2,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from tiny import adapter_for, tiny_teacher
+from codi_tiny import adapter_for, tiny_teacher
 
 import unetlab
 from unetlab.codi import CoDiPipeline
