@@ -5,7 +5,7 @@ import torch
 from diffusers import UNet2DConditionModel
 
 from unetlab.testing import FAMILIES, tiny_controlnet, tiny_unet
-from unetlab.unet import UnsupportedUNetError, anatomy, decode, encode, example_inputs
+from unetlab.unet import EncoderState, UnsupportedUNetError, anatomy, decode, encode, example_inputs
 
 
 def _inputs(unet, batch=2, size=None, seed=0):
@@ -126,3 +126,30 @@ def test_state_from_other_unet_is_rejected():
     x, cond = _inputs(a)
     with torch.no_grad(), pytest.raises(RuntimeError):
         decode(b, encode(a, x, 1, **cond), [1])
+
+
+@pytest.mark.parametrize("family", ["ddpm", "ddpm_skip", "ddpm_fourier"])
+def test_unet2d_residuals_zero_is_bitwise_and_each_lands_on_its_skip(family):
+    unet = tiny_unet(family)
+    x, cond = _inputs(unet)
+    t = torch.tensor([10, 700])
+    with torch.no_grad():
+        plain = encode(unet, x, t, **cond)
+        zeros = dict(down_block_additional_residuals=[torch.zeros_like(s) for s in plain.skips],
+                     mid_block_additional_residual=torch.zeros_like(plain.mid))
+        ref = unet(x, t, **cond).sample
+        assert torch.equal(decode(unet, plain, [t]), ref)
+        assert torch.equal(decode(unet, encode(unet, x, t, **zeros, **cond), [t]), ref)
+        g = torch.Generator().manual_seed(5)
+        down = [torch.randn(s.shape, generator=g) for s in plain.skips]
+        mid = torch.randn(plain.mid.shape, generator=g)
+        by_hand = EncoderState(skips=tuple(s + r for s, r in zip(plain.skips, down)), mid=plain.mid + mid,
+                               batch_size=2, class_emb=plain.class_emb, timesteps=plain.timesteps)
+        out = decode(unet, encode(unet, x, t, down_block_additional_residuals=down, mid_block_additional_residual=mid,
+                                  **cond), [t])
+    assert torch.equal(out, decode(unet, by_hand, [t]))
+    assert _rel(out, ref) > 1e-3
+    with pytest.raises(ValueError, match="expected .* tensors"):
+        encode(unet, x, t, down_block_additional_residuals=down[:-1], mid_block_additional_residual=mid, **cond)
+    with pytest.raises(UnsupportedUNetError, match="give both"):
+        encode(unet, x, t, down_block_additional_residuals=down, **cond)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import likelihood, quality
+from . import codi_eval, likelihood, quality
 
 
 def register(subparsers) -> None:
@@ -12,3 +12,4 @@ def register(subparsers) -> None:
     likelihood.register_bpd(sub)
     quality.register_classifier(sub)
     quality.register_quality(sub)
+    codi_eval.register_eval(sub)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 from diffusers import DDIMPipeline, DDIMScheduler, DiffusionPipeline
 
+from ..codi.pipeline import CoDiPipeline
 from .pipeline import ShapesPipeline
-from .registry import SHIPPED, weights_path
+from .registry import CODI_MODELS, SHIPPED, weights_path
 
-_OURS = {"ShapesPipeline": ShapesPipeline, "DDIMPipeline": DDIMPipeline, "DDPMPipeline": DDIMPipeline}
+_OURS = {"ShapesPipeline": ShapesPipeline, "DDIMPipeline": DDIMPipeline, "DDPMPipeline": DDIMPipeline,
+         "CoDiPipeline": CoDiPipeline}
 
 
 def _from_folder(path: Path, **kwargs) -> DiffusionPipeline:
@@ -37,9 +40,12 @@ def check_exists(name: str) -> None:
 
 
 def load(name_or_path: str | Path, **kwargs) -> DiffusionPipeline:
-    """A ready pipeline (DDIM scheduler; 50 steps by default) for "digits", "shapes", a local pipeline folder,
-    or a Hugging Face Hub id; `kwargs` go to `from_pretrained` (e.g. torch_dtype)."""
+    """A ready pipeline (DDIM scheduler; 50 steps by default) for "digits", "shapes", a shipped CoDi model
+    ("digits-sr4-codi", "digits-sr4-pe-codi", "digits-inpaint-codi", "digits-inpaint-pe-codi"; float32), a local
+    pipeline folder, or a Hugging Face Hub id; `kwargs` go to `from_pretrained` (e.g. torch_dtype)."""
     name = str(name_or_path)
+    if name in CODI_MODELS and "torch_dtype" not in kwargs:  # stored as float16 to stay small; CPU wants float32
+        kwargs.setdefault("dtype", torch.float32)
     if name in SHIPPED:
         path = weights_path(name)
         if not (path / "model_index.json").is_file():
@@ -54,7 +60,8 @@ def load(name_or_path: str | Path, **kwargs) -> DiffusionPipeline:
             pipe = DiffusionPipeline.from_pretrained(name, **kwargs)
         except Exception as err:  # noqa: BLE001 (hub client errors differ across versions; all mean "not available")
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise RuntimeError(f"load: {name!r} is not 'digits', 'shapes' or a local folder, and the Hugging Face "
-                               f"Hub could not provide it ({type(err).__name__}: {reason[:160]})") from None
+            raise RuntimeError(f"load: {name!r} is not a shipped name ({', '.join(SHIPPED)}) or a local folder, "
+                               f"and the Hugging Face Hub could not provide it ({type(err).__name__}: "
+                               f"{reason[:160]})") from None
     pipe.set_progress_bar_config(disable=True)
     return pipe

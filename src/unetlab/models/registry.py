@@ -5,7 +5,8 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-SHIPPED = ("digits", "shapes")
+CODI_MODELS = ("digits-sr4-codi", "digits-sr4-pe-codi", "digits-inpaint-codi", "digits-inpaint-pe-codi")
+SHIPPED = ("digits", "shapes", *CODI_MODELS)
 
 
 def weights_path(name: str) -> Path:

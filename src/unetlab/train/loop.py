@@ -51,7 +51,8 @@ class Task(Protocol):
     Optional: `sample(models, generator) -> (N, C, H, W) in [0, 1]`: a sample grid from `models` (EMA copies,
     eval mode), written as PNG with each checkpoint; `evaluate(models) -> {name: float}`: held-out metrics of the
     EMA copies, recorded in that checkpoint's `history` entry (the training curve); `to(device)` to move frozen
-    parts (a teacher, a VAE).
+    parts (a teacher, a VAE); `uses_ema = True`: `loss` takes a fourth argument, the EMAs {name: EMA} (an EMA
+    target, as in CoDi).
     """
 
     dataset: Any
@@ -188,7 +189,10 @@ def train(task: Task, cfg: TrainConfig, accelerator=None) -> dict:
         batch[DRAWS] = step_draws(cfg.seed, step, start, stop, global_batch)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, cfg)
-        loss = task.loss(models, batch, generator)
+        if getattr(task, "uses_ema", False):
+            loss = task.loss(models, batch, generator, emas)
+        else:
+            loss = task.loss(models, batch, generator)
         accelerator.backward(loss)
         if cfg.grad_clip:
             accelerator.clip_grad_norm_(params, cfg.grad_clip)

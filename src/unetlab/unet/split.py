@@ -3,6 +3,9 @@
 `decode(unet, encode(unet, x, t, **cond), [t])` performs the same operations, in the same order, as
 `unet(x, t, **cond)`; with k timesteps the decoder runs once on the state tiled k times, each copy with
 the time embedding of its own timestep (Faster Diffusion, Li et al. 2023, Sec. 3.3 "parallel decoding").
+Both families take ControlNet-style residuals (`down_block_additional_residuals`, one per skip, and
+`mid_block_additional_residual`); `UNet2DModel`'s own `forward` has no such inputs, and the split adds them
+where `UNet2DConditionModel` does (to the skips and to the mid block's output).
 """
 
 from __future__ import annotations
@@ -99,13 +102,31 @@ def encode(unet, sample: torch.Tensor, timestep, **cond) -> EncoderState:
         return encode_video(unet, sample, timestep, **cond)
     if _is_conditional(unet):
         return _encode_conditional(unet, sample, timestep, **cond)
-    unknown = sorted(set(cond) - {"class_labels"})
+    unknown = sorted(set(cond) - set(_UNCONDITIONAL_KWARGS))
     if unknown:
-        raise UnsupportedUNetError(f"encode: UNet2DModel takes only class_labels, got {', '.join(unknown)}")
-    return _encode_unconditional(unet, sample, timestep, cond.get("class_labels"))
+        raise UnsupportedUNetError(f"encode: UNet2DModel takes only {', '.join(_UNCONDITIONAL_KWARGS)}, "
+                                   f"got {', '.join(unknown)}")
+    return _encode_unconditional(unet, sample, timestep, **cond)
 
 
-def _encode_unconditional(unet, sample, timestep, class_labels) -> EncoderState:
+_UNCONDITIONAL_KWARGS = ("class_labels", "down_block_additional_residuals", "mid_block_additional_residual")
+
+
+def _add_residuals(skips, mid, down_residuals, mid_residual):
+    """Skips and bottleneck plus ControlNet-style residuals (added after the mid block, as diffusers does)."""
+    if (down_residuals is None) != (mid_residual is None):
+        raise UnsupportedUNetError("down_block_additional_residuals and mid_block_additional_residual: give both "
+                                   "or neither")
+    if down_residuals is None:
+        return skips, mid
+    if len(down_residuals) != len(skips):
+        raise ValueError(f"down_block_additional_residuals: expected {len(skips)} tensors (one per skip), "
+                         f"got {len(down_residuals)}")
+    return tuple(s + r for s, r in zip(skips, down_residuals)), mid + mid_residual
+
+
+def _encode_unconditional(unet, sample, timestep, class_labels=None, down_block_additional_residuals=None,
+                          mid_block_additional_residual=None) -> EncoderState:
     if unet.config.center_input_sample:
         sample = 2 * sample - 1.0
     t = _timestep_vector(unet, timestep, sample.shape[0], sample.device, sample.dtype)
@@ -130,6 +151,7 @@ def _encode_unconditional(unet, sample, timestep, class_labels) -> EncoderState:
         skips += res
     if unet.mid_block is not None:
         sample = unet.mid_block(sample, emb)
+    skips, sample = _add_residuals(skips, sample, down_block_additional_residuals, mid_block_additional_residual)
     return EncoderState(skips=skips, mid=sample, batch_size=sample.shape[0], class_emb=class_emb, timesteps=t)
 
 

@@ -1,0 +1,109 @@
+"""CoDi, PE-CoDi and the ControlNet baseline as tasks of unetlab's training loop (`unetlab.train.train`)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from diffusers import DDIMScheduler
+
+from .adapter import CoDiAdapter, adapted_unet
+from .degrade import TASKS, condition_shape, degrade
+from .loss import CoDiLossConfig, codi_loss, diffusion_loss
+from .pipeline import CoDiPipeline
+
+VARIANTS = ("codi", "pe-codi", "controlnet")
+
+
+@dataclass
+class CoDiTaskConfig:
+    """`variant`: "codi" trains adapter and UNet, "pe-codi" the adapter only (teacher frozen), "controlnet" the
+    adapter only with the plain diffusion loss (the baseline, sampled with DDIM); `loss` for the two CoDi ones."""
+
+    task: str = "sr4"
+    variant: str = "codi"
+    loss: CoDiLossConfig = field(default_factory=CoDiLossConfig)
+    num_samples: int = 16
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"task: {self.task!r} is not one of {', '.join(TASKS)}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant: {self.variant!r} is not one of {', '.join(VARIANTS)}")
+
+
+class CoDiTask:
+    """Adapts the teacher pipeline's UNet to `cfg.task` on `dataset` (`ds[idx]["images"]` in [0, 1]); conditions
+    are degraded on the fly (inpainting boxes from the loop's generator). The EMA weights are the target."""
+
+    uses_ema = True
+
+    def __init__(self, teacher_pipe, dataset, cfg: CoDiTaskConfig):
+        self.cfg, self.dataset = cfg, dataset
+        self.teacher = teacher_pipe.unet.eval().requires_grad_(False)
+        self.scheduler = DDIMScheduler.from_config(teacher_pipe.scheduler.config)
+        self.prediction_type = self.scheduler.config.prediction_type
+        self.alphas_cumprod = self.scheduler.alphas_cumprod
+        channels, size = self.teacher.config.in_channels, self.teacher.config.sample_size
+        cond_channels, cond_size = condition_shape(cfg.task, channels, size)
+        self.adapter = CoDiAdapter.from_unet(self.teacher, cond_channels, cond_size,
+                                             torch.Generator().manual_seed(cfg.seed))
+        self._modules = {"adapter": self.adapter}
+        if cfg.variant == "codi":
+            self._modules["unet"] = copy.deepcopy(self.teacher).requires_grad_(True)
+        self.targets = {name: copy.deepcopy(m).eval().requires_grad_(False) for name, m in self._modules.items()}
+        images = dataset[torch.arange(cfg.num_samples)]["images"]
+        self.sample_conditions = degrade(cfg.task, images, torch.Generator().manual_seed(cfg.seed))
+
+    def modules(self) -> dict:
+        return dict(self._modules)
+
+    def to(self, device) -> None:
+        self.teacher.to(device)
+        for m in self.targets.values():
+            m.to(device)
+
+    def loss(self, models: dict, batch: dict, generator: torch.Generator, emas: dict) -> torch.Tensor:
+        images = batch["images"]
+        x0 = images * 2 - 1
+        condition = degrade(self.cfg.task, images, generator)
+        unet = models.get("unet", self.teacher)
+
+        def online(z, t, c):
+            return adapted_unet(unet, models["adapter"], z, t, c)
+
+        if self.cfg.variant == "controlnet":
+            return diffusion_loss(online, x0, condition, generator, self.alphas_cumprod, self.prediction_type)
+        for name, ema in emas.items():
+            ema.copy_to(self.targets[name])
+        target_unet = self.targets.get("unet", self.teacher)
+
+        def target(z, t, c):
+            return adapted_unet(target_unet, self.targets["adapter"], z, t, c)
+
+        def teacher(z, t, c):
+            return self.teacher(z, t).sample
+
+        terms = codi_loss(online, target, teacher, x0, condition, generator, self.alphas_cumprod, self.cfg.loss,
+                          self.prediction_type)
+        return terms["total"]
+
+    def pipeline(self, models: dict) -> CoDiPipeline:
+        sampler = "ddim" if self.cfg.variant == "controlnet" else "consistency"
+        return CoDiPipeline(unet=models.get("unet", self.teacher), adapter=models["adapter"],
+                            scheduler=DDIMScheduler.from_config(self.scheduler.config), sampler=sampler,
+                            grid_size=self.cfg.loss.grid_size, t_max=self.cfg.loss.t_max)
+
+    def sample(self, models: dict, generator: torch.Generator) -> torch.Tensor:
+        pipe = self.pipeline(models)
+        pipe.set_progress_bar_config(disable=True)
+        steps = 20 if self.cfg.variant == "controlnet" else 4
+        device = next(models["adapter"].parameters()).device
+        return pipe(image=self.sample_conditions.to(device), num_inference_steps=steps, generator=generator,
+                    output_type="pt").images.cpu()
+
+    def save(self, models: dict, directory: Path) -> None:
+        self.pipeline(models).save_pretrained(directory)

@@ -1,0 +1,63 @@
+import pytest
+import torch
+
+from unetlab.codi.consistency import alpha_sigma, c_out, c_skip
+from unetlab.codi.loss import CoDiLossConfig, codi_loss
+
+ABAR = torch.cat([torch.ones(1, dtype=torch.float64), torch.linspace(0.999, 0.02, 999, dtype=torch.float64)])
+
+
+def oracle(x0):
+    """An epsilon-model whose consistency function is x0 at every (z, t > 0): f = c_skip z + c_out x_hat = x0."""
+    def model(z, t, condition):
+        alpha, sigma = alpha_sigma(ABAR, t, z)
+        tc = t.double().view(-1, 1, 1, 1)
+        x_hat = (x0 - c_skip(tc) * z) / c_out(tc).clamp_min(1e-300)
+        return torch.where(t.view(-1, 1, 1, 1) > 0, (z - alpha * x_hat) / sigma.clamp_min(1e-300), 0.0)
+    return model
+
+
+def point_mass_teacher(x0):
+    """The exact epsilon of the data distribution delta(x0): eps*(z, t) = (z - alpha_t x0) / sigma_t."""
+    def model(z, t, condition):
+        alpha, sigma = alpha_sigma(ABAR, t, z)
+        return (z - alpha * x0) / sigma
+    return model
+
+
+@pytest.mark.parametrize("ode_solver", ["adapted", "teacher"])
+@pytest.mark.parametrize("sampling", ["per_example", "per_batch"])
+def test_loss_is_zero_when_online_and_target_agree_and_positive_otherwise(ode_solver, sampling):
+    x0 = torch.rand(6, 1, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2 - 1
+    cond = torch.zeros(6, 1, 2, 2, dtype=torch.float64)
+    cfg = CoDiLossConfig(grid_size=8, t_max=999, ode_solver=ode_solver, timestep_sampling=sampling)
+    model, teacher = oracle(x0), point_mass_teacher(x0)
+    terms = codi_loss(model, model, teacher, x0, cond, torch.Generator().manual_seed(1), ABAR, cfg)
+    assert set(terms) == {"consistency", "reconstruction", "noise", "total"}
+    for name, value in terms.items():
+        assert float(value) < 1e-20, name
+
+    def off(z, t, c):
+        return model(z, t, c) + 0.05
+
+    wrong = codi_loss(off, model, teacher, x0, cond, torch.Generator().manual_seed(1), ABAR, cfg)
+    assert float(wrong["consistency"]) > 1e-6 and float(wrong["reconstruction"]) > 1e-6
+    stale_target = codi_loss(model, off, teacher, x0, cond, torch.Generator().manual_seed(1), ABAR, cfg)
+    assert float(stale_target["consistency"]) > 1e-6 and float(stale_target["reconstruction"]) < 1e-20
+
+
+def test_noise_term_switch_and_per_batch_draws_one_t():
+    x0 = torch.rand(4, 1, 4, 4, dtype=torch.float64) * 2 - 1
+    calls = []
+
+    def model(z, t, c):
+        calls.append(t.clone())
+        return torch.zeros_like(z)
+
+    cond = torch.zeros(4, 1, 2, 2, dtype=torch.float64)
+    cfg = CoDiLossConfig(grid_size=8, noise_consistency=False, timestep_sampling="per_batch")
+    terms = codi_loss(model, model, None, x0, cond, torch.Generator().manual_seed(3), ABAR, cfg)
+    assert "noise" not in terms
+    assert len(set(calls[0].tolist())) == 1 and (calls[0] > calls[1]).all()
+    with pytest.raises(ValueError, match="ode_solver"):
+        CoDiLossConfig(ode_solver="euler")
