@@ -8,6 +8,7 @@ RESUME = ["train", "ddpm", "--data", "digits", "--out", "{run}", "--size", "8", 
 BENCH = ["bench", "--model", P, "--out", "{tmp}/out", "--steps", "10", "--num-images", "1", "--timing-images", "1",
          "--repeats", "1", "--quick"]
 QUALITY = ["eval", "quality", "digits"]
+VIDEO = ["edit-video", "--input", "{tmp}/clip.gif", "--prompt", "a red circle", "--out", "{tmp}/out"]
 TRACE = ["analyze", "trace", "--model", "tiny:ddpm", "--out", "{tmp}/out", "--steps", "2", "--seeds", "1"]
 
 
@@ -175,4 +176,17 @@ CASES = [
     ("bench-plan-block-not-in-model", _with(BENCH, "--block-skip-plan", "{tmp}/plan_missing_block.json", "--method",
                                             "block skip (ablation plan)"), 2,
      "--block-skip-plan: block skip (ablation plan) cannot run on"),
+    # edit-video
+    ("video-count-0", _with(VIDEO, "--count", "0"), 2, "argument --count: expected an integer >= 1, got '0'"),
+    ("video-stride-0", _with(VIDEO, "--stride", "0"), 2, "argument --stride: expected an integer >= 1"),
+    ("video-batch-size-0", _with(VIDEO, "--batch-size", "0"), 2, "argument --batch-size: expected an integer >= 1"),
+    ("video-steps-negative", _with(VIDEO, "--steps", "-5"), 2, "argument --steps: expected an integer >= 1"),
+    ("video-strength-0", _with(VIDEO, "--strength", "0"), 2, "argument --strength: expected a number > 0"),
+    ("video-strength-above-1", _with(VIDEO, "--strength", "1.5"), 2, "--strength: 1.5 must be in (0, 1]"),
+    ("video-anchor-out-of-range", _with(VIDEO, "--anchors", "0,9"), 2, "anchors"),
+    ("video-anchors-not-ints", _with(VIDEO, "--anchors", "0,x"), 2, "argument --anchors: expected comma-separated frame indices"),
+    ("video-input-missing", ["edit-video", "--input", "{tmp}/nope.gif", "--prompt", "x", "--out", "{tmp}/out"], 2,
+     "input: {tmp}/nope.gif is neither a folder"),
+    ("video-out-is-a-file", ["edit-video", "--input", "{tmp}/clip.gif", "--prompt", "x", "--out", "{tmp}/afile"], 2,
+     "--out: {tmp}/afile is a file"),
 ]

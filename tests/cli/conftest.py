@@ -47,4 +47,8 @@ def files(tmp_path, saved):
     (tmp_path / "plan_missing_block.json").write_text(json.dumps({**plan, "windows": [
         {"component": "down_blocks.9", "start": 0, "end": 2, "replace": "cached"}]}))
     (tmp_path / "empty_out").mkdir()
+    from PIL import Image
+
+    frames = [Image.new("RGB", (24, 24), (40 * i, 0, 0)) for i in range(4)]
+    frames[0].save(tmp_path / "clip.gif", save_all=True, append_images=frames[1:])
     return {"tmp": str(tmp_path), **{k: str(v) for k, v in saved.items()}}

@@ -3,14 +3,18 @@ attention; writes the edited frames and a GIF."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
+
+from .args import nonnegative_float, nonnegative_int, positive_float, positive_int
 
 
 def _indices(text: str) -> list[int]:
     try:
         return [int(v) for v in text.split(",")]
     except ValueError:
-        raise ValueError(f"--anchors: expected comma-separated frame indices such as 0,8,15, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated frame indices such as 0,8,15, got {text!r}") \
+            from None
 
 
 def register(sub) -> None:
@@ -23,17 +27,17 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="new folder for frame_0000.png ... and video.gif")
     anchors = p.add_mutually_exclusive_group()
     anchors.add_argument("--anchors", type=_indices, help="anchor frame indices, e.g. 0,8,15")
-    anchors.add_argument("--stride", type=int, help="every STRIDE-th frame is an anchor")
-    anchors.add_argument("--count", type=int, help="COUNT anchors spread uniformly")
+    anchors.add_argument("--stride", type=positive_int, help="every STRIDE-th frame is an anchor")
+    anchors.add_argument("--count", type=positive_int, help="COUNT anchors spread uniformly (default 3)")
     anchors.add_argument("--independent", action="store_true", help="no anchor attention: edit frames independently")
     p.add_argument("--own-kv", action="store_true", help="other frames also attend to their own keys/values")
-    p.add_argument("--batch-size", type=int, default=4, help="frames per pipeline call (default 4)")
-    p.add_argument("--steps", type=int, default=20, help="inference steps of the full schedule (default 20)")
-    p.add_argument("--strength", type=float, default=0.6, help="SDEdit strength (default 0.6)")
-    p.add_argument("--guidance", type=float, default=5.0, help="guidance scale (default 5)")
-    p.add_argument("--seed", type=int, default=0, help="noise seed, the same for every frame (default 0)")
-    p.add_argument("--fps", type=float, default=8.0, help="GIF frame rate (default 8)")
-    p.add_argument("--scale", type=int, default=1, help="enlarge the written frames (nearest) by this factor")
+    p.add_argument("--batch-size", type=positive_int, default=4, help="frames per pipeline call (default 4)")
+    p.add_argument("--steps", type=positive_int, default=20, help="inference steps of the full schedule (default 20)")
+    p.add_argument("--strength", type=positive_float, default=0.6, help="SDEdit strength in (0, 1] (default 0.6)")
+    p.add_argument("--guidance", type=nonnegative_float, default=5.0, help="guidance scale (default 5)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="noise seed, the same for every frame (default 0)")
+    p.add_argument("--fps", type=positive_float, default=8.0, help="GIF frame rate (default 8)")
+    p.add_argument("--scale", type=positive_int, default=1, help="enlarge the written frames (nearest) by this factor")
     p.set_defaults(func=run)
 
 
@@ -44,12 +48,14 @@ def run(args) -> int:
     from unetlab.models import load
     from unetlab.video import edit_video, read_frames, write_frames
 
+    if args.strength > 1:
+        raise ValueError(f"--strength: {args.strength} must be in (0, 1]")
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"--out: {out} already exists and is not an empty folder")
     frames = read_frames(args.input)
     prompt = args.prompt[0] if len(args.prompt) == 1 else args.prompt
-    count = None if args.independent or args.anchors or args.stride else (args.count or 3)
+    count = None if args.independent or args.anchors or args.stride else (3 if args.count is None else args.count)
     if not args.independent:  # check the anchors against the video before loading the model
         AnchorAttentionConfig(anchors=args.anchors, stride=args.stride, count=count).indices(len(frames))
     pipe = load(args.model)
