@@ -4,9 +4,11 @@ For every run of `benchmarks/likelihood.py` (the EMA model of its last checkpoin
 `--steps`, scored by the shipped digit classifier (8x8 samples upsampled to 16x16 exactly as the 16x16 digits
 are): the confident fraction (max probability >= 0.9), the classes present, and the Fréchet distance in the
 classifier's feature space to the test split. The same numbers for `--num-samples` real training images give the
-floor at that sample size. Writes samples.json, samples.md and one sample grid per model under --out-dir.
+floor at that sample size. Writes samples.json, samples.md and one sample grid per model under --out-dir; each
+(run, steps) result is kept under --out-dir/samples/, so an interrupted sweep restarts where it stopped, and
+runs not yet finished in --results are picked up by a later call.
 
-    nice -n 10 .venv/bin/python benchmarks/likelihood_samples.py --steps 100 1000 --num-samples 500
+    nice -n 10 .venv/bin/python benchmarks/likelihood_samples.py --steps 100 1000 --num-samples 200 --seeds 0
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ def main() -> None:
     parser.add_argument("--results", default="docs/likelihood/results.json", help="benchmarks/likelihood.py output")
     parser.add_argument("--runs", default="runs/likelihood", help="its training folders")
     parser.add_argument("--steps", type=int, nargs="+", default=[100, 1000])
-    parser.add_argument("--num-samples", type=int, default=500)
+    parser.add_argument("--num-samples", type=int, default=200)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds whose models are sampled")
     parser.add_argument("--out-dir", default="docs/likelihood")
     args = parser.parse_args()
     if args.num_samples < 2 or min(args.steps) < 1:
@@ -65,30 +68,40 @@ def main() -> None:
     pick = torch.randperm(len(real), generator=torch.Generator().manual_seed(0))[: args.num_samples]
     floor = score(real[pick])
     results = []
-    for row in rows:
+    (out_dir / "samples").mkdir(parents=True, exist_ok=True)
+    for row in [r for r in rows if r["seed"] in args.seeds]:
         name = Path(row["command"].split("--out ")[1].split()[0]).name
         model, cfg = load_model(model_dir(Path(args.runs) / name))
         model.eval()
         for steps in args.steps:
-            t0 = time.perf_counter()
-            x = ancestral_sample(model, (args.num_samples, 1, 8, 8), steps, torch.Generator().manual_seed(1))
-            seconds = time.perf_counter() - t0
-            images = to_classifier(x)
-            results.append({"label": row["label"], "seed": row["seed"], "run": name, "steps": steps,
-                            "seconds": seconds, **score(images)})
-            if row["seed"] == 0 and steps == max(args.steps):
-                save_grid(((x[:64] + 1) / 2).clamp(0, 1), out_dir / "samples" / f"{name}.png", nrow=8)
+            cached = out_dir / "samples" / f"{name}-{steps}-n{args.num_samples}.json"
+            if not cached.is_file():
+                t0 = time.perf_counter()
+                x = ancestral_sample(model, (args.num_samples, 1, 8, 8), steps, torch.Generator().manual_seed(1))
+                seconds = time.perf_counter() - t0
+                result = {"label": row["label"], "seed": row["seed"], "run": name, "steps": steps,
+                          "num_samples": args.num_samples, "seconds": seconds, **score(to_classifier(x))}
+                if steps == max(args.steps):
+                    save_grid(((x[:64] + 1) / 2).clamp(0, 1), out_dir / "samples" / f"{name}.png", nrow=8)
+                tmp = cached.with_name(f".tmp-{os.getpid()}-{cached.name}")
+                tmp.write_text(json.dumps(result, indent=2) + "\n")
+                os.replace(tmp, cached)
+            results.append(json.loads(cached.read_text()))
             print(results[-1], flush=True)
     lines = [f"{args.num_samples} ancestral samples per run and step count, scored by the shipped digit classifier "
              f"(mean ± s.e. over seeds). Real training images at the same sample size: confident "
              f"{floor['confident']:.3f}, Fréchet distance to the test split {floor['frechet']:.2f}.", "",
-             "| model | ancestral steps | seeds | confident fraction | classes present (min) | Fréchet distance |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "| model | ancestral steps | seeds | confident fraction | classes present (min) | Fréchet distance "
+             "| s per sample |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for label in dict.fromkeys(r["label"] for r in results):
         for steps in args.steps:
             got = [r for r in results if r["label"] == label and r["steps"] == steps]
-            lines.append(f"| {label} | {steps} | {len(got)} | {mean_se([r['confident'] for r in got])} | "
-                         f"{min(r['classes_present'] for r in got)} | {mean_se([r['frechet'] for r in got])} |")
+            if got:
+                seconds = sum(r["seconds"] / r["num_samples"] for r in got) / len(got)
+                lines.append(f"| {label} | {steps} | {len(got)} | {mean_se([r['confident'] for r in got])} | "
+                             f"{min(r['classes_present'] for r in got)} | {mean_se([r['frechet'] for r in got])} "
+                             f"| {seconds:.3f} |")
     for name, text in (("samples.json", json.dumps({"real": floor, "runs": results}, indent=2) + "\n"),
                        ("samples.md", "\n".join(lines) + "\n")):
         tmp = out_dir / f".tmp-{os.getpid()}-{name}"

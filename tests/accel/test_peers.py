@@ -110,7 +110,34 @@ def test_peers_are_refused_in_any_stack_and_leave_nothing_behind(peer):
         with pytest.raises(RuntimeError, match=f"^branch_cache: {peer} is already applied") as e:
             unetlab.branch_cache(pipe)
         assert "\n" not in str(e.value)
-    with unetlab.encoder_propagation(pipe):
-        with pytest.raises(RuntimeError, match=f"^{peer}: encoder_propagation is already applied"):
-            apply_peer(pipe)
+    with pytest.raises(RuntimeError, match="^encoder_propagation: "):
+        with apply_peer(pipe):
+            unetlab.encoder_propagation(pipe)
+    if peer == "deepcache":
+        with unetlab.encoder_propagation(pipe):
+            with pytest.raises(RuntimeError, match="^deepcache: encoder_propagation is already applied"):
+                apply_peer(pipe)
     assert _state(pipe.unet) == before and "_unetlab_patches" not in pipe.unet.__dict__
+
+
+def test_tome_under_encoder_propagation_is_the_hand_written_method_on_the_merged_blocks():
+    """EP then ToMe (Faster Diffusion's SD + ToMe): the handle equals the reference method run by hand on the
+    tomesd-patched UNet, bit for bit (sequential decoding), and removal in either order restores the pipeline."""
+    pytest.importorskip("tomesd")
+    from ep_pipelines import reference
+
+    pipe = tiny_sd_pipeline()
+    base, before, keys = _run(pipe), _state(pipe.unet), [0, 1, 3]
+    with tome(pipe, ratio=0.5):
+        with reference(pipe, keys):
+            expected = _run(pipe)
+        merged_only = _run(pipe)
+    assert not torch.equal(expected, merged_only) and not torch.equal(merged_only, base)  # both act
+    for order in ("tome first", "encoder propagation first"):
+        ep = unetlab.encoder_propagation(pipe, key_steps=keys, parallel=False)
+        merged = tome(pipe, ratio=0.5)
+        assert torch.equal(_run(pipe), expected)
+        first, second = (merged, ep) if order == "tome first" else (ep, merged)
+        first.remove()
+        second.remove()
+        assert torch.equal(_run(pipe), base) and _state(pipe.unet) == before

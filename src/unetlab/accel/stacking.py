@@ -8,13 +8,16 @@
 |                        |                               | one step)                                                     |
 | `branch_cache` or      | `anchor_attention`            | anchor attention replaces self-attention processors only; the |
 | `clockwork`            |                               | reuse patch decides which blocks run                          |
+| `encoder_propagation`  | `tome`                        | tomesd merges tokens inside the transformer blocks that the   |
+|                        |                               | split forward runs (Faster Diffusion's SD + ToMe row)         |
 
 Refused, with the reason:
 - `branch_cache` + `clockwork`: both replace the same deep path;
 - `block_skip` with any other: both decide which blocks run at a step, and a skipped block's cache would be
   fed to the other's batch (encoder propagation decodes several steps as one batch);
 - `branch_cache`/`clockwork` before `encoder_propagation`: the reuse patch would never run under it;
-- the peer packages (`deepcache`, `tome`) with any other: each replaces forwards the others patch;
+- the peer packages (`deepcache`, `tome`) with any other (but `tome` after `encoder_propagation`): each
+  replaces forwards the others patch;
 - `anchor_attention` with `encoder_propagation` (its parallel decoder's batch rows are not frames) or
   `block_skip`, and anything applied after `anchor_attention`.
 """
@@ -26,7 +29,8 @@ from ..patching import claims
 ACCELERATORS = ("encoder_propagation", "branch_cache", "clockwork", "block_skip", "deepcache", "tome",
                 "anchor_attention")
 COMPOSE = frozenset({("encoder_propagation", "branch_cache"), ("encoder_propagation", "clockwork"),
-                     ("branch_cache", "anchor_attention"), ("clockwork", "anchor_attention")})
+                     ("branch_cache", "anchor_attention"), ("clockwork", "anchor_attention"),
+                     ("encoder_propagation", "tome")})
 _REASONS = {
     frozenset({"branch_cache", "clockwork"}): "both replace its deep path",
     "block_skip": "both decide which blocks run at a step",
