@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import torch
 
 from ..patching import ForwardPatch
 from . import side_state
-from .config import AccelConfig
+from .config import AccelConfig, write_json
 from .handle import Accelerator, Call
 from .side_state import map_tensors
 
@@ -92,13 +91,7 @@ class BlockSkipPlan:
 
     def save(self, path) -> Path:
         """Write the plan as JSON atomically (temporary file, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.to_dict(), f, indent=2)
-        os.replace(tmp, path)
-        return path
+        return write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path) -> "BlockSkipPlan":

@@ -28,6 +28,16 @@ def _plain(value):
     return value
 
 
+def write_json(path, data: dict) -> Path:
+    """Write `data` as JSON atomically: a temporary file in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)
+    return path
+
 @dataclass(frozen=True)
 class AccelConfig:
     """Subclasses set `kind`, validate in `__post_init__` and implement `apply_to(target) -> handle`."""
@@ -56,13 +66,7 @@ class AccelConfig:
 
     def save(self, path) -> Path:
         """Write the config as JSON atomically (temporary file, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.to_dict(), f, indent=2)
-        os.replace(tmp, path)
-        return path
+        return write_json(path, self.to_dict())
 
     def apply_to(self, target):
         raise NotImplementedError
