@@ -11,5 +11,6 @@ from .accel.encoder_propagation import encoder_propagation  # noqa: E402
 from .models import load  # noqa: E402
 from .accel.anchor_attention import anchor_attention  # noqa: E402
 from . import video  # noqa: E402
+from .recipes import accelerate  # noqa: E402
 
-__all__ = ["__version__", "analysis", "anatomy", "anchor_attention", "block_skip", "branch_cache", "clockwork", "decode", "encode", "encoder_propagation", "load", "video"]
+__all__ = ["__version__", "accelerate", "analysis", "anatomy", "anchor_attention", "block_skip", "branch_cache", "clockwork", "decode", "encode", "encoder_propagation", "load", "video"]

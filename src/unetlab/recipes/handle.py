@@ -1,0 +1,71 @@
+"""`unetlab.accelerate(pipe, recipe)`: a whole recipe applied as one handle on the base protocol.
+
+The handle swaps in the recipe's scheduler when the pipeline's is of another class (built from the pipeline's
+scheduler config, so its betas and timestep spacing are kept), then applies the accelerators in the recipe's
+order; `.remove()` removes them in reverse order and puts the original scheduler object back.
+"""
+
+from __future__ import annotations
+
+from ..accel import stacking
+from ..accel.config import apply
+from ..accel.handle import Handle
+from ..patching import claims, resolve
+from .recipe import Recipe, as_recipe, scheduler_class
+
+
+class SchedulerSwap:
+    """`pipe.scheduler` replaced by `cls.from_config(pipe.scheduler.config)` until `.remove()`."""
+
+    def __init__(self, pipe, cls: type):
+        self.pipe, self.original = pipe, pipe.scheduler
+        pipe.scheduler = cls.from_config(self.original.config)
+
+    def remove(self) -> None:
+        if self.pipe is not None:
+            self.pipe.scheduler, self.pipe = self.original, None
+
+
+class RecipeHandle(Handle):
+    """The applied recipe: a context manager; `.remove()` restores the pipeline (accelerators, scheduler)."""
+
+    kind = "recipe"
+
+    def __init__(self, pipe, recipe: Recipe):
+        _, unet = resolve(pipe)
+        on = sorted(claims(unet) & set(stacking.ACCELERATORS))
+        if self.kind in claims(unet):
+            raise RuntimeError(f"recipe: already applied to this {type(unet).__name__}; call .remove() on the first "
+                               "handle")
+        if on:
+            raise RuntimeError(f"recipe: {', '.join(on)} is already applied to this UNet; remove it first (a recipe "
+                               "brings its own accelerators)")
+        super().__init__(unet, recipe)
+        self.pipe, self.handles = pipe, []
+        try:
+            if type(pipe.scheduler).__name__ != recipe.scheduler:
+                self._add(SchedulerSwap(pipe, scheduler_class(recipe.scheduler)))
+            for cfg in recipe.accelerators:
+                self.handles.append(self._add(apply(pipe, cfg)))
+        except BaseException:
+            self.remove()
+            raise
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.config
+
+    @property
+    def num_inference_steps(self) -> int:
+        """What to pass to `pipe(..., num_inference_steps=...)`."""
+        return self.config.num_inference_steps
+
+
+def accelerate(pipe, recipe) -> RecipeHandle:
+    """Apply a recipe (a `Recipe`, its dict, a JSON path or a preset name such as "fast") to a diffusers pipeline;
+    returns one handle (context manager, `.remove()`); call `pipe(..., num_inference_steps=handle.num_inference_steps)`."""
+    pipe_, unet = resolve(pipe)
+    if pipe_ is None:
+        raise TypeError("pipe: expected a diffusers pipeline (a recipe sets its scheduler and step count), got a "
+                        "bare UNet")
+    return RecipeHandle(pipe, as_recipe(recipe, unet))

@@ -1,0 +1,78 @@
+"""Recipes shipped with the package: `unetlab.accelerate(pipe, "fast")` without tuning.
+
+Each family has a file `presets/<family>.json` holding named recipes ("fast", "balanced"). A bare name picks the
+family from the UNet's architecture (`family(unet)`):
+
+- "digits", "shapes": the UNet's config equals the shipped model's (class, channels, block types, sample size,
+  channels in and out, cross-attention width) — the recipes were made by `unetlab tune` on those models;
+- "sd15": a `UNet2DConditionModel` with Stable Diffusion 1.x/2.x's block types and no added embedding;
+- "sdxl": SDXL's block types with the "text_time" added embedding.
+
+"family:name" ("sd15:fast") picks a family explicitly. The SD-1.5/SDXL recipes are speed-only: no trained
+weights of those sizes ship, so their quality is untested (their `tuned_on` says so).
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+from .recipe import Recipe
+
+FAMILIES = ("digits", "shapes", "sd15", "sdxl")
+_ARCH = ("block_out_channels", "down_block_types", "up_block_types", "sample_size", "in_channels", "out_channels",
+         "cross_attention_dim", "layers_per_block")
+SD15_BLOCKS = ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D")
+SDXL_BLOCKS = ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D")
+
+
+def presets_dir() -> Path:
+    return Path(str(resources.files("unetlab.recipes").joinpath("presets")))
+
+
+def _arch(config) -> dict:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in dict(config).items() if k in _ARCH}
+
+
+def family(unet) -> str | None:
+    """The preset family whose recipes fit `unet` (see the module docstring), or None."""
+    from ..models.registry import weights_path
+
+    name = type(unet).__name__
+    for shipped in ("digits", "shapes"):
+        path = weights_path(shipped) / "unet" / "config.json"
+        if path.is_file():
+            cfg = json.loads(path.read_text())
+            if cfg.get("_class_name") == name and _arch(cfg) == _arch(unet.config):
+                return shipped
+    if name != "UNet2DConditionModel":
+        return None
+    blocks, added = tuple(unet.config.down_block_types), unet.config.addition_embed_type
+    if blocks == SD15_BLOCKS and added is None:
+        return "sd15"
+    if blocks == SDXL_BLOCKS and added == "text_time":
+        return "sdxl"
+    return None
+
+
+def names(fam: str) -> list[str]:
+    return sorted(json.loads((presets_dir() / f"{fam}.json").read_text()))
+
+
+def preset(name: str, unet=None) -> Recipe:
+    """The shipped recipe `name` ("fast", "balanced") for `unet`'s family, or "family:name"."""
+    fam, _, short = name.rpartition(":")
+    if fam and fam not in FAMILIES:
+        raise ValueError(f"recipe: preset family {fam!r} is not one of {', '.join(FAMILIES)}")
+    if not fam:
+        fam = family(unet) if unet is not None else None
+        if fam is None:
+            raise ValueError(f"recipe: no shipped preset fits this UNet (presets exist for {', '.join(FAMILIES)}: "
+                             f"the shipped models and SD-1.5/SDXL-shaped UNets); name one as 'sd15:{name}', give a "
+                             "recipe JSON, or make one with `unetlab tune`")
+    table = json.loads((presets_dir() / f"{fam}.json").read_text())
+    if short not in table:
+        raise ValueError(f"recipe: {name!r} is neither a JSON file nor a preset; presets for {fam}: "
+                         f"{', '.join(sorted(table))}")
+    return Recipe.from_dict(table[short])
