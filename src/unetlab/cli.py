@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # One module per command; each defines `register(subparsers)` and sets `func` on its parser.
-COMMANDS = ["info", "demo", "train", "eval", "analyze", "bench", "video"]
+COMMANDS = ["info", "demo", "train", "eval", "analyze", "bench", "tune", "video"]
 USAGE_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
 
 

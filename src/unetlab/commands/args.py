@@ -64,3 +64,17 @@ def unit_float(text: str) -> float:
 
 def any_float(text: str) -> float:
     return _number(float, text)
+
+
+def duration(text: str) -> float:
+    """Seconds from "90", "90s", "10m", "1.5h" (a positive length of time)."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    unit = text[-1:].lower() if text[-1:].lower() in units else "s"
+    number = text[:-1] if text[-1:].lower() in units else text
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a duration such as 600, 90s, 10m or 1h, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a duration > 0 (e.g. 10m), got {text!r}")
+    return value

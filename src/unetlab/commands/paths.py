@@ -15,7 +15,8 @@ import struct
 from pathlib import Path
 
 OUT_DIRS = ("out",)  # argument names that are output folders
-OUT_FILES = ("json", "grid")  # argument names that are output files
+OUT_FILES = ("json", "grid", "recipe")  # argument names that are output files
+OPTION = {"recipe": "--out"}  # the option an argument name comes from, where the two differ (`unetlab tune`)
 INPUTS = ("model", "init_from", "unet", "run", "key_steps", "block_skip_plan", "data")  # may name files to check
 TMP_PREFIX = ".tmp-"
 MAX_FILES = 2000  # entries of an input folder scanned (an image folder can hold many more)
@@ -111,7 +112,7 @@ def check(args) -> None:
             check_out_dir(getattr(args, name), "--" + name)
     for name in OUT_FILES:
         if getattr(args, name, None):
-            check_out_file(getattr(args, name), "--" + name)
+            check_out_file(getattr(args, name), OPTION.get(name, "--" + name))
     for name in INPUTS:
         value = getattr(args, name, None)
         for v in value if isinstance(value, list) else [value]:

@@ -150,6 +150,11 @@ def _bench_one(w: Workload, methods, key_steps, block_skip_plan, quick, accelera
     candidates = default_methods(steps, key_steps, block_skip_plan, quick=quick)
     if methods is not None:  # names checked by `bench`
         candidates = [m for m in candidates if m.family == "baseline" or m.name in methods]
+    from .bench_tuned import resolve
+
+    for m in candidates:  # the preset recipes of this model, on seeds the tuner never saw
+        if m.family == "tuned":
+            resolve(m, w, steps, range(seed, seed + num_images + timing_images))
 
     for m in candidates:  # a schedule or plan the user gave must fit this model: their error, not "unsupported"
         if m.user_input is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 FAMILIES = ("baseline", "fewer-steps", "encoder-propagation", "branch-cache", "clockwork", "block-skip",
-            "deepcache", "tome", "combination")
+            "deepcache", "tome", "combination", "tuned")
 
 
 @dataclass
@@ -156,6 +156,9 @@ def default_methods(steps: int = 50, key_steps_derived: str | Path | None = None
             Method("branch-cache", "branch cache N=3 B=1", dict(interval=3, branch=1), steps, _bc(interval=3, branch=1)),
             Method("clockwork", "clockwork clock=4", dict(clock=4), steps, _cw(clock=4)),
         ]
+    from .bench_tuned import placeholders
+
+    methods += placeholders(steps)
     if key_steps_derived is not None:
         _check_key_steps(key_steps_derived, steps)
         methods.append(Method("encoder-propagation", "EP derived keys", dict(key_steps=str(key_steps_derived)),

@@ -1,0 +1,176 @@
+"""The tuner's search space: step counts x accelerator settings, and their valid stacks.
+
+For the baseline's step count S, the step counts tried are S and about 0.8, 0.6, 0.5, 0.4, 0.3, 0.24 and 0.2 of
+it. At each step count n:
+- fewer steps alone (n < S);
+- encoder propagation (parallel decoding): uniform key sets every 2, 3 and 4 steps, the paper's SD key set
+  (cut below n), and a key set derived from a trace of the model at n steps (`analysis.derive_key_steps`);
+  sequential decoding computes the same images and is timed against parallel for the finalists (`twins`);
+- branch caching: interval 2-5 x {block branch 0, layer branch 0, layer branch 1} (those that fit the UNet);
+- clockwork: only with a learned adaptor or a forecast, as clockwork with the identity adaptor computes what
+  block-granularity branch caching computes (`accel/clockwork.py`);
+- block skipping: the plans derived from an ablation grid of the model at S steps, windows scaled to n;
+- forecasting, where the reuse accelerators offer it (a `reuse` field): every reuse setting again with each
+  forecast;
+- stacks (`combinations`): encoder propagation then branch caching (or clockwork), built from the settings of
+  each that survive the first round, sequential decoding (the only mode they stack in).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields, replace
+
+from ..accel import BlockSkipConfig, BlockSkipPlan, BranchCacheConfig, ClockworkConfig, EncoderPropagationConfig
+from ..accel.block_skip import SkipWindow
+from ..schedules import KeySteps, KeyStepsError, resolve
+
+FRACTIONS = (1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.24, 0.2)
+INTERVALS = (2, 3, 4, 5)
+BRANCHES = (("block", 0), ("layer", 0), ("layer", 1))
+UNIFORM = (2, 3, 4)
+FAMILIES = ("steps", "encoder-propagation", "branch-cache", "clockwork", "block-skip", "combination")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One point of the space: `steps` steps with `accelerators` applied in order."""
+
+    steps: int
+    accelerators: tuple = ()
+    family: str = "steps"
+
+    @property
+    def key(self) -> str:
+        """A stable identity (the JSON of its step count and configs), the key of its results in the state file."""
+        return json.dumps([self.steps, [c.to_dict() for c in self.accelerators]], sort_keys=True)
+
+    @property
+    def name(self) -> str:
+        parts = [f"{self.steps} steps"] + [describe(c) for c in self.accelerators]
+        return " + ".join(parts)
+
+
+def describe(cfg) -> str:
+    reuse = getattr(cfg, "reuse", "copy")
+    tail = f" {reuse}" if reuse not in (None, "copy") else ""
+    if cfg.kind == "encoder_propagation":
+        keys = cfg.key_steps
+        keys = f"derived {list(keys.key_steps)}" if isinstance(keys, KeySteps) else keys
+        return f"EP {keys} {'par' if cfg.parallel else 'seq'}{tail}"
+    if cfg.kind == "branch_cache":
+        return f"BC N={cfg.interval} {cfg.granularity} B{cfg.branch}{tail}"
+    if cfg.kind == "clockwork":
+        adaptor = " adaptor" if getattr(cfg, "adaptor", None) else ""
+        return f"CW clock={cfg.clock} L{cfg.level}{adaptor}{tail}"
+    if cfg.kind == "block_skip":
+        return f"BS {len(cfg.plan.windows)} windows ({cfg.plan.meta.get('source', 'plan')})"
+    return cfg.kind
+
+
+def step_counts(steps: int) -> list[int]:
+    return sorted({max(2, round(steps * f)) for f in FRACTIONS}, reverse=True)
+
+
+def forecasts(cls) -> tuple:
+    """The forecast settings a reuse config offers beyond copying (none where it has no `reuse` field)."""
+    names = {f.name for f in fields(cls)}
+    return ("taylor1", "taylor2") if "reuse" in names else ()
+
+
+def _fits(cfg, unet) -> bool:
+    try:
+        cfg.deep(unet)
+    except ValueError:
+        return False
+    return True
+
+
+def scale_plan(plan: BlockSkipPlan, n: int) -> BlockSkipPlan | None:
+    """The plan's windows scaled from its step count to `n` (None when nothing is left to skip)."""
+    m = plan.num_inference_steps
+    windows = []
+    for w in plan.windows:
+        start, end = round(w.start * n / m), round(w.end * n / m)
+        if end > start:
+            windows.append(SkipWindow(w.component, start, end, w.replace))
+    if not windows:
+        return None
+    return BlockSkipPlan(windows, n, {**plan.meta, "source": f"{plan.meta.get('source', 'plan')}, scaled {m}->{n}"})
+
+
+def encoder_propagation_configs(n: int, derived: KeySteps | None) -> list:
+    specs, seen = [f"uniform:{k}" for k in UNIFORM] + ["paper"] + ([derived] if derived is not None else []), set()
+    out = []
+    for spec in specs:
+        try:
+            keys = resolve(spec, n)
+        except KeyStepsError:
+            continue
+        if len(keys) == n or keys in seen:  # every step key, or a key set already in the list
+            continue
+        seen.add(keys)
+        out.append(EncoderPropagationConfig(key_steps=spec, parallel=True, noise_injection=None))
+    return out
+
+
+def reuse_configs(unet) -> list:
+    out = []
+    for interval in INTERVALS:
+        for granularity, branch in BRANCHES:
+            cfg = BranchCacheConfig(interval=interval, branch=branch, granularity=granularity)
+            if _fits(cfg, unet):
+                out.append(cfg)
+                out += [replace(cfg, reuse=r) for r in forecasts(BranchCacheConfig)]
+    for clock in INTERVALS[:3]:
+        cfg = ClockworkConfig(clock=clock)
+        if not _fits(cfg, unet):
+            continue
+        out += [replace(cfg, reuse=r) for r in forecasts(ClockworkConfig)]
+        if "adaptor" in {f.name for f in fields(ClockworkConfig)}:
+            out += adaptor_configs(cfg, unet)
+    return out
+
+
+def adaptor_configs(cfg, unet) -> list:
+    """Clockwork with the learned adaptor trained for this UNet, where one exists (none yet)."""
+    return []
+
+
+def singles(unet, steps: int, derived: dict, plans: list) -> list[Candidate]:
+    """Every single-method candidate (and fewer steps alone) of the space."""
+    out = []
+    reuse = reuse_configs(unet)
+    for n in step_counts(steps):
+        if n < steps:
+            out.append(Candidate(n))
+        out += [Candidate(n, (c,), "encoder-propagation") for c in encoder_propagation_configs(n, derived.get(n))]
+        for c in reuse:
+            out.append(Candidate(n, (c,), "branch-cache" if c.kind == "branch_cache" else "clockwork"))
+        for plan in plans:
+            scaled = plan if plan.num_inference_steps == n else scale_plan(plan, n)
+            if scaled is not None:
+                out.append(Candidate(n, (BlockSkipConfig(scaled),), "block-skip"))
+    return out
+
+
+def combinations(survivors: list[Candidate], per_kind: int = 3) -> list[Candidate]:
+    """Encoder propagation (sequential) then a reuse accelerator, from the first-round survivors at each step
+    count: the `per_kind` best-ranked settings of each (survivors are given best first)."""
+    out = []
+    for n in sorted({c.steps for c in survivors}, reverse=True):
+        eps = [c.accelerators[0] for c in survivors if c.steps == n and c.family == "encoder-propagation"][:per_kind]
+        reuse = [c.accelerators[0] for c in survivors
+                 if c.steps == n and c.family in ("branch-cache", "clockwork")][:per_kind]
+        for ep in eps:
+            for r in reuse:
+                out.append(Candidate(n, (replace(ep, parallel=False), r), "combination"))
+    return out
+
+
+def twin(c: Candidate) -> Candidate | None:
+    """The same computation with the other encoder-propagation decoding mode (single encoder propagation only)."""
+    if c.family != "encoder-propagation":
+        return None
+    ep = c.accelerators[0]
+    return Candidate(c.steps, (replace(ep, parallel=not ep.parallel),), c.family)

@@ -1,0 +1,417 @@
+"""`tune`: the fastest recipe whose quality, against the full-step baseline from the same noise, meets a budget.
+
+1. The baseline (the scheduler at `steps` steps, no accelerator) samples every calibration and validation seed.
+2. Round 1, every candidate of the space (`space.py`) on the first 2 calibration seeds, with its FLOPs and
+   operators counted (`cost.py`); dropped: what misses the budget by more than a margin, and what another
+   candidate dominates (no more FLOPs, no more operators, no worse quality): it is slower under any cost fit.
+   The valid stacks of the survivors (`space.combinations`) join the round.
+3. Successive halving on more calibration seeds (4, then all): each round adds seeds, times the calls, fits the
+   cost model, drops what misses the budget (optimistically by one standard error until the last round) and
+   keeps the cheaper half by predicted time (at least 6, then 4).
+4. Validation: the finalists (and encoder propagation's other decoding mode) on the held-out validation seeds;
+   those that meet the budget there are timed against the baseline with the bench's paired, rotated rounds, and
+   the fastest becomes the recipe. No recipe meeting it: `BudgetNotMet`, naming the best quality reached.
+
+Seeds: calibration 1100.., validation 1200.. (image i of a set from seed s + i; text models take the prompt of
+that seed), disjoint from the seeds `unetlab bench` samples (0..). The search stops at 70% of `time_limit`, the
+rest is left to validation and timing; everything measured is in the work folder (`state.py`), so a rerun of the
+same command resumes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..eval.bench_measure import wall_time
+from . import cost, space
+from .budget import Budget, parse_budget, per_image
+from .handle import accelerate
+from .recipe import Recipe, scheduler_class
+from .state import State, work_dir
+
+CALIBRATION_SEED, VALIDATION_SEED = 1100, 1200
+SHORT = {"ddim": "DDIMScheduler", "ddpm": "DDPMScheduler", "pndm": "PNDMScheduler", "euler": "EulerDiscreteScheduler",
+         "euler_a": "EulerAncestralDiscreteScheduler", "heun": "HeunDiscreteScheduler",
+         "dpm": "DPMSolverMultistepScheduler", "unipc": "UniPCMultistepScheduler", "lms": "LMSDiscreteScheduler"}
+MARGIN = {"psnr": 3.0, "ssim": 0.03, "accuracy": 0.5, "lpips": 0.05}  # round 1's allowance (2 seeds)
+SEARCH_SHARE = 0.7
+
+
+class BudgetNotMet(RuntimeError):
+    """No candidate meets the budget on the validation seeds; the message names the best quality reached."""
+
+
+class TimeLimitReached(RuntimeError):
+    """The time limit ran out before a candidate met the budget on the validation seeds (a rerun resumes)."""
+
+
+def scheduler_name(name: str) -> str:
+    """A diffusers scheduler class name from a short name (`SHORT`) or the class name itself."""
+    full = SHORT.get(str(name).lower(), name)
+    try:
+        scheduler_class(full)
+    except ValueError:
+        raise ValueError(f"--scheduler: {name!r} is not one of {', '.join(SHORT)} or a diffusers scheduler class "
+                         "name") from None
+    return full
+
+
+@dataclass
+class TuneResult:
+    recipe: Recipe
+    budget: Budget
+    rows: list[dict]  # every candidate measured: name, family, speedup (predicted/measured), quality
+    front: list[dict]  # the Pareto front of rows (speed vs calibration quality)
+    seconds: float
+    work: Path
+    chosen: dict = field(default_factory=dict)
+
+
+class Tuner:
+    """One tuning run; `run()` returns a `TuneResult` (see the module docstring)."""
+
+    def __init__(self, workload, budget: Budget, steps: int, scheduler: str, time_limit: float, out,
+                 calibration: int, validation: int, families, progress: bool, timing_images: int, repeats: int):
+        self.w, self.budget, self.steps, self.scheduler = workload, budget, steps, scheduler
+        self.t0, self.time_limit, self.progress = time.monotonic(), time_limit, progress
+        self.timing_images, self.repeats = timing_images, repeats
+        self.cal = [CALIBRATION_SEED + i for i in range(calibration)]
+        self.val = [VALIDATION_SEED + i for i in range(validation)]
+        self.families = tuple(families) if families is not None else space.FAMILIES
+        self.metrics = sorted({"psnr", budget.metric} | ({"accuracy"} if workload.quality_model else set()))
+        from ..analysis.ablate import _fingerprint
+
+        settings = {"model": workload.name, "weights": _fingerprint(workload.unet), "steps": steps,
+                    "scheduler": scheduler, "guidance_scale": workload.guidance_scale, "calibration": calibration,
+                    "validation": validation, "metrics": self.metrics, "unetlab": __version__}
+        self.work = work_dir(out)
+        self.state = State(self.work, settings)
+        self.base = space.Candidate(steps)
+
+    # ------------------------------------------------------------------ measuring
+    def left(self, share: float = 1.0) -> bool:
+        return time.monotonic() - self.t0 < share * self.time_limit
+
+    def recipe(self, c: space.Candidate, tuned_on: dict | None = None) -> Recipe:
+        return Recipe(c.steps, self.scheduler, c.accelerators, tuned_on or {})
+
+    def entry(self, c: space.Candidate) -> dict:
+        return self.state.entry(c.key, c.name, c.family)
+
+    def candidate(self, key: str) -> space.Candidate:
+        """The candidate a state key names (its family as recorded)."""
+        from ..accel import load_config
+
+        steps, configs = json.loads(key)
+        return space.Candidate(steps, tuple(load_config(c) for c in configs), self.state.candidates[key]["family"])
+
+    def _generate(self, c: space.Candidate, start: int, n: int):
+        if c.accelerators:
+            with accelerate(self.w.pipe, self.recipe(c)):
+                return self.w.generate(n, c.steps, start)
+        return self.w.generate(n, c.steps, start)
+
+    def measure(self, c: space.Candidate, seeds: list[int], counted: bool = False) -> None:
+        """Quality on `seeds` (contiguous); FLOPs and operators counted, or the call timed."""
+        e = self.entry(c)
+        todo = [s for s in seeds if str(s) not in e["quality"]]
+        if not todo and (not counted or e["counts"] is not None):
+            return
+        todo = seeds if counted and e["counts"] is None else todo
+        start, n = todo[0], len(todo)
+        if counted:
+            images, flops, ops = cost.count(lambda: self._generate(c, start, n))
+            e["counts"] = {"flops": flops / n, "ops": ops}
+        else:
+            out = {}
+            seconds = wall_time(lambda: out.setdefault("images", self._generate(c, start, n)))
+            images = out["images"]
+            e["times"].append([n, seconds])
+        ref = torch.stack([self.reference[s] for s in todo])
+        labels = self.w.labels(n, start)
+        values = per_image(images, ref, self.w.quality_model, labels, self.metrics)
+        for i, s in enumerate(todo):
+            e["quality"][str(s)] = {m: v[i] for m, v in values.items()}
+        self.state.save()
+
+    def quality(self, c: space.Candidate, seeds: list[int], metric: str | None = None) -> tuple[float, float]:
+        """(mean, standard error) of `metric` (the budget's) over the measured `seeds`."""
+        metric = metric or self.budget.metric
+        q = self.entry(c)["quality"]
+        v = [q[str(s)][metric] for s in seeds if str(s) in q]
+        if not v:
+            return math.nan, math.inf
+        return statistics.fmean(v), (statistics.stdev(v) / math.sqrt(len(v)) if len(v) > 1 else math.inf)
+
+    def fit(self) -> tuple[float, float]:
+        samples = []
+        for e in self.state.candidates.values():
+            if e["counts"] is not None:
+                samples += [(n, e["counts"]["flops"], e["counts"]["ops"], t) for n, t in e["times"]]
+        return cost.fit(samples)
+
+    def predicted(self, c: space.Candidate, coef) -> float:
+        return cost.predict(coef, self.entry(c)["counts"], self.timing_images)
+
+    # ------------------------------------------------------------------ the search
+    def _round(self, cands, seeds, counted, desc) -> list[space.Candidate]:
+        done = []
+        for c in tqdm(cands, desc=desc, unit="cfg", disable=not self.progress, leave=False):
+            if self.left(SEARCH_SHARE):
+                self.measure(c, seeds, counted)
+            if all(str(s) in self.entry(c)["quality"] for s in seeds):
+                done.append(c)
+        return done
+
+    def _prune(self, cands, seeds) -> list[space.Candidate]:
+        """Round 1: drop what misses the budget by more than the margin, and what is dominated."""
+        margin = MARGIN[self.budget.metric]
+        q = {c.key: (self.quality(c, seeds)[0], self.quality(c, seeds, "psnr")[0]) for c in cands}
+        keep = [c for c in cands if self.budget.slack(q[c.key][0]) + margin >= 0]
+        sign = 1 if self.budget.op == ">=" else -1
+
+        def dominates(a, b) -> bool:
+            qa, qb = q[a.key], q[b.key]
+            ca, cb = self.entry(a)["counts"], self.entry(b)["counts"]
+            no_worse = sign * qa[0] >= sign * qb[0] and qa[1] >= qb[1] and cost.cheaper(ca, cb)
+            return no_worse and (sign * qa[0] > sign * qb[0] or qa[1] > qb[1] or not cost.cheaper(cb, ca))
+
+        kept = [b for b in keep if not any(dominates(a, b) for a in keep if a is not b)]
+        return sorted(kept, key=lambda c: -sign * q[c.key][0])
+
+    def _halve(self, cands, seeds, minimum, strict) -> list[space.Candidate]:
+        coef = self.fit()
+        ok = []
+        for c in cands:
+            mean, se = self.quality(c, seeds)
+            if self.budget.slack(mean) + (0 if strict else se) >= 0:
+                ok.append(c)
+        ok.sort(key=lambda c: self.predicted(c, coef))
+        return ok[:max(minimum, math.ceil(len(ok) / 2))]
+
+    def run(self) -> TuneResult:
+        w, cal = self.w, self.cal
+        self._baseline()
+        pool = [c for c in space.singles(w.unet, self.steps, self._derived(), self._plans()) if c.family in self.families]
+        s1, s2 = cal[:min(2, len(cal))], cal[:min(4, len(cal))]
+        self.measure(self.base, s1, counted=True)
+        measured = self._round(pool, s1, True, "tune: round 1")
+        survivors = self._prune(measured, s1)
+        if "combination" in self.families:
+            combos = self._round(space.combinations(survivors), s1, True, "tune: stacks")
+            survivors = self._prune(survivors + combos, s1)
+            measured += combos
+        finalists, seen = survivors, s1
+        for seeds, minimum, strict in ((s2, 6, False), (cal, 4, True)):
+            new = [s for s in seeds if s not in seen]
+            if new:
+                finalists = self._round(finalists, new, False, f"tune: {len(seeds)} seeds")
+            finalists, seen = self._halve(finalists, seeds, minimum, strict), seeds
+        return self._validate(finalists, measured)
+
+    # ------------------------------------------------------------------ inputs of the space
+    def _baseline(self) -> None:
+        """The full-step baseline images of every seed (timed: samples for the cost fit)."""
+        self.reference = self.state.reference()
+        if all(s in self.reference for s in self.cal + self.val):
+            return
+        e = self.entry(self.base)
+        for seeds in (self.cal, self.val):
+            out = {}
+            seconds = wall_time(lambda seeds=seeds: out.setdefault("x", self.w.generate(len(seeds), self.steps, seeds[0])))
+            e["times"].append([len(seeds), seconds])
+            self.reference.update({s: out["x"][i] for i, s in enumerate(seeds)})
+        self.state.save_reference(self.reference)
+        self.state.save()
+
+    def _prompt(self):
+        return None if self.w.prompts is None else [self.w.labels(1, self.cal[0])[0]]
+
+    def _derived(self) -> dict:
+        """Encoder-propagation key sets derived from a trace at each step count (as many keys as uniform:3)."""
+        if "encoder-propagation" not in self.families and "combination" not in self.families:
+            return {}
+        from ..analysis import derive_key_steps, trace
+        from ..schedules import KeySteps
+
+        saved = self.state.extra("derived") or {}
+        out = {}
+        for n in space.step_counts(self.steps):
+            if str(n) not in saved and self.left(SEARCH_SHARE):
+                r = trace(self.w.pipe, self._prompt(), n, seeds=(self.cal[0],), guidance_scale=self.w.guidance_scale,
+                          progress=False)
+                saved[str(n)] = derive_key_steps(r, num_keys=math.ceil(n / 3)).to_dict()
+                self.state.set_extra("derived", saved)
+            if str(n) in saved:
+                d = saved[str(n)]
+                out[n] = KeySteps(d["num_steps"], tuple(d["key_steps"]), d.get("source", ""))
+        return out
+
+    def _plans(self) -> list:
+        """Block-skip plans derived from an ablation grid at the baseline's step count (PSNR 30, 35, 40 dB)."""
+        if "block-skip" not in self.families:
+            return []
+        from ..accel import BlockSkipPlan
+        from ..analysis import ablate, derive_block_skip_plan
+        from ..unet import anatomy
+
+        saved = self.state.extra("plans")
+        if saved is None:
+            grid = ablate(self.w.pipe, windows=4, replace="cached", seeds=(self.cal[0],), prompts_or_batch=self._prompt(),
+                          num_inference_steps=self.steps, guidance_scale=self.w.guidance_scale, out_dir=self.work,
+                          progress=False)
+            a = anatomy(self.w.unet)
+            plans = {}
+            for p in (30.0, 35.0, 40.0):
+                plan = derive_block_skip_plan(grid, a, p)
+                if plan.windows:
+                    plans[str([w.__dict__ for w in plan.windows])] = plan.to_dict()
+            saved = list(plans.values())
+            self.state.set_extra("plans", saved)
+        return [BlockSkipPlan.from_dict(d) for d in saved]
+
+    # ------------------------------------------------------------------ validation and the choice
+    def _validate(self, finalists, measured) -> TuneResult:
+        """Finalists on the validation seeds; when none meets the budget, the best four by calibration quality."""
+        order = finalists + [c for c in sorted(measured, key=lambda c: -self._oriented(c, self.cal))
+                             if c not in finalists][:4]
+        passed = []
+        for i, c in enumerate(order):
+            if i >= len(finalists) and passed:
+                break
+            if not self.left():
+                break
+            for x in (c, space.twin(c)):
+                if x is not None:
+                    self.measure(x, self.cal[:2], counted=True)
+                    self.measure(x, self.val)
+                    if self.budget.met(self.quality(x, self.val)[0]):
+                        passed.append(x)
+        if not passed:
+            self._fail(order)
+        coef = self.fit()
+        passed.sort(key=lambda c: self.predicted(c, coef))
+        timed = self._time([self.base] + passed[:4])
+        chosen = max(passed[:4], key=lambda c: timed[c.key]["speedup_wall"])
+        return self._result(chosen, timed, coef)
+
+    def _oriented(self, c, seeds) -> float:
+        mean = self.quality(c, seeds)[0]
+        return -math.inf if math.isnan(mean) else (mean if self.budget.op == ">=" else -mean)
+
+    def _fail(self, tried) -> None:
+        validated = [c for c in tried if all(str(s) in self.entry(c)["quality"] for s in self.val)]
+        if validated:
+            best = max(validated, key=lambda c: self._oriented(c, self.val))
+            where = "validation seeds"
+        else:
+            measured = [c for c in map(self.candidate, self.state.candidates) if c != self.base]
+            best = max(measured, key=lambda c: self._oriented(c, self.cal), default=None)
+            where = "calibration seeds (none was validated)"
+        reached = "nothing was measured" if best is None else \
+            f"{self.budget.metric} {self.quality(best, self.val if validated else self.cal)[0]:.4g} ({best.name})"
+        if not validated and not self.left():
+            raise TimeLimitReached(f"tune: the time limit ran out before a recipe met {self.budget} on the validation "
+                               f"seeds; best so far on {where}: {reached}; run the same command again to resume from "
+                               f"{self.work}")
+        raise BudgetNotMet(f"tune: no recipe meets {self.budget} on the validation seeds; best quality reached on "
+                           f"{where}: {reached}")
+
+    def _time(self, cands) -> dict:
+        """Paired, rotated timing (the bench's `_time_rounds`) of the baseline and the candidates."""
+        from ..eval.bench import _time_rounds
+        from ..eval.bench_methods import Method
+
+        methods = [Method("baseline" if not c.accelerators and c.steps == self.steps else "combination", c.key, {},
+                          c.steps, None if not c.accelerators else (lambda pipe, c=c: [accelerate(pipe, self.recipe(c))]))
+                   for c in cands]
+        bar = tqdm(total=len(methods) * (1 + self.repeats), desc="tune: timing", disable=not self.progress, leave=False)
+        out = _time_rounds(self.w, methods, self.timing_images, self.repeats, VALIDATION_SEED, bar)
+        bar.close()
+        return out
+
+    def _result(self, chosen, timed, coef) -> TuneResult:
+        from ..eval.bench import machine
+
+        base_counts = self.entry(self.base)["counts"]
+        rows = []
+        for key, e in self.state.candidates.items():
+            c = self.candidate(key)
+            if e["counts"] is None or c == self.base:
+                continue
+            row = {"name": e["name"], "family": e["family"], "key": key,
+                   "speedup_predicted": self.predicted(self.base, coef) / self.predicted(c, coef),
+                   "speedup_flops": base_counts["flops"] / e["counts"]["flops"],
+                   "calibration": self.quality(c, self.cal)[0], "calibration_seeds": sum(
+                       str(s) in e["quality"] for s in self.cal),
+                   "validation": self.quality(c, self.val)[0] if str(self.val[0]) in e["quality"] else None,
+                   "speedup_wall": timed.get(key, {}).get("speedup_wall")}
+            rows.append(row)
+        front = pareto(rows, self.budget.op == ">=")
+        val = {m: statistics.fmean(self.entry(chosen)["quality"][str(s)][m] for s in self.val) for m in self.metrics}
+        t = timed[chosen.key]
+        tuned_on = {"model": self.w.name, "guidance_scale": self.w.guidance_scale, "budget": str(self.budget),
+                    "baseline": f"{self.scheduler}, {self.steps} steps", "baseline_steps": self.steps, "validation": val,
+                    "speedup_wall": t["speedup_wall"], "speedup_wall_min": t["speedup_wall_min"],
+                    "speedup_wall_max": t["speedup_wall_max"],
+                    "speedup_flops": base_counts["flops"] / self.entry(chosen)["counts"]["flops"],
+                    "timing": f"paired rotated rounds of {self.timing_images} images, {self.repeats} rounds; "
+                              f"{machine()}",
+                    "calibration_seeds": self.cal, "validation_seeds": self.val,
+                    "date": datetime.date.today().isoformat(), "tune_seconds": round(time.monotonic() - self.t0, 1),
+                    "unetlab": __version__}
+        recipe = self.recipe(chosen, tuned_on)
+        for r in rows:
+            r["chosen"] = r["key"] == chosen.key
+        return TuneResult(recipe, self.budget, rows, front, tuned_on["tune_seconds"], self.work,
+                          {"name": chosen.name, **tuned_on})
+
+
+def pareto(rows: list[dict], higher_is_better: bool = True) -> list[dict]:
+    """The rows no other row beats in both predicted speed-up and calibration quality, fastest first."""
+    sign = 1 if higher_is_better else -1
+    front, best = [], -math.inf
+    for r in sorted(rows, key=lambda r: (-r["speedup_predicted"], -sign * r["calibration"])):
+        if sign * r["calibration"] > best:
+            front.append(r)
+            best = sign * r["calibration"]
+    return front
+
+
+def tune(model, budget: str | Budget, steps: int = 50, scheduler: str = "ddim", time_limit: float = 600.0,
+         out="recipe.json", calibration: int = 8, validation: int = 8, families=None, progress: bool = True,
+         workload=None, timing_images: int = 4, repeats: int = 2) -> TuneResult:
+    """Search the space for the fastest recipe meeting `budget` (e.g. "psnr>=35") on the validation seeds; writes
+    nothing but the work folder next to `out` (the command writes the recipe and the plot)."""
+    for name, value, low in (("steps", steps, 2), ("calibration", calibration, 1), ("validation", validation, 1),
+                             ("timing_images", timing_images, 1), ("repeats", repeats, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
+    if not (isinstance(time_limit, (int, float)) and time_limit > 0):
+        raise ValueError(f"time_limit: expected a number of seconds > 0, got {time_limit!r}")
+    if families is not None:
+        bad = [f for f in families if f not in space.FAMILIES]
+        if bad:
+            raise ValueError(f"families: unknown {bad}; valid: {', '.join(space.FAMILIES)}")
+    if workload is None:
+        from ..eval.bench import workload_for
+        from ..models.load import check_exists
+
+        check_exists(str(model))
+        workload = workload_for(str(model))
+    b = budget if isinstance(budget, Budget) else parse_budget(budget, workload.quality_model)
+    name = scheduler_name(scheduler)
+    if type(workload.pipe.scheduler).__name__ != name:
+        workload.pipe.scheduler = scheduler_class(name).from_config(workload.pipe.scheduler.config)
+    return Tuner(workload, b, steps, name, float(time_limit), out, calibration, validation, families, progress,
+                 timing_images, repeats).run()

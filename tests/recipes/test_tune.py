@@ -1,0 +1,111 @@
+"""The tuner on a tiny model: the recipe it returns meets its budget on the validation seeds (checked again here,
+from a plain pipeline call and the recipe applied by hand), an impossible budget ends in one line naming the best
+quality reached, budgets parse with one-line errors, and the cost model's fit recovers known coefficients."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDIMPipeline, DDIMScheduler
+
+import unetlab
+from unetlab.eval.bench_workload import Workload
+from unetlab.recipes import Recipe, cost
+from unetlab.recipes.budget import parse_budget
+from unetlab.recipes.tune import VALIDATION_SEED, BudgetNotMet, tune
+from unetlab.testing import tiny_unet
+
+STEPS, BUDGET = 6, "psnr>=12"
+FAMILIES = ("steps", "encoder-propagation")
+
+
+def _workload():
+    pipe = DDIMPipeline(unet=tiny_unet("ddpm"), scheduler=DDIMScheduler(num_train_timesteps=1000))
+    pipe.set_progress_bar_config(disable=True)
+    return Workload("tiny", pipe, None, None, call_kwargs={"output_type": "np"})
+
+
+def _images(pipe, steps, seeds):
+    out = pipe(batch_size=len(seeds), num_inference_steps=steps, output_type="np",
+               generator=[torch.Generator().manual_seed(s) for s in seeds]).images
+    return torch.from_numpy(np.asarray(out)).permute(0, 3, 1, 2).float()
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tune") / "recipe.json"
+    w = _workload()
+    result = tune("tiny", BUDGET, steps=STEPS, out=out, calibration=3, validation=3, families=FAMILIES,
+                  progress=False, workload=w, timing_images=2, repeats=1)
+    return result, w, out
+
+
+def test_the_recipe_meets_its_budget_on_the_validation_seeds(tuned):
+    result, w, _ = tuned
+    recipe = Recipe.from_dict(json.loads(json.dumps(result.recipe.to_dict())))
+    seeds = recipe.tuned_on["validation_seeds"]
+    assert seeds == [VALIDATION_SEED + i for i in range(3)] and not set(seeds) & set(recipe.tuned_on["calibration_seeds"])
+    assert recipe.num_inference_steps < STEPS or recipe.accelerators  # an accelerated recipe, not the baseline
+    reference = _images(w.pipe, STEPS, seeds)
+    with unetlab.accelerate(w.pipe, recipe) as h:
+        images = _images(w.pipe, h.num_inference_steps, seeds)
+    mse = ((images - reference) ** 2).mean(dim=(1, 2, 3))
+    psnr = float((10 * torch.log10(1 / mse)).clamp(max=100).mean())
+    assert psnr >= 12 and psnr == pytest.approx(recipe.tuned_on["validation"]["psnr"], abs=1e-3)
+    assert result.front and any(r["chosen"] for r in result.rows)
+
+
+def test_an_impossible_budget_names_the_best_quality_reached(tuned):
+    _, w, out = tuned  # the same work folder: the measurements are reused
+    with pytest.raises(BudgetNotMet) as err:
+        tune("tiny", "psnr>=99", steps=STEPS, out=out, calibration=3, validation=3, families=FAMILIES,
+             progress=False, workload=w, timing_images=2, repeats=1)
+    message = str(err.value)
+    assert "\n" not in message and "no recipe meets psnr>=99" in message
+    best = float(re.search(r"best quality reached on validation seeds: psnr ([0-9.]+)", message).group(1))
+    state = json.loads((out.parent / "recipe.tune" / "state.json").read_text())
+    validated = [np.mean([e["quality"][str(s)]["psnr"] for s in range(VALIDATION_SEED, VALIDATION_SEED + 3)])
+                 for k, e in state["candidates"].items()
+                 if str(VALIDATION_SEED + 2) in e["quality"] and json.loads(k) != [STEPS, []]]
+    assert best == pytest.approx(max(validated), rel=1e-3) and best < 99
+
+
+@pytest.mark.parametrize("text, match", [
+    ("psnr>35", "expected METRIC>=VALUE"), ("fid<=3", "unknown metric 'fid'"), ("psnr<=35", "write psnr>=35"),
+    ("accuracy>=0.99", "needs a shipped evaluation classifier"), ("accuracy>=1.5", None), ("psnr>=-1", "psnr must be"),
+])
+def test_budget_errors_are_one_line(text, match):
+    model = "digits" if text == "accuracy>=1.5" else None
+    with pytest.raises(ValueError) as err:
+        parse_budget(text, model)
+    assert "\n" not in str(err.value) and str(err.value).startswith("budget: ")
+    assert match is None or match in str(err.value)
+    assert str(parse_budget("psnr >= 35")) == "psnr>=35"
+
+
+def test_cost_fit_recovers_the_coefficients():
+    alpha, beta = 2e-9, 3e-5
+    samples = [(b, f, k, alpha * b * f + beta * k) for b, f, k in [(1, 1e8, 1000), (4, 5e7, 4000), (2, 2e8, 500)]]
+    a, b = cost.fit(samples)
+    assert a == pytest.approx(alpha, rel=1e-9) and b == pytest.approx(beta, rel=1e-9)
+    assert cost.fit([(1, 1e8, 1000, -1.0), (1, 2e8, 1000, -2.0)]) == (0.0, 0.0)  # never negative
+
+
+def test_counter_counts_flops_like_torch_flop_counter():
+    """Convolutions and linear layers as FlopCounterMode counts them; attention as its sdpa formula (FlopCounterMode
+    does not see CPU attention: its flash kernel is not in the registry)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    unet = tiny_unet("ddpm_fourier", add_attention=False)  # no attention
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad(), FlopCounterMode(display=False) as reference:
+        unet(x, 10)
+    with torch.inference_mode():
+        _, flops, ops = cost.count(lambda: unet(x, 10))
+    assert flops == reference.get_total_flops() and ops > 0
+    q, k, v = torch.randn(2, 4, 64, 8), torch.randn(2, 4, 32, 8), torch.randn(2, 4, 32, 6)
+    with torch.inference_mode():
+        _, flops, ops = cost.count(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v))
+    assert flops == 2 * 2 * 4 * 64 * 32 * (8 + 6) and ops == 1
