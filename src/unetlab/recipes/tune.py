@@ -7,10 +7,12 @@
    The valid stacks of the survivors (`space.combinations`) join the round.
 3. Successive halving on more calibration seeds (4, then all): each round adds seeds, times the calls, fits the
    cost model, drops what misses the budget (optimistically by one standard error until the last round) and
-   keeps the cheaper half by predicted time (at least 6, then 4).
-4. Validation: the finalists (and encoder propagation's other decoding mode) on the held-out validation seeds;
-   those that meet the budget there are timed against the baseline with the bench's paired, rotated rounds, and
-   the fastest becomes the recipe. No recipe meeting it: `BudgetNotMet`, naming the best quality reached.
+   keeps half (at least 8): half of those places for the cheapest by predicted time among those that
+   meet the budget by a standard error, the rest for the cheapest of the others.
+4. Validation: the finalists (and encoder propagation's other decoding mode), cheapest first, on the held-out
+   validation seeds until four meet the budget there; those four are timed against the baseline with the
+   bench's paired, rotated rounds, and the fastest becomes the recipe. No recipe meeting it: `BudgetNotMet`,
+   naming the best quality reached.
 
 Seeds: calibration 1100.., validation 1200.. (image i of a set from seed s + i; text models take the prompt of
 that seed), disjoint from the seeds `unetlab bench` samples (0..). The search stops at 70% of `time_limit`, the
@@ -190,14 +192,23 @@ class Tuner:
         return sorted(kept, key=lambda c: -sign * q[c.key][0])
 
     def _halve(self, cands, seeds, minimum, strict) -> list[space.Candidate]:
+        """Drop what misses the budget (by more than a standard error until the last round); keep half (at least
+        `minimum`): the cheaper half of the kept places goes to the cheapest of those that meet the budget by a
+        standard error, the rest to the cheapest of the others, by predicted time."""
         coef = self.fit()
-        ok = []
+        ok, sure = [], []
         for c in cands:
             mean, se = self.quality(c, seeds)
             if self.budget.slack(mean) + (0 if strict else se) >= 0:
                 ok.append(c)
+                if self.budget.slack(mean) - se >= 0:
+                    sure.append(c)
         ok.sort(key=lambda c: self.predicted(c, coef))
-        return ok[:max(minimum, math.ceil(len(ok) / 2))]
+        sure.sort(key=lambda c: self.predicted(c, coef))
+        k = max(minimum, math.ceil(len(ok) / 2))
+        keep = sure[:math.ceil(k / 2)]
+        keep += [c for c in ok if c not in keep][:k - len(keep)]
+        return sorted(keep, key=lambda c: self.predicted(c, coef))
 
     def run(self) -> TuneResult:
         w, cal = self.w, self.cal
@@ -212,7 +223,7 @@ class Tuner:
             survivors = self._prune(survivors + combos, s1)
             measured += combos
         finalists, seen = survivors, s1
-        for seeds, minimum, strict in ((s2, 6, False), (cal, 4, True)):
+        for seeds, minimum, strict in ((s2, 8, False), (cal, 8, True)):
             new = [s for s in seeds if s not in seen]
             if new:
                 finalists = self._round(finalists, new, False, f"tune: {len(seeds)} seeds")
@@ -281,15 +292,14 @@ class Tuner:
         return [BlockSkipPlan.from_dict(d) for d in saved]
 
     # ------------------------------------------------------------------ validation and the choice
-    def _validate(self, finalists, measured) -> TuneResult:
-        """Finalists on the validation seeds; when none meets the budget, the best four by calibration quality."""
+    def _validate(self, finalists, measured, wanted: int = 4) -> TuneResult:
+        """Finalists on the validation seeds, cheapest first, until `wanted` meet the budget there; when none does,
+        the best four by calibration quality. Those that meet it are timed; the fastest measured is the recipe."""
         order = finalists + [c for c in sorted(measured, key=lambda c: -self._oriented(c, self.cal))
                              if c not in finalists][:4]
         passed = []
         for i, c in enumerate(order):
-            if i >= len(finalists) and passed:
-                break
-            if not self.left():
+            if len(passed) >= wanted or (i >= len(finalists) and passed) or not self.left():
                 break
             for x in (c, space.twin(c)):
                 if x is not None:
@@ -301,8 +311,8 @@ class Tuner:
             self._fail(order)
         coef = self.fit()
         passed.sort(key=lambda c: self.predicted(c, coef))
-        timed = self._time([self.base] + passed[:4])
-        chosen = max(passed[:4], key=lambda c: timed[c.key]["speedup_wall"])
+        timed = self._time([self.base] + passed[:wanted])
+        chosen = max(passed[:wanted], key=lambda c: timed[c.key]["speedup_wall"])
         return self._result(chosen, timed, coef)
 
     def _oriented(self, c, seeds) -> float:
