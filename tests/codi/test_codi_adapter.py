@@ -39,7 +39,12 @@ def test_adapted_model_equals_the_teacher_bit_for_bit_at_init(family):
 def test_both_variants_start_at_the_teacher_and_zero_convs_get_gradients(variant):
     task = tiny_task(variant)
     models = task.modules()
-    unet = models.get("unet", task.teacher)
+    if variant == "codi":  # one module, adapter + the trainable UNet copy, so that DDP synchronises both
+        assert list(models) == ["student"]
+        unet, adapter = models["student"].unet, models["student"].adapter
+    else:
+        assert list(models) == ["adapter"]
+        unet, adapter = task.teacher, models["adapter"]
     x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     condition = torch.rand(3, 1, 2, 2)
     t = torch.tensor([0, 400, 999])
@@ -49,9 +54,10 @@ def test_both_variants_start_at_the_teacher_and_zero_convs_get_gradients(variant
     # so the teacher is compared with the same autograd flags as the student's UNet
     teacher = copy.deepcopy(task.teacher).requires_grad_(unet is not task.teacher)
     with torch.no_grad():
-        assert torch.equal(adapted_unet(unet, models["adapter"], x, t, condition), teacher(x, t).sample)
-    adapted_unet(unet, models["adapter"], x, t, condition).square().mean().backward()
-    adapter = models["adapter"]
+        assert torch.equal(adapted_unet(unet, adapter, x, t, condition), teacher(x, t).sample)
+        if variant == "codi":
+            assert torch.equal(models["student"](x, t, condition), teacher(x, t).sample)
+    adapted_unet(unet, adapter, x, t, condition).square().mean().backward()
     for conv in [*adapter.zero_convs, adapter.mid_zero_conv]:
         assert conv.weight.grad.abs().sum() > 0
     # behind the zero convs nothing moves at init (ControlNet's property); after one step the embedding learns
@@ -62,7 +68,7 @@ def test_both_variants_start_at_the_teacher_and_zero_convs_get_gradients(variant
     adapted_unet(unet, adapter, x, t, condition).square().mean().backward()
     assert last.weight.grad.abs().sum() > 0
     if variant == "codi":
-        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in models["unet"].parameters())
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in unet.parameters())
     assert all(not p.requires_grad for p in task.teacher.parameters())
 
 

@@ -111,3 +111,15 @@ def adapted_unet(unet, adapter: CoDiAdapter, sample: torch.Tensor, timestep, con
     state = encode(unet, sample, timestep, down_block_additional_residuals=down, mid_block_additional_residual=mid,
                    **cond)
     return decode(unet, state, [timestep])
+
+
+class AdaptedUNet(nn.Module):
+    """The CoDi student as one module (adapter, then UNet): `forward` is `adapted_unet`, so a wrapper such as
+    DistributedDataParallel that runs `forward` sees every trained parameter, the UNet's included."""
+
+    def __init__(self, adapter: CoDiAdapter, unet):
+        super().__init__()
+        self.adapter, self.unet = adapter, unet
+
+    def forward(self, sample: torch.Tensor, timestep, condition: torch.Tensor, **cond) -> torch.Tensor:
+        return adapted_unet(self.unet, self.adapter, sample, timestep, condition, **cond)
