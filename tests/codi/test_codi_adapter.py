@@ -9,7 +9,7 @@ from unetlab.codi import adapted_unet
 from unetlab.unet import example_inputs
 
 
-@pytest.mark.parametrize("family", ["ddpm", "ddpm_skip", "sd", "sdxl"])
+@pytest.mark.parametrize("family", ["ddpm", "ddpm_skip", "ddpm_fourier", "sd", "sdxl", "if_stage1", "if_stage2"])
 def test_adapted_model_equals_the_teacher_bit_for_bit_at_init(family):
     unet = tiny_unet(family)
     adapter = adapter_for(unet, channels=2, size=4)
@@ -76,4 +76,31 @@ def test_adapter_rejects_unknown_class():
     with pytest.raises(ValueError, match="unet_class"):
         from unetlab.codi import CoDiAdapter
 
-        CoDiAdapter("UNet3DConditionModel", {})
+        CoDiAdapter("UNet1DModel", {})
+
+
+@pytest.mark.parametrize("name", ["text2video", "animatediff"])
+def test_video_unets_take_the_adapter_too(name):
+    from compat.pipelines import build
+
+    unet = build(name)[0].unet
+    adapter = adapter_for(unet, channels=2, size=4)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 3, 8, 8, generator=g)  # (batch, channels, frames, height, width)
+    ehs = torch.randn(2 * 3 if name == "animatediff" else 2, 5, 16, generator=g)
+    condition = torch.rand(2, 2, 4, 4, generator=g)
+    t = torch.tensor([500, 500])
+    with torch.no_grad():
+        ref = unet(x, t, encoder_hidden_states=ehs).sample
+        assert torch.equal(adapted_unet(unet, adapter, x, t, condition, encoder_hidden_states=ehs), ref)
+        adapter.mid_zero_conv.bias.fill_(0.5)
+        adapter.zero_convs[0].bias.fill_(0.5)
+        assert not torch.equal(adapted_unet(unet, adapter, x, t, condition, encoder_hidden_states=ehs), ref)
+    # the condition reaches every frame's skip through the stem (its embedding is live once the last conv moves)
+    with torch.no_grad():
+        adapter.condition_embedding[-1].weight.normal_(generator=g)
+        adapter.zero_convs[0].weight.normal_(generator=g)
+        down, _ = adapter(x, t, condition, encoder_hidden_states=ehs)
+        other, _ = adapter(x, t, 1 - condition, encoder_hidden_states=ehs)
+    assert down[0].shape[0] == 2 * 3
+    assert all(not torch.equal(down[0][i], other[0][i]) for i in range(6))

@@ -8,4 +8,5 @@ from .pipeline import CoDiPipeline
 from .task import VARIANTS, CoDiTask, CoDiTaskConfig
 
 __all__ = ["TASKS", "VARIANTS", "AdaptedUNet", "CoDiAdapter", "CoDiLossConfig", "CoDiPipeline", "CoDiTask",
-           "CoDiTaskConfig", "adapted_unet", "codi_loss", "condition_consistency", "degrade", "diffusion_loss", "heldout_conditions"]
+           "CoDiTaskConfig", "adapted_unet", "codi_loss", "condition_consistency", "degrade", "diffusion_loss",
+           "heldout_conditions"]

@@ -20,8 +20,9 @@ VARIANTS = ("codi", "pe-codi", "controlnet")
 
 @dataclass
 class CoDiTaskConfig:
-    """`variant`: "codi" trains adapter and UNet (one `AdaptedUNet` module, "student"), "pe-codi" the adapter only (teacher frozen), "controlnet" the
-    adapter only with the plain diffusion loss (the baseline, sampled with DDIM); `loss` for the two CoDi ones."""
+    """`variant`: "codi" trains adapter and UNet (one `AdaptedUNet` module, "student"), "pe-codi" the adapter only
+    (teacher frozen), "controlnet" the adapter only with the plain diffusion loss (the baseline, sampled with DDIM);
+    `loss` for the two CoDi ones."""
 
     task: str = "sr4"
     variant: str = "codi"
