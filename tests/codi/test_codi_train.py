@@ -60,3 +60,18 @@ def test_pe_codi_leaves_the_teacher_untouched_and_codi_moves_its_copy(tmp_path):
     assert all(torch.equal(v, before[k]) for k, v in codi.teacher.state_dict().items())
     moved = _weights(tmp_path / "codi", "student")[0]
     assert any(not torch.equal(moved["unet." + k], before[k]) for k in before)
+
+
+def test_codi_student_fine_tunes_from_a_saved_codi_pipeline(tmp_path):
+    from unetlab.train.init import init_from
+
+    task = tiny_task("codi")
+    student = task.modules()["student"]
+    with torch.no_grad():
+        student.adapter.mid_zero_conv.weight.fill_(0.25)
+        student.unet.conv_in.weight.mul_(2)
+    task.save(task.modules(), tmp_path / "p")
+    fresh = tiny_task("codi").modules()
+    init_from(fresh, tmp_path / "p")  # the student's adapter and UNet, from the pipeline's adapter and unet
+    loaded, saved = fresh["student"].state_dict(), student.state_dict()
+    assert loaded.keys() == saved.keys() and all(torch.equal(loaded[k], saved[k]) for k in saved)
