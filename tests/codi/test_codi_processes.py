@@ -13,7 +13,7 @@ from codi_tiny import tiny_teacher
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-from processes import env  # noqa: E402
+from processes import env
 
 STEPS, LR = 4, 1e-3
 

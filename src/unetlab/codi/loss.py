@@ -10,7 +10,14 @@ import torch
 import torch.nn.functional as F
 
 from ..train.draws import Draws
-from .consistency import alpha_sigma, consistency_function, ddim_step, implied_noise, predicted_x0, timestep_grid
+from .consistency import (
+    alpha_sigma,
+    consistency_function,
+    ddim_step,
+    implied_noise,
+    predicted_x0,
+    timestep_grid,
+)
 
 ODE_SOLVERS = ("adapted", "teacher")
 T_MAX = 900

@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 from diffusers import DDIMScheduler
 
-from .adapter import AdaptedUNet, CoDiAdapter, adapted_unet
 from ..train.draws import Draws
+from .adapter import AdaptedUNet, CoDiAdapter, adapted_unet
 from .degrade import TASKS, condition_shape, degrade, drawn_box_masks
 from .loss import CoDiLossConfig, codi_loss, diffusion_loss
 from .pipeline import CoDiPipeline
