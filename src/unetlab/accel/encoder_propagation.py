@@ -11,11 +11,12 @@ decoder of a key step and of the following non-key steps (up to the next key ste
 runs as one batch (each copy with its own step's time embedding and, when forecasting, its own step's
 forecast, exactly what sequential decoding gives it) and the pipeline's loop receives the precomputed model
 outputs at those steps; decoding is sequential while branch caching or clockwork is stacked on it, when the
-call's timesteps cannot be matched to the scheduler's without a device sync, and (with a one-line warning) when an attention processor of the decoder is not known to treat batch
-elements independently; PAG's processors, which split the batch into groups, get the copies laid out group
-by group (`parallel.py`). Prior noise injection adds `alpha * z_T`
-to the sample given to each scheduler step whose timestep is below `injection_threshold`. With a ControlNet,
-it runs only where the UNet's encoder does. Everything goes through the normal `pipe(...)` call.
+call's timesteps cannot be matched to the scheduler's without a device sync, and (with a one-line warning)
+when an attention processor of the decoder is not known to treat batch elements independently; PAG's
+processors, which split the batch into groups, get the copies laid out group by group (`parallel.py`).
+Prior noise injection adds `alpha * z_T` to the sample given to each scheduler step whose timestep is below
+`injection_threshold`. With a ControlNet, it runs only where the UNet's encoder does. Everything goes through
+the normal `pipe(...)` call.
 
 A bare UNet (no scheduler) is driven by the user's loop: calls are counted, `handle.reset()` starts a new
 image, decoding is sequential and no noise is injected; the key steps of a named spec need
