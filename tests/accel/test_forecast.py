@@ -230,3 +230,22 @@ def test_encoder_propagation_then_branch_caching_both_forecasting(sd):
     assert torch.equal(out["taylor1", True], out["taylor1", False])
     assert torch.isfinite(out["taylor1", True]).all() and not torch.equal(out["taylor1", True], out["copy", True])
     assert torch.equal(call(pipe, kw, STEPS), base)
+
+
+# ------------------------------------------------------------------ bench rows
+def test_bench_has_forecast_rows_next_to_the_copying_ones(sd):
+    from unetlab.eval.bench_methods import default_methods
+
+    pipe, _ = sd
+    full = {m.name: m for m in default_methods(50)}
+    forecast = [m for m in full.values() if m.config.get("reuse", "copy") != "copy"]
+    assert {m.family for m in forecast} == {"branch-cache", "clockwork", "encoder-propagation"}
+    for m in forecast:
+        copy_name = m.name.rsplit(" ", 1)[0]
+        assert copy_name in full and full[copy_name].config.get("reuse", "copy") == "copy", m.name
+        handles = m.apply(pipe)
+        assert [h.config.reuse for h in handles] == [m.config["reuse"]]
+        for h in handles:
+            h.remove()
+    quick = [m.name for m in default_methods(50, quick=True) if m.config.get("reuse", "copy") != "copy"]
+    assert quick == ["branch cache N=3 layer taylor1"]  # the main job's one forecast row: DeepCache's setting
