@@ -128,10 +128,8 @@ def _forecast_rows(steps: int) -> list[Method]:
     """Forecasting (`reuse="taylor1"`/`"taylor2"`) next to the copying rows of the same settings."""
     ep = dict(noise_injection=None)
     layer = dict(branch=0, granularity="layer")
-    rows = [("branch-cache", "branch cache N=3 layer", _bc, dict(interval=3, branch=0, granularity="layer"),
-             ("taylor2",)),
-            ("branch-cache", "branch cache N=5 layer", _bc, dict(interval=5, branch=0, granularity="layer"),
-             ("taylor1", "taylor2")),
+    rows = [("branch-cache", "branch cache N=3 layer", _bc, dict(layer, interval=3), ("taylor2",)),
+            ("branch-cache", "branch cache N=5 layer", _bc, dict(layer, interval=5), ("taylor1", "taylor2")),
             ("branch-cache", "branch cache N=2 B=0", _bc, dict(interval=2, branch=0), ("taylor1",)),
             *(("branch-cache", f"branch cache layer every 2 to 12 then {late}", _bc,
                dict(layer, schedule=_early_dense(steps, late)), ("copy", "taylor1")) for late in (6, 8)),
