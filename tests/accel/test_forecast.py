@@ -50,7 +50,7 @@ def test_a_polynomial_of_the_forecast_order_is_forecast_exactly_at_non_uniform_s
 
 def test_lower_orders_are_not_exact_and_taylor2_falls_back_to_taylor1():
     A, B, C = _integer_field(5)
-    quadratic = lambda s: A + B * s + C * s * s  # noqa: E731
+    quadratic = lambda s: A + B * s + C * s * s
     one, two, copy = Forecast(1), Forecast(2), Forecast(0)
     for s in (0, 3):
         for fc in (one, two, copy):
