@@ -109,3 +109,16 @@ def test_counter_counts_flops_like_torch_flop_counter():
     with torch.inference_mode():
         _, flops, ops = cost.count(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v))
     assert flops == 2 * 2 * 4 * 64 * 32 * (8 + 6) and ops == 1
+
+
+def test_forecasts_are_one_more_dimension_of_the_survivors():
+    from unetlab.accel import BranchCacheConfig, EncoderPropagationConfig
+    from unetlab.recipes import space
+
+    bc = space.Candidate(10, (BranchCacheConfig(interval=3),), "branch-cache")
+    ep = space.Candidate(10, (EncoderPropagationConfig(key_steps="uniform:2"),), "encoder-propagation")
+    variants = space.forecast_variants([bc, ep, space.Candidate(8)])
+    assert [(c.steps, c.family, c.accelerators[0].reuse) for c in variants] == [
+        (10, "branch-cache", "taylor1"), (10, "branch-cache", "taylor2"),
+        (10, "encoder-propagation", "taylor1"), (10, "encoder-propagation", "taylor2")]
+    assert space.forecast_variants(variants) == []  # a forecast is not forecast again

@@ -7,12 +7,13 @@ it. At each step count n:
   (cut below n), and a key set derived from a trace of the model at n steps (`analysis.derive_key_steps`);
   sequential decoding computes the same images and is timed against parallel for the finalists (`twins`);
 - branch caching: interval 2-5 x {block branch 0, layer branch 0, layer branch 1} (those that fit the UNet);
-- clockwork: only with a learned adaptor or a forecast, as clockwork with the identity adaptor computes what
-  block-granularity branch caching computes (`accel/clockwork.py`);
+- clockwork: not separately, as clockwork with the identity adaptor computes what block-granularity branch caching
+  computes (`accel/clockwork.py`, tested bit for bit);
 - block skipping: the plans derived from an ablation grid of the model at S steps, windows scaled to n;
-- forecasting, where the reuse accelerators offer it (a `reuse` field): every reuse setting again with each
-  forecast;
-- stacks (`combinations`): encoder propagation then branch caching (or clockwork), built from the settings of
+- forecasting (`reuse="taylor1"|"taylor2"`, where the accelerators offer a `reuse` field): each encoder
+  propagation or branch-caching setting that survives the first round is tried again with each forecast
+  (`forecast_variants`); clockwork's forecast with the identity adaptor is branch caching's at block granularity;
+- stacks (`combinations`): encoder propagation then branch caching, built from the settings of
   each that survive the first round, sequential decoding (the only mode they stack in).
 """
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, fields, replace
 
-from ..accel import BlockSkipConfig, BlockSkipPlan, BranchCacheConfig, ClockworkConfig, EncoderPropagationConfig
+from ..accel import BlockSkipConfig, BlockSkipPlan, BranchCacheConfig, EncoderPropagationConfig
 from ..accel.block_skip import SkipWindow
 from ..schedules import KeySteps, KeyStepsError, resolve
 
@@ -29,7 +30,7 @@ FRACTIONS = (1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.24, 0.2)
 INTERVALS = (2, 3, 4, 5)
 BRANCHES = (("block", 0), ("layer", 0), ("layer", 1))
 UNIFORM = (2, 3, 4)
-FAMILIES = ("steps", "encoder-propagation", "branch-cache", "clockwork", "block-skip", "combination")
+FAMILIES = ("steps", "encoder-propagation", "branch-cache", "block-skip", "combination")
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,6 @@ def describe(cfg) -> str:
         return f"EP {keys} {'par' if cfg.parallel else 'seq'}{tail}"
     if cfg.kind == "branch_cache":
         return f"BC N={cfg.interval} {cfg.granularity} B{cfg.branch}{tail}"
-    if cfg.kind == "clockwork":
-        adaptor = " adaptor" if getattr(cfg, "adaptor", None) else ""
-        return f"CW clock={cfg.clock} L{cfg.level}{adaptor}{tail}"
     if cfg.kind == "block_skip":
         return f"BS {len(cfg.plan.windows)} windows ({cfg.plan.meta.get('source', 'plan')})"
     return cfg.kind
@@ -76,6 +74,16 @@ def forecasts(cls) -> tuple:
     """The forecast settings a reuse config offers beyond copying (none where it has no `reuse` field)."""
     names = {f.name for f in fields(cls)}
     return ("taylor1", "taylor2") if "reuse" in names else ()
+
+
+def forecast_variants(survivors: list[Candidate]) -> list[Candidate]:
+    """Every surviving single encoder-propagation or branch-caching candidate again with each forecast."""
+    out = []
+    for c in survivors:
+        if c.family in ("encoder-propagation", "branch-cache") and getattr(c.accelerators[0], "reuse", None) == "copy":
+            cfg = c.accelerators[0]
+            out += [Candidate(c.steps, (replace(cfg, reuse=r),), c.family) for r in forecasts(type(cfg))]
+    return out
 
 
 def _fits(cfg, unet) -> bool:
@@ -121,20 +129,7 @@ def reuse_configs(unet) -> list:
             cfg = BranchCacheConfig(interval=interval, branch=branch, granularity=granularity)
             if _fits(cfg, unet):
                 out.append(cfg)
-                out += [replace(cfg, reuse=r) for r in forecasts(BranchCacheConfig)]
-    for clock in INTERVALS[:3]:
-        cfg = ClockworkConfig(clock=clock)
-        if not _fits(cfg, unet):
-            continue
-        out += [replace(cfg, reuse=r) for r in forecasts(ClockworkConfig)]
-        if "adaptor" in {f.name for f in fields(ClockworkConfig)}:
-            out += adaptor_configs(cfg, unet)
     return out
-
-
-def adaptor_configs(cfg, unet) -> list:
-    """Clockwork with the learned adaptor trained for this UNet, where one exists (none yet)."""
-    return []
 
 
 def singles(unet, steps: int, derived: dict, plans: list) -> list[Candidate]:
@@ -145,8 +140,7 @@ def singles(unet, steps: int, derived: dict, plans: list) -> list[Candidate]:
         if n < steps:
             out.append(Candidate(n))
         out += [Candidate(n, (c,), "encoder-propagation") for c in encoder_propagation_configs(n, derived.get(n))]
-        for c in reuse:
-            out.append(Candidate(n, (c,), "branch-cache" if c.kind == "branch_cache" else "clockwork"))
+        out += [Candidate(n, (c,), "branch-cache") for c in reuse]
         for plan in plans:
             scaled = plan if plan.num_inference_steps == n else scale_plan(plan, n)
             if scaled is not None:
@@ -155,13 +149,12 @@ def singles(unet, steps: int, derived: dict, plans: list) -> list[Candidate]:
 
 
 def combinations(survivors: list[Candidate], per_kind: int = 3) -> list[Candidate]:
-    """Encoder propagation (sequential) then a reuse accelerator, from the first-round survivors at each step
+    """Encoder propagation (sequential) then branch caching, from the first-round survivors at each step
     count: the `per_kind` best-ranked settings of each (survivors are given best first)."""
     out = []
     for n in sorted({c.steps for c in survivors}, reverse=True):
         eps = [c.accelerators[0] for c in survivors if c.steps == n and c.family == "encoder-propagation"][:per_kind]
-        reuse = [c.accelerators[0] for c in survivors
-                 if c.steps == n and c.family in ("branch-cache", "clockwork")][:per_kind]
+        reuse = [c.accelerators[0] for c in survivors if c.steps == n and c.family == "branch-cache"][:per_kind]
         for ep in eps:
             for r in reuse:
                 out.append(Candidate(n, (replace(ep, parallel=False), r), "combination"))

@@ -4,7 +4,8 @@
 2. Round 1, every candidate of the space (`space.py`) on the first 2 calibration seeds, with its FLOPs and
    operators counted (`cost.py`); dropped: what misses the budget by more than a margin, and what another
    candidate dominates (no more FLOPs, no more operators, no worse quality): it is slower under any cost fit.
-   The valid stacks of the survivors (`space.combinations`) join the round.
+   The survivors' forecasting variants (`space.forecast_variants`) and then the valid stacks of the survivors
+   (`space.combinations`) join the round.
 3. Successive halving on more calibration seeds (4, then all): each round adds seeds, times the calls, fits the
    cost model, drops what misses the budget (optimistically by one standard error until the last round) and
    keeps half (at least 8): half of those places for the cheapest by predicted time among those that
@@ -218,6 +219,10 @@ class Tuner:
         self.measure(self.base, s1, counted=True)
         measured = self._round(pool, s1, True, "tune: round 1")
         survivors = self._prune(measured, s1)
+        forecast = self._round(space.forecast_variants(survivors), s1, True, "tune: forecasts")
+        if forecast:
+            survivors = self._prune(survivors + forecast, s1)
+            measured += forecast
         if "combination" in self.families:
             combos = self._round(space.combinations(survivors), s1, True, "tune: stacks")
             survivors = self._prune(survivors + combos, s1)
