@@ -100,6 +100,18 @@ class Tuner:
         self.work = work_dir(out)
         self.state = State(self.work, settings)
         self.base = space.Candidate(steps)
+        self._rekey()
+
+    def _rekey(self) -> None:
+        """Store entries under their configs' current JSON (a config that gained a field since the work folder
+        was written, e.g. `reuse`, has a new key); of two entries for one configuration the fuller one stays."""
+        entries = self.state.candidates
+        for key in list(entries):
+            new = self.candidate(key).key
+            if new != key:
+                old = entries.pop(key)
+                if new not in entries or len(entries[new]["quality"]) < len(old["quality"]):
+                    entries[new] = old
 
     # ------------------------------------------------------------------ measuring
     def left(self, share: float = 1.0) -> bool:
