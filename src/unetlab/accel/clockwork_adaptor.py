@@ -157,3 +157,13 @@ def adaptor_level(adaptor) -> int | None:
         return int(ClockworkAdaptor.load_config(path)["level"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def shipped_adaptor_for(unet) -> str:
+    """The name of the shipped adaptor distilled for `unet`, when `unet` was loaded from a shipped model's weights."""
+    source = getattr(unet.config, "_name_or_path", None)
+    for name in CLOCKWORK_ADAPTORS:
+        if source and Path(source).resolve() == (weights_path(name) / "unet").resolve():
+            return name
+    raise ValueError(f"adaptor: no shipped adaptor was distilled for this UNet (shipped: {', '.join(CLOCKWORK_ADAPTORS)},"
+                     " for the shipped models of those names); distil one with `unetlab train clockwork --model PATH`")
