@@ -156,3 +156,21 @@ def test_adaptor_refuses_unets_it_cannot_plug_into():
         ClockworkAdaptor.from_unet(tiny_unet("ddpm_skip"), 1)
     with pytest.raises(ValueError, match=r"^level: expected an int from 1 to 2"):
         ClockworkAdaptor.from_unet(tiny_unet("sd"), 3)
+
+
+@pytest.mark.parametrize("name", ["digits", "shapes"])
+def test_shipped_adaptor_loads_by_name_and_fits_only_its_model(name):
+    from unetlab.accel.clockwork_adaptor import shipped_adaptor_for, shipped_path
+
+    if not (shipped_path(name) / "config.json").is_file():
+        pytest.skip(f"no shipped {name} adaptor")
+    pipe = unetlab.load(name)
+    assert shipped_adaptor_for(pipe.unet) == name
+    with unetlab.clockwork(pipe, adaptor=name) as h:
+        assert h.adaptor.source == name and h.config.to_dict()["adaptor"] == name
+        assert h.adaptor.conv_up.weight.abs().sum() > 0  # trained, not the identity
+    other = unetlab.load("shapes" if name == "digits" else "digits")
+    with pytest.raises(ValueError, match=r"^adaptor: made for another UNet"):
+        unetlab.clockwork(other, adaptor=name)
+    with pytest.raises(ValueError, match=r"^adaptor: no shipped adaptor was distilled for this UNet"):
+        shipped_adaptor_for(tiny_unet("sd"))
