@@ -65,7 +65,8 @@ def test_identity_initialised_adaptor_on_a_bare_unet(family):
 def _reference(unet, level, adaptor, x, ts, cond, clock):
     """phi applied with plain torch hooks on the unpatched UNet: the deep path runs, its output is replaced."""
     n = len(unet.down_blocks)
-    down, deep, last = unet.down_blocks[level - 1].downsamplers[0], unet.down_blocks[level], unet.up_blocks[n - level - 1]
+    down, deep = unet.down_blocks[level - 1].downsamplers[0], unet.down_blocks[level]
+    last = unet.up_blocks[n - level - 1]
     seen, outs, prev = {}, [], {}
     text = cond.get("encoder_hidden_states")
     hooks = [down.register_forward_pre_hook(lambda m, a: seen.__setitem__("r_in", a[0])),

@@ -37,7 +37,8 @@ class _Reader:
 
 
 class AdaptorPath(DeepPath):
-    """`DeepPath` of `modules` (`unet`'s deep path below `level`) whose last module is replaced by `adaptor` while `reuse` is on.
+    """`DeepPath` of `modules` (`unet`'s deep path below `level`) whose last module is replaced by `adaptor`
+    while `reuse` is on.
     `text` is set by the handle before each UNet call (the call's `encoder_hidden_states` or None)."""
 
     def __init__(self, unet, level: int, modules: list, adaptor: ClockworkAdaptor, name: str):

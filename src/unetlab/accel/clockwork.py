@@ -26,7 +26,8 @@ PAPER_LEVEL = 1  # clockwork-diffusion's ClockworkWrapper: adaptor in place of u
 class ClockworkConfig(AccelConfig):
     """`clock`: full UNet every `clock` steps; `level`: how many high-resolution levels run (None = the adaptor's
     level, else the paper's 1); `adaptor`: None (the identity adaptor), a shipped adaptor name ("digits", "shapes"),
-    a `ClockworkAdaptor` save_pretrained folder, or a loaded `ClockworkAdaptor`."""
+    a `ClockworkAdaptor` save_pretrained folder or `unetlab train clockwork` run folder, or a loaded
+    `ClockworkAdaptor`."""
 
     kind = "clockwork"
     clock: int = 2

@@ -9,8 +9,9 @@ path's output, and the result is added to the previous step's low-resolution out
 of `up_blocks[n-level-1]`). The transposed convolution starts at zero, so an untrained adaptor is exactly
 the identity adaptor: phi = r_out^{t+1}.
 
-`load_adaptor` accepts a loaded `ClockworkAdaptor`, a `save_pretrained` folder (config.json + safetensors) or
-the name of a shipped adaptor: "digits" and "shapes", distilled for the shipped models of those names.
+`load_adaptor` accepts a loaded `ClockworkAdaptor`, a `save_pretrained` folder (config.json + safetensors), an
+`unetlab train clockwork` run folder (its latest checkpoint) or the name of a shipped adaptor: "digits" and
+"shapes", distilled for the shipped models of those names.
 """
 
 from __future__ import annotations
@@ -118,12 +119,25 @@ class ClockworkAdaptor(ModelMixin, ConfigMixin):
         return r_prev + self.conv_up(h, output_size=r_prev.shape[-2:])
 
 
+def _folder(name: str) -> Path:
+    """The folder of a shipped name, a `save_pretrained` folder, or the latest checkpoint's of a training run."""
+    from ..train.checkpoint import latest
+
+    if name in CLOCKWORK_ADAPTORS:
+        return shipped_path(name)
+    path = Path(name)
+    if not (path / "config.json").is_file() and path.is_dir() and latest(path) is not None:
+        return latest(path) / "pipeline"
+    return path
+
+
 def load_adaptor(adaptor) -> ClockworkAdaptor:
-    """The adaptor named by `adaptor`: a `ClockworkAdaptor`, a shipped name or a `save_pretrained` folder."""
+    """The adaptor named by `adaptor`: a `ClockworkAdaptor`, a shipped name, a `save_pretrained` folder or an
+    `unetlab train clockwork` run folder (its latest checkpoint)."""
     if isinstance(adaptor, ClockworkAdaptor):
         return adaptor
     name = os.fspath(adaptor)
-    path = shipped_path(name) if name in CLOCKWORK_ADAPTORS else Path(name)
+    path = _folder(name)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"adaptor: {path} holds no config.json (not a ClockworkAdaptor save_pretrained folder)")
     module = ClockworkAdaptor.from_pretrained(path).eval().requires_grad_(False)
@@ -151,9 +165,8 @@ def adaptor_level(adaptor) -> int | None:
         return None
     if isinstance(adaptor, ClockworkAdaptor):
         return adaptor.config.level
-    name = os.fspath(adaptor)
-    path = shipped_path(name) if name in CLOCKWORK_ADAPTORS else Path(name)
     try:
+        path = _folder(os.fspath(adaptor))
         return int(ClockworkAdaptor.load_config(path)["level"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -165,5 +178,6 @@ def shipped_adaptor_for(unet) -> str:
     for name in CLOCKWORK_ADAPTORS:
         if source and Path(source).resolve() == (weights_path(name) / "unet").resolve():
             return name
-    raise ValueError(f"adaptor: no shipped adaptor was distilled for this UNet (shipped: {', '.join(CLOCKWORK_ADAPTORS)},"
-                     " for the shipped models of those names); distil one with `unetlab train clockwork --model PATH`")
+    raise ValueError(f"adaptor: no shipped adaptor was distilled for this UNet (shipped: "
+                     f"{', '.join(CLOCKWORK_ADAPTORS)}, for the shipped models of those names); distil one with "
+                     "`unetlab train clockwork --model PATH`")
