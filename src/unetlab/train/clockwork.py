@@ -1,5 +1,6 @@
 """Distilling Clockwork's adaptor (Habibian et al. 2024, Sec. 3.2):
-min E_t || r_out^t - phi(r_in^t, r_out^{t+1}, t, text) ||^2 on the model's own sampling trajectories, unrolled from noise by the pipeline itself (prompts only, no images).
+min E_t || r_out^t - phi(r_in^t, r_out^{t+1}, t, text) ||^2 on the model's own sampling trajectories, unrolled
+from noise by the pipeline itself (prompts only, no images).
 
 The trajectories are recorded once when the task is built: every UNet input (sample, timestep, text embedding)
 of `trajectories` pipeline calls at `num_inference_steps` steps, guidance as the pipeline is called. An example
