@@ -22,7 +22,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--guidance-scale", type=positive_float, default=None,
                    help="guidance of the recorded calls (default: the pipeline's; shapes: 5, as the bench)")
     g.add_argument("--adaptor-channels", type=positive_int, default=None,
-                   help="adaptor width (default: the first replaced level's)")
+                   help="adaptor width (default: the channels of the high-resolution input it reads)")
     g.add_argument("--prompts", default=None, metavar="FILE",
                    help="prompts, one a line, for text-conditional pipelines other than shapes")
 

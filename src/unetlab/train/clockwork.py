@@ -29,7 +29,7 @@ EVAL_OFFSET = 50_000
 class ClockworkTaskConfig:
     """`level`: the cut; `clock`: the adaptor is trained for the steps with `step % clock != 0`; `trajectories`:
     recorded pipeline calls (one image each); `num_inference_steps`/`guidance_scale` (None: the pipeline's
-    default) of the recorded calls; `channels`: the adaptor's width (None: the first replaced level's)."""
+    default) of the recorded calls; `channels`: the adaptor's width (None: r_in's)."""
 
     level: int = 1
     clock: int = 2
