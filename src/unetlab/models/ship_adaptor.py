@@ -74,7 +74,7 @@ def model_card(name: str, state: dict, adaptor_config: dict, bench_rows: list[di
         lines += ["`unetlab bench` (DDIM-50 baseline; PSNR to its images; accuracy by the shipped classifier):", "",
                   _bench_table(bench_rows), "", "```", bench_command, "```", ""]
     lines += ["## Reproduce", "", "```", _command(run, cfg), f"python -m unetlab.models.ship_adaptor {name} "
-              f"runs/{Path(cfg['out']).name}", "```", ""]
+              f"runs/{Path(cfg['out']).name} --wall-s {wall_s:.0f} --bench BENCH_JSON", "```", ""]
     return "\n".join(lines)
 
 
