@@ -18,7 +18,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--clock", type=int_at_least(2), default=2, help="full UNet every CLOCK steps; the adaptor between")
     g.add_argument("--trajectories", type=positive_int, default=128, help="recorded sampling calls (one image each)")
     g.add_argument("--trajectory-steps", type=int_at_least(2), default=50,
-                   help="DDIM steps of the recorded calls (the bench's: 50)")
+                   help="steps of the recorded calls, with the pipeline's own scheduler (the bench's: 50)")
     g.add_argument("--guidance-scale", type=positive_float, default=None,
                    help="guidance of the recorded calls (default: the pipeline's; shapes: 5, as the bench)")
     g.add_argument("--adaptor-channels", type=positive_int, default=None,
