@@ -4,11 +4,12 @@ on `handle.Accelerator`; their configs save to JSON and `apply(target, load_conf
 from .block_skip import BlockSkipConfig, BlockSkipPlan, SkipWindow, block_skip
 from .branch_cache import BranchCacheConfig, branch_cache
 from .clockwork import ClockworkConfig, clockwork
+from .clockwork_adaptor import ClockworkAdaptor
 from .config import AccelConfig, apply, load_config
 from .encoder_propagation import EncoderPropagation, EncoderPropagationConfig, encoder_propagation
 from .peers import UnsupportedPeerError
 from .stacking import COMPOSE
 
-__all__ = ["AccelConfig", "BlockSkipConfig", "BlockSkipPlan", "BranchCacheConfig", "COMPOSE", "ClockworkConfig",
+__all__ = ["AccelConfig", "BlockSkipConfig", "BlockSkipPlan", "BranchCacheConfig", "COMPOSE", "ClockworkAdaptor", "ClockworkConfig",
            "EncoderPropagation", "EncoderPropagationConfig", "SkipWindow", "UnsupportedPeerError", "apply",
            "block_skip", "branch_cache", "clockwork", "encoder_propagation", "load_config"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..train.target import PREDICTION_TYPES
-from . import codi, likelihood
+from . import clockwork, codi, likelihood
 from .args import nonnegative_int, open_unit_float, positive_float, positive_int, unit_float
 
 DATA_HELP = "digits | shapes | path to an image folder"
@@ -14,10 +14,10 @@ DATA_HELP = "digits | shapes | path to an image folder"
 def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a DDPM or text-to-image model (HF Accelerate; CPU or GPUs)",
                               description=__doc__)
-    p.add_argument("method", choices=("ddpm", "t2i", *likelihood.METHODS, *codi.METHODS),
+    p.add_argument("method", choices=("ddpm", "t2i", *likelihood.METHODS, *codi.METHODS, *clockwork.METHODS),
                    help="ddpm: unconditional UNet2DModel; t2i: text-conditional; vdm, diffenc: likelihood (bpd); "
-                        "codi: conditional distillation of --teacher")
-    p.add_argument("--data", default=None, help=DATA_HELP + " (t2i: shapes; required except for codi)")
+                        "codi: conditional distillation of --teacher; clockwork: the learned adaptor of --model")
+    p.add_argument("--data", default=None, help=DATA_HELP + " (t2i: shapes; required except for codi, clockwork)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, sample grids, exported pipeline)")
     p.add_argument("--steps", type=positive_int, default=6000)
     p.add_argument("--batch-size", type=positive_int, default=128, help="per process")
@@ -38,6 +38,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true")
     likelihood.add_train_arguments(p)
     codi.add_train_arguments(p)
+    clockwork.add_train_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -62,10 +63,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.data is None and args.method not in codi.METHODS:
+    if args.data is None and args.method not in (*codi.METHODS, *clockwork.METHODS):
         raise ValueError(f"data: --data is required for {args.method} ({DATA_HELP})")
     if args.method in codi.METHODS:
         task = codi.make_task(args)
+    elif args.method in clockwork.METHODS:
+        task = clockwork.make_task(args)
     elif args.method in likelihood.METHODS:
         if args.prediction_type != "epsilon":
             raise ValueError(f"prediction-type: {args.method} trains its own parameterisation; only ddpm and t2i "

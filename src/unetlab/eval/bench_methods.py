@@ -52,6 +52,16 @@ def _cw(**cfg):
     return apply
 
 
+def _cw_shipped(**cfg):
+    """Clockwork with the learned adaptor shipped for the model (an unsupported row for other models)."""
+    def apply(pipe):
+        from ..accel.clockwork import clockwork
+        from ..accel.clockwork_adaptor import shipped_adaptor_for
+
+        return [clockwork(pipe, adaptor=shipped_adaptor_for(pipe.unet), **cfg)]
+    return apply
+
+
 def _bs(plan):
     def apply(pipe):
         from ..accel.block_skip import block_skip
@@ -165,6 +175,8 @@ def default_methods(steps: int = 50, key_steps_derived: str | Path | None = None
                                                                      reuse="taylor1"), steps,
                _bc(interval=3, branch=0, granularity="layer", reuse="taylor1")),
         Method("clockwork", "clockwork clock=2", dict(clock=2), steps, _cw(clock=2)),
+        Method("clockwork", "clockwork clock=2 learned adaptor", dict(clock=2, adaptor="shipped"), steps,
+               _cw_shipped(clock=2)),
         Method("deepcache", "DeepCache pkg N=3 B=0", dict(cache_interval=3, cache_branch_id=0), steps,
                _peer("deepcache", interval=3, branch=0)),
         Method("tome", "tomesd ratio=0.5", dict(ratio=0.5), steps, _peer("tome", ratio=0.5)),

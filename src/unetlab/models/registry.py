@@ -7,6 +7,7 @@ from pathlib import Path
 
 CODI_MODELS = ("digits-sr4-codi", "digits-sr4-pe-codi", "digits-inpaint-codi", "digits-inpaint-pe-codi")
 SHIPPED = ("digits", "shapes", *CODI_MODELS)
+CLOCKWORK_ADAPTORS = ("digits", "shapes")  # Clockwork adaptors distilled for these models: weights/clockwork-adaptor-<name>
 
 
 def weights_path(name: str) -> Path:

@@ -1,0 +1,55 @@
+"""The options of `unetlab train clockwork`: distil Clockwork's adaptor for a pipeline (`unetlab.train.clockwork`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .args import int_at_least, positive_float, positive_int
+
+METHODS = ("clockwork",)
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `unetlab train clockwork` (ignored by the other methods)."""
+    g = parser.add_argument_group("clockwork (distil the learned adaptor on the model's own trajectories)")
+    g.add_argument("--model", default=None, help="digits | shapes | a pipeline folder (required for clockwork)")
+    g.add_argument("--level", type=positive_int, default=1, help="cut level: how many high-resolution levels run")
+    g.add_argument("--clock", type=int_at_least(2), default=2, help="full UNet every CLOCK steps; the adaptor between")
+    g.add_argument("--trajectories", type=positive_int, default=128, help="recorded sampling calls (one image each)")
+    g.add_argument("--trajectory-steps", type=int_at_least(2), default=50,
+                   help="steps of the recorded calls, with the pipeline's own scheduler (the bench's: 50)")
+    g.add_argument("--guidance-scale", type=positive_float, default=None,
+                   help="guidance of the recorded calls (default: the pipeline's; shapes: 5, as the bench)")
+    g.add_argument("--adaptor-channels", type=positive_int, default=None,
+                   help="adaptor width (default: the channels of the high-resolution input it reads)")
+    g.add_argument("--prompts", default=None, metavar="FILE",
+                   help="prompts, one a line, for text-conditional pipelines other than shapes")
+
+
+def read_prompts(path: str | None) -> list[str] | None:
+    if path is None:
+        return None
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"prompts: no such file {path}")
+    prompts = [line.strip() for line in file.read_text().splitlines() if line.strip()]
+    if not prompts:
+        raise ValueError(f"prompts: {path} holds no prompt")
+    return prompts
+
+
+def make_task(args: argparse.Namespace):
+    """The `ClockworkTask` of `unetlab train clockwork`."""
+    from ..models.load import check_exists
+    from ..train.clockwork import ClockworkTaskConfig, make_task
+
+    if args.data is not None:
+        raise ValueError("data: clockwork learns from the model's own trajectories, not from data; give --model")
+    if args.model is None:
+        raise ValueError("model: --model is required for clockwork (digits, shapes or a pipeline folder)")
+    check_exists(args.model)
+    cfg = ClockworkTaskConfig(level=args.level, clock=args.clock, trajectories=args.trajectories,
+                              num_inference_steps=args.trajectory_steps, guidance_scale=args.guidance_scale,
+                              channels=args.adaptor_channels, seed=args.seed)
+    return make_task(args.model, cfg, read_prompts(args.prompts))
