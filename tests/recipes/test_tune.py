@@ -122,3 +122,11 @@ def test_forecasts_are_one_more_dimension_of_the_survivors():
         (10, "branch-cache", "taylor1"), (10, "branch-cache", "taylor2"),
         (10, "encoder-propagation", "taylor1"), (10, "encoder-propagation", "taylor2")]
     assert space.forecast_variants(variants) == []  # a forecast is not forecast again
+
+
+def test_the_learned_clockwork_adaptor_is_searched_where_one_ships():
+    from unetlab.recipes import space
+
+    assert [(c.clock, c.adaptor) for c in space.adaptor_configs(unetlab.load("shapes").unet)] == [
+        (2, "shapes"), (3, "shapes"), (4, "shapes")]
+    assert space.adaptor_configs(tiny_unet("sd")) == []

@@ -7,13 +7,14 @@ it. At each step count n:
   (cut below n), and a key set derived from a trace of the model at n steps (`analysis.derive_key_steps`);
   sequential decoding computes the same images and is timed against parallel for the finalists (`twins`);
 - branch caching: interval 2-5 x {block branch 0, layer branch 0, layer branch 1} (those that fit the UNet);
-- clockwork: not separately, as clockwork with the identity adaptor computes what block-granularity branch caching
-  computes (`accel/clockwork.py`, tested bit for bit);
+- clockwork with the learned adaptor distilled for the model, where one ships (the `digits` and `shapes`
+  architectures), clock 2-4; with the identity adaptor it computes what block-granularity branch caching
+  computes (`accel/clockwork.py`, tested bit for bit), so it is not searched again;
 - block skipping: the plans derived from an ablation grid of the model at S steps, windows scaled to n;
 - forecasting (`reuse="taylor1"|"taylor2"`, where the accelerators offer a `reuse` field): each encoder
   propagation or branch-caching setting that survives the first round is tried again with each forecast
   (`forecast_variants`); clockwork's forecast with the identity adaptor is branch caching's at block granularity;
-- stacks (`combinations`): encoder propagation then branch caching, built from the settings of
+- stacks (`combinations`): encoder propagation then branch caching or clockwork, built from the settings of
   each that survive the first round, sequential decoding (the only mode they stack in).
 """
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, fields, replace
 
-from ..accel import BlockSkipConfig, BlockSkipPlan, BranchCacheConfig, EncoderPropagationConfig
+from ..accel import BlockSkipConfig, BlockSkipPlan, BranchCacheConfig, ClockworkConfig, EncoderPropagationConfig
 from ..accel.block_skip import SkipWindow
 from ..schedules import KeySteps, KeyStepsError, resolve
 
@@ -30,7 +31,7 @@ FRACTIONS = (1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.24, 0.2)
 INTERVALS = (2, 3, 4, 5)
 BRANCHES = (("block", 0), ("layer", 0), ("layer", 1))
 UNIFORM = (2, 3, 4)
-FAMILIES = ("steps", "encoder-propagation", "branch-cache", "block-skip", "combination")
+FAMILIES = ("steps", "encoder-propagation", "branch-cache", "clockwork", "block-skip", "combination")
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ def describe(cfg) -> str:
         return f"EP {keys} {'par' if cfg.parallel else 'seq'}{tail}"
     if cfg.kind == "branch_cache":
         return f"BC N={cfg.interval} {cfg.granularity} B{cfg.branch}{tail}"
+    if cfg.kind == "clockwork":
+        return f"CW clock={cfg.clock} L{cfg.level} adaptor {cfg.adaptor}" if cfg.adaptor else f"CW clock={cfg.clock}"
     if cfg.kind == "block_skip":
         return f"BS {len(cfg.plan.windows)} windows ({cfg.plan.meta.get('source', 'plan')})"
     return cfg.kind
@@ -132,15 +135,28 @@ def reuse_configs(unet) -> list:
     return out
 
 
+def adaptor_configs(unet) -> list:
+    """Clockwork with the learned adaptor shipped for this UNet's architecture (`presets.family`), clock 2-4."""
+    from ..accel.clockwork_adaptor import shipped_path
+    from ..models.registry import CLOCKWORK_ADAPTORS
+    from .presets import family
+
+    fam = family(unet)
+    if fam not in CLOCKWORK_ADAPTORS or not (shipped_path(fam) / "config.json").is_file():
+        return []
+    return [ClockworkConfig(clock=clock, adaptor=fam) for clock in INTERVALS[:3]]
+
+
 def singles(unet, steps: int, derived: dict, plans: list) -> list[Candidate]:
     """Every single-method candidate (and fewer steps alone) of the space."""
     out = []
-    reuse = reuse_configs(unet)
+    reuse, adaptors = reuse_configs(unet), adaptor_configs(unet)
     for n in step_counts(steps):
         if n < steps:
             out.append(Candidate(n))
         out += [Candidate(n, (c,), "encoder-propagation") for c in encoder_propagation_configs(n, derived.get(n))]
         out += [Candidate(n, (c,), "branch-cache") for c in reuse]
+        out += [Candidate(n, (c,), "clockwork") for c in adaptors]
         for plan in plans:
             scaled = plan if plan.num_inference_steps == n else scale_plan(plan, n)
             if scaled is not None:
@@ -149,12 +165,13 @@ def singles(unet, steps: int, derived: dict, plans: list) -> list[Candidate]:
 
 
 def combinations(survivors: list[Candidate], per_kind: int = 3) -> list[Candidate]:
-    """Encoder propagation (sequential) then branch caching, from the first-round survivors at each step
+    """Encoder propagation (sequential) then branch caching or clockwork, from the first-round survivors at each step
     count: the `per_kind` best-ranked settings of each (survivors are given best first)."""
     out = []
     for n in sorted({c.steps for c in survivors}, reverse=True):
         eps = [c.accelerators[0] for c in survivors if c.steps == n and c.family == "encoder-propagation"][:per_kind]
-        reuse = [c.accelerators[0] for c in survivors if c.steps == n and c.family == "branch-cache"][:per_kind]
+        reuse = [c.accelerators[0] for c in survivors
+                 if c.steps == n and c.family in ("branch-cache", "clockwork")][:per_kind]
         for ep in eps:
             for r in reuse:
                 out.append(Candidate(n, (replace(ep, parallel=False), r), "combination"))
