@@ -7,7 +7,7 @@ from unetlab.recipes.presets import preset
 from unetlab.testing import tiny_sd_pipeline
 
 
-def _rows(w, steps=50, seeds=range(0, 12)):
+def _rows(w, steps=50, seeds=range(12)):
     rows = placeholders(steps)
     for m in rows:
         resolve(m, w, steps, seeds)

@@ -102,9 +102,8 @@ def test_missing_field_and_file():
 
 def test_recipe_refuses_an_applied_accelerator_and_a_second_recipe():
     pipe = tiny_sd_pipeline()
-    with unetlab.branch_cache(pipe):
-        with pytest.raises(RuntimeError, match="branch_cache is already applied"):
-            unetlab.accelerate(pipe, _recipe())
+    with unetlab.branch_cache(pipe), pytest.raises(RuntimeError, match="branch_cache is already applied"):
+        unetlab.accelerate(pipe, _recipe())
     with unetlab.accelerate(pipe, _recipe()):
         with pytest.raises(RuntimeError, match="recipe: already applied"):
             unetlab.accelerate(pipe, _recipe())

@@ -12,7 +12,7 @@ is faster under every fit: `cheaper` prunes on that before any time is fitted.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode

@@ -104,7 +104,7 @@ class Recipe:
                 "tuned_on": self.tuned_on}
 
     @classmethod
-    def from_dict(cls, d) -> "Recipe":
+    def from_dict(cls, d) -> Recipe:
         if not isinstance(d, dict):
             raise ValueError(f"recipe: expected a JSON object, got {type(d).__name__}")
         if d.get("kind", KIND) != KIND:
@@ -122,7 +122,7 @@ class Recipe:
         return write_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path) -> "Recipe":
+    def load(cls, path) -> Recipe:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"recipe: no such file {path}")

@@ -13,11 +13,11 @@ def front_table(result) -> str:
     """The Pareto front (predicted speed-up vs calibration quality) and the validated rows as Markdown; the chosen
     recipe in bold."""
     m = result.budget.metric
-    lines = [f"Pareto front ({len(result.front)} of {len(result.rows)} measured configurations), then the other "
-             f"configurations validated; speed-up predicted by the cost model, wall speed-up measured (paired rounds) "
-             f"for those that met the budget on validation; {m} on the calibration and the validation seeds:", "",
-             f"| configuration | speed-up (predicted) | speed-up (FLOPs) | speed-up (wall) | {m} calibration | "
-             f"{m} validation |", "|---|---|---|---|---|---|"]
+    lines = [(f"Pareto front ({len(result.front)} of {len(result.rows)} measured configurations), then the other "
+              f"configurations validated; speed-up predicted by the cost model, wall speed-up measured (paired rounds) "
+              f"for those that met the budget on validation; {m} on the calibration and the validation seeds:"), "",
+             (f"| configuration | speed-up (predicted) | speed-up (FLOPs) | speed-up (wall) | {m} calibration | "
+              f"{m} validation |"), "|---|---|---|---|---|---|"]
     rows = result.front + sorted((r for r in result.rows if r["validation"] is not None and r not in result.front),
                                  key=lambda r: -r["speedup_predicted"])
     for r in rows:

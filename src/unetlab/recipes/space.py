@@ -23,7 +23,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, fields, replace
 
-from ..accel import BlockSkipConfig, BlockSkipPlan, BranchCacheConfig, ClockworkConfig, EncoderPropagationConfig
+from ..accel import (
+    BlockSkipConfig,
+    BlockSkipPlan,
+    BranchCacheConfig,
+    ClockworkConfig,
+    EncoderPropagationConfig,
+)
 from ..accel.block_skip import SkipWindow
 from ..schedules import KeySteps, KeyStepsError, resolve
 

@@ -256,7 +256,8 @@ class Tuner:
         e = self.entry(self.base)
         for seeds in (self.cal, self.val):
             out = {}
-            seconds = wall_time(lambda seeds=seeds: out.setdefault("x", self.w.generate(len(seeds), self.steps, seeds[0])))
+            seconds = wall_time(lambda seeds=seeds, out=out: out.setdefault(
+                "x", self.w.generate(len(seeds), self.steps, seeds[0])))
             e["times"].append([len(seeds), seconds])
             self.reference.update({s: out["x"][i] for i, s in enumerate(seeds)})
         self.state.save_reference(self.reference)
