@@ -151,7 +151,7 @@ class EncoderPropagation(Accelerator):
                                "call handle.reset() to start a new image")
         full = step in self._key_set or not call.fresh or slot not in self._states
         if full:
-            self._states[slot] = (encode(self.unet, sample, timestep, **cond), side_state.snapshot(self._encoder))
+            self._states[slot] = (self.compiled(encode)(self.unet, sample, timestep, **cond), side_state.snapshot(self._encoder))
             self._ready[slot] = {}
             self.mark_full(call)
         else:
@@ -177,18 +177,18 @@ class EncoderPropagation(Accelerator):
             if self.config.max_parallel is not None:
                 end = min(end, step + self.config.max_parallel)
         if end <= step + 1:
-            return decode(self.unet, state, [timestep])
+            return self.compiled(decode)(self.unet, state, [timestep])
         ts = self.clock.scheduler.timesteps
         start = self.run.offset + step
         timesteps = [timestep] + list(ts[start + 1:start + end - step].unbind())
         g = self._groups
         if g > 1 and state.batch_size % g == 0:  # PAG: each processor chunk holds one group of every copy
             tiled, rows = parallel.grouped_state(state, timesteps, g)
-            eps = parallel.copy_major(decode(self.unet, tiled, [rows]), len(timesteps), g)
+            eps = parallel.copy_major(self.compiled(decode)(self.unet, tiled, [rows]), len(timesteps), g)
         elif g > 1:
-            return decode(self.unet, state, [timestep])
+            return self.compiled(decode)(self.unet, state, [timestep])
         else:
-            eps = decode(self.unet, state, timesteps)
+            eps = self.compiled(decode)(self.unet, state, timesteps)
         b = state.batch_size
         for k, j in enumerate(range(step + 1, end), start=1):
             self._ready[call.slot][j] = eps[k * b:(k + 1) * b]
