@@ -77,7 +77,14 @@ class ForwardPatch:
     def remove(self) -> None:
         registry = getattr(self.module, "_diffusers_hook", None)
         if registry is not None and self.name in registry.hooks:
+            index = registry._hook_order.index(self.name)
+            outer = registry._fn_refs[index + 1] if index + 1 < len(registry._fn_refs) else None
+            outer_forward = outer.forward if outer is not None else None
             registry.remove_hook(self.name, recurse=False)
+            if outer is not None and outer.original_forward is not None:
+                # diffusers points the outer hook's `forward` at what ran under the removed hook, which would skip
+                # the outer hook's own new_forward; that is the outer hook's original forward now
+                outer.original_forward, outer.forward = outer.forward, outer_forward
             if not registry.hooks:
                 del self.module._diffusers_hook
                 self.module.__dict__.pop("forward", None)

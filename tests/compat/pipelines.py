@@ -83,6 +83,16 @@ def _sd_half(dtype):
     return pipe, kw
 
 
+def _sd_compiled(**compile_kwargs):
+    """SD with `pipe.unet = torch.compile(pipe.unet)`: backend "eager" (dynamo traces and guards as with any backend,
+    its graphs run as plain PyTorch, so outputs stay bit-identical); a two-level UNet keeps tracing cheap."""
+    unet = tiny_unet("sd", block_out_channels=(8, 16), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                     up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+    pipe = _make(d.StableDiffusionPipeline, vae=_vae(), unet=unet, scheduler=_ddim())
+    pipe.unet = torch.compile(unet, **({"backend": "eager"} | compile_kwargs))
+    return pipe, _sd_text(height=64, width=64)
+
+
 def _sd_img2img():
     return (_make(d.StableDiffusionImg2ImgPipeline, vae=_vae(), unet=tiny_unet("sd"), scheduler=_ddim()),
             _sd_text(image=_image(), strength=0.7))
@@ -315,7 +325,7 @@ BUILDERS = {
     "if_stage1": lambda: _if("if_stage1"), "if_stage2": lambda: _if("if_stage2"),
     "ddpm": lambda: _uncond(d.DDPMPipeline, d.DDPMScheduler()), "ddim": lambda: _uncond(d.DDIMPipeline, d.DDIMScheduler()),
     "sd_bf16": lambda: _sd_half(torch.bfloat16),
-    "sd_fp16": lambda: _sd_half(torch.float16), "text2video": _text2video, "animatediff": _animatediff,
+    "sd_fp16": lambda: _sd_half(torch.float16), "sd_compiled": _sd_compiled, "text2video": _text2video, "animatediff": _animatediff,
 }
 NAMES = tuple(BUILDERS)
 

@@ -271,8 +271,10 @@ class Accelerator(Handle):
 
     @torch.compiler.disable
     def _unet_forward(self, original, *args, **kwargs):
-        """Step, slot and freshness in Python, outside any compiled graph; `original` runs compiled when the UNet is."""
-        original = self.compiled(original)
+        """Step, slot and freshness in Python, outside any compiled graph; the model's own forward runs compiled when
+        the UNet is (a stacked handle's forward underneath compiles its own calls)."""
+        if getattr(original, "__self__", None) is self.unet:
+            original = self.compiled(original)
         self.follow_scheduler()
         bound = dict(self._signature.bind(*args, **kwargs).arguments)
         step = self.clock.step_index if self.clock is not None else self._n
