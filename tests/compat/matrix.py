@@ -47,6 +47,8 @@ NOTES = {
     "sdxl_base_denoising_end": "`denoising_end=0.6`",
     "text2video": "`UNet3DConditionModel`: frames folded into the batch (split forward in `unet/split_video.py`)",
     "animatediff": "`UNetMotionModel`: frames folded into the batch (split forward in `unet/split_video.py`)",
+    "animatediff_ip_adapter": "`UNetMotionModel` with an IP-Adapter (`added_cond_kwargs['image_embeds']`)",
+    "animatediff_sdxl": "`AnimateDiffSDXLPipeline`: `UNetMotionModel` with SDXL's `text_time` `added_cond_kwargs`",
     "ip_adapter": "image projection + IP attention processors built in-process; `ip_adapter_image_embeds`",
     "upscale_latent": "K-diffusion blocks, no mid block, Fourier time embedding (Euler)",
     "upscale_x4": "noise level as class labels",

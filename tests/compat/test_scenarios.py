@@ -60,7 +60,7 @@ def _float64(pipe, kw):
 
 @pytest.mark.parametrize("name", ["sd", "sd_img2img", "sd_img2img_dpm", "sdxl_inpaint", "sdxl_refiner", "controlnet",
                                   "sag", "panorama", "ip_adapter", "pag", "pag_no_cfg", "text2video",
-                                  "animatediff"])
+                                  "animatediff", "animatediff_ip_adapter", "animatediff_sdxl"])
 def test_parallel_decoding_equals_sequential_in_float64(name):
     pipe, kw = _float64(*build(name))
     decoder_calls = []
@@ -287,3 +287,29 @@ def test_anchor_attention_takes_part_in_the_stacking_table():
     with apply(pipe, ACTIVE["clockwork"]), anchor_attention(pipe, count=2):
         pass
     assert untouched(pipe)
+
+
+def test_anchor_attention_is_a_handle_with_a_json_config(tmp_path):
+    from unetlab.accel import AnchorAttentionConfig
+    from unetlab.accel.handle import Handle
+    cfg = AnchorAttentionConfig(anchors=[0, 2], own_kv=True)
+    loaded = load_config(cfg.save(tmp_path / "aa.json"))
+    assert loaded == cfg and loaded.anchors == (0, 2)
+    with pytest.raises(ValueError, match="^config: unknown field"):
+        load_config({**cfg.to_dict(), "bogus": 1})
+    pipe, kw = build("sd")
+    with torch.no_grad():
+        plain = run(pipe, kw)
+        for order in ("applied", "reversed"):
+            a = apply(pipe, ACTIVE["clockwork"])
+            b = apply(pipe, loaded)
+            assert isinstance(b, Handle) and b.config == cfg
+            with pytest.raises(RuntimeError, match="^anchor_attention: already applied"):
+                apply(pipe, cfg)
+            with b.phase_of("anchors", 1):
+                run(pipe, kw)
+            for h in ((a, b) if order == "applied" else (b, a)):
+                h.remove()
+                h.remove()
+            assert untouched(pipe), order
+            assert torch.equal(run(pipe, kw), plain), order
