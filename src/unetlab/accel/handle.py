@@ -17,6 +17,12 @@ installed, `.remove()` (idempotent, any order with other handles: scheduler meth
   by value only when a pipeline passes new tensors (Panorama concatenates its embeddings at every call).
 State is reset at each call's `scheduler.set_timesteps`. When `pipe.scheduler` is replaced after applying,
 the handle follows the new scheduler at its next UNet call (which starts a new run).
+
+A `torch.compile`d UNet (an `OptimizedModule`) is patched through the model it wraps: while handles are on, the
+wrapper enters the model eagerly (`patching.EagerEntry`), the handle's per-call Python runs outside any graph
+(`_unet_forward` is compiler-disabled, which also covers a UNet compiled after applying), and `compiled(fn)` runs the
+model's forward (or `encode`/`decode`) under the wrapper's compile context; `.remove()` drops the graphs traced
+while the patches were on (`forget_compiled`).
 """
 
 from __future__ import annotations
@@ -118,8 +124,10 @@ def uncompiled(unet) -> tuple[torch.nn.Module, torch.nn.Module | None]:
 def forget_compiled(fns) -> None:
     """Drop the graphs torch.compile traced from `fns` while a handle's patches were on. Dynamo's guards (on each
     module's `forward` and on the Python state the patches read) already keep them from running once the patches
-    are gone, but they would stay in its cache and count towards `torch._dynamo.config.recompile_limit`; the next
-    compiled call of the plain UNet compiles it again."""
+    are gone, but they would stay in its cache and count towards `torch._dynamo.config.recompile_limit` (after a
+    few apply/remove cycles dynamo would stop compiling the UNet). The cache is per code object, so the next call of
+    the plain UNet compiles it again, as does any other compiled model sharing that code (diffusers'
+    `apply_lora_scale` wraps several models' forward)."""
     for fn in fns:
         code = getattr(fn, "__code__", None)
         if code is not None:
