@@ -39,7 +39,7 @@ def run_name(variant: str, schedule: str, seed: int) -> str:
     return f"{variant}-s{seed}" if schedule == "fixed" else f"{variant}-{schedule}-s{seed}"
 
 
-def train_argv(variant: str, schedule: str, seed: int, steps: int, runs: Path) -> list[str]:
+def train_argv(variant: str, schedule: str, seed: int, steps: int, runs: Path, size: argparse.Namespace) -> list[str]:
     return [
         "train",
         *VARIANTS[variant],
@@ -52,7 +52,7 @@ def train_argv(variant: str, schedule: str, seed: int, steps: int, runs: Path) -
         "--steps",
         str(steps),
         "--batch-size",
-        "32",
+        str(size.batch_size),
         "--lr",
         "2e-3",
         "--warmup",
@@ -67,13 +67,14 @@ def train_argv(variant: str, schedule: str, seed: int, steps: int, runs: Path) -
         "--schedule",
         schedule,
         "--channels",
-        "32",
+        str(size.channels),
         "--blocks",
-        "2",
+        str(size.blocks),
+        *(["--no-attention"] if size.no_attention else []),
         "--encoder-channels",
-        "16",
+        str(size.encoder_channels),
         "--encoder-blocks",
-        "1",
+        str(size.encoder_blocks),
         "--sample-steps",
         "20",
         "--seed",
@@ -197,6 +198,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--schedule", choices=("fixed", "learned", "monotone"), default="fixed")
     parser.add_argument("--runs", default="runs/likelihood", help="training folders")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--channels", type=int, default=32, help="score network width")
+    parser.add_argument("--blocks", type=int, default=2, help="score network ResNet blocks per side")
+    parser.add_argument("--no-attention", action="store_true", help="score network without its middle attention")
+    parser.add_argument("--encoder-channels", type=int, default=16, help="DiffEnc encoder width")
+    parser.add_argument("--encoder-blocks", type=int, default=1, help="DiffEnc encoder blocks")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--out-dir", default="docs/likelihood", help="results.json, table.md, terms.png, curves.png")
     args = parser.parse_args()
     if args.steps < CHECKPOINTS or args.steps % CHECKPOINTS:
@@ -210,13 +218,13 @@ def main() -> None:
     torch.set_num_threads(1)
     runs, out_dir = Path(args.runs), Path(args.out_dir)
     (out_dir / "runs").mkdir(parents=True, exist_ok=True)
-    jobs = [(seed, variant) for seed in args.seeds for variant in VARIANTS]
+    jobs = [(seed, variant) for seed in args.seeds for variant in args.variants]
     for seed, variant in tqdm(jobs, desc=f"likelihood runs ({args.schedule})"):
         name = run_name(variant, args.schedule, seed)
         result = out_dir / "runs" / f"{name}.json"
         if not result.is_file():
             t0 = time.perf_counter()
-            train = train_argv(variant, args.schedule, seed, args.steps, runs)
+            train = train_argv(variant, args.schedule, seed, args.steps, runs, args)
             if cli(train) != 0:
                 raise SystemExit(f"training {name} failed")
             wall = time.perf_counter() - t0

@@ -61,3 +61,27 @@ def test_noise_term_switch_and_per_batch_draws_one_t():
     assert len(set(calls[0].tolist())) == 1 and (calls[0] > calls[1]).all()
     with pytest.raises(ValueError, match="ode_solver"):
         CoDiLossConfig(ode_solver="euler")
+
+
+@pytest.mark.parametrize("sampling", ["per_example", "per_batch"])
+def test_draws_are_rows_of_the_global_batch(sampling):
+    from unetlab.train.draws import Draws, StepDraws
+
+    x0 = torch.rand(4, 1, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2 - 1
+    cond = torch.zeros(4, 1, 2, 2, dtype=torch.float64)
+    cfg = CoDiLossConfig(grid_size=8, timestep_sampling=sampling)
+
+    def seen(start, stop):
+        calls = []
+
+        def model(z, t, c):
+            calls.append((z.clone(), t.clone()))
+            return torch.zeros_like(z)
+
+        codi_loss(model, model, None, x0[start:stop], cond[start:stop],
+                  Draws({"draws": StepDraws(77, start, stop, 4)}, None), ABAR, cfg)
+        return calls[0]  # the online call: z_t and t
+
+    (z, t), (z0, t0), (z1, t1) = seen(0, 4), seen(0, 2), seen(2, 4)
+    assert torch.equal(torch.cat([t0, t1]), t) and torch.equal(torch.cat([z0, z1]), z)
+    assert (len(set(t.tolist())) == 1) == (sampling == "per_batch")

@@ -36,16 +36,14 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, variant, task
         train(killed, _cfg(tmp_path / "b"))
     assert ckpt.latest(tmp_path / "b").name == "checkpoint-0000002"
     train(tiny_task(variant, task), _cfg(tmp_path / "b", resume=True))
-    names = ["adapter", "unet"] if variant == "codi" else ["adapter"]
-    for name in names:
-        (wa, ea), (wb, eb) = _weights(tmp_path / "a", name), _weights(tmp_path / "b", name)
-        for key in wa:
-            assert torch.equal(wa[key], wb[key]), key
-            assert torch.equal(ea[key], eb[key]), key
+    name, prefix = ("student", "adapter.") if variant == "codi" else ("adapter", "")
+    (wa, ea), (wb, eb) = _weights(tmp_path / "a", name), _weights(tmp_path / "b", name)
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+        assert torch.equal(ea[key], eb[key]), key
     # training moved the weights (so the equality can fail)
     start = tiny_task(variant, task).adapter.state_dict()
-    trained = _weights(tmp_path / "a", "adapter")[0]
-    assert not torch.equal(trained["mid_zero_conv.weight"], start["mid_zero_conv.weight"])
+    assert not torch.equal(wa[prefix + "mid_zero_conv.weight"], start["mid_zero_conv.weight"])
     assert (ckpt.latest(tmp_path / "a") / "pipeline" / "model_index.json").is_file()
 
 
@@ -60,5 +58,20 @@ def test_pe_codi_leaves_the_teacher_untouched_and_codi_moves_its_copy(tmp_path):
     codi = tiny_task("codi")
     train(codi, _cfg(tmp_path / "codi"))
     assert all(torch.equal(v, before[k]) for k, v in codi.teacher.state_dict().items())
-    moved = _weights(tmp_path / "codi", "unet")[0]
-    assert any(not torch.equal(moved[k], before[k]) for k in before)
+    moved = _weights(tmp_path / "codi", "student")[0]
+    assert any(not torch.equal(moved["unet." + k], before[k]) for k in before)
+
+
+def test_codi_student_fine_tunes_from_a_saved_codi_pipeline(tmp_path):
+    from unetlab.train.init import init_from
+
+    task = tiny_task("codi")
+    student = task.modules()["student"]
+    with torch.no_grad():
+        student.adapter.mid_zero_conv.weight.fill_(0.25)
+        student.unet.conv_in.weight.mul_(2)
+    task.save(task.modules(), tmp_path / "p")
+    fresh = tiny_task("codi").modules()
+    init_from(fresh, tmp_path / "p")  # the student's adapter and UNet, from the pipeline's adapter and unet
+    loaded, saved = fresh["student"].state_dict(), student.state_dict()
+    assert loaded.keys() == saved.keys() and all(torch.equal(loaded[k], saved[k]) for k in saved)

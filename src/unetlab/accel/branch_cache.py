@@ -6,6 +6,8 @@ shallow up path and the head run, on the cached feature. `granularity="block"`: 
 `branch + 1` highest-resolution levels (`down_blocks[:branch + 1]`, the last `branch + 1` up blocks).
 `granularity="layer"`: DeepCache's own branches — only the last `branch + 1` up layers (resnet plus
 attention) and the down layers producing their skips run (branch 0: conv_in and the very last layer).
+`reuse`: at a cheap step the deep path's outputs are copied ("copy") or forecast from the last full steps
+("taylor1", "taylor2": TaylorSeer, `forecast.py`).
 Steps count the steps the pipeline call runs (`handle.Accelerator`), so img2img's first step run is full.
 """
 
@@ -16,21 +18,25 @@ from dataclasses import dataclass
 from ..unet.partial import deep_layer_modules, deep_modules, num_levels, num_up_layers
 from .config import AccelConfig
 from .deep_reuse import DeepReuse
+from .forecast import order
 
 
 @dataclass(frozen=True)
 class BranchCacheConfig(AccelConfig):
     """`interval`: full step every `interval` steps (uniform schedule); `branch`: 0 = shallowest level (or layer)
     only; `schedule`: "uniform" or the explicit 0-based indices of the full steps (then `interval` is unused);
-    `granularity`: "block" (branches are levels) or "layer" (branches are up layers, as in DeepCache)."""
+    `granularity`: "block" (branches are levels) or "layer" (branches are up layers, as in DeepCache); `reuse`:
+    "copy", "taylor1" or "taylor2" (the deep path's outputs forecast from the last full steps)."""
 
     kind = "branch_cache"
     interval: int = 3
     branch: int = 0
     schedule: str | tuple[int, ...] = "uniform"
     granularity: str = "block"
+    reuse: str = "copy"
 
     def __post_init__(self):
+        order(self.reuse)
         if isinstance(self.interval, bool) or not isinstance(self.interval, int) or self.interval < 1:
             raise ValueError(f"interval: expected an int >= 1 (1 = every step full), got {self.interval!r}")
         if isinstance(self.branch, bool) or not isinstance(self.branch, int) or self.branch < 0:
@@ -81,7 +87,7 @@ class BranchCache(DeepReuse):
 
 
 def branch_cache(target, interval: int = 3, branch: int = 0, schedule="uniform",
-                 granularity: str = "block") -> BranchCache:
+                 granularity: str = "block", reuse: str = "copy") -> BranchCache:
     """Apply branch caching to a diffusers pipeline or bare UNet; returns a handle (context manager, `.remove()`)."""
     return BranchCache(target, BranchCacheConfig(interval=interval, branch=branch, schedule=schedule,
-                                                 granularity=granularity))
+                                                 granularity=granularity, reuse=reuse))

@@ -4,6 +4,7 @@ Every `clock` steps the whole UNet runs; in between, the low-resolution path is 
 identity adaptor, i.e. its output from the last full step, and only the `level` highest-resolution levels
 (stem, `down_blocks[:level]`, the last `level` up blocks, head) run. The authors' public code caches the
 output of the second-to-last up block, so only the last (highest-resolution) level runs: `level=1`.
+`reuse="taylor1"`/`"taylor2"` forecasts that output from the last full steps instead (TaylorSeer, `forecast.py`).
 `clockwork(clock=c, level=l)` computes exactly what `branch_cache(interval=c, branch=l - 1)` computes;
 it keeps the paper's parametrisation and defaults.
 """
@@ -15,19 +16,23 @@ from dataclasses import dataclass
 from ..unet.partial import deep_modules, num_levels
 from .config import AccelConfig
 from .deep_reuse import DeepReuse
+from .forecast import order
 
 PAPER_LEVEL = 1  # clockwork-diffusion's ClockworkWrapper: adaptor in place of up_blocks[-2] and everything below
 
 
 @dataclass(frozen=True)
 class ClockworkConfig(AccelConfig):
-    """`clock`: full UNet every `clock` steps; `level`: how many high-resolution levels run (None = the paper's 1)."""
+    """`clock`: full UNet every `clock` steps; `level`: how many high-resolution levels run (None = the paper's 1);
+    `reuse`: "copy" (the identity adaptor), "taylor1" or "taylor2" (forecast from the last full steps)."""
 
     kind = "clockwork"
     clock: int = 2
     level: int | None = None
+    reuse: str = "copy"
 
     def __post_init__(self):
+        order(self.reuse)
         if isinstance(self.clock, bool) or not isinstance(self.clock, int) or self.clock < 1:
             raise ValueError(f"clock: expected an int >= 1 (1 = every step full), got {self.clock!r}")
         if self.level is None:
@@ -57,6 +62,6 @@ class Clockwork(DeepReuse):
     kind = "clockwork"
 
 
-def clockwork(target, clock: int = 2, level: int | None = None) -> Clockwork:
+def clockwork(target, clock: int = 2, level: int | None = None, reuse: str = "copy") -> Clockwork:
     """Apply identity-adaptor clockwork to a diffusers pipeline or bare UNet; returns a handle."""
-    return Clockwork(target, ClockworkConfig(clock=clock, level=level))
+    return Clockwork(target, ClockworkConfig(clock=clock, level=level, reuse=reuse))

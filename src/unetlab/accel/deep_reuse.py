@@ -1,8 +1,9 @@
 """What branch caching and clockwork share: full UNet at full steps, the partial UNet in between.
 
 At a full step the model's own forward runs and the deep path's outputs are stored (per call slot, with the
-inputs they were computed from); at any other step the deep path returns copies of what its slot stored and
-only the shallow levels run. A call whose inputs differ from its slot's last full call (batch or conditioning
+inputs they were computed from); at any other step the deep path returns copies of what its slot stored
+(`reuse="copy"`) or their forecast from the slot's last full steps (`"taylor1"`, `"taylor2"`: `forecast.py`)
+and only the shallow levels run. A call whose inputs differ from its slot's last full call (batch or conditioning
 changed) runs full. Steps come from `handle.Accelerator` (the steps the pipeline call runs, Heun's repeated
 timesteps included); on a bare UNet each call is one step and `reset()` starts over.
 """
@@ -16,6 +17,7 @@ import torch
 
 from ..patching import ForwardPatch
 from . import side_state
+from .forecast import Forecast, order
 from .handle import Accelerator, Call
 
 KINDS = frozenset({"branch_cache", "clockwork"})
@@ -25,13 +27,15 @@ class DeepPath:
     """Makes the deep path (`unet.partial.deep_modules` or `deep_layer_modules`) reusable.
 
     While `reuse` is off each module runs and its output (and its attention processors' kept state) is stored
-    under `slot`; while it is on the module returns a copy of its slot's stored output without running.
+    under `slot`; while it is on the module returns a copy of its slot's stored output without running, or with
+    `order` > 0 the forecast at `step` from the outputs of its slot's last full steps (`restart`: forget them).
     """
 
-    def __init__(self, modules: list[tuple[str, torch.nn.Module]], name: str):
+    def __init__(self, modules: list[tuple[str, torch.nn.Module]], name: str, order: int = 0):
         self.modules = modules
-        self.reuse = False
-        self.slot = 0
+        self.order = order
+        self.reuse = self.restart = False
+        self.slot = self.step = 0
         self._store: dict[int, dict[str, Any]] = {}
         self._holders = {key: side_state.holders([m]) for key, m in modules}
         self._patches = [ForwardPatch(m, name, functools.partial(self._forward, key)) for key, m in modules]
@@ -42,7 +46,8 @@ class DeepPath:
         entry = self._store.get(self.slot, {}).get(self.modules[-1][0])
         if entry is None:
             return None
-        return entry[0][0] if isinstance(entry[0], tuple) else entry[0]
+        out = entry[0].diffs[0] if self.order else entry[0]
+        return out[0] if isinstance(out, tuple) else out
 
     def clear(self) -> None:
         self._store.clear()
@@ -51,9 +56,16 @@ class DeepPath:
         entry = self._store.get(self.slot, {}).get(key) if self.reuse else None
         if entry is not None:
             side_state.restore(entry[1])
+            if self.order:
+                return entry[0].at(self.step)
             return side_state.map_tensors(entry[0], torch.clone)  # forward may add in place (T2I-Adapter)
         out = original(*args, **kwargs)
-        self._store.setdefault(self.slot, {})[key] = (out, side_state.snapshot(self._holders[key]))
+        store = self._store.setdefault(self.slot, {})
+        kept = out
+        if self.order:
+            kept = store[key][0] if key in store and not self.restart else Forecast(self.order)
+            kept.update(out, self.step)
+        store[key] = (kept, side_state.snapshot(self._holders[key]))
         return out
 
     def remove(self) -> None:
@@ -68,7 +80,8 @@ class DeepReuse(Accelerator):
     partial UNet elsewhere. `calls` lists (step, full?) for every UNet call of the current run."""
 
     def install(self) -> None:
-        self.deep = self._add(DeepPath(self.config.deep(self.unet), name=f"unetlab.{self.kind}.deep"))
+        self.deep = self._add(DeepPath(self.config.deep(self.unet), name=f"unetlab.{self.kind}.deep",
+                                       order=order(self.config.reuse)))
 
     def start(self, run) -> None:
         if run.num_steps is not None:
@@ -83,7 +96,8 @@ class DeepReuse(Accelerator):
         if full:
             self.mark_full(call)
         self.calls.append((call.step, full))
-        self.deep.reuse, self.deep.slot = not full, call.slot
+        self.deep.reuse, self.deep.slot, self.deep.step = not full, call.slot, call.step
+        self.deep.restart = not call.fresh
         try:
             return original(*args, **kwargs)
         finally:

@@ -4,15 +4,19 @@ At a key step the whole UNet runs (`encode` + `decode`) and its skips and bottle
 call slot); at a non-key step only the decoder runs on the slot's cache, with that step's own timestep. Key
 steps count the steps the pipeline call runs (img2img's `strength`, SDXL's `denoising_start`/`denoising_end`),
 so the first step run is a key step. A call whose batch or step-independent conditioning differs from its
-slot's key step runs full and refreshes the cache. In parallel mode the decoder of a key step and of the
-following non-key steps (up to the next key step, at most `max_parallel`) runs as one batch and the pipeline's
-loop receives the precomputed model outputs at those steps; decoding is sequential while branch caching or
-clockwork is stacked on it, when the call's timesteps cannot be matched to the scheduler's without a device
-sync, and (with a one-line warning) when an attention processor of the decoder is not known to treat batch
-elements independently; PAG's processors, which split the batch into groups, get the copies laid out group
-by group (`parallel.py`). Prior noise injection adds `alpha * z_T`
-to the sample given to each scheduler step whose timestep is below `injection_threshold`. With a ControlNet,
-it runs only where the UNet's encoder does. Everything goes through the normal `pipe(...)` call.
+slot's key step runs full and refreshes the cache. `reuse="taylor1"`/`"taylor2"` forecasts the skips and the
+bottleneck output at a non-key step from the slot's last key steps (TaylorSeer, `forecast.py`; divided
+differences over the actual, non-uniform key-step indices) instead of copying them. In parallel mode the
+decoder of a key step and of the following non-key steps (up to the next key step, at most `max_parallel`)
+runs as one batch (each copy with its own step's time embedding and, when forecasting, its own step's
+forecast, exactly what sequential decoding gives it) and the pipeline's loop receives the precomputed model
+outputs at those steps; decoding is sequential while branch caching or clockwork is stacked on it, when the
+call's timesteps cannot be matched to the scheduler's without a device sync, and (with a one-line warning)
+when an attention processor of the decoder is not known to treat batch elements independently; PAG's
+processors, which split the batch into groups, get the copies laid out group by group (`parallel.py`).
+Prior noise injection adds `alpha * z_T` to the sample given to each scheduler step whose timestep is below
+`injection_threshold`. With a ControlNet, it runs only where the UNet's encoder does. Everything goes through
+the normal `pipe(...)` call.
 
 A bare UNet (no scheduler) is driven by the user's loop: calls are counted, `handle.reset()` starts a new
 image, decoding is sequential and no noise is injected; the key steps of a named spec need
@@ -22,6 +26,7 @@ image, decoding is sequential and no noise is injected; the key steps of a named
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -36,6 +41,7 @@ from ..patching import ForwardPatch, claims
 from ..unet import check_supported, decode, encode
 from . import deep_reuse, side_state
 from .config import AccelConfig
+from .forecast import Forecast, order
 from .handle import Accelerator, Call, call_signature, forward_signature
 from . import parallel
 
@@ -46,7 +52,8 @@ KIND = "encoder_propagation"
 class EncoderPropagationConfig(AccelConfig):
     """`key_steps`: a `schedules` spec; `parallel`: decode non-key steps in one batch with their key step;
     `noise_injection`: prior noise injection strength (None: off) below `injection_threshold`; `max_parallel`:
-    most steps decoded in one batch; `num_inference_steps`: a bare UNet's calls per image (named specs)."""
+    most steps decoded in one batch; `num_inference_steps`: a bare UNet's calls per image (named specs);
+    `reuse`: "copy", "taylor1" or "taylor2" (the encoder's features forecast from the last key steps)."""
 
     kind = KIND
     key_steps: object = "paper"
@@ -55,8 +62,10 @@ class EncoderPropagationConfig(AccelConfig):
     injection_threshold: float = 500
     max_parallel: int | None = None
     num_inference_steps: int | None = None
+    reuse: str = "copy"
 
     def __post_init__(self):
+        order(self.reuse)
         if isinstance(self.key_steps, dict):
             object.__setattr__(self, "key_steps", schedules.KeySteps(
                 self.key_steps.get("num_steps"), tuple(self.key_steps.get("key_steps", ())),
@@ -88,6 +97,7 @@ class EncoderPropagation(Accelerator):
                              "scheduler at each call")
         if self.pipe is None:
             self._bare = _bare_keys(cfg.key_steps, cfg.num_inference_steps)  # (key steps, calls per image)
+        self._order = order(cfg.reuse)
         self._output = UNet2DConditionOutput if isinstance(self.unet, UNet2DConditionModel) else UNet2DOutput
         self._encoder = side_state.holders([*self.unet.down_blocks, *([self.unet.mid_block] if self.unet.mid_block
                                                                      is not None else [])])
@@ -107,6 +117,7 @@ class EncoderPropagation(Accelerator):
 
     def clear(self) -> None:
         self._states: dict[int, tuple] = {}  # slot -> (EncoderState, processor state)
+        self._forecast: dict[int, Forecast] = {}  # slot -> (skips, mid) of its last key steps (reuse != "copy")
         self._ready: dict[int, dict[int, torch.Tensor]] = {}  # slot -> step -> precomputed model output
         self._z_T: dict[int, torch.Tensor] = {}
         self._cn: dict[int, tuple] = {}  # ControlNet call slot -> (signature, output)
@@ -149,9 +160,15 @@ class EncoderPropagation(Accelerator):
         if self.pipe is None and n is not None and step >= n:
             raise RuntimeError(f"encoder_propagation: UNet call {step + 1} is beyond num_inference_steps={n}; "
                                "call handle.reset() to start a new image")
-        full = step in self._key_set or not call.fresh or slot not in self._states
+        restart = not call.fresh or slot not in self._states
+        full = step in self._key_set or restart
         if full:
-            self._states[slot] = (self.compiled(encode)(self.unet, sample, timestep, **cond), side_state.snapshot(self._encoder))
+            state = self.compiled(encode)(self.unet, sample, timestep, **cond)
+            self._states[slot] = (state, side_state.snapshot(self._encoder))
+            if self._order:
+                if restart:
+                    self._forecast[slot] = Forecast(self._order)
+                self._forecast[slot].update((state.skips, state.mid), step)
             self._ready[slot] = {}
             self.mark_full(call)
         else:
@@ -165,11 +182,20 @@ class EncoderPropagation(Accelerator):
         if n is not None and step == n - 1:
             self._states.pop(slot, None)
             self._ready.pop(slot, None)
+            self._forecast.pop(slot, None)
         return self._output(sample=out) if return_dict else (out,)
+
+    def _state_at(self, slot: int, step: int):
+        """The slot's encoder state, with its skips and bottleneck forecast at `step` when forecasting."""
+        state, forecast = self._states[slot][0], self._forecast.get(slot)
+        if forecast is None or forecast.steps[0] == step:
+            return state
+        skips, mid = forecast.at(step)
+        return dataclasses.replace(state, skips=skips, mid=mid)
 
     def _decode_from(self, call: Call, timestep) -> torch.Tensor:
         """Decode the call's step and, in parallel mode, the following non-key steps in one batch."""
-        step, state = call.step, self._states[call.slot][0]
+        step, state = call.step, self._state_at(call.slot, call.step)
         end = step + 1
         if self.parallel and not self._sequential and self.aligned(call):
             nxt = bisect.bisect_right(self._keys, step)
@@ -182,11 +208,13 @@ class EncoderPropagation(Accelerator):
         start = self.run.offset + step
         timesteps = [timestep] + list(ts[start + 1:start + end - step].unbind())
         g = self._groups
-        if g > 1 and state.batch_size % g == 0:  # PAG: each processor chunk holds one group of every copy
-            tiled, rows = parallel.grouped_state(state, timesteps, g)
-            eps = parallel.copy_major(self.compiled(decode)(self.unet, tiled, [rows]), len(timesteps), g)
-        elif g > 1:
+        if g > 1 and state.batch_size % g:
             return self.compiled(decode)(self.unet, state, [timestep])
+        forecast = self._forecast.get(call.slot)
+        if g > 1 or (forecast is not None and not forecast.copies):  # PAG: a chunk holds a group of every copy
+            states = [state, *(self._state_at(call.slot, j) for j in range(step + 1, end))]
+            tiled, rows = parallel.grouped_state(states, timesteps, g)
+            eps = parallel.copy_major(self.compiled(decode)(self.unet, tiled, [rows]), len(timesteps), g)
         else:
             eps = self.compiled(decode)(self.unet, state, timesteps)
         b = state.batch_size
@@ -247,7 +275,8 @@ def _check_args(parallel, noise_injection, injection_threshold, max_parallel, nu
 
 def encoder_propagation(target, key_steps="paper", parallel: bool = True, noise_injection: float | None = 0.003,
                         injection_threshold: float = 500, max_parallel: int | None = None,
-                        num_inference_steps: int | None = None) -> EncoderPropagation:
+                        num_inference_steps: int | None = None, reuse: str = "copy") -> EncoderPropagation:
     """Apply encoder propagation (Faster Diffusion) to a diffusers pipeline or a bare UNet; returns the handle."""
     return EncoderPropagation(target, EncoderPropagationConfig(key_steps, parallel, noise_injection,
-                                                               injection_threshold, max_parallel, num_inference_steps))
+                                                               injection_threshold, max_parallel, num_inference_steps,
+                                                               reuse))

@@ -1,7 +1,8 @@
 """Decoding several steps as one batch (encoder propagation's parallel mode) so that it equals decoding them one
 by one, up to floating-point noise, for every attention processor of the decoder.
 
-Most processors treat the elements of a batch independently and the state is tiled copy after copy. PAG's
+Most processors treat the elements of a batch independently and the copies of the state (one per step; they
+differ in their skips and bottleneck only when these are forecast) are laid out copy after copy. PAG's
 processors split the batch into equal groups (`chunk(2)`: conditional | perturbed; `chunk(3)`: unconditional |
 conditional | perturbed): for them the copies are laid out group-major, so that each chunk holds the same group
 of every copy, and the output is put back copy-major. Any other processor makes `plan` return None with the
@@ -43,21 +44,23 @@ def plan(modules) -> tuple[int, str | None]:
     return max(groups), None
 
 
-def _group_major(x, k: int, groups: int):
-    """x (batch first) tiled k times, group-major: [g0 of copy 0..k-1, g1 of copy 0..k-1, ...]."""
+def _group_major(xs: list, groups: int):
+    """The copies xs (batch first) in one batch, group-major: [g0 of copy 0..k-1, g1 of copy 0..k-1, ...]."""
+    x = xs[0]
     if x is None:
         return None
     if isinstance(x, (tuple, list)):
-        return type(x)(_group_major(v, k, groups) for v in x)
-    parts = x.reshape(groups, x.shape[0] // groups, *x.shape[1:])
-    return torch.cat([parts] * k, dim=1).reshape(k * x.shape[0], *x.shape[1:])
+        return type(x)(_group_major(list(parts), groups) for parts in zip(*xs))
+    parts = [c.reshape(groups, c.shape[0] // groups, *c.shape[1:]) for c in xs]
+    return torch.cat(parts, dim=1).reshape(len(xs) * x.shape[0], *x.shape[1:])
 
 
-def grouped_state(state, timesteps: list, groups: int):
-    """(state of k*B rows laid out group-major, per-row timesteps) for decoding k timesteps in one batch."""
-    k, b = len(timesteps), state.batch_size
+def grouped_state(states: list, timesteps: list, groups: int):
+    """(the k states, one per timestep, as one state of k*B rows laid out group-major; per-row timesteps) for
+    decoding k timesteps in one batch."""
+    k, b, state = len(timesteps), states[0].batch_size, states[0]
     tiled = dataclasses.replace(state, batch_size=k * b,
-                                **{f: _group_major(getattr(state, f), k, groups) for f in _BATCH_FIELDS})
+                                **{f: _group_major([getattr(s, f) for s in states], groups) for f in _BATCH_FIELDS})
     device = state.mid.device
     per_copy = torch.stack([torch.as_tensor(t, device=device).reshape(()) for t in timesteps])
     rows = per_copy[None, :, None].expand(groups, k, b // groups).reshape(-1)

@@ -7,15 +7,15 @@ import math
 
 import torch
 import torch.nn.functional as F
-from diffusers import ModelMixin, UNet2DConditionModel, UNet2DModel
+from diffusers import ModelMixin, UNet2DConditionModel, UNet2DModel, UNet3DConditionModel, UNetMotionModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from torch import nn
 
 from ..unet import check_supported, decode, encode
 
-UNET_CLASSES = {"UNet2DModel": UNet2DModel, "UNet2DConditionModel": UNet2DConditionModel}
-ENCODER_PREFIXES = ("conv_in.", "time_proj.", "time_embedding.", "class_embedding.", "add_embedding.",
-                    "encoder_hid_proj.", "down_blocks.", "mid_block.")
+UNET_CLASSES = {c.__name__: c for c in (UNet2DModel, UNet2DConditionModel, UNet3DConditionModel, UNetMotionModel)}
+ENCODER_PREFIXES = ("conv_in.", "transformer_in.", "time_proj.", "time_embedding.", "class_embedding.",
+                    "add_embedding.", "encoder_hid_proj.", "down_blocks.", "mid_block.")
 
 
 def skip_channels(unet_config: dict) -> list[int]:
@@ -43,7 +43,8 @@ class CoDiAdapter(ModelMixin, ConfigMixin):
 
     `adapter(z, t, condition, **cond)` returns `(down_residuals, mid_residual)` for `encode`'s residual inputs;
     the condition (N, condition_channels, condition_size, condition_size) in [0, 1] is resized to the sample's
-    size, embedded by a small CNN whose last conv starts at zero, and added to the copied stem's output.
+    size, embedded by a small CNN whose last conv starts at zero, and added to the copied stem's output (for a
+    video UNet's sample (N, C, F, H, W), one condition per video, added to every frame).
     """
 
     @register_to_config
@@ -95,6 +96,8 @@ class CoDiAdapter(ModelMixin, ConfigMixin):
             mode = "nearest" if condition.shape[-1] < size[-1] else "area"
             condition = F.interpolate(condition, size=size, mode=mode)
         c = self.condition_embedding(condition.to(sample.dtype))
+        if sample.ndim == 5:  # video: the stem runs on the N * F frames, video by video
+            c = c.repeat_interleave(sample.shape[2], dim=0)
         hook = self.encoder.conv_in.register_forward_hook(lambda module, args, output: output + c)
         try:
             state = encode(self.encoder, sample, timestep, **cond)
@@ -111,3 +114,15 @@ def adapted_unet(unet, adapter: CoDiAdapter, sample: torch.Tensor, timestep, con
     state = encode(unet, sample, timestep, down_block_additional_residuals=down, mid_block_additional_residual=mid,
                    **cond)
     return decode(unet, state, [timestep])
+
+
+class AdaptedUNet(nn.Module):
+    """The CoDi student as one module (adapter, then UNet): `forward` is `adapted_unet`, so a wrapper such as
+    DistributedDataParallel that runs `forward` sees every trained parameter, the UNet's included."""
+
+    def __init__(self, adapter: CoDiAdapter, unet):
+        super().__init__()
+        self.adapter, self.unet = adapter, unet
+
+    def forward(self, sample: torch.Tensor, timestep, condition: torch.Tensor, **cond) -> torch.Tensor:
+        return adapted_unet(self.unet, self.adapter, sample, timestep, condition, **cond)

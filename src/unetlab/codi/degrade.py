@@ -24,16 +24,34 @@ def condition_shape(task: str, channels: int, size: int) -> tuple[int, int]:
     raise ValueError(f"task: {task!r} is not one of {', '.join(TASKS)}")
 
 
+def _box_sizes(size: int) -> list[tuple[int, int]]:
+    lo, hi = BOX_AREA[0] * size * size, BOX_AREA[1] * size * size
+    return [(h, w) for h in range(1, size + 1) for w in range(1, size + 1) if lo <= h * w <= hi]
+
+
 def box_masks(n: int, size: int, generator: torch.Generator) -> torch.Tensor:
     """(n, 1, size, size) masks, 1 inside one axis-aligned box per image: (h, w) uniform over the integer sizes
     covering a quarter to a half of the image, position uniform over the places it fits."""
-    lo, hi = BOX_AREA[0] * size * size, BOX_AREA[1] * size * size
-    sizes = [(h, w) for h in range(1, size + 1) for w in range(1, size + 1) if lo <= h * w <= hi]
+    sizes = _box_sizes(size)
     masks = torch.zeros(n, 1, size, size)
     for i in range(n):
         h, w = sizes[int(torch.randint(len(sizes), (1,), generator=generator))]
         top = int(torch.randint(size - h + 1, (1,), generator=generator))
         left = int(torch.randint(size - w + 1, (1,), generator=generator))
+        masks[i, :, top:top + h, left:left + w] = 1
+    return masks
+
+
+def drawn_box_masks(n: int, size: int, draws) -> torch.Tensor:
+    """`box_masks`' distribution with its draws made through a `unetlab.train.draws.Draws` (training: the same
+    boxes however many processes share the batch)."""
+    sizes = _box_sizes(size)
+    pick, u_top, u_left = draws.randint(len(sizes), n), draws.rand(n), draws.rand(n)
+    masks = torch.zeros(n, 1, size, size)
+    for i in range(n):
+        h, w = sizes[int(pick[i])]
+        top = min(int(u_top[i] * (size - h + 1)), size - h)
+        left = min(int(u_left[i] * (size - w + 1)), size - w)
         masks[i, :, top:top + h, left:left + w] = 1
     return masks
 

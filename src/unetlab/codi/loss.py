@@ -9,7 +9,15 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .consistency import alpha_sigma, consistency_function, ddim_step, implied_noise, predicted_x0, timestep_grid
+from ..train.draws import Draws
+from .consistency import (
+    alpha_sigma,
+    consistency_function,
+    ddim_step,
+    implied_noise,
+    predicted_x0,
+    timestep_grid,
+)
 
 ODE_SOLVERS = ("adapted", "teacher")
 T_MAX = 900
@@ -43,23 +51,32 @@ class CoDiLossConfig:
                              f"{', '.join(TIMESTEP_SAMPLING)}")
 
 
-def sample_grid_index(batch: int, cfg: CoDiLossConfig, generator: torch.Generator) -> torch.Tensor:
-    """n in {1, ..., N}: one per example, or one repeated over the batch."""
-    draws = batch if cfg.timestep_sampling == "per_example" else 1
-    n = torch.randint(1, cfg.grid_size + 1, (draws,), generator=generator)
+def as_draws(draws: Draws | torch.Generator) -> Draws:
+    """`draws` itself, or draws from a plain generator (a loss called outside the training loop)."""
+    return draws if isinstance(draws, Draws) else Draws({}, draws)
+
+
+def sample_grid_index(batch: int, cfg: CoDiLossConfig, draws: Draws) -> torch.Tensor:
+    """n in {1, ..., N}: one per example, or one for the whole (global) batch, repeated."""
+    if cfg.timestep_sampling == "per_example":
+        return draws.randint(cfg.grid_size, batch) + 1
+    # the step's generator is the same in every process, so one draw from it is one t for the global batch
+    n = torch.randint(1, cfg.grid_size + 1, (1,), generator=draws.generator)
     return n.expand(batch).clone()
 
 
 def codi_loss(online: Model, target: Model, teacher: Model | None, x0: torch.Tensor, condition: torch.Tensor,
-              generator: torch.Generator, alphas_cumprod: torch.Tensor, cfg: CoDiLossConfig,
+              draws: Draws | torch.Generator, alphas_cumprod: torch.Tensor, cfg: CoDiLossConfig,
               prediction_type: str = "epsilon") -> dict[str, torch.Tensor]:
     """The loss terms: consistency ||f_t - sg(f_s^-)||^2, reconstruction ||f_t - x_0||^2 and (if enabled) noise
-    consistency, each a mean over elements; "total" is their sum. Random draws (n, eps) come from `generator`."""
+    consistency, each a mean over elements; "total" is their sum. Random draws (n, eps) come from `draws` (the
+    training loop's step draws, the same however many processes share the batch, or a generator)."""
+    draws = as_draws(draws)
     b = x0.shape[0]
     grid = timestep_grid(cfg.grid_size, cfg.t_max)
-    n = sample_grid_index(b, cfg, generator)
+    n = sample_grid_index(b, cfg, draws)
     t, s = grid[n].to(x0.device), grid[n - 1].to(x0.device)
-    eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+    eps = draws.randn(tuple(x0.shape)).to(x0)
     alpha_t, sigma_t = alpha_sigma(alphas_cumprod, t, x0)
     alpha_s, sigma_s = alpha_sigma(alphas_cumprod, s, x0)
     z_t = alpha_t * x0 + sigma_t * eps
@@ -77,7 +94,9 @@ def codi_loss(online: Model, target: Model, teacher: Model | None, x0: torch.Ten
 
     terms = {"consistency": F.mse_loss(f_t, f_s), "reconstruction": F.mse_loss(f_t, x0)}
     if cfg.noise_consistency:
-        keep = s > 0  # at s = 0, f_s^- = z_hat_s by the boundary condition and implies no noise
+        # at s = 0, f_s^- = z_hat_s by the boundary condition and implies no noise; the term is a sum over the kept
+        # examples divided by all of them, so its mean over processes equals the global batch's value
+        keep = s > 0
         eps_t = implied_noise(z_t[keep], f_t[keep], alpha_t[keep], sigma_t[keep])
         eps_s = implied_noise(z_hat_s[keep], f_s[keep], alpha_s[keep], sigma_s[keep])
         terms["noise"] = F.mse_loss(eps_t, eps_s) * keep.float().mean() if keep.any() else f_t.sum() * 0
@@ -85,13 +104,14 @@ def codi_loss(online: Model, target: Model, teacher: Model | None, x0: torch.Ten
     return terms
 
 
-def diffusion_loss(model: Model, x0: torch.Tensor, condition: torch.Tensor, generator: torch.Generator,
+def diffusion_loss(model: Model, x0: torch.Tensor, condition: torch.Tensor, draws: Draws | torch.Generator,
                    alphas_cumprod: torch.Tensor, prediction_type: str = "epsilon") -> torch.Tensor:
     """The plain conditional diffusion loss of the ControlNet baseline: ||target - model(z_t, t, c)||^2
-    (Ho et al. 2020, Eq. 14), t uniform over the training timesteps."""
+    (Ho et al. 2020, Eq. 14), t uniform over the training timesteps; draws as in `codi_loss`."""
+    draws = as_draws(draws)
     b = x0.shape[0]
-    t = torch.randint(0, len(alphas_cumprod), (b,), generator=generator).to(x0.device)
-    eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+    t = draws.randint(len(alphas_cumprod), b).to(x0.device)
+    eps = draws.randn(tuple(x0.shape)).to(x0)
     alpha_t, sigma_t = alpha_sigma(alphas_cumprod, t, x0)
     z_t = alpha_t * x0 + sigma_t * eps
     target = eps if prediction_type == "epsilon" else alpha_t * eps - sigma_t * x0

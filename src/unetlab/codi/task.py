@@ -9,8 +9,9 @@ from pathlib import Path
 import torch
 from diffusers import DDIMScheduler
 
-from .adapter import CoDiAdapter, adapted_unet
-from .degrade import TASKS, condition_shape, degrade
+from ..train.draws import Draws
+from .adapter import AdaptedUNet, CoDiAdapter, adapted_unet
+from .degrade import TASKS, condition_shape, degrade, drawn_box_masks
 from .loss import CoDiLossConfig, codi_loss, diffusion_loss
 from .pipeline import CoDiPipeline
 
@@ -19,8 +20,9 @@ VARIANTS = ("codi", "pe-codi", "controlnet")
 
 @dataclass
 class CoDiTaskConfig:
-    """`variant`: "codi" trains adapter and UNet, "pe-codi" the adapter only (teacher frozen), "controlnet" the
-    adapter only with the plain diffusion loss (the baseline, sampled with DDIM); `loss` for the two CoDi ones."""
+    """`variant`: "codi" trains adapter and UNet (one `AdaptedUNet` module, "student"), "pe-codi" the adapter only
+    (teacher frozen), "controlnet" the adapter only with the plain diffusion loss (the baseline, sampled with DDIM);
+    `loss` for the two CoDi ones."""
 
     task: str = "sr4"
     variant: str = "codi"
@@ -37,7 +39,7 @@ class CoDiTaskConfig:
 
 class CoDiTask:
     """Adapts the teacher pipeline's UNet to `cfg.task` on `dataset` (`ds[idx]["images"]` in [0, 1]); conditions
-    are degraded on the fly (inpainting boxes from the loop's generator). The EMA weights are the target."""
+    are degraded on the fly (inpainting boxes from the step's draws). The EMA weights are the target."""
 
     uses_ema = True
 
@@ -51,9 +53,10 @@ class CoDiTask:
         cond_channels, cond_size = condition_shape(cfg.task, channels, size)
         self.adapter = CoDiAdapter.from_unet(self.teacher, cond_channels, cond_size,
                                              torch.Generator().manual_seed(cfg.seed))
-        self._modules = {"adapter": self.adapter}
         if cfg.variant == "codi":
-            self._modules["unet"] = copy.deepcopy(self.teacher).requires_grad_(True)
+            self._modules = {"student": AdaptedUNet(self.adapter, copy.deepcopy(self.teacher).requires_grad_(True))}
+        else:
+            self._modules = {"adapter": self.adapter}
         self.targets = {name: copy.deepcopy(m).eval().requires_grad_(False) for name, m in self._modules.items()}
         images = dataset[torch.arange(cfg.num_samples)]["images"]
         self.sample_conditions = degrade(cfg.task, images, torch.Generator().manual_seed(cfg.seed))
@@ -66,34 +69,44 @@ class CoDiTask:
         for m in self.targets.values():
             m.to(device)
 
+    def _student(self, models: dict):
+        """(z, t, c) -> the adapted model's output from the trained modules: the "student" module itself (its
+        forward, which a DistributedDataParallel wrapper synchronises), or the adapter on the frozen teacher."""
+        if "student" in models:
+            return models["student"]
+        return lambda z, t, c: adapted_unet(self.teacher, models["adapter"], z, t, c)
+
+    def _parts(self, models: dict) -> tuple:
+        """(UNet, adapter) of unwrapped trained modules."""
+        if "student" in models:
+            return models["student"].unet, models["student"].adapter
+        return self.teacher, models["adapter"]
+
     def loss(self, models: dict, batch: dict, generator: torch.Generator, emas: dict) -> torch.Tensor:
         images = batch["images"]
         x0 = images * 2 - 1
-        condition = degrade(self.cfg.task, images, generator)
-        unet = models.get("unet", self.teacher)
-
-        def online(z, t, c):
-            return adapted_unet(unet, models["adapter"], z, t, c)
-
+        # every draw (boxes, t, noise) through the step's draws: several processes compute one process's gradients
+        draws = Draws(batch, generator)
+        masks = drawn_box_masks(len(images), images.shape[-1], draws) if self.cfg.task == "inpaint" else None
+        condition = degrade(self.cfg.task, images, masks=masks)
+        online = self._student(models)
         if self.cfg.variant == "controlnet":
-            return diffusion_loss(online, x0, condition, generator, self.alphas_cumprod, self.prediction_type)
+            return diffusion_loss(online, x0, condition, draws, self.alphas_cumprod, self.prediction_type)
         for name, ema in emas.items():
             ema.copy_to(self.targets[name])
-        target_unet = self.targets.get("unet", self.teacher)
-
-        def target(z, t, c):
-            return adapted_unet(target_unet, self.targets["adapter"], z, t, c)
+        target = self._student(self.targets)
 
         def teacher(z, t, c):
             return self.teacher(z, t).sample
 
-        terms = codi_loss(online, target, teacher, x0, condition, generator, self.alphas_cumprod, self.cfg.loss,
+        terms = codi_loss(online, target, teacher, x0, condition, draws, self.alphas_cumprod, self.cfg.loss,
                           self.prediction_type)
         return terms["total"]
 
     def pipeline(self, models: dict) -> CoDiPipeline:
         sampler = "ddim" if self.cfg.variant == "controlnet" else "consistency"
-        return CoDiPipeline(unet=models.get("unet", self.teacher), adapter=models["adapter"],
+        unet, adapter = self._parts(models)
+        return CoDiPipeline(unet=unet, adapter=adapter,
                             scheduler=DDIMScheduler.from_config(self.scheduler.config), sampler=sampler,
                             grid_size=self.cfg.loss.grid_size, t_max=self.cfg.loss.t_max)
 
@@ -101,7 +114,7 @@ class CoDiTask:
         pipe = self.pipeline(models)
         pipe.set_progress_bar_config(disable=True)
         steps = 20 if self.cfg.variant == "controlnet" else 4
-        device = next(models["adapter"].parameters()).device
+        device = next(self._parts(models)[1].parameters()).device
         return pipe(image=self.sample_conditions.to(device), num_inference_steps=steps, generator=generator,
                     output_type="pt").images.cpu()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 METHODS = ("codi",)
 TEACHERS = ("digits",)
@@ -38,11 +37,6 @@ def make_task(args: argparse.Namespace):
     data = args.data or "digits"
     if data != "digits":
         raise ValueError(f"data: codi trains on digits (the teacher's data); got {data!r}")
-    if args.variant == "codi" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        # the trained UNet runs through the split forward, which DistributedDataParallel's forward cannot wrap,
-        # so its gradients would not be synchronised; pe-codi and controlnet train only the adapter (DDP-safe)
-        raise ValueError("variant: codi trains the UNet through the split forward and runs in one process only; "
-                         "use --variant pe-codi or controlnet under accelerate launch")
     teacher = load(args.teacher)
     size = teacher.unet.config.sample_size
     loss = CoDiLossConfig(grid_size=args.grid_size, t_max=args.t_max, ode_solver=args.ode_solver,

@@ -118,6 +118,31 @@ def _load_plan(path: str | Path, steps: int) -> dict:
     return data
 
 
+def _early_dense(steps: int, late: int) -> list[int]:
+    """Full steps every 2 steps up to step 12, then every `late` steps: chosen on `shapes` with seeds 1000-1007,
+    held out from the bench's quality images (seeds 0 to num_images - 1)."""
+    return [*range(0, min(13, steps), 2), *range(12 + late, steps, late)]
+
+
+def _forecast_rows(steps: int) -> list[Method]:
+    """Forecasting (`reuse="taylor1"`/`"taylor2"`) next to the copying rows of the same settings."""
+    ep = dict(noise_injection=None)
+    layer = dict(branch=0, granularity="layer")
+    rows = [("branch-cache", "branch cache N=3 layer", _bc, dict(layer, interval=3), ("taylor2",)),
+            ("branch-cache", "branch cache N=5 layer", _bc, dict(layer, interval=5), ("taylor1", "taylor2")),
+            ("branch-cache", "branch cache N=2 B=0", _bc, dict(interval=2, branch=0), ("taylor1",)),
+            *(("branch-cache", f"branch cache layer every 2 to 12 then {late}", _bc,
+               dict(layer, schedule=_early_dense(steps, late)), ("copy", "taylor1")) for late in (6, 8)),
+            ("clockwork", "clockwork clock=2", _cw, dict(clock=2), ("taylor1", "taylor2")),
+            ("clockwork", "clockwork clock=4", _cw, dict(clock=4), ("taylor1",)),
+            ("encoder-propagation", "EP paper keys, parallel", _ep, dict(ep, key_steps="paper"),
+             ("taylor1", "taylor2")),
+            ("encoder-propagation", "EP uniform:2", _ep, dict(ep, key_steps="uniform:2"), ("taylor1",)),
+            ("encoder-propagation", "EP uniform:4", _ep, dict(ep, key_steps="uniform:4"), ("taylor1", "taylor2"))]
+    return [Method(family, name if reuse == "copy" else f"{name} {reuse}", dict(cfg, reuse=reuse), steps,
+                   make(**cfg, reuse=reuse)) for family, name, make, cfg, modes in rows for reuse in modes]
+
+
 def default_methods(steps: int = 50, key_steps_derived: str | Path | None = None,
                     block_skip_plan: str | Path | None = None, quick: bool = False) -> list[Method]:
     """The accelerators with their published or recommended settings, plus derived schedules when given."""
@@ -136,6 +161,9 @@ def default_methods(steps: int = 50, key_steps_derived: str | Path | None = None
                _bc(interval=3, branch=0, granularity="layer")),
         Method("branch-cache", "branch cache N=5 layer", dict(interval=5, branch=0, granularity="layer"), steps,
                _bc(interval=5, branch=0, granularity="layer")),
+        Method("branch-cache", "branch cache N=3 layer taylor1", dict(interval=3, branch=0, granularity="layer",
+                                                                     reuse="taylor1"), steps,
+               _bc(interval=3, branch=0, granularity="layer", reuse="taylor1")),
         Method("clockwork", "clockwork clock=2", dict(clock=2), steps, _cw(clock=2)),
         Method("deepcache", "DeepCache pkg N=3 B=0", dict(cache_interval=3, cache_branch_id=0), steps,
                _peer("deepcache", interval=3, branch=0)),
@@ -155,6 +183,7 @@ def default_methods(steps: int = 50, key_steps_derived: str | Path | None = None
                    _bc(interval=4, branch=0, granularity="layer")),
             Method("branch-cache", "branch cache N=3 B=1", dict(interval=3, branch=1), steps, _bc(interval=3, branch=1)),
             Method("clockwork", "clockwork clock=4", dict(clock=4), steps, _cw(clock=4)),
+            *_forecast_rows(steps),
         ]
     if key_steps_derived is not None:
         _check_key_steps(key_steps_derived, steps)

@@ -89,11 +89,14 @@ def pareto_plot(result: dict, path: Path) -> None:
         if few:
             ax.plot([1.0] + [r["speedup_wall"] for r in few], [60] + [min(r["psnr"], 60) for r in few], "k--", lw=1,
                     marker=".", label="fewer DDIM steps (baseline at 60)")
-        for fam, marker in _MARKERS.items():
-            pts = [r for r in rows if r["family"] == fam and r["psnr"] is not None and fam != "baseline"]
-            if pts:
-                ax.scatter([r["speedup_wall"] for r in pts], [min(r["psnr"], 60) for r in pts], marker=marker, s=50,
-                           label=fam)
+        for i, (fam, marker) in enumerate(_MARKERS.items()):
+            for forecast in (False, True):  # reuse="taylor1"/"taylor2" rows hollow, in their family's colour
+                pts = [r for r in rows if r["family"] == fam and r["psnr"] is not None and fam != "baseline"
+                       and (r["config"].get("reuse", "copy") != "copy") == forecast]
+                if pts:
+                    colour = dict(facecolors="none", edgecolors=f"C{i}") if forecast else dict(color=f"C{i}")
+                    ax.scatter([r["speedup_wall"] for r in pts], [min(r["psnr"], 60) for r in pts], marker=marker,
+                               s=50, label=f"{fam}, forecast" if forecast else fam, **colour)
         ax.axhline(30, color="grey", lw=0.5, ls=":")
         ax.set(title=f"{model}: speed vs fidelity", xlabel="wall-time speed-up vs baseline (×)",
                ylabel="PSNR vs baseline sample (dB, capped at 60)")

@@ -19,10 +19,21 @@ def pipeline_folder(source: str | Path) -> Path:
     return path
 
 
-def init_from(modules: dict[str, nn.Module], source: str | Path) -> None:
-    """Load every module of `modules` in place from component `<source>/<name>` (same architecture required)."""
-    path = pipeline_folder(source)
+def _components(modules: dict[str, nn.Module]) -> dict[str, nn.Module]:
+    """The modules, a plain container of components (no `from_pretrained`, e.g. CoDi's adapter + UNet) as its
+    children."""
+    out = {}
     for name, module in modules.items():
+        plain = not hasattr(type(module), "from_pretrained") and len(list(module.children())) > 0
+        out.update(dict(module.named_children()) if plain else {name: module})
+    return out
+
+
+def init_from(modules: dict[str, nn.Module], source: str | Path) -> None:
+    """Load every module of `modules` (of a plain container: each child) in place from component `<source>/<name>`
+    (same architecture required)."""
+    path = pipeline_folder(source)
+    for name, module in _components(modules).items():
         if not (path / name / "config.json").is_file() or not hasattr(type(module), "from_pretrained"):
             raise ValueError(f"init_from: {path} has no {name!r} component that a {type(module).__name__} loads from")
         saved = json.loads((path / name / "config.json").read_text()).get("_class_name")
