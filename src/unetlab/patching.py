@@ -4,6 +4,7 @@
 - `claim(obj, kind)` / `release(obj, kind)`: at most one patch of a kind per object; a second is an error.
 - `ForwardPatch`: replaces a module's forward through diffusers' `HookRegistry` (chains with other hooks,
   removable in any order).
+- `EagerEntry`: makes a `torch.compile` wrapper call its model eagerly while handles are applied to the model.
 - `StepSource`: the one wrapper of a scheduler's `set_timesteps` and `step`, shared by every listener on that
   scheduler (installed by the first, removed with the last, so listeners leave in any order). The step counter
   lives in the scheduler's own `__dict__`, so a pipeline that copies and restores the scheduler's state
@@ -24,6 +25,7 @@ _CLAIMS = "_unetlab_patches"
 _SOURCE = "_unetlab_step_source"
 _COUNT = "_unetlab_step"
 _METHODS = ("set_timesteps", "step")
+_ROUTE = "_unetlab_eager_entry"
 
 
 def resolve(target) -> tuple[Any, torch.nn.Module]:
@@ -75,10 +77,38 @@ class ForwardPatch:
     def remove(self) -> None:
         registry = getattr(self.module, "_diffusers_hook", None)
         if registry is not None and self.name in registry.hooks:
+            index = registry._hook_order.index(self.name)
+            outer = registry._fn_refs[index + 1] if index + 1 < len(registry._fn_refs) else None
+            outer_forward = outer.forward if outer is not None else None
             registry.remove_hook(self.name, recurse=False)
+            if outer is not None and outer.original_forward is not None:
+                # diffusers points the outer hook's `forward` at what ran under the removed hook, which would skip
+                # the outer hook's own new_forward; that is the outer hook's original forward now
+                outer.original_forward, outer.forward = outer.forward, outer_forward
             if not registry.hooks:
                 del self.module._diffusers_hook
                 self.module.__dict__.pop("forward", None)
+
+
+class EagerEntry:
+    """While installed on a `torch.compile` wrapper (`OptimizedModule`), its calls enter the model it wraps eagerly,
+    so that the patches on the model decide in Python and call back into compiled code themselves; shared by every
+    handle on the wrapper (installed by the first, its `forward` restored exactly by the last)."""
+
+    def __init__(self, wrapper: torch.nn.Module):
+        d = self._dict = wrapper.__dict__  # the wrapper's own attributes (setattr would reach the wrapped model)
+        if _ROUTE not in d:
+            d[_ROUTE] = [d["forward"]]
+            d["forward"] = wrapper._orig_mod.__call__
+        d[_ROUTE].append(self)
+
+    def remove(self) -> None:
+        users = self._dict.get(_ROUTE)
+        if users is not None and self in users:
+            users.remove(self)
+            if len(users) == 1:
+                self._dict["forward"] = users[0]
+                del self._dict[_ROUTE]
 
 
 class _Wrapper:

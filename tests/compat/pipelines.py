@@ -83,6 +83,16 @@ def _sd_half(dtype):
     return pipe, kw
 
 
+def _sd_compiled(**compile_kwargs):
+    """SD with `pipe.unet = torch.compile(pipe.unet)`: backend "eager" (dynamo traces and guards as with any backend,
+    its graphs run as plain PyTorch, so outputs stay bit-identical); a two-level UNet keeps tracing cheap."""
+    unet = tiny_unet("sd", block_out_channels=(8, 16), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                     up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+    pipe = _make(d.StableDiffusionPipeline, vae=_vae(), unet=unet, scheduler=_ddim())
+    pipe.unet = torch.compile(unet, **({"backend": "eager"} | compile_kwargs))
+    return pipe, _sd_text(height=64, width=64)
+
+
 def _sd_img2img():
     return (_make(d.StableDiffusionImg2ImgPipeline, vae=_vae(), unet=tiny_unet("sd"), scheduler=_ddim()),
             _sd_text(image=_image(), strength=0.7))
@@ -162,25 +172,31 @@ def _t2i_adapter():
     return pipe, _sd_text(image=_image(), height=64, width=64)
 
 
-def _ip_adapter():
-    """SD with one IP-Adapter built in-process: an image projection and IP attention processors on attn2."""
+def add_ip_adapter(unet) -> None:
+    """One IP-Adapter built in-process, as `load_ip_adapter` installs it: an image projection (image embeddings of
+    size 8) and IP attention processors on the text cross-attention layers (attn2 outside the motion modules)."""
     from diffusers.models.attention_processor import AttnProcessor2_0, IPAdapterAttnProcessor2_0
     from diffusers.models.embeddings import ImageProjection, MultiIPAdapterImageProjection
-    pipe, kw = _sd_t2i()
-    unet = pipe.unet
     torch.manual_seed(4)
     unet.encoder_hid_proj = MultiIPAdapterImageProjection([ImageProjection(image_embed_dim=8, cross_attention_dim=16,
                                                                            num_image_text_embeds=4)])
     unet.config.encoder_hid_dim_type = "ip_image_proj"
     procs = {}
-    for name in unet.attn_processors:
+    for name, processor in unet.attn_processors.items():
         attn = unet.get_submodule(name.removesuffix(".processor"))
-        procs[name] = (IPAdapterAttnProcessor2_0(attn.to_q.out_features, 16, num_tokens=(4,), scale=0.7)
-                       if name.endswith("attn2.processor") else AttnProcessor2_0())
+        text = name.endswith("attn2.processor") and "motion_modules" not in name
+        procs[name] = (IPAdapterAttnProcessor2_0(attn.to_q.out_features, 16, num_tokens=(4,), scale=0.7) if text
+                       else processor if "motion_modules" in name else AttnProcessor2_0())
     unet.set_attn_processor(procs)
     for p in unet.attn_processors.values():
         for layer in getattr(p, "to_k_ip", []) + getattr(p, "to_v_ip", []):
             torch.nn.init.normal_(layer.weight, std=0.2)
+
+
+def _ip_adapter():
+    """SD with one IP-Adapter built in-process (`add_ip_adapter`)."""
+    pipe, kw = _sd_t2i()
+    add_ip_adapter(pipe.unet)
     kw["ip_adapter_image_embeds"] = [torch.randn(2, 1, 8, generator=_g(9))]  # [negative, positive]
     return pipe, kw
 
@@ -304,6 +320,22 @@ def _animatediff():
     return pipe, _sd_text(height=64, width=64, num_frames=2)
 
 
+def _animatediff_ip_adapter():
+    pipe, kw = _animatediff()
+    add_ip_adapter(pipe.unet)
+    kw["ip_adapter_image_embeds"] = [torch.randn(2, 1, 8, generator=_g(9))]  # [negative, positive]
+    return pipe, kw
+
+
+def _animatediff_sdxl():
+    torch.manual_seed(0)
+    adapter = d.MotionAdapter(block_out_channels=(8, 16), motion_layers_per_block=1, motion_norm_num_groups=4,
+                              motion_num_attention_heads=2, motion_max_seq_length=8, use_motion_mid_block=False)
+    pipe = _make(d.AnimateDiffSDXLPipeline, vae=_vae(), unet=tiny_unet("sdxl"), motion_adapter=adapter,
+                 scheduler=_ddim())
+    return pipe, _sdxl_text(height=64, width=64, num_frames=2)
+
+
 BUILDERS = {
     "sd": _sd_t2i, "sd_img2img": _sd_img2img, "sd_img2img_dpm": _sd_img2img_dpm, "sd_inpaint": _sd_inpaint,
     "sdxl": _sdxl_t2i, "sdxl_inpaint": _sdxl_inpaint,
@@ -315,7 +347,8 @@ BUILDERS = {
     "if_stage1": lambda: _if("if_stage1"), "if_stage2": lambda: _if("if_stage2"),
     "ddpm": lambda: _uncond(d.DDPMPipeline, d.DDPMScheduler()), "ddim": lambda: _uncond(d.DDIMPipeline, d.DDIMScheduler()),
     "sd_bf16": lambda: _sd_half(torch.bfloat16),
-    "sd_fp16": lambda: _sd_half(torch.float16), "text2video": _text2video, "animatediff": _animatediff,
+    "sd_fp16": lambda: _sd_half(torch.float16), "sd_compiled": _sd_compiled, "text2video": _text2video, "animatediff": _animatediff,
+    "animatediff_ip_adapter": _animatediff_ip_adapter, "animatediff_sdxl": _animatediff_sdxl,
 }
 NAMES = tuple(BUILDERS)
 

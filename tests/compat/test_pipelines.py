@@ -4,12 +4,16 @@ what cannot apply is refused at apply time with one line."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
 
 import pytest
 import torch
+from torch._C._dynamo.eval_frame import _debug_get_cache_entry_list
+from torch._dynamo.eval_frame import OptimizedModule
 
+import unetlab.unet
 from unetlab.accel import apply
 
 from . import reference
@@ -24,11 +28,20 @@ def _plain(name):
         return pipe, kw, run(pipe, kw)
 
 
+def _own_forward(m) -> bool:
+    """Whether `m` has an instance forward other than a `torch.compile` wrapper's own compiled one."""
+    forward = m.__dict__.get("forward")
+    if isinstance(m, OptimizedModule):
+        return (getattr(forward, "_torchdynamo_orig_callable", None) != m._orig_mod.__call__
+                or any(k.startswith("_unetlab") for k in m.__dict__))
+    return forward is not None
+
+
 def untouched(pipe) -> bool:
     """No hook, instance forward, claim or scheduler patch is left on the pipeline's models and scheduler."""
     models = [m for m in pipe.components.values() if isinstance(m, torch.nn.Module)]
     mods = [m for model in models for m in model.modules()]
-    return (not any("forward" in m.__dict__ or hasattr(m, "_diffusers_hook") for m in mods)
+    return (not any(_own_forward(m) or hasattr(m, "_diffusers_hook") for m in mods)
             and not any("_unetlab_patches" in m.__dict__ for m in models)
             and not {"step", "set_timesteps", "_unetlab_step", "_unetlab_step_source"} & set(pipe.scheduler.__dict__))
 
@@ -51,6 +64,29 @@ def reference_for(kind, config, pipe, num_steps):
     return reference.reuse_outputs(unet, [w.component], lambda s: not w.start <= s < w.end, w.replace)
 
 
+def compiled_graphs() -> int:
+    """How many graphs torch.compile has traced in this process."""
+    return torch._dynamo.utils.counters["stats"]["unique_graphs"]
+
+
+def cached_graphs(wrapper) -> int:
+    """Graphs in dynamo's cache for the compiled UNet's forward and the split forward (encode, decode)."""
+    codes = [type(wrapper._orig_mod).forward.__code__, unetlab.unet.encode.__code__, unetlab.unet.decode.__code__]
+    return sum(len(_debug_get_cache_entry_list(c)) for c in codes)
+
+
+@contextlib.contextmanager
+def uncompiled(pipe):
+    """The pipeline with its plain UNet for the reference (a compiled pipeline's patched runs are checked against
+    the eager model with plain hooks)."""
+    unet = pipe.unet
+    pipe.unet = getattr(unet, "_orig_mod", unet)
+    try:
+        yield pipe
+    finally:
+        pipe.unet = unet
+
+
 @pytest.mark.parametrize("kind", list(ACCELERATORS))
 @pytest.mark.parametrize("name", NAMES)
 def test_accelerator_on_pipeline(name, kind):
@@ -66,6 +102,7 @@ def test_accelerator_on_pipeline(name, kind):
         with apply(pipe, identity) as h:
             assert torch.equal(run(pipe, kw), plain)
             assert h.calls and all(full for _, full in h.calls)
+        graphs = compiled_graphs()
         h = apply(pipe, active)
         try:
             out = run(pipe, kw)
@@ -74,9 +111,12 @@ def test_accelerator_on_pipeline(name, kind):
             h.remove()
         h.remove()  # idempotent
         assert not all(full for _, full in calls)  # something was reused
+        if isinstance(pipe.unet, OptimizedModule):
+            assert compiled_graphs() > graphs  # the patched calls ran compiled
+            assert cached_graphs(pipe.unet) == 0  # none traced with the patches is left
         num_steps = max(s for s, _ in calls) + 1
         assert untouched(pipe)
-        with reference_for(kind, active, pipe, num_steps):
+        with uncompiled(pipe), reference_for(kind, active, pipe, num_steps):
             ref = run(pipe, kw)
         assert torch.equal(run(pipe, kw), plain)
     assert torch.equal(out, ref)

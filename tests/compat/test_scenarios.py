@@ -1,5 +1,6 @@
 """The scenarios that break naive caching: parallel decoding (float64), removal in both orders, refused stacks,
-a replaced scheduler, a batch drop (CFG cut-off) and a prompt change mid-call, a compiled UNet, configs as JSON."""
+a replaced scheduler, a batch drop (CFG cut-off) and a prompt change mid-call, a compiled UNet (fullgraph, stacked,
+compiled after applying), configs as JSON."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from unetlab.accel.stacking import COMPOSE
 
 from . import reference
 from .pipelines import build, run
-from .test_pipelines import deep_names, untouched
+from .test_pipelines import compiled_graphs, deep_names, uncompiled, untouched
 
 ACTIVE = {
     "encoder_propagation": EncoderPropagationConfig(key_steps=[0, 3], parallel=False, noise_injection=None),
@@ -59,7 +60,7 @@ def _float64(pipe, kw):
 
 @pytest.mark.parametrize("name", ["sd", "sd_img2img", "sd_img2img_dpm", "sdxl_inpaint", "sdxl_refiner", "controlnet",
                                   "sag", "panorama", "ip_adapter", "pag", "pag_no_cfg", "text2video",
-                                  "animatediff"])
+                                  "animatediff", "animatediff_ip_adapter", "animatediff_sdxl"])
 def test_parallel_decoding_equals_sequential_in_float64(name):
     pipe, kw = _float64(*build(name))
     decoder_calls = []
@@ -103,14 +104,23 @@ def test_stacks_remove_in_either_order(second):
     pipe, kw = build("sd")
     with torch.no_grad():
         plain = run(pipe, kw)
+        with apply(pipe, ACTIVE[second]):
+            second_alone = run(pipe, kw)
         for order in ("applied", "reversed"):
             a = unetlab.encoder_propagation(pipe, key_steps="uniform:2")  # with prior noise injection
             b = apply(pipe, ACTIVE[second])
             stacked = run(pipe, kw)
-            for h in ((a, b) if order == "applied" else (b, a)):
-                h.remove()
+            first, last = (a, b) if order == "applied" else (b, a)
+            first.remove()
+            left = run(pipe, kw)
+            last.remove()
             assert untouched(pipe), order
             assert torch.equal(run(pipe, kw), plain), order
+            if order == "applied":  # the handle left runs as it does alone (its patch is not skipped)
+                assert torch.equal(left, second_alone)
+            else:
+                with unetlab.encoder_propagation(pipe, key_steps="uniform:2"):
+                    assert torch.equal(left, run(pipe, kw))
     assert not torch.equal(stacked, plain)
 
 
@@ -175,18 +185,41 @@ def test_a_batch_or_prompt_change_mid_call_runs_full(kind, change):
     assert torch.equal(out, ref) and not torch.equal(out, plain)
 
 
-@pytest.mark.parametrize("kind", list(ACTIVE))
-def test_a_compiled_unet_is_refused_in_one_line(kind):
-    pipe, _ = build("sd")
-    unet = pipe.unet
-    pipe.unet = torch.compile(unet)
-    try:
-        with pytest.raises(TypeError, match="^unet: a torch.compile'd UNet") as e:
-            apply(pipe, ACTIVE[kind])
-        assert "\n" not in str(e.value)
-    finally:
-        pipe.unet = unet
-    assert untouched(pipe)
+def test_a_compiled_unet_with_fullgraph_takes_a_stack():
+    """fullgraph=True: the handles' decisions stay outside the graphs, so no graph break is needed; removing the
+    first handle leaves the compiled wrapper routed for the second."""
+    pipe, kw = build("sd_compiled")
+    pipe.unet = torch.compile(pipe.unet._orig_mod, backend="eager", fullgraph=True)
+    with torch.no_grad():
+        plain = run(pipe, kw)
+        a = apply(pipe, ACTIVE["encoder_propagation"])
+        b = apply(pipe, ACTIVE["branch_cache"])
+        stacked = run(pipe, kw)
+        a.remove()
+        assert untouched(pipe) is False and "_unetlab_eager_entry" in pipe.unet.__dict__
+        b.remove()
+        assert untouched(pipe)
+        assert torch.equal(run(pipe, kw), plain)
+        with uncompiled(pipe), apply(pipe, ACTIVE["encoder_propagation"]), apply(pipe, ACTIVE["branch_cache"]):
+            eager = run(pipe, kw)
+    assert torch.equal(stacked, eager) and not torch.equal(stacked, plain)
+
+
+def test_a_unet_compiled_after_applying_runs_the_patches():
+    pipe, kw = build("sd_compiled")
+    wrapper = pipe.unet
+    with torch.no_grad():
+        plain = run(pipe, kw)
+        pipe.unet = wrapper._orig_mod
+        with apply(pipe, ACTIVE["block_skip"]) as h:
+            pipe.unet = wrapper
+            graphs = compiled_graphs()
+            out = run(pipe, kw)
+            assert compiled_graphs() > graphs and not all(full for _, full in h.calls)
+        assert torch.equal(run(pipe, kw), plain) and untouched(pipe)
+        with uncompiled(pipe), _reference("block_skip", pipe):
+            ref = run(pipe, kw)
+    assert torch.equal(out, ref) and not torch.equal(out, plain)
 
 
 def test_lcm_with_a_named_set_that_skips_nothing_warns_once():
@@ -254,3 +287,29 @@ def test_anchor_attention_takes_part_in_the_stacking_table():
     with apply(pipe, ACTIVE["clockwork"]), anchor_attention(pipe, count=2):
         pass
     assert untouched(pipe)
+
+
+def test_anchor_attention_is_a_handle_with_a_json_config(tmp_path):
+    from unetlab.accel import AnchorAttentionConfig
+    from unetlab.accel.handle import Handle
+    cfg = AnchorAttentionConfig(anchors=[0, 2], own_kv=True)
+    loaded = load_config(cfg.save(tmp_path / "aa.json"))
+    assert loaded == cfg and loaded.anchors == (0, 2)
+    with pytest.raises(ValueError, match="^config: unknown field"):
+        load_config({**cfg.to_dict(), "bogus": 1})
+    pipe, kw = build("sd")
+    with torch.no_grad():
+        plain = run(pipe, kw)
+        for order in ("applied", "reversed"):
+            a = apply(pipe, ACTIVE["clockwork"])
+            b = apply(pipe, loaded)
+            assert isinstance(b, Handle) and b.config == cfg
+            with pytest.raises(RuntimeError, match="^anchor_attention: already applied"):
+                apply(pipe, cfg)
+            with b.phase_of("anchors", 1):
+                run(pipe, kw)
+            for h in ((a, b) if order == "applied" else (b, a)):
+                h.remove()
+                h.remove()
+            assert untouched(pipe), order
+            assert torch.equal(run(pipe, kw), plain), order

@@ -1,6 +1,7 @@
 """Training-free accelerators; each is `unetlab.<name>(pipe_or_unet, **config) -> handle` (see DESIGN.md), built
 on `handle.Accelerator`; their configs save to JSON and `apply(target, load_config(path))` applies one."""
 
+from .anchor_attention import AnchorAttentionConfig, anchor_attention
 from .block_skip import BlockSkipConfig, BlockSkipPlan, SkipWindow, block_skip
 from .branch_cache import BranchCacheConfig, branch_cache
 from .clockwork import ClockworkConfig, clockwork
@@ -10,6 +11,7 @@ from .encoder_propagation import EncoderPropagation, EncoderPropagationConfig, e
 from .peers import UnsupportedPeerError
 from .stacking import COMPOSE
 
-__all__ = ["AccelConfig", "BlockSkipConfig", "BlockSkipPlan", "BranchCacheConfig", "COMPOSE", "ClockworkAdaptor", "ClockworkConfig",
-           "EncoderPropagation", "EncoderPropagationConfig", "SkipWindow", "UnsupportedPeerError", "apply",
-           "block_skip", "branch_cache", "clockwork", "encoder_propagation", "load_config"]
+__all__ = ["AccelConfig", "AnchorAttentionConfig", "BlockSkipConfig", "BlockSkipPlan", "BranchCacheConfig", "COMPOSE",
+           "ClockworkAdaptor", "ClockworkConfig", "EncoderPropagation", "EncoderPropagationConfig", "SkipWindow",
+           "UnsupportedPeerError", "anchor_attention", "apply", "block_skip", "branch_cache", "clockwork",
+           "encoder_propagation", "load_config"]

@@ -5,7 +5,9 @@ The UNet's self-attention layers (attn1) get a processor that sees each UNet bat
 frame attends to the keys/values of all anchors of its copy, which are cached per layer, step and call slot;
 in the frame phase every other frame attends to the cached anchor keys/values of its copy, followed by its own
 when `own_kv`. Outside a phase the original processors run, so a plain `pipe(...)` call is unchanged.
-`unetlab.video.edit_video` drives the two phases; the step index comes from the pipeline's scheduler.
+`unetlab.video.edit_video` drives the two phases; the step index comes from the pipeline's scheduler. The handle is
+an `accel.handle.Handle` (claim, stacking table, `.remove()` in any order); `AnchorAttentionConfig` saves to and
+loads from JSON (`accel.load_config`) and `accel.apply(pipe, config)` applies it.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
 
-from ..patching import ForwardPatch, StepClock, claim, claims, release, resolve
-from . import stacking
+from ..patching import ForwardPatch, StepClock, claims, resolve
+from .config import AccelConfig
+from .handle import Handle, uncompiled
 
 KIND = "anchor_attention"
 PHASES = ("anchors", "frames")
@@ -28,11 +31,12 @@ REFUSED = {"encoder_propagation": "its parallel decoder runs several steps in on
 
 
 @dataclass(frozen=True)
-class AnchorAttentionConfig:
+class AnchorAttentionConfig(AccelConfig):
     """Exactly one of `anchors` (frame indices), `stride` (every `stride`-th frame from 0) or `count` (that many
     frames spread uniformly, first and last included); none given = `count=3`. `own_kv`: a non-anchor frame also
     attends to its own keys/values (False: to the anchors' only, as Text2Video-Zero's first-frame attention)."""
 
+    kind = KIND
     anchors: tuple[int, ...] | None = None
     stride: int | None = None
     count: int | None = None
@@ -57,6 +61,9 @@ class AnchorAttentionConfig:
                 raise ValueError(f"{name}: expected an int >= 1, got {v!r}")
         if not isinstance(self.own_kv, bool):
             raise ValueError(f"own_kv: expected True or False, got {self.own_kv!r}")
+
+    def apply_to(self, target) -> "AnchorAttention":
+        return AnchorAttention(target, self)
 
     def indices(self, num_frames: int) -> tuple[int, ...]:
         """The anchor frame indices for a video of `num_frames` frames."""
@@ -135,37 +142,51 @@ def _by_copy(x: torch.Tensor, copies: int) -> torch.Tensor:
     return x.view(copies, b // copies, heads, n, d).transpose(1, 2).reshape(copies, heads, -1, d)
 
 
-class AnchorAttention:
+class _Processors:
+    """The anchor processors installed on the self-attention layers; `.remove()` puts the originals back."""
+
+    def __init__(self, handle: "AnchorAttention", layers: dict[str, Attention]):
+        self.layers = layers
+        self.originals = {name: attn.processor for name, attn in layers.items()}
+        for name, attn in layers.items():
+            attn.set_processor(AnchorAttnProcessor(handle, name, attn.processor))
+
+    def remove(self) -> None:
+        for name, attn in self.layers.items():
+            attn.set_processor(self.originals[name])
+        self.layers = {}
+
+
+class AnchorAttention(Handle):
     """Handle of applied anchor attention (context manager, `.remove()`); `phase(kind, num_frames)` sets what the
     next pipeline calls are. `kv_computed` counts, per phase, the frame rows whose keys/values were computed."""
 
+    kind = KIND
+
     def __init__(self, target, config: AnchorAttentionConfig):
         pipe, unet = resolve(target)
+        unet = uncompiled(unet)[0]
         for kind, why in REFUSED.items():
             if kind in claims(unet):
                 raise RuntimeError(f"anchor_attention: does not compose with {kind} ({why}); remove it first")
-        if KIND in claims(unet):
-            claim(unet, KIND)  # raises: already applied
-        stacking.check(unet, KIND)
-        layers = self_attention_layers(unet)
-        claim(unet, KIND)
-        self.config, self.unet = config, unet
+        super().__init__(unet, config)
         self.phase: str | None = None
         self.kv_computed = {p: 0 for p in PHASES}
-        self._layers = layers
-        self._originals = {name: attn.processor for name, attn in layers.items()}
-        self._cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self._frames, self._copies, self._anchor_timesteps = 0, 0, None
         self._step, self._slot, self._calls = -1, 0, 0
-        self._removed = False
+        self.clock = None
+        self.clear()
         try:
-            for name, attn in layers.items():
-                attn.set_processor(AnchorAttnProcessor(self, name, attn.processor))
-            self._patch = ForwardPatch(unet, f"unetlab.{KIND}", self._forward)
-            self.clock = StepClock(pipe.scheduler, on_start=self._on_start) if pipe is not None else None
-        except Exception:
-            self._undo()
+            self._add(_Processors(self, self_attention_layers(unet)))
+            self._add(ForwardPatch(unet, f"unetlab.{KIND}", self._forward))
+            if pipe is not None:
+                self.clock = self._add(StepClock(pipe.scheduler, on_start=self._on_start))
+        except BaseException:
+            self.remove()
             raise
+
+    def clear(self) -> None:
+        self._cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def anchors(self, num_frames: int) -> tuple[int, ...]:
         """The anchor frame indices of a video of `num_frames` frames."""
@@ -242,28 +263,6 @@ class AnchorAttention:
         k_all = torch.cat([k_a.repeat_interleave(m, dim=0), k], dim=2)
         v_all = torch.cat([v_a.repeat_interleave(m, dim=0), v], dim=2)
         return F.scaled_dot_product_attention(q, k_all, v_all)
-
-    def _undo(self) -> None:
-        for name, attn in self._layers.items():
-            attn.set_processor(self._originals[name])
-        for name in ("clock", "_patch"):
-            part = self.__dict__.pop(name, None)
-            if part is not None:
-                part.remove()
-        self._cache = {}
-        release(self.unet, KIND)
-
-    def remove(self) -> None:
-        """Restore the UNet's attention processors and the scheduler exactly; calling it twice is harmless."""
-        if not self._removed:
-            self._removed = True
-            self._undo()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.remove()
 
 
 def anchor_attention(target, anchors=None, stride: int | None = None, count: int | None = None,

@@ -147,12 +147,12 @@ class BlockSkip(Accelerator):
         if self.clock is None:
             raise ValueError("scheduler: required for a bare UNet (steps are counted from scheduler.set_timesteps/step)")
         self.calls_skipped = 0
-        by_component: dict[str, list[SkipWindow]] = {}
+        self._windows: dict[str, list[SkipWindow]] = {}
         for w in self.plan.windows:
-            by_component.setdefault(w.component, []).append(w)
-        for c, ws in by_component.items():
+            self._windows.setdefault(w.component, []).append(w)
+        for c in self._windows:
             module = self.unet.get_submodule(c)
-            self._add(ForwardPatch(module, f"unetlab.{KIND}", self._component(c, ws, side_state.holders([module]))))
+            self._add(ForwardPatch(module, f"unetlab.{KIND}", self._component(c, side_state.holders([module]))))
 
     def start(self, run) -> None:
         n = self.plan.num_inference_steps
@@ -161,31 +161,39 @@ class BlockSkip(Accelerator):
 
     def clear(self) -> None:
         self.cache: dict[tuple[int, str], tuple] = {}  # (slot, component) -> (output, processor state)
-        self._call: Call | None = None
+        self._skip: dict[str, str] | None = None  # this UNet call's skipped components -> replace
+        self._slot = 0
 
     def forward(self, original, call: Call, args, kwargs):
+        """Decide here, per call, which components are skipped: a compiled UNet's graph then depends only on that
+        decision (never on the step index)."""
         if not call.fresh:  # first call of its slot, or new inputs: every block runs and refreshes its cache
             self.mark_full(call)
-        self._call, skipped = call, self.calls_skipped
+        skip = {}
+        for c, windows in self._windows.items():
+            active = next((w for w in windows if call.step in w), None)
+            if active is not None and call.fresh and (call.slot, c) in self.cache:
+                skip[c] = active.replace
+        self._skip, self._slot = skip, call.slot
+        self.calls_skipped += len(skip)
         try:
             return original(*args, **kwargs)
         finally:
-            self._call = None
-            self.calls.append((call.step, self.calls_skipped == skipped))
+            self._skip = None
+            self.calls.append((call.step, not skip))
 
-    def _component(self, component: str, windows: list[SkipWindow], attention):
+    def _component(self, component: str, attention):
         def forward(original, *args, **kwargs):
-            call = self._call
-            if call is None:  # called outside the UNet's forward (by the pipeline itself)
+            skip = self._skip
+            if skip is None:  # called outside the UNet's forward (by the pipeline itself)
                 return original(*args, **kwargs)
-            active = next((w for w in windows if call.step in w), None)
-            entry = self.cache.get((call.slot, component))
-            if active is not None and entry is not None and call.fresh:
-                self.calls_skipped += 1
-                side_state.restore(entry[1])
-                return map_tensors(entry[0], torch.zeros_like if active.replace == "zeros" else torch.clone)
+            replace, key = skip.get(component), (self._slot, component)
+            if replace is not None:
+                out, kept = self.cache[key]
+                side_state.restore(kept)
+                return map_tensors(out, torch.zeros_like if replace == "zeros" else torch.clone)
             out = original(*args, **kwargs)
-            self.cache[(call.slot, component)] = (out, side_state.snapshot(attention))
+            self.cache[key] = (out, side_state.snapshot(attention))
             return out
         return forward
 

@@ -163,7 +163,7 @@ class EncoderPropagation(Accelerator):
         restart = not call.fresh or slot not in self._states
         full = step in self._key_set or restart
         if full:
-            state = encode(self.unet, sample, timestep, **cond)
+            state = self.compiled(encode)(self.unet, sample, timestep, **cond)
             self._states[slot] = (state, side_state.snapshot(self._encoder))
             if self._order:
                 if restart:
@@ -203,20 +203,20 @@ class EncoderPropagation(Accelerator):
             if self.config.max_parallel is not None:
                 end = min(end, step + self.config.max_parallel)
         if end <= step + 1:
-            return decode(self.unet, state, [timestep])
+            return self.compiled(decode)(self.unet, state, [timestep])
         ts = self.clock.scheduler.timesteps
         start = self.run.offset + step
         timesteps = [timestep] + list(ts[start + 1:start + end - step].unbind())
         g = self._groups
         if g > 1 and state.batch_size % g:
-            return decode(self.unet, state, [timestep])
+            return self.compiled(decode)(self.unet, state, [timestep])
         forecast = self._forecast.get(call.slot)
         if g > 1 or (forecast is not None and not forecast.copies):  # PAG: a chunk holds a group of every copy
             states = [state, *(self._state_at(call.slot, j) for j in range(step + 1, end))]
             tiled, rows = parallel.grouped_state(states, timesteps, g)
-            eps = parallel.copy_major(decode(self.unet, tiled, [rows]), len(timesteps), g)
+            eps = parallel.copy_major(self.compiled(decode)(self.unet, tiled, [rows]), len(timesteps), g)
         else:
-            eps = decode(self.unet, state, timesteps)
+            eps = self.compiled(decode)(self.unet, state, timesteps)
         b = state.batch_size
         for k, j in enumerate(range(step + 1, end), start=1):
             self._ready[call.slot][j] = eps[k * b:(k + 1) * b]

@@ -17,6 +17,12 @@ installed, `.remove()` (idempotent, any order with other handles: scheduler meth
   by value only when a pipeline passes new tensors (Panorama concatenates its embeddings at every call).
 State is reset at each call's `scheduler.set_timesteps`. When `pipe.scheduler` is replaced after applying,
 the handle follows the new scheduler at its next UNet call (which starts a new run).
+
+A `torch.compile`d UNet (an `OptimizedModule`) is patched through the model it wraps: while handles are on, the
+wrapper enters the model eagerly (`patching.EagerEntry`), the handle's per-call Python runs outside any graph
+(`_unet_forward` is compiler-disabled, which also covers a UNet compiled after applying), and `compiled(fn)` runs the
+model's forward (or `encode`/`decode`) under the wrapper's compile context; `.remove()` drops the graphs traced
+while the patches were on (`forget_compiled`).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..patching import ForwardPatch, StepClock, claim, release, resolve
+from ..patching import EagerEntry, ForwardPatch, StepClock, claim, release, resolve
 from . import stacking
 
 # Forward arguments that change at every step by design and only feed the encoder side (control residuals).
@@ -106,10 +112,26 @@ class Call:
     bound: dict = field(repr=False)
 
 
-def check_not_compiled(unet) -> None:
-    if hasattr(unet, "_orig_mod"):
-        raise TypeError("unet: a torch.compile'd UNet cannot be patched (its graph ignores the patches); apply the "
-                        "accelerator to pipe.unet before torch.compile, or to the uncompiled model")
+def uncompiled(unet) -> tuple[torch.nn.Module, torch.nn.Module | None]:
+    """(the model, its `torch.compile` wrapper or None): `torch.compile(unet)` returns an `OptimizedModule` whose
+    `_orig_mod` is the model; accelerators patch the model and run its calls under the wrapper's compile context."""
+    inner = getattr(unet, "_orig_mod", None)
+    if isinstance(inner, torch.nn.Module) and hasattr(unet, "dynamo_ctx"):
+        return inner, unet
+    return unet, None
+
+
+def forget_compiled(fns) -> None:
+    """Drop the graphs torch.compile traced from `fns` while a handle's patches were on. Dynamo's guards (on each
+    module's `forward` and on the Python state the patches read) already keep them from running once the patches
+    are gone, but they would stay in its cache and count towards `torch._dynamo.config.recompile_limit` (after a
+    few apply/remove cycles dynamo would stop compiling the UNet). The cache is per code object, so the next call of
+    the plain UNet compiles it again, as does any other compiled model sharing that code (diffusers'
+    `apply_lora_scale` wraps several models' forward)."""
+    for fn in fns:
+        code = getattr(fn, "__code__", None)
+        if code is not None:
+            torch._C._dynamo.eval_frame.reset_code(code)
 
 
 class Handle:
@@ -153,9 +175,10 @@ class Accelerator(Handle):
 
     def __init__(self, target, config, scheduler=None):
         pipe, unet = resolve(target)
-        check_not_compiled(unet)
+        unet, self._wrapper = uncompiled(unet)
         super().__init__(unet, config)
         self.pipe = pipe
+        self._compiled: dict = {}
         self.clock: StepClock | None = None
         self.calls: list[tuple[int, bool]] = []
         try:
@@ -164,6 +187,8 @@ class Accelerator(Handle):
             if scheduler is not None:
                 self._listen(scheduler)
             self._add(ForwardPatch(unet, f"unetlab.{self.kind}", self._unet_forward))
+            if self._wrapper is not None:
+                self._add(EagerEntry(self._wrapper))
             self.install()
         except BaseException:
             self.remove()
@@ -209,6 +234,8 @@ class Accelerator(Handle):
             self.clock.remove()
             self.clock = None
         super().remove()
+        forget_compiled(self._compiled)
+        self._compiled.clear()
 
     def _follow(self, scheduler) -> None:
         """`pipe.scheduler` was replaced: listen to the new one; this call starts a new run."""
@@ -238,7 +265,24 @@ class Accelerator(Handle):
         if self.pipe is not None and self.clock is not None and self.pipe.scheduler is not self.clock.scheduler:
             self._follow(self.pipe.scheduler)
 
+    def compiled(self, fn):
+        """`fn` run under the compile context of the UNet's `torch.compile` wrapper (the one given, or `pipe.unet`
+        when it wraps this UNet at call time), else `fn` itself."""
+        wrapper = self.pipe.unet if self.pipe is not None else self._wrapper
+        ctx = getattr(wrapper, "dynamo_ctx", None) if getattr(wrapper, "_orig_mod", None) is self.unet else None
+        if ctx is None:
+            return fn
+        memo = self._compiled.get(fn)
+        if memo is None or memo[0] is not ctx:
+            memo = self._compiled[fn] = (ctx, ctx(fn))
+        return memo[1]
+
+    @torch.compiler.disable
     def _unet_forward(self, original, *args, **kwargs):
+        """Step, slot and freshness in Python, outside any compiled graph; the model's own forward runs compiled when
+        the UNet is (a stacked handle's forward underneath compiles its own calls)."""
+        if getattr(original, "__self__", None) is self.unet:
+            original = self.compiled(original)
         self.follow_scheduler()
         bound = dict(self._signature.bind(*args, **kwargs).arguments)
         step = self.clock.step_index if self.clock is not None else self._n

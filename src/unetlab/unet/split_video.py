@@ -4,6 +4,8 @@ Both fold the frames into the batch, `(B, C, F, H, W) -> (B*F, C, H, W)`, run 2D
 (temporal layers unfold them again), and fold back at the end. `encode_video` runs stem (plus the 3D model's
 `transformer_in`), down blocks and mid block exactly as `forward` does; `decode_video` runs up blocks and head
 for k timesteps at once on the state tiled k times (copy-major, so every copy is B whole videos of F frames).
+`UNetMotionModel`'s `added_cond_kwargs` are built as its forward builds them: SDXL's `text_time` embedding (AnimateDiff
+SDXL) and IP-Adapter's image embeddings (`encoder_hid_dim_type="ip_image_proj"`).
 """
 
 from __future__ import annotations
@@ -37,9 +39,32 @@ def _timesteps(timestep, batch: int, device) -> torch.Tensor:
     return timestep.expand(batch)
 
 
-def _embedding(unet, t: torch.Tensor, timestep_cond, num_frames: int) -> torch.Tensor:
-    emb = unet.time_embedding(unet.time_proj(t).to(dtype=unet.dtype), timestep_cond)
+def _time_embedding(unet, t: torch.Tensor, timestep_cond) -> torch.Tensor:
+    return unet.time_embedding(unet.time_proj(t).to(dtype=unet.dtype), timestep_cond)
+
+
+def _per_frame(emb: torch.Tensor, aug_emb, num_frames: int) -> torch.Tensor:
+    emb = emb if aug_emb is None else emb + aug_emb
     return emb.repeat_interleave(num_frames, dim=0, output_size=emb.shape[0] * num_frames)
+
+
+def _added(unet, added: dict, emb_dtype, ehs, num_frames: int):
+    """(aug_emb, encoder_hidden_states) from `added_cond_kwargs` as `UNetMotionModel.forward` builds them: SDXL's
+    text_time embedding, and IP-Adapter's projected image embeddings (repeated per frame) next to the text."""
+    def need(key, why):
+        if key not in added:
+            raise ValueError(f"added_cond_kwargs: {why} requires {key!r}")
+        return added[key]
+    aug_emb = None
+    if unet.config.addition_embed_type == "text_time":
+        text_embeds = need("text_embeds", "addition_embed_type='text_time'")
+        time_embeds = unet.add_time_proj(need("time_ids", "addition_embed_type='text_time'").flatten())
+        time_embeds = time_embeds.reshape((text_embeds.shape[0], -1))
+        aug_emb = unet.add_embedding(torch.concat([text_embeds, time_embeds], dim=-1).to(emb_dtype))
+    if unet.encoder_hid_proj is not None and unet.config.encoder_hid_dim_type == "ip_image_proj":
+        image = unet.encoder_hid_proj(need("image_embeds", "encoder_hid_dim_type='ip_image_proj'"))
+        ehs = (ehs, [e.repeat_interleave(num_frames, dim=0, output_size=e.shape[0] * num_frames) for e in image])
+    return aug_emb, ehs
 
 
 def _check(unet, cond: dict) -> None:
@@ -47,9 +72,8 @@ def _check(unet, cond: dict) -> None:
     if unknown:
         raise UnsupportedUNetError(f"encode: argument(s) {', '.join(unknown)} not supported for "
                                    f"{type(unet).__name__}; supported: {', '.join(sorted(_ALLOWED))}")
-    if cond.get("added_cond_kwargs"):
-        raise UnsupportedUNetError(f"encode: added_cond_kwargs (SDXL or IP-Adapter conditioning) is not supported "
-                                   f"for {type(unet).__name__}")
+    if cond.get("added_cond_kwargs") and isinstance(unet, UNet3DConditionModel):
+        raise UnsupportedUNetError("encode: added_cond_kwargs is not an argument of UNet3DConditionModel.forward")
     cak = cond.get("cross_attention_kwargs") or {}
     if cak.get("scale", 1.0) != 1.0:
         raise UnsupportedUNetError("encode: cross_attention_kwargs['scale'] (LoRA scale) must be 1.0")
@@ -67,10 +91,13 @@ def encode_video(unet, sample: torch.Tensor, timestep, encoder_hidden_states=Non
     cak = cond.get("cross_attention_kwargs")
     t = _timesteps(timestep, batch, sample.device)
     timestep_cond = cond.get("timestep_cond")
-    emb = _embedding(unet, t, timestep_cond, frames)
-    ehs = encoder_hidden_states
+    emb = _time_embedding(unet, t, timestep_cond)
+    ehs, aug_emb = encoder_hidden_states, None
     if is_3d:
         ehs = ehs.repeat_interleave(frames, dim=0, output_size=ehs.shape[0] * frames)
+    else:
+        aug_emb, ehs = _added(unet, cond.get("added_cond_kwargs") or {}, emb.dtype, ehs, frames)
+    emb = _per_frame(emb, aug_emb, frames)
     x = sample.permute(0, 2, 1, 3, 4).reshape((batch * frames, -1) + sample.shape[3:])
     x = unet.conv_in(x)
     if is_3d:
@@ -93,7 +120,7 @@ def encode_video(unet, sample: torch.Tensor, timestep, encoder_hidden_states=Non
             x = unet.mid_block(x, emb, encoder_hidden_states=ehs, attention_mask=mask, cross_attention_kwargs=cak)
     if cond.get("mid_block_additional_residual") is not None:
         x = x + cond["mid_block_additional_residual"]
-    return VideoEncoderState(skips=skips, mid=x, batch_size=batch, timestep_cond=timestep_cond,
+    return VideoEncoderState(skips=skips, mid=x, batch_size=batch, timestep_cond=timestep_cond, aug_emb=aug_emb,
                              encoder_hidden_states=ehs, attention_mask=mask, cross_attention_kwargs=cak,
                              forward_upsample_size=forward_upsample_size, timesteps=t, num_frames=frames)
 
@@ -103,7 +130,7 @@ def decode_video(unet, state: VideoEncoderState, timesteps: Sequence) -> torch.T
     check_skip_count(unet, state)
     k, frames = len(timesteps), state.num_frames
     t = torch.cat([_timesteps(ts, state.batch_size, state.mid.device) for ts in timesteps])
-    emb = _embedding(unet, t, _tile(state.timestep_cond, k), frames)
+    emb = _per_frame(_time_embedding(unet, t, _tile(state.timestep_cond, k)), _tile(state.aug_emb, k), frames)
     skips = tuple(_tile(s, k) for s in state.skips)
     x = _tile(state.mid, k)
     attn = dict(encoder_hidden_states=_tile(state.encoder_hidden_states, k), attention_mask=_tile(state.attention_mask, k),

@@ -20,9 +20,11 @@ def check_supported(unet) -> None:
         names = ", ".join(c.__name__ for c in SUPPORTED_CLASSES)
         raise UnsupportedUNetError(f"unet: {type(unet).__name__} is not supported; supported classes: {names}")
     cfg = unet.config
-    if isinstance(unet, UNetMotionModel) and (cfg.addition_embed_type or cfg.encoder_hid_dim_type):
-        raise UnsupportedUNetError("unet: UNetMotionModel with addition_embed_type or encoder_hid_dim_type (SDXL "
-                                   "motion, IP-Adapter) is not supported")
+    if isinstance(unet, UNetMotionModel) and (cfg.addition_embed_type not in (None, "text_time")
+                                              or cfg.encoder_hid_dim_type not in (None, "ip_image_proj")):
+        raise UnsupportedUNetError(
+            f"unet: UNetMotionModel with addition_embed_type={cfg.addition_embed_type!r}, encoder_hid_dim_type="
+            f"{cfg.encoder_hid_dim_type!r} is not supported; supported: None or 'text_time', None or 'ip_image_proj'")
     if isinstance(unet, UNet2DConditionModel):
         if cfg.addition_embed_type not in _ADDITION_EMBED_TYPES:
             raise UnsupportedUNetError(
