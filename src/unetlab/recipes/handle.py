@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..accel import stacking
 from ..accel.config import apply
-from ..accel.handle import Handle
+from ..accel.handle import Handle, uncompiled
 from ..patching import claims, resolve
 from .recipe import Recipe, as_recipe, scheduler_class
 
@@ -32,7 +32,7 @@ class RecipeHandle(Handle):
     kind = "recipe"
 
     def __init__(self, pipe, recipe: Recipe):
-        _, unet = resolve(pipe)
+        unet = uncompiled(resolve(pipe)[1])[0]  # a torch.compile'd UNet: the accelerators claim the model inside
         on = sorted(claims(unet) & set(stacking.ACCELERATORS))
         if self.kind in claims(unet):
             raise RuntimeError(f"recipe: already applied to this {type(unet).__name__}; call .remove() on the first "
@@ -68,4 +68,4 @@ def accelerate(pipe, recipe) -> RecipeHandle:
     if pipe_ is None:
         raise TypeError("pipe: expected a diffusers pipeline (a recipe sets its scheduler and step count), got a "
                         "bare UNet")
-    return RecipeHandle(pipe, as_recipe(recipe, unet))
+    return RecipeHandle(pipe, as_recipe(recipe, uncompiled(unet)[0]))
