@@ -166,3 +166,16 @@ def test_bad_arguments_are_one_line_errors():
     assert AnchorAttentionConfig(stride=5).indices(12) == (0, 5, 10)
     assert AnchorAttentionConfig(count=3).indices(16) == (0, 8, 15)
     assert AnchorAttentionConfig().indices(2) == (0, 1)
+
+
+def test_block_skipping_is_refused_in_either_order_for_one_reason():
+    from unetlab.accel import SkipWindow
+
+    pipe = tiny_sd_pipeline()
+    plan = [SkipWindow("mid_block", 1, 2)]
+    with unetlab.block_skip(pipe, plan):
+        with pytest.raises(RuntimeError, match="both decide which blocks run at a step"):
+            anchor_attention(pipe, count=2)
+    with anchor_attention(pipe, count=2):
+        with pytest.raises(RuntimeError, match="both decide which blocks run at a step"):
+            unetlab.block_skip(pipe, plan)

@@ -33,6 +33,7 @@ COMPOSE = frozenset({("encoder_propagation", "branch_cache"), ("encoder_propagat
                      ("encoder_propagation", "tome")})
 _REASONS = {
     frozenset({"branch_cache", "clockwork"}): "both replace its deep path",
+    frozenset({"block_skip", "anchor_attention"}): "both decide which blocks run at a step",
     "block_skip": "both decide which blocks run at a step",
     "deepcache": "DeepCache replaces the UNet's forward",
     "tome": "tomesd replaces the transformer blocks' forward",

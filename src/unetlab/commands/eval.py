@@ -1,4 +1,4 @@
-"""`unetlab eval <metric>`: evaluate a trained model; `bpd` gives VDM/DiffEnc bits per dimension."""
+"""`unetlab eval <metric>`: evaluate a trained model (bpd, classifier, quality, codi)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from . import codi_eval, likelihood, quality
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("eval", help="evaluate a trained model (bpd: VDM/DiffEnc bits per dimension)",
+    p = subparsers.add_parser("eval", help="evaluate a trained model: bpd, classifier, quality, codi",
                               description=__doc__)
     sub = p.add_subparsers(dest="metric", metavar="METRIC", required=True)
     likelihood.register_bpd(sub)

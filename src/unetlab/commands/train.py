@@ -12,7 +12,7 @@ DATA_HELP = "digits | shapes | path to an image folder"
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train a DDPM or text-to-image model (HF Accelerate; CPU or GPUs)",
+    p = subparsers.add_parser("train", help="train a model on the shared loop: ddpm, t2i, vdm, diffenc, codi, clockwork (HF Accelerate; CPU or GPUs)",
                               description=__doc__)
     p.add_argument("method", choices=("ddpm", "t2i", *likelihood.METHODS, *codi.METHODS, *clockwork.METHODS),
                    help="ddpm: unconditional UNet2DModel; t2i: text-conditional; vdm, diffenc: likelihood (bpd); "

@@ -1,7 +1,7 @@
 """Copy a finished `unetlab train clockwork` run's EMA adaptor into the package
 (models/weights/clockwork-adaptor-<name>/) with its training record and model card.
 
-    python -m unetlab.models.ship_adaptor shapes runs/clockwork-shapes --bench docs/accelerators/clockwork.json \
+    python -m unetlab.models.ship_adaptor shapes runs/clockwork-shapes --bench docs/bench_clockwork_adaptor.json \
         --wall-s 1500 --bench-command "unetlab bench ..."
 """
 
