@@ -52,3 +52,13 @@ def test_tune_bad_input(argv, text, files, tmp_path, capsys):
     assert len(lines) == 1 and "Traceback" not in err + out, err
     assert lines[0].startswith("unetlab tune: error: ") and text.format(**files) in lines[0], lines[0]
     assert _tree(tmp_path) == before
+
+
+def test_tune_refuses_several_processes(files, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    argv = [a.format(**files) for a in TUNE]
+    before = _tree(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("unetlab tune: error: tune: runs as one process") and "\n" not in err
+    assert _tree(tmp_path) == before

@@ -30,6 +30,11 @@ def run(args) -> int:
     from unetlab.recipes.report import front_table, plot
     from unetlab.recipes.tune import scheduler_name, tune
 
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("tune: runs as one process (every process would search into the same work folder); "
+                         "start it without accelerate launch")
     if not args.recipe.endswith(".json"):
         raise ValueError(f"--out: expected a .json file name for the recipe, got {args.recipe!r}")
     parse_budget(args.budget, args.model if args.model in ("digits", "shapes") else None)  # before loading
