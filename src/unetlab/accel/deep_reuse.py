@@ -40,7 +40,7 @@ class DeepPath:
         self._store: dict[int, dict[str, Any]] = {}
         self._ready: dict[str, Any] = {}  # key -> its forecast at this cheap step
         self._pending: dict[str, tuple] = {}  # key -> (its Forecast, its differences used, the spacings) until it runs
-        self._prepared: dict[str, tuple] = {}
+        self._prepared: dict[str, tuple] = {}  # what `_pending` held before the call
         self._holders = {key: side_state.holders([m]) for key, m in modules}
         self._patches = [ForwardPatch(m, name, functools.partial(self._forward, key)) for key, m in modules]
 
@@ -58,15 +58,16 @@ class DeepPath:
         self._ready, self._pending, self._prepared = {}, {}, {}
 
     def prepare(self) -> None:
-        """Outside any graph, before a UNet call (`reuse`, `slot`, `step`, `restart` set): the forecasts at a cheap
-        step, or at a full step each module's Forecast, the differences its new ones are taken from and the spacings
-        dividing them as 0-d int64 tensors, so that no step number reaches torch.compile's traced code (dynamo would guard on it and compile
-        again at every step)."""
+        """Outside any graph, before a UNet call (`reuse`, `slot`, `step`, `restart` set): the forecasts of the
+        modules to reuse, and for those to run their Forecast, the differences their new ones are taken from and
+        the spacings dividing them as 0-d int64 tensors, so that no step number reaches torch.compile's traced
+        code (dynamo would guard on it and compile again at every step)."""
         store = self._store.get(self.slot, {})
-        self._ready = {key: entry[0].at(self.step) for key, entry in store.items()} if self.reuse else {}
+        reused = store if self.reuse else {}
+        self._ready = {key: entry[0].at(self.step) for key, entry in reused.items()}
         self._pending = {}
-        if not self.reuse:
-            for key, _ in self.modules:
+        for key, _ in self.modules:
+            if key not in reused:
                 fc = store[key][0] if key in store and not self.restart else Forecast(self.order)
                 h = fc.spacings(self.step)
                 self._pending[key] = (fc, fc.diffs[:len(h)], [torch.tensor(hi) for hi in h])
