@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import warnings
+from dataclasses import replace
 
 import pytest
 import torch
@@ -220,6 +221,30 @@ def test_a_unet_compiled_after_applying_runs_the_patches():
         with uncompiled(pipe), _reference("block_skip", pipe):
             ref = run(pipe, kw)
     assert torch.equal(out, ref) and not torch.equal(out, plain)
+
+
+@pytest.mark.parametrize("kind", ["branch_cache", "clockwork"])
+def test_a_compiled_unet_forecasts_without_compiling_again_at_each_step(kind):
+    """reuse="taylor1": the step numbers (forecast weights, difference spacings) stay outside the traced deep path,
+    so the graphs are one per state (a cheap step; a first full step; a full step with its first difference:
+    order + 2), not one per step, and the outputs are the eager forecast's."""
+    config = replace(ACTIVE[kind], reuse="taylor1")
+    pipe, kw = build("sd_compiled")
+    with torch.no_grad():
+        run(pipe, kw)
+        added = []
+        for steps in (6, 12):
+            graphs = compiled_graphs()
+            with apply(pipe, config):
+                out = run(pipe, kw | {"num_inference_steps": steps})
+            added.append(compiled_graphs() - graphs)
+        with uncompiled(pipe):
+            with apply(pipe, config):
+                eager = run(pipe, kw | {"num_inference_steps": 12})
+            with apply(pipe, ACTIVE[kind]):
+                copied = run(pipe, kw | {"num_inference_steps": 12})
+    assert added[0] == added[1] <= 3, added
+    assert torch.equal(out, eager) and not torch.equal(out, copied)
 
 
 def test_lcm_with_a_named_set_that_skips_nothing_warns_once():

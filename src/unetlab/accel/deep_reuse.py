@@ -17,7 +17,7 @@ import torch
 
 from ..patching import ForwardPatch
 from . import side_state
-from .forecast import Forecast, order
+from .forecast import Forecast, differences, order
 from .handle import Accelerator, Call
 
 KINDS = frozenset({"branch_cache", "clockwork"})
@@ -29,6 +29,7 @@ class DeepPath:
     While `reuse` is off each module runs and its output (and its attention processors' kept state) is stored
     under `slot`; while it is on the module returns a copy of its slot's stored output without running, or with
     `order` > 0 the forecast at `step` from the outputs of its slot's last full steps (`restart`: forget them).
+    With `order` > 0 the handle calls `prepare()` before and `settle()` after each UNet call.
     """
 
     def __init__(self, modules: list[tuple[str, torch.nn.Module]], name: str, order: int = 0):
@@ -37,6 +38,9 @@ class DeepPath:
         self.reuse = self.restart = False
         self.slot = self.step = 0
         self._store: dict[int, dict[str, Any]] = {}
+        self._ready: dict[str, Any] = {}  # key -> its forecast at this cheap step
+        self._pending: dict[str, tuple] = {}  # key -> (its Forecast, its differences used, the spacings) until it runs
+        self._prepared: dict[str, tuple] = {}  # what `_pending` held before the call
         self._holders = {key: side_state.holders([m]) for key, m in modules}
         self._patches = [ForwardPatch(m, name, functools.partial(self._forward, key)) for key, m in modules]
 
@@ -51,20 +55,44 @@ class DeepPath:
 
     def clear(self) -> None:
         self._store.clear()
+        self._ready, self._pending, self._prepared = {}, {}, {}
+
+    def prepare(self) -> None:
+        """Outside any graph, before a UNet call (`reuse`, `slot`, `step`, `restart` set): the forecasts of the
+        modules to reuse, and for those to run their Forecast, the differences their new ones are taken from and
+        the spacings dividing them as 0-d int64 tensors, so that no step number reaches torch.compile's traced
+        code (dynamo would guard on it and compile again at every step)."""
+        store = self._store.get(self.slot, {})
+        reused = store if self.reuse else {}
+        self._ready = {key: entry[0].at(self.step) for key, entry in reused.items()}
+        self._pending = {}
+        for key, _ in self.modules:
+            if key not in reused:
+                fc = store[key][0] if key in store and not self.restart else Forecast(self.order)
+                h = fc.spacings(self.step)
+                self._pending[key] = (fc, fc.diffs[:len(h)], [torch.tensor(hi) for hi in h])
+        self._prepared = dict(self._pending)
+
+    def settle(self) -> None:
+        """After a UNet call: the full step is recorded in the Forecasts of the modules that ran."""
+        for key, (fc, *_) in self._prepared.items():
+            if key not in self._pending:
+                fc.advance(self.step)
+        self._ready, self._pending, self._prepared = {}, {}, {}
 
     def _forward(self, key: str, original, *args, **kwargs):
         entry = self._store.get(self.slot, {}).get(key) if self.reuse else None
         if entry is not None:
             side_state.restore(entry[1])
             if self.order:
-                return entry[0].at(self.step)
+                return self._ready.pop(key)
             return side_state.map_tensors(entry[0], torch.clone)  # forward may add in place (T2I-Adapter)
         out = original(*args, **kwargs)
         store = self._store.setdefault(self.slot, {})
         kept = out
         if self.order:
-            kept = store[key][0] if key in store and not self.restart else Forecast(self.order)
-            kept.update(out, self.step)
+            kept, lower, h = self._pending.pop(key)
+            kept.diffs = differences(out, lower, h)
         store[key] = (kept, side_state.snapshot(self._holders[key]))
         return out
 
@@ -98,7 +126,12 @@ class DeepReuse(Accelerator):
         self.calls.append((call.step, full))
         self.deep.reuse, self.deep.slot, self.deep.step = not full, call.slot, call.step
         self.deep.restart = not call.fresh
+        if self.deep.order:
+            self.deep.prepare()
         try:
-            return original(*args, **kwargs)
+            out = original(*args, **kwargs)
         finally:
             self.deep.reuse = False
+        if self.deep.order:
+            self.deep.settle()
+        return out

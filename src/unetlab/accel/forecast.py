@@ -31,6 +31,16 @@ def _zip_map(fn, *outs):
     return first
 
 
+def differences(F, lower, h) -> list:
+    """The divided differences with a new full step's `F`, from the `lower` ones Δ^0 F … Δ^{n-1} F and the step's
+    `spacings` h (n of each; Python ints, or the same as 0-d int64 tensors in traced code: the same bits):
+    F[s, s_0, …, s_{i-1}] = (F[s, s_0, …, s_{i-2}] − F[s_0, …, s_{i-1}]) / h_i."""
+    new = [F]
+    for d, hi in zip(lower, h):
+        new.append(_zip_map(lambda a, b, hi=hi: (a - b) / hi, new[-1], d))
+    return new
+
+
 class Forecast:
     """The last full steps' feature (any nested tuple of tensors) and its divided differences, for one call slot.
 
@@ -47,13 +57,18 @@ class Forecast:
         return len(self.diffs) == 1
 
     def update(self, F, s: int) -> None:
-        """Full step `s` (later than the stored ones) computed `F`:
-        F[s, s_0, …, s_{i-1}] = (F[s, s_0, …, s_{i-2}] − F[s_0, …, s_{i-1}]) / (s − s_{i-1})."""
-        new = [F]
-        for i in range(1, min(self.order, len(self.steps)) + 1):
-            h = s - self.steps[i - 1]
-            new.append(_zip_map(lambda a, b, h=h: (a - b) / h, new[i - 1], self.diffs[i - 1]))
-        self.diffs, self.steps = new, [s, *self.steps][:self.order + 1]
+        """Full step `s` (later than the stored ones) computed `F`."""
+        h = self.spacings(s)
+        self.diffs = differences(F, self.diffs[:len(h)], h)
+        self.advance(s)
+
+    def spacings(self, s: int) -> list[int]:
+        """h_i = s − s_{i-1}, i = 1 … min(O, steps stored): the divisors of the differences full step `s` adds."""
+        return [s - sj for sj in self.steps[:self.order]]
+
+    def advance(self, s: int) -> None:
+        """Record full step `s` (its differences taken: `differences`)."""
+        self.steps = [s, *self.steps][:self.order + 1]
 
     def at(self, s: int):
         """The forecast of the feature at step `s` (after the full steps), in fresh tensors: a copy when one full
