@@ -28,13 +28,13 @@ def _plain(value):
     return value
 
 
-def write_json(path, data: dict) -> Path:
+def write_json(path, data: dict, indent: int = 2) -> Path:
     """Write `data` as JSON atomically: a temporary file in the same folder, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
+        json.dump(data, f, indent=indent)
     os.replace(tmp, path)
     return path
 

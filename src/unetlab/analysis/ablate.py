@@ -18,11 +18,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ..accel.block_skip import block_components, map_tensors
+from ..accel.config import write_json
 from .metrics import image_metrics, model_accuracy, summarize
 from .sampling import Sampler
 from .shard import chunk_size, map_chunks
 from .taps import Taps, skip_wiring
-from .trace import write_json
 
 REPLACES = ("zeros", "cached", "mean", "bypass")
 
@@ -153,7 +153,7 @@ class AblationGrid:
         return asdict(self)
 
     def save(self, path) -> Path:
-        return write_json(path, self.to_dict())
+        return write_json(path, self.to_dict(), indent=1)
 
     @classmethod
     def load(cls, path) -> "AblationGrid":
@@ -207,7 +207,7 @@ def ablate(pipe_or_unet, components=None, windows=4, replace: str = "zeros", see
             metrics.update(model_accuracy(model_name, torch.cat(images), labels) or {})
         cells[key] = metrics
         if path is not None:
-            write_json(path, {"config": config, "metrics": metrics})
+            write_json(path, {"config": config, "metrics": metrics}, indent=1)
     meta = dict(config, samples=len(items), model_class=type(sampler.unet).__name__)
     return AblationGrid(components, [list(w) for w in wins], replace, cells, baseline, meta)
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..accel.config import write_json
 from ..unet import encode, example_inputs
 from .metrics import image_metrics, summarize
 from .sampling import Sampler
 from .shard import chunk_size, map_chunks
 from .taps import Taps, main_tensor, with_main
-from .trace import write_json
 
 
 def resolution_levels(unet) -> list[int]:
@@ -78,7 +78,7 @@ class Sensitivity:
         return asdict(self)
 
     def save(self, path) -> Path:
-        return write_json(path, self.to_dict())
+        return write_json(path, self.to_dict(), indent=1)
 
     @classmethod
     def load(cls, path) -> "Sensitivity":

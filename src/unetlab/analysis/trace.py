@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,6 +15,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..accel.config import write_json
 from .sampling import Sampler
 from .shard import chunk_size
 from .stats import CHANGE_METRICS, METRICS, Running, change_metrics, state_metrics
@@ -65,22 +64,11 @@ class TraceResult:
         return asdict(self)
 
     def save(self, path) -> Path:
-        return write_json(path, self.to_dict())
+        return write_json(path, self.to_dict(), indent=1)
 
     @classmethod
     def load(cls, path) -> "TraceResult":
         return cls(**json.loads(Path(path).read_text()))
-
-
-def write_json(path, data) -> Path:
-    """Write `data` as JSON atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
-    return path
 
 
 def split_halves(x: torch.Tensor, n: int) -> list[tuple[str, torch.Tensor]]:
