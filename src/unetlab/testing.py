@@ -100,3 +100,23 @@ def tiny_sd_pipeline(unet: UNet2DConditionModel | None = None, scheduler=None):
                                    image_encoder=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def tiny_shapes_pipeline():
+    """A `ShapesPipeline` (unetlab's text-to-image pipeline with its word tokenizer) around a tiny UNet and text
+    encoder, seeded with 0."""
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    from .models import ShapesPipeline, TextEncoder
+    from .models.text import shapes_vocabulary
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=16, attention_head_dim=4, norm_num_groups=4)
+    text = TextEncoder(vocab=shapes_vocabulary(), max_length=12, hidden_size=16, num_layers=1, num_heads=2)
+    scheduler = DDIMScheduler.from_config(DDPMScheduler(beta_schedule="squaredcos_cap_v2").config)
+    pipe = ShapesPipeline(unet=unet.eval(), text_encoder=text.eval(), scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -2,25 +2,12 @@ import json
 
 import pytest
 import torch
-from diffusers import DDIMPipeline, DDIMScheduler, DDPMScheduler, UNet2DConditionModel, UNet2DModel
+from diffusers import DDIMPipeline, DDIMScheduler, UNet2DModel
 
 import unetlab
-from unetlab.models import ShapesPipeline, TextEncoder, WordTokenizer, load
+from unetlab.models import ShapesPipeline, WordTokenizer, load
 from unetlab.models.text import shapes_vocabulary
-
-
-def tiny_shapes_pipeline() -> ShapesPipeline:
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        sample_size=8, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=16, attention_head_dim=4, norm_num_groups=4)
-    text = TextEncoder(vocab=shapes_vocabulary(), max_length=12, hidden_size=16, num_layers=1, num_heads=2)
-    scheduler = DDIMScheduler.from_config(DDPMScheduler(beta_schedule="squaredcos_cap_v2").config)
-    pipe = ShapesPipeline(unet=unet.eval(), text_encoder=text.eval(), scheduler=scheduler)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
+from unetlab.testing import tiny_shapes_pipeline
 
 PROMPT = "a red circle at the top left on a blue background"
 

@@ -5,15 +5,13 @@ import json
 
 import pytest
 import torch
-from diffusers import DDIMPipeline, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+from diffusers import DDIMPipeline, DDIMScheduler
 from safetensors.torch import load_file
 
 import unetlab
 from unetlab.accel.clockwork_adaptor import ClockworkAdaptor
 from unetlab.cli import main
-from unetlab.models import ShapesPipeline, TextEncoder
-from unetlab.models.text import shapes_vocabulary
-from unetlab.testing import tiny_unet
+from unetlab.testing import tiny_shapes_pipeline, tiny_unet
 from unetlab.train import TrainConfig, train
 from unetlab.train import checkpoint as ckpt
 from unetlab.train.clockwork import ClockworkTaskConfig, make_task
@@ -30,15 +28,8 @@ def ddim_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def shapes_folder(tmp_path_factory):
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        sample_size=8, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=16, attention_head_dim=4, norm_num_groups=4)
-    text = TextEncoder(vocab=shapes_vocabulary(), max_length=12, hidden_size=16, num_layers=1, num_heads=2)
-    scheduler = DDIMScheduler.from_config(DDPMScheduler(beta_schedule="squaredcos_cap_v2").config)
     path = tmp_path_factory.mktemp("shapes") / "pipe"
-    ShapesPipeline(unet=unet.eval(), text_encoder=text.eval(), scheduler=scheduler).save_pretrained(path)
+    tiny_shapes_pipeline().save_pretrained(path)
     return path
 
 
