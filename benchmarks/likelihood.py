@@ -4,8 +4,8 @@ Runs the real CLI in-process, sequentially, one seed of all three models after a
 balanced); a run whose result JSON exists is skipped, so the sweep can be restarted. Every run scores its EMA
 model's bound on the test split at each of 20 checkpoints (`--track-test`), the training curve; a run counts as
 converged when its test bound moved by less than 0.5% over the last fifth of training. Writes results.json,
-table.md, terms.png and curves.png under --out-dir (mean ± standard error over seeds of each term, steps, wall
-time, convergence, the commands). `--schedule monotone` trains the learned noise schedule (learned endpoints and
+table.md, runs.md, terms.png and curves.png under --out-dir: mean ± standard error over seeds of each term,
+steps, wall time and convergence per model; per run its convergence, bound and commands. `--schedule monotone` trains the learned noise schedule (learned endpoints and
 VDM's monotone network) instead of the fixed linear one; rows of both schedules share one out-dir.
 
     nice -n 10 .venv/bin/python benchmarks/likelihood.py --steps 3600 --seeds 0 1 2 --schedule fixed
@@ -163,8 +163,9 @@ def summarise(rows: list[dict], out_dir: Path) -> str:
         for r in got:
             steps = [c["step"] for c in r["curve"]]
             style = dict(color=colours[r["variant"]], ls="-" if r["schedule"] == "fixed" else "--", lw=1)
-            for ax in curves_ax:
-                ax.plot(steps, [c["eval_total"] for c in r["curve"]], label=name if r is got[0] else None, **style)
+            bound = [c["eval_total"] for c in r["curve"]]
+            curves_ax[0].plot(steps, bound, label=name if r is got[0] else None, **style)
+            curves_ax[1].plot([s / r["steps"] for s in steps], bound, **style)
     for ax, k in zip(axes, ("total", "prior", "diffusion")):
         ax.set_xticks(range(len(labels)), labels, rotation=20, fontsize=7)
         ax.set_title(f"{k} (bits/dim)")
@@ -175,13 +176,13 @@ def summarise(rows: list[dict], out_dir: Path) -> str:
     fig.tight_layout()
     fig.savefig(out_dir / "terms.png", dpi=120)
     plt.close(fig)
-    last = max(r["curve"][-1]["step"] for r in rows)
-    tail = [c["eval_total"] for r in rows for c in r["curve"] if c["step"] >= 0.5 * last]
-    curves_ax[1].set_xlim(0.5 * last, last * 1.01)
+    tail = [c["eval_total"] for r in rows for c in r["curve"] if c["step"] >= 0.5 * r["steps"]]
+    curves_ax[1].set_xlim(0.5, 1.01)
     curves_ax[1].set_ylim(min(tail) - 0.05, max(tail) + 0.05)
-    curves_ax[1].axvline(0.8 * last, color="grey", lw=0.8, ls=":")
-    for ax, title in zip(curves_ax, ("test bound during training", "second half (dotted: last fifth starts)")):
-        ax.set_xlabel("optimiser step")
+    curves_ax[1].axvline(0.8, color="grey", lw=0.8, ls=":")
+    for ax, title, x in zip(curves_ax, ("test bound during training", "second half (dotted: last fifth starts)"),
+                            ("optimiser step", "fraction of the run's steps")):
+        ax.set_xlabel(x)
         ax.set_ylabel("bpd, test split, EMA weights")
         ax.set_title(title)
     curves_ax[0].set_yscale("log")
@@ -189,6 +190,18 @@ def summarise(rows: list[dict], out_dir: Path) -> str:
     curves_fig.tight_layout()
     curves_fig.savefig(out_dir / "curves.png", dpi=120)
     plt.close(curves_fig)
+    return "\n".join(lines) + "\n"
+
+
+def per_run(rows: list[dict]) -> str:
+    """One line per run: its convergence, its bound and the two commands that produced it."""
+    lines = ["| model | seed | steps | change over last fifth | total bpd | commands |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        change = convergence(r["curve"])
+        lines.append(
+            f"| {r['label']} | {r['seed']} | {r['steps']} | {100 * change:.2f}% ({'yes' if change < TOLERANCE else 'NO'}) "
+            f"| {r['total']:.4f} | `{r['command']}` |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -205,7 +218,7 @@ def main() -> None:
     parser.add_argument("--encoder-channels", type=int, default=16, help="DiffEnc encoder width")
     parser.add_argument("--encoder-blocks", type=int, default=1, help="DiffEnc encoder blocks")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
-    parser.add_argument("--out-dir", default="docs/likelihood", help="results.json, table.md, terms.png, curves.png")
+    parser.add_argument("--out-dir", default="docs/likelihood", help="results.json, table.md, runs.md, terms.png, curves.png")
     args = parser.parse_args()
     if args.steps < CHECKPOINTS or args.steps % CHECKPOINTS:
         parser.error(f"--steps: {args.steps} must be a positive multiple of {CHECKPOINTS}")
@@ -253,6 +266,7 @@ def main() -> None:
         write_atomic(out_dir / "results.json", json.dumps(rows, indent=2) + "\n")
         table = summarise(rows, out_dir)
         write_atomic(out_dir / "table.md", table)
+        write_atomic(out_dir / "runs.md", per_run(rows))
     print(table)
 
 
