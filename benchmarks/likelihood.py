@@ -154,7 +154,7 @@ def summarise(rows: list[dict], out_dir: Path) -> str:
             for k in TERMS
         ]
         lines.append(
-            f"| {name} | {len(got)} | {got[0]['steps']} | {'yes' if converged else 'NO'} ({100 * max(changes):.2f}%) "
+            f"| {name} | {len(got)} | {got[0]['steps']} | {'yes' if converged else 'NO'} ({100 * max(changes):.3f}%) "
             f"| {loop:.0f} / {wall:.0f} | " + " | ".join(cells) + " |"
         )
         for ax, k in zip(axes, ("total", "prior", "diffusion")):
@@ -199,7 +199,7 @@ def per_run(rows: list[dict]) -> str:
     for r in rows:
         change = convergence(r["curve"])
         lines.append(
-            f"| {r['label']} | {r['seed']} | {r['steps']} | {100 * change:.2f}% ({'yes' if change < TOLERANCE else 'NO'}) "
+            f"| {r['label']} | {r['seed']} | {r['steps']} | {100 * change:.3f}% ({'yes' if change < TOLERANCE else 'NO'}) "
             f"| {r['total']:.4f} | `{r['command']}` |"
         )
     return "\n".join(lines) + "\n"
