@@ -91,3 +91,26 @@ def test_checkpoints_record_the_held_out_bound_of_the_saved_model(tmp_path, digi
     expected = evaluate_bpd(model, x, torch.Generator().manual_seed(0))
     assert state["history"][-1]["eval_total"] == expected["total"]
     assert state["history"][-1]["eval_prior"] == expected["prior"]
+
+
+def test_eval_bpd_reports_the_mean_and_the_spread_of_its_passes(tmp_path, digits):
+    """`unetlab eval bpd --repeats 3`: the mean of three passes with one generator, and their standard error."""
+    import json
+    import math
+
+    from unetlab.cli import main
+
+    cfg = LikelihoodConfig(**MODEL)
+    run(tmp_path / "run", digits, LikelihoodTask(cfg, digits, num_samples=2, sample_steps=2))
+    assert main(["eval", "bpd", str(tmp_path / "run"), "--repeats", "3", "--seed", "5",
+                 "--json", str(tmp_path / "bpd.json")]) == 0
+    got = json.loads((tmp_path / "bpd.json").read_text())
+    model, _ = load_model(tmp_path / "run" / "checkpoint-0000004" / "pipeline")
+    held_out = DigitsDataset("test", 8)
+    x = images_to_x(held_out[torch.arange(len(held_out))]["images"])
+    generator = torch.Generator().manual_seed(5)
+    totals = torch.tensor([evaluate_bpd(model.eval(), x, generator)["total"] for _ in range(3)], dtype=torch.float64)
+    assert got["repeats"] == 3
+    assert math.isclose(got["total"], float(totals.mean()), rel_tol=1e-12)
+    assert math.isclose(got["total_mc_stderr"], float(totals.std() / math.sqrt(3)), rel_tol=1e-9)
+    assert got["total_mc_stderr"] > 0

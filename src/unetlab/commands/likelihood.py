@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import statistics
 from pathlib import Path
 
 from .args import nonnegative_int, positive_int
@@ -92,7 +94,8 @@ def register_bpd(subparsers) -> None:
     p.add_argument("--size", type=positive_int, default=None, help="image size (default: 8 for digits)")
     p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument(
-        "--repeats", type=positive_int, default=1, help="passes over the data (fresh noise and t each pass)"
+        "--repeats", type=positive_int, default=1,
+        help="passes over the data (fresh noise and t each pass); with 2 or more, also the evaluation noise",
     )
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the evaluation noise")
     p.add_argument("--json", default=None, help="also write the result to this JSON file")
@@ -129,9 +132,14 @@ def run_bpd(args: argparse.Namespace) -> int:
     runs = [evaluate_bpd(model, x, generator, args.batch_size) for _ in range(args.repeats)]
     result = {k: sum(r[k] for r in runs) / len(runs) for k in runs[0] if k != "total_stderr"}
     result.update(model=cfg.label, examples=int(x.shape[0]), repeats=args.repeats, split=args.split)
+    noise = ""
+    if args.repeats > 1:
+        # the evaluation's own Monte-Carlo error on these images: the spread of the passes' totals
+        result["total_mc_stderr"] = statistics.stdev(r["total"] for r in runs) / math.sqrt(args.repeats)
+        noise = f" ± {result['total_mc_stderr']:.4f} (evaluation noise)"
     print(
         f"{cfg.label} on {args.data} {args.split} ({x.shape[0]} images x {args.repeats}): "
-        f"total {result['total']:.4f} bpd = reconstruction {result['reconstruction']:.4f} "
+        f"total {result['total']:.4f}{noise} bpd = reconstruction {result['reconstruction']:.4f} "
         f"+ prior {result['prior']:.4f} + diffusion {result['diffusion']:.4f}"
     )
     if args.json:
