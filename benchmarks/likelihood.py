@@ -6,7 +6,9 @@ model's bound on the test split at each of 20 checkpoints (`--track-test`), the 
 converged when its test bound moved by less than 0.5% over the last fifth of training. Writes results.json,
 table.md, runs.md, terms.png and curves.png under --out-dir: mean ± standard error over seeds of each term,
 steps, wall time and convergence per model; per run its convergence, bound and commands. `--schedule monotone` trains the learned noise schedule (learned endpoints and
-VDM's monotone network) instead of the fixed linear one; rows of both schedules share one out-dir.
+VDM's monotone network) instead of the fixed linear one; rows of both schedules share one out-dir. Every run is
+scored with `--eval-repeats` passes of fresh noise (10 by default), whose spread gives the evaluation's own noise;
+a finished run scored with another number of passes is re-scored without retraining.
 
     nice -n 10 .venv/bin/python benchmarks/likelihood.py --steps 3600 --seeds 0 1 2 --schedule fixed
 """
@@ -85,7 +87,7 @@ def train_argv(variant: str, schedule: str, seed: int, steps: int, runs: Path, s
     ]
 
 
-def eval_argv(variant: str, schedule: str, seed: int, runs: Path, result: Path) -> list[str]:
+def eval_argv(variant: str, schedule: str, seed: int, runs: Path, result: Path, repeats: int) -> list[str]:
     return [
         "eval",
         "bpd",
@@ -97,7 +99,7 @@ def eval_argv(variant: str, schedule: str, seed: int, runs: Path, result: Path) 
         "--split",
         "test",
         "--repeats",
-        "10",
+        str(repeats),
         "--seed",
         "0",
         "--json",
@@ -132,9 +134,9 @@ def summarise(rows: list[dict], out_dir: Path) -> str:
     import matplotlib.pyplot as plt
 
     lines = [
-        "| model | seeds | steps | converged (max change over last fifth) | wall s per run: loop / with evaluation "
-        "| total bpd | reconstruction | prior | diffusion |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model | seeds | steps | converged (max change over last fifth) | wall s per run: loop / whole train command "
+        "| total bpd | evaluation noise per run | reconstruction | prior | diffusion |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     labels = list(dict.fromkeys(r["label"] for r in rows))
     fig, axes = plt.subplots(1, 3, figsize=(4 * 3, 3.6))
@@ -155,7 +157,7 @@ def summarise(rows: list[dict], out_dir: Path) -> str:
         ]
         lines.append(
             f"| {name} | {len(got)} | {got[0]['steps']} | {'yes' if converged else 'NO'} ({100 * max(changes):.3f}%) "
-            f"| {loop:.0f} / {wall:.0f} | " + " | ".join(cells) + " |"
+            f"| {loop:.0f} / {wall:.0f} | {cells[0]} | {noise(got)} | " + " | ".join(cells[1:]) + " |"
         )
         for ax, k in zip(axes, ("total", "prior", "diffusion")):
             ax.bar(i, stats[k][0], yerr=0 if math.isnan(stats[k][1]) else stats[k][1], capsize=4)
@@ -193,16 +195,37 @@ def summarise(rows: list[dict], out_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def noise(rows: list[dict]) -> str:
+    """The evaluation's Monte-Carlo standard error of one run's total (`unetlab eval bpd --repeats`), mean over runs."""
+    values = [r["total_mc_stderr"] for r in rows if "total_mc_stderr" in r]
+    return f"± {sum(values) / len(values):.4f} ({rows[0]['repeats']} passes)" if len(values) == len(rows) else "—"
+
+
 def per_run(rows: list[dict]) -> str:
     """One line per run: its convergence, its bound and the two commands that produced it."""
-    lines = ["| model | seed | steps | change over last fifth | total bpd | commands |", "| --- | --- | --- | --- | --- | --- |"]
+    lines = ["| model | seed | steps | change over last fifth | total bpd ± evaluation noise | commands |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         change = convergence(r["curve"])
         lines.append(
             f"| {r['label']} | {r['seed']} | {r['steps']} | {100 * change:.3f}% ({'yes' if change < TOLERANCE else 'NO'}) "
-            f"| {r['total']:.4f} | `{r['command']}` |"
+            f"| {r['total']:.4f} ± {r.get('total_mc_stderr', math.nan):.4f} | `{r['command']}` |"
         )
     return "\n".join(lines) + "\n"
+
+
+def rescore(result: Path, runs: Path, repeats: int, cli) -> None:
+    """Score a finished run again with ``repeats`` passes (its training untouched) and update its row and command."""
+    row = json.loads(result.read_text())
+    scratch = result.with_name(f".rescore-{os.getpid()}-{result.name}")
+    evaluate = eval_argv(row["variant"], row["schedule"], row["seed"], runs, scratch, repeats)
+    if cli(evaluate) != 0:
+        raise SystemExit(f"evaluating {result.stem} failed")
+    row.update(json.loads(scratch.read_text()))
+    scratch.unlink()
+    evaluate[evaluate.index(str(scratch))] = str(result)
+    row["command"] = row["command"].split(" && unetlab ")[0] + " && unetlab " + shlex.join(evaluate)
+    write_atomic(result, json.dumps(row, indent=2) + "\n")
 
 
 def main() -> None:
@@ -217,11 +240,15 @@ def main() -> None:
     parser.add_argument("--no-attention", action="store_true", help="score network without its middle attention")
     parser.add_argument("--encoder-channels", type=int, default=16, help="DiffEnc encoder width")
     parser.add_argument("--encoder-blocks", type=int, default=1, help="DiffEnc encoder blocks")
+    parser.add_argument("--eval-repeats", type=int, default=10,
+                        help="passes of `unetlab eval bpd` per run; finished runs scored with another number are re-scored")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--out-dir", default="docs/likelihood", help="results.json, table.md, runs.md, terms.png, curves.png")
     args = parser.parse_args()
     if args.steps < CHECKPOINTS or args.steps % CHECKPOINTS:
         parser.error(f"--steps: {args.steps} must be a positive multiple of {CHECKPOINTS}")
+    if args.eval_repeats < 2:
+        parser.error(f"--eval-repeats: {args.eval_repeats} must be >= 2 (the evaluation noise needs two passes)")
 
     import torch
     from tqdm.auto import tqdm
@@ -241,7 +268,7 @@ def main() -> None:
             if cli(train) != 0:
                 raise SystemExit(f"training {name} failed")
             wall = time.perf_counter() - t0
-            evaluate = eval_argv(variant, args.schedule, seed, runs, result)
+            evaluate = eval_argv(variant, args.schedule, seed, runs, result, args.eval_repeats)
             if cli(evaluate) != 0:
                 raise SystemExit(f"evaluating {name} failed")
             row = json.loads(result.read_text())
@@ -259,6 +286,8 @@ def main() -> None:
                 command="unetlab " + shlex.join(train) + " && unetlab " + shlex.join(evaluate),
             )
             write_atomic(result, json.dumps(row, indent=2) + "\n")
+        elif json.loads(result.read_text())["repeats"] != args.eval_repeats:
+            rescore(result, runs, args.eval_repeats, cli)
         # every finished run of every schedule in out-dir goes into one table
         rows = [json.loads(p.read_text()) for p in sorted((out_dir / "runs").glob("*.json"))]
         rows = [r for r in rows if "curve" in r]
