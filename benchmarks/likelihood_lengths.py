@@ -50,7 +50,8 @@ def main() -> None:
             ses.append(0 if math.isnan(se) else se)
             ax.plot([steps] * len(got), [r["total"] for r in got], ".", color=f"C{i}", ms=4)
             per_seed = ", ".join(f"s{r['seed']} {r['total']:.4f}" for r in got)
-            lines.append(f"| {name} | {steps} | {len(got)} | {m:.4f} ± {se:.4f} | {per_seed} |")
+            cell = f"{m:.4f}" if math.isnan(se) else f"{m:.4f} ± {se:.4f}"
+            lines.append(f"| {name} | {steps} | {len(got)} | {cell} | {per_seed} |")
         ax.errorbar(lengths, means, yerr=ses, color=f"C{i}", marker="o", capsize=3, label=name,
                     ls="-" if "learned" not in name else "--")
     ax.set_xlabel("optimiser steps of the run (cosine decay to 0 over the run)")
