@@ -7,6 +7,7 @@ running (one line), 130 interrupted. `--debug` (anywhere on the line) shows the 
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import sys
 
@@ -57,10 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     except paths.UsageError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
-    from .commands.launch import HINT, single_process_launch
+    from .commands.launch import HINT, end_processes, single_process_launch
 
     if single_process_launch():
         print(f"{prog}: warning: {HINT}", file=sys.stderr)
+    atexit.unregister(end_processes)  # once, however many commands this process runs
+    atexit.register(end_processes)
     before = paths.snapshot(args)
     try:
         return int(args.func(args) or 0)
