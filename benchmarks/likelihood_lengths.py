@@ -15,12 +15,7 @@ import math
 import os
 from pathlib import Path
 
-
-def mean_se(values: list[float]) -> tuple[float, float]:
-    m = sum(values) / len(values)
-    if len(values) < 2:
-        return m, float("nan")
-    return m, math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1) / len(values))
+from likelihood import mean_se, write_atomic  # benchmarks/likelihood.py, beside this script
 
 
 def main() -> None:
@@ -61,11 +56,10 @@ def main() -> None:
     fig.tight_layout()
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for name, write in (("lengths.png", lambda f: fig.savefig(f, dpi=120, format="png")),
-                        ("lengths.md", lambda f: f.write_text("\n".join(lines) + "\n"))):
-        tmp = out / f".tmp-{os.getpid()}-{name}"
-        write(tmp)
-        os.replace(tmp, out / name)
+    tmp = out / f".tmp-{os.getpid()}-lengths.png"
+    fig.savefig(tmp, dpi=120, format="png")
+    os.replace(tmp, out / "lengths.png")
+    write_atomic(out / "lengths.md", "\n".join(lines) + "\n")
     plt.close(fig)
     print("\n".join(lines))
 
