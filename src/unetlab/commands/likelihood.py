@@ -42,6 +42,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--channels", type=positive_int, default=64, help="score net width")
     g.add_argument("--blocks", type=positive_int, default=4, help="score net resnet blocks per side")
     g.add_argument("--no-attention", action="store_true", help="drop the score net's middle attention")
+    g.add_argument(
+        "--fourier-exponents", type=nonnegative_int, nargs="*", default=[6, 7], metavar="N",
+        help="score net input features sin, cos(2ⁿ·2π·z) (default: VDM's 6 7; none: no features)",
+    )
     g.add_argument("--encoder-channels", type=positive_int, default=32)
     g.add_argument("--encoder-blocks", type=positive_int, default=2)
     g.add_argument(
@@ -74,6 +78,7 @@ def make_task(args: argparse.Namespace):
         attention=not args.no_attention,
         encoder_channels=args.encoder_channels,
         encoder_blocks=args.encoder_blocks,
+        fourier_exponents=tuple(args.fourier_exponents),
         init_seed=args.seed,
     )
     held_out = dataset(args.data, "test", args.size, args.seed) if args.track_test else None

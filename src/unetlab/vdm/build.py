@@ -36,6 +36,7 @@ class LikelihoodConfig:
     attention: bool = True
     encoder_channels: int = 32
     encoder_blocks: int = 2
+    fourier_exponents: tuple[int, ...] = (6, 7)
     init_seed: int = 0
 
     def __post_init__(self):
@@ -53,6 +54,13 @@ class LikelihoodConfig:
         for name in ("in_channels", "channels", "blocks", "encoder_channels", "encoder_blocks"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name}: {getattr(self, name)!r} must be a positive int")
+        self.fourier_exponents = tuple(self.fourier_exponents)
+        if not all(isinstance(n, int) and 0 <= n <= 16 for n in self.fourier_exponents) or len(
+            set(self.fourier_exponents)
+        ) != len(self.fourier_exponents):
+            raise ValueError(
+                f"fourier_exponents: {self.fourier_exponents!r} must be distinct ints in 0..16 (features at 2ⁿ·2π·z)"
+            )
 
     @property
     def label(self) -> str:
@@ -84,6 +92,7 @@ def build_model(cfg: LikelihoodConfig) -> VDM:
             channels=cfg.channels,
             n_blocks=cfg.blocks,
             attention=cfg.attention,
+            fourier_exponents=cfg.fourier_exponents,
             norm_groups=_groups(cfg.channels),
             gamma_min=cfg.gamma_min,
             gamma_max=cfg.gamma_max,
