@@ -56,7 +56,7 @@ def train_argv(variant: str, schedule: str, seed: int, steps: int, runs: Path, s
         "--batch-size",
         str(size.batch_size),
         "--lr",
-        "2e-3",
+        str(size.lr),
         "--warmup",
         "20",
         "--min-lr-ratio",
@@ -77,6 +77,8 @@ def train_argv(variant: str, schedule: str, seed: int, steps: int, runs: Path, s
         str(size.encoder_channels),
         "--encoder-blocks",
         str(size.encoder_blocks),
+        "--fourier-exponents",
+        *map(str, size.fourier_exponents),
         "--sample-steps",
         "20",
         "--seed",
@@ -235,11 +237,14 @@ def main() -> None:
     parser.add_argument("--schedule", choices=("fixed", "learned", "monotone"), default="fixed")
     parser.add_argument("--runs", default="runs/likelihood", help="training folders")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay to 0 over the run)")
     parser.add_argument("--channels", type=int, default=32, help="score network width")
     parser.add_argument("--blocks", type=int, default=2, help="score network ResNet blocks per side")
     parser.add_argument("--no-attention", action="store_true", help="score network without its middle attention")
     parser.add_argument("--encoder-channels", type=int, default=16, help="DiffEnc encoder width")
     parser.add_argument("--encoder-blocks", type=int, default=1, help="DiffEnc encoder blocks")
+    parser.add_argument("--fourier-exponents", type=int, nargs="*", default=[6, 7],
+                        help="score network input features sin, cos(2ⁿ·2π·z) (VDM's 6 7; digits' 17 grey levels: 3 4 6 7)")
     parser.add_argument("--eval-repeats", type=int, default=10,
                         help="passes of `unetlab eval bpd` per run; finished runs scored with another number are re-scored")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
