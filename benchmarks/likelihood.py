@@ -4,7 +4,7 @@ Runs the real CLI in-process, sequentially, one seed of all three models after a
 balanced); a run whose result JSON exists is skipped, so the sweep can be restarted. Every run scores its EMA
 model's bound on the test split at each of 20 checkpoints (`--track-test`), the training curve; a run counts as
 converged when its test bound moved by less than 0.5% over the last fifth of training. Writes results.json,
-table.md, runs.md, terms.png and curves.png under --out-dir: mean ± standard error over seeds of each term,
+table.md, runs.md, paired.md (differences to VDMv paired by seed), terms.png and curves.png under --out-dir: mean ± standard error over seeds of each term,
 steps, wall time and convergence per model; per run its convergence, bound and commands. `--schedule monotone` trains the learned noise schedule (learned endpoints and
 VDM's monotone network) instead of the fixed linear one; rows of both schedules share one out-dir. Every run is
 scored with `--eval-repeats` passes of fresh noise (10 by default), whose spread gives the evaluation's own noise;
@@ -216,6 +216,31 @@ def per_run(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def paired(rows: list[dict]) -> str:
+    """Paired by seed: DiffEnc-nt − VDMv and DiffEnc − VDMv per schedule, learned − fixed γ per variant; mean ± s.e., seeds below 0."""
+    lines = ["| schedule | difference | term | seeds | mean ± s.e. (bpd) | seeds below 0 |", "| --- | --- | --- | --- | --- | --- |"]
+    by = {(r["schedule"], r["variant"], r["seed"]): r for r in rows}
+    for schedule in dict.fromkeys(r["schedule"] for r in rows):
+        for variant in ("DiffEnc-nt", "DiffEnc"):
+            seeds = sorted(s for (sc, v, s) in by if sc == schedule and v == variant and (sc, "VDMv", s) in by)
+            if not seeds:
+                continue
+            for term in ("total", "diffusion"):
+                diffs = [by[schedule, variant, s][term] - by[schedule, "VDMv", s][term] for s in seeds]
+                m, se = mean_se(diffs)
+                lines.append(f"| {schedule} | {variant} − VDMv | {term} | {len(seeds)} | {m:+.4f} ± {se:.4f} "
+                             f"| {sum(d < 0 for d in diffs)} of {len(seeds)} |")
+    for schedule in dict.fromkeys(r["schedule"] for r in rows if r["schedule"] != "fixed"):
+        for variant in VARIANTS:
+            seeds = sorted(s for (sc, v, s) in by if sc == schedule and v == variant and ("fixed", v, s) in by)
+            if seeds:
+                diffs = [by[schedule, variant, s]["total"] - by["fixed", variant, s]["total"] for s in seeds]
+                m, se = mean_se(diffs)
+                lines.append(f"| {schedule} − fixed | {variant} | total | {len(seeds)} | {m:+.4f} ± {se:.4f} "
+                             f"| {sum(d < 0 for d in diffs)} of {len(seeds)} |")
+    return "\n".join(lines) + "\n"
+
+
 def rescore(result: Path, runs: Path, repeats: int, cli) -> None:
     """Score a finished run again with ``repeats`` passes (its training untouched) and update its row and command."""
     row = json.loads(result.read_text())
@@ -301,6 +326,7 @@ def main() -> None:
         table = summarise(rows, out_dir)
         write_atomic(out_dir / "table.md", table)
         write_atomic(out_dir / "runs.md", per_run(rows))
+        write_atomic(out_dir / "paired.md", paired(rows))
     print(table)
 
 
