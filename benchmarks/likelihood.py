@@ -115,6 +115,16 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def write_figure(fig, path: Path) -> None:
+    """Save a matplotlib figure as PNG atomically (a temporary file beside it, then a rename) and close it."""
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    fig.savefig(tmp, dpi=120, format="png")
+    os.replace(tmp, path)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
 def mean_se(values: list[float]) -> tuple[float, float]:
     m = sum(values) / len(values)
     if len(values) < 2:
@@ -178,8 +188,7 @@ def summarise(rows: list[dict], out_dir: Path) -> str:
             ax.set_yscale("log")
     fig.suptitle("digits 8x8: mean ± s.e. over seeds (dots: seeds)")
     fig.tight_layout()
-    fig.savefig(out_dir / "terms.png", dpi=120)
-    plt.close(fig)
+    write_figure(fig, out_dir / "terms.png")
     tail = [c["eval_total"] for r in rows for c in r["curve"] if c["step"] >= 0.5 * r["steps"]]
     curves_ax[1].set_xlim(0.5, 1.01)
     curves_ax[1].set_ylim(min(tail) - 0.05, max(tail) + 0.05)
@@ -192,8 +201,7 @@ def summarise(rows: list[dict], out_dir: Path) -> str:
     curves_ax[0].set_yscale("log")
     curves_ax[0].legend(fontsize=7)
     curves_fig.tight_layout()
-    curves_fig.savefig(out_dir / "curves.png", dpi=120)
-    plt.close(curves_fig)
+    write_figure(curves_fig, out_dir / "curves.png")
     return "\n".join(lines) + "\n"
 
 

@@ -16,7 +16,7 @@ import math
 from dataclasses import asdict
 from pathlib import Path
 
-from likelihood import write_atomic  # benchmarks/likelihood.py, beside this script
+from likelihood import write_atomic, write_figure  # benchmarks/likelihood.py, beside this script
 
 BANDS = 10
 
@@ -94,9 +94,7 @@ def main() -> None:
     fig.tight_layout()
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".tmp-bands.png"
-    fig.savefig(tmp, dpi=120, format="png")
-    tmp.replace(out / "bands.png")
+    write_figure(fig, out / "bands.png")
     write_atomic(out / "bands.md", "\n".join(lines) + "\n")
     write_atomic(out / "bands.json", json.dumps(rows, indent=2) + "\n")
     print("\n".join(lines))

@@ -12,10 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from pathlib import Path
 
-from likelihood import mean_se, write_atomic  # benchmarks/likelihood.py, beside this script
+from likelihood import mean_se, write_atomic, write_figure  # benchmarks/likelihood.py, beside this script
 
 
 def main() -> None:
@@ -56,11 +55,8 @@ def main() -> None:
     fig.tight_layout()
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".tmp-{os.getpid()}-lengths.png"
-    fig.savefig(tmp, dpi=120, format="png")
-    os.replace(tmp, out / "lengths.png")
+    write_figure(fig, out / "lengths.png")
     write_atomic(out / "lengths.md", "\n".join(lines) + "\n")
-    plt.close(fig)
     print("\n".join(lines))
 
 
