@@ -132,6 +132,11 @@ def mean_se(values: list[float]) -> tuple[float, float]:
     return m, math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1) / len(values))
 
 
+def cell(mean: float, se: float, spec: str) -> str:
+    """"mean ± s.e.", or the mean alone where one seed gives no standard error."""
+    return f"{mean:{spec}}" if math.isnan(se) else f"{mean:{spec}} ± {se:{spec}}"
+
+
 def convergence(curve: list[dict]) -> float:
     """Relative change of the test bound over the last fifth of training: |b(end) − b(0.8·end)| / b(end)."""
     end = curve[-1]
@@ -161,12 +166,7 @@ def summarise(rows: list[dict], out_dir: Path) -> str:
         loop = sum(r["loop_s"] for r in got) / len(got)
         changes = [convergence(r["curve"]) for r in got]
         converged = all(c < TOLERANCE for c in changes)
-        cells = [
-            f"{stats[k][0]:.4f} ± {stats[k][1]:.4f}"
-            if k != "prior"
-            else f"{stats[k][0]:.2e} ± {stats[k][1]:.1e}"
-            for k in TERMS
-        ]
+        cells = [cell(*stats[k], ".2e" if k == "prior" else ".4f") for k in TERMS]
         lines.append(
             f"| {name} | {len(got)} | {got[0]['steps']} | {'yes' if converged else 'NO'} ({100 * max(changes):.3f}%) "
             f"| {loop:.0f} / {wall:.0f} | {cells[0]} | {noise(got)} | " + " | ".join(cells[1:]) + " |"
