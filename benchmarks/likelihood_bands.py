@@ -64,17 +64,17 @@ def main() -> None:
     torch.set_num_threads(1)
     test = dataset("digits", "test", 8)
     x = images_to_x(test[torch.arange(len(test))]["images"]).double()
-    rows, gammas = [], None
+    rows = []
     for name, run in pairs:
         model, cfg = load_model(model_dir(run))
         model = model.double().eval()
         bands = band_bpd(model, x, args.repeats, seed=0)
         edges = model.schedule(torch.linspace(0, 1, BANDS + 1, dtype=torch.float64))
-        gammas = gammas or [float(g) for g in edges]
         rows.append({"label": name, "run": run, "config": asdict(cfg),
                      "bands": bands, "gamma_edges": [float(g) for g in edges], "diffusion": sum(b for b, _ in bands)})
     head = "| model | " + " | ".join(f"t {i / BANDS:.1f}–{(i + 1) / BANDS:.1f}" for i in range(BANDS)) + " | sum |"
     lines = [head, "|" + " --- |" * (BANDS + 2)]
+    gammas = rows[0]["gamma_edges"]
     lines.append("| γ(t) of the first model | " + " | ".join(
         f"{gammas[i]:.1f} … {gammas[i + 1]:.1f}" for i in range(BANDS)) + " | |")
     for r in rows:

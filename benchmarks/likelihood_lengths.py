@@ -14,7 +14,7 @@ import json
 import math
 from pathlib import Path
 
-from likelihood import mean_se, write_atomic, write_figure  # benchmarks/likelihood.py, beside this script
+from likelihood import cell, mean_se, write_atomic, write_figure  # benchmarks/likelihood.py, beside this script
 
 
 def main() -> None:
@@ -44,8 +44,7 @@ def main() -> None:
             ses.append(0 if math.isnan(se) else se)
             ax.plot([steps] * len(got), [r["total"] for r in got], ".", color=f"C{i}", ms=4)
             per_seed = ", ".join(f"s{r['seed']} {r['total']:.4f}" for r in got)
-            cell = f"{m:.4f}" if math.isnan(se) else f"{m:.4f} ± {se:.4f}"
-            lines.append(f"| {name} | {steps} | {len(got)} | {cell} | {per_seed} |")
+            lines.append(f"| {name} | {steps} | {len(got)} | {cell(m, se, '.4f')} | {per_seed} |")
         ax.errorbar(lengths, means, yerr=ses, color=f"C{i}", marker="o", capsize=3, label=name,
                     ls="-" if "learned" not in name else "--")
     ax.set_xlabel("optimiser steps of the run (cosine decay to 0 over the run)")

@@ -54,10 +54,8 @@ class LikelihoodConfig:
         for name in ("in_channels", "channels", "blocks", "encoder_channels", "encoder_blocks"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name}: {getattr(self, name)!r} must be a positive int")
-        self.fourier_exponents = tuple(self.fourier_exponents)
-        if not all(isinstance(n, int) and 0 <= n <= 16 for n in self.fourier_exponents) or len(
-            set(self.fourier_exponents)
-        ) != len(self.fourier_exponents):
+        ns = self.fourier_exponents = tuple(self.fourier_exponents)
+        if len(set(ns)) != len(ns) or not all(isinstance(n, int) and 0 <= n <= 16 for n in ns):
             raise ValueError(
                 f"fourier_exponents: {self.fourier_exponents!r} must be distinct ints in 0..16 (features at 2ⁿ·2π·z)"
             )
