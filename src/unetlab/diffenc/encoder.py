@@ -7,6 +7,7 @@ from torch import nn
 
 from ..vdm.schedules import alpha2_sigma2
 from ..vdm.score_net import NoDownsampleUNet
+from .tangent import tanh_net_and_gamma_derivative
 
 
 def _bcast(a: torch.Tensor) -> torch.Tensor:
@@ -31,8 +32,11 @@ class TrainableEncoder(nn.Module):
 
     def __init__(self, y_net: NoDownsampleUNet):
         super().__init__()
-        if not getattr(y_net.config, "output_tanh", False) or y_net.config.add_input:
-            raise ValueError("y_net must be a NoDownsampleUNet with output_tanh=True and add_input=False")
+        cfg = getattr(y_net, "config", None)
+        if not getattr(cfg, "output_tanh", False) or cfg.add_input or cfg.attention or cfg.dropout:
+            raise ValueError(
+                "y_net must be a NoDownsampleUNet with output_tanh=True, add_input=False, attention=False, dropout=0"
+            )
         self.y_net = y_net
 
     def forward(self, x: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
@@ -40,8 +44,8 @@ class TrainableEncoder(nn.Module):
         return _bcast(alpha2) * x + _bcast(sigma2) * self.y_net(x, gamma)
 
     def with_y(self, x: torch.Tensor, gamma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(x_t, y_φ, ∂y_φ/∂γ): the derivative by forward-mode autodiff (torch.func.jvp), exact and differentiable."""
-        gamma = gamma.reshape(-1).expand(x.shape[0]).contiguous()
-        y, dy_dgamma = torch.func.jvp(lambda g: self.y_net(x, g), (gamma,), (torch.ones_like(gamma),))
+        """(x_t, y_φ, ∂y_φ/∂γ): the derivative by forward-mode differentiation written out, exact and differentiable."""
+        gamma = gamma.reshape(-1).expand(x.shape[0])
+        y, dy_dgamma = tanh_net_and_gamma_derivative(self.y_net, x, gamma)
         alpha2, sigma2 = alpha2_sigma2(gamma)
         return _bcast(alpha2) * x + _bcast(sigma2) * y, y, dy_dgamma

@@ -21,11 +21,15 @@ def fourier_features(z: torch.Tensor, exponents: tuple[int, ...]) -> torch.Tenso
     return torch.cat([torch.sin(h), torch.cos(h)], dim=1)
 
 
+def embedding_frequencies(dim: int, like: torch.Tensor) -> torch.Tensor:
+    """The ``dim // 2`` frequencies of `sinusoidal_embedding`: 10000^(−k/(dim/2 − 1)), k = 0 … dim/2 − 1."""
+    half = dim // 2
+    return torch.exp(-math.log(10000.0) * torch.arange(half, dtype=like.dtype, device=like.device) / (half - 1))
+
+
 def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Transformer sinusoidal embedding of 1000·t in the input's dtype (VDM code `get_timestep_embedding`)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=t.dtype, device=t.device) / (half - 1))
-    angles = 1000.0 * t.reshape(-1, 1) * freqs
+    angles = 1000.0 * t.reshape(-1, 1) * embedding_frequencies(dim, t)
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
 
 
