@@ -1,7 +1,8 @@
 """The final test bound of each `benchmarks/likelihood.py` sweep against its training length: is the bound still moving?
 
 Reads the results.json of several sweeps (each with one `--steps`), plots each model's bound (mean ± s.e. over
-seeds, dots: seeds) against the steps and writes lengths.png and lengths.md (one row per model and length).
+seeds, dots: seeds) against the steps and writes lengths.png and lengths.md (one row per model and length, then the
+change against the model's shortest run, paired by seed).
 
     .venv/bin/python benchmarks/likelihood_lengths.py runs/conv-docs/results.json runs/conv32-docs/results.json \
         --out-dir docs/likelihood
@@ -15,6 +16,11 @@ import math
 from pathlib import Path
 
 from likelihood import cell, mean_se, write_atomic, write_figure  # benchmarks/likelihood.py, beside this script
+
+
+def signed(mean: float, se: float, spec: str) -> str:
+    """`cell` with the mean's sign always shown."""
+    return ("+" if mean >= 0 else "") + cell(mean, se, spec)
 
 
 def main() -> None:
@@ -47,6 +53,18 @@ def main() -> None:
             lines.append(f"| {name} | {steps} | {len(got)} | {cell(m, se, '.4f')} | {per_seed} |")
         ax.errorbar(lengths, means, yerr=ses, color=f"C{i}", marker="o", capsize=3, label=name,
                     ls="-" if "learned" not in name else "--")
+    lines += ["", "Change against each model's shortest run, paired by seed:", "",
+              "| model | steps | seeds | change of the total (bpd) | relative |", "| --- | --- | --- | --- | --- |"]
+    for name in labels:
+        by = {(r["steps"], r["seed"]): r["total"] for r in rows if r["label"] == name}
+        lengths = sorted({steps for steps, _ in by})
+        for steps in lengths[1:]:
+            seeds = [s for (n, s) in by if n == steps and (lengths[0], s) in by]
+            if seeds:
+                m, se = mean_se([by[steps, s] - by[lengths[0], s] for s in seeds])
+                rel, rel_se = mean_se([by[steps, s] / by[lengths[0], s] - 1 for s in seeds])
+                lines.append(f"| {name} | {lengths[0]} → {steps} | {len(seeds)} | {signed(m, se, '.4f')} "
+                             f"| {signed(100 * rel, 100 * rel_se, '.2f')}% |")
     ax.set_xlabel("optimiser steps of the run (cosine decay to 0 over the run)")
     ax.set_ylabel("final bpd, test split, EMA weights")
     ax.set_title("digits 8x8: final bound against training length")

@@ -52,7 +52,7 @@ def mean_se(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", default="docs/likelihood/results.json", help="benchmarks/likelihood.py output")
+    parser.add_argument("--results", default="docs/likelihood/43200/results.json", help="benchmarks/likelihood.py output")
     parser.add_argument("--runs", default="runs/likelihood", help="its training folders")
     parser.add_argument("--steps", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--num-samples", type=int, default=200)
