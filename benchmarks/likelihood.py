@@ -137,6 +137,11 @@ def cell(mean: float, se: float, spec: str) -> str:
     return f"{mean:{spec}}" if math.isnan(se) else f"{mean:{spec}} ± {se:{spec}}"
 
 
+def signed(mean: float, se: float, spec: str) -> str:
+    """`cell` with the mean's sign always shown."""
+    return ("+" if mean >= 0 else "") + cell(mean, se, spec)
+
+
 def convergence(curve: list[dict]) -> float:
     """Relative change of the test bound over the last fifth of training: |b(end) − b(0.8·end)| / b(end)."""
     end = curve[-1]
@@ -236,7 +241,7 @@ def paired(rows: list[dict]) -> str:
             for term in ("total", "diffusion"):
                 diffs = [by[schedule, variant, s][term] - by[schedule, "VDMv", s][term] for s in seeds]
                 m, se = mean_se(diffs)
-                lines.append(f"| {schedule} | {variant} − VDMv | {term} | {len(seeds)} | {m:+.4f} ± {se:.4f} "
+                lines.append(f"| {schedule} | {variant} − VDMv | {term} | {len(seeds)} | {signed(m, se, '.4f')} "
                              f"| {sum(d < 0 for d in diffs)} of {len(seeds)} |")
     for schedule in dict.fromkeys(r["schedule"] for r in rows if r["schedule"] != "fixed"):
         for variant in VARIANTS:
@@ -244,7 +249,7 @@ def paired(rows: list[dict]) -> str:
             if seeds:
                 diffs = [by[schedule, variant, s]["total"] - by["fixed", variant, s]["total"] for s in seeds]
                 m, se = mean_se(diffs)
-                lines.append(f"| {schedule} − fixed | {variant} | total | {len(seeds)} | {m:+.4f} ± {se:.4f} "
+                lines.append(f"| {schedule} − fixed | {variant} | total | {len(seeds)} | {signed(m, se, '.4f')} "
                              f"| {sum(d < 0 for d in diffs)} of {len(seeds)} |")
     return "\n".join(lines) + "\n"
 

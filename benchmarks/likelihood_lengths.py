@@ -15,12 +15,7 @@ import json
 import math
 from pathlib import Path
 
-from likelihood import cell, mean_se, write_atomic, write_figure  # benchmarks/likelihood.py, beside this script
-
-
-def signed(mean: float, se: float, spec: str) -> str:
-    """`cell` with the mean's sign always shown."""
-    return ("+" if mean >= 0 else "") + cell(mean, se, spec)
+from likelihood import cell, mean_se, signed, write_atomic, write_figure  # benchmarks/likelihood.py, beside this script
 
 
 def main() -> None:
