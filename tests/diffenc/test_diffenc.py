@@ -17,13 +17,13 @@ def score_net(perturb: bool = True) -> NoDownsampleUNet:
     return net
 
 
-def y_net(perturb: bool) -> NoDownsampleUNet:
+def y_net(perturb: bool, fourier_exponents: tuple[int, ...] = ()) -> NoDownsampleUNet:
     torch.manual_seed(1)
     net = NoDownsampleUNet(
         channels=8,
         n_blocks=1,
         norm_groups=4,
-        fourier_exponents=(),
+        fourier_exponents=fourier_exponents,
         attention=False,
         add_input=False,
         output_tanh=True,
@@ -105,9 +105,10 @@ def test_dy_dgamma_matches_finite_difference():
     assert torch.allclose(dy, fd, rtol=1e-5, atol=1e-8)
 
 
-def test_dy_dgamma_and_its_gradients_match_torch_func_jvp():
+@pytest.mark.parametrize("fourier_exponents", [(), (2, 3)])
+def test_dy_dgamma_and_its_gradients_match_torch_func_jvp(fourier_exponents):
     """The hand-written forward mode against torch.func.jvp on the unchanged y_net, values and parameter gradients."""
-    encoder = TrainableEncoder(y_net(perturb=True)).to(F64)
+    encoder = TrainableEncoder(y_net(perturb=True, fourier_exponents=fourier_exponents)).to(F64)
     for block in [*encoder.y_net.down, *encoder.y_net.mid[::2], *encoder.y_net.up]:  # non-trivial affine norms
         for norm in (block.norm1, block.norm2):
             torch.nn.init.normal_(norm.weight, 1.0, 0.3)

@@ -26,18 +26,17 @@ def _silu(a: torch.Tensor, da: torch.Tensor | None) -> Dual:
 
 def _group_norm(norm: nn.GroupNorm, h: torch.Tensor, dh: torch.Tensor | None) -> Dual:
     """ĥ = (h − μ)/σ per group; dĥ = (dh − mean(dh) − ĥ·mean(dh·ĥ))/σ; both then scaled by the affine weight."""
+    if dh is None:
+        return F.group_norm(h, norm.num_groups, norm.weight, norm.bias, norm.eps), None
     n, c = h.shape[:2]
     grouped = h.reshape(n, norm.num_groups, -1)
     var, mean = torch.var_mean(grouped, -1, keepdim=True, correction=0)
     rstd = torch.rsqrt(var + norm.eps)
     h_hat = (grouped - mean) * rstd
     weight = norm.weight.view(1, c, 1, 1)
-    out = h_hat.view_as(h) * weight + norm.bias.view(1, c, 1, 1)
-    if dh is None:
-        return out, None
     d = dh.reshape(n, norm.num_groups, -1)
     d_hat = rstd * (d - d.mean(-1, keepdim=True) - h_hat * (d * h_hat).mean(-1, keepdim=True))
-    return out, d_hat.view_as(h) * weight
+    return h_hat.view_as(h) * weight + norm.bias.view(1, c, 1, 1), d_hat.view_as(h) * weight
 
 
 def _conv(conv: nn.Conv2d, h: torch.Tensor, dh: torch.Tensor | None) -> Dual:
@@ -49,8 +48,14 @@ def _linear(linear: nn.Linear, h: torch.Tensor, dh: torch.Tensor) -> Dual:
     return linear(h), F.linear(dh, linear.weight)
 
 
-def _resnet(block: ResnetBlock2D, h: torch.Tensor, dh: torch.Tensor | None, cond: Dual) -> Dual:
+def _concat(h: Dual, skip: Dual) -> Dual:
+    (h, dh), (s, ds) = h, skip
+    return torch.cat([h, s], 1), torch.cat([dh, torch.zeros_like(s) if ds is None else ds], 1)
+
+
+def _resnet(block: ResnetBlock2D, x: Dual, cond: Dual) -> Dual:
     """diffusers' ResnetBlock2D as NoDownsampleUNet builds it: default time-embedding norm, no time activation."""
+    h, dh = x
     a, da = _conv(block.conv1, *_silu(*_group_norm(block.norm1, h, dh)))
     e, de = _linear(block.time_emb_proj, *cond)
     a, de = a + e[:, :, None, None], de[:, :, None, None]
@@ -73,16 +78,7 @@ def tanh_net_and_gamma_derivative(net: NoDownsampleUNet, z: torch.Tensor, gamma:
     d_emb = torch.cat([emb[:, half:] * rate, -emb[:, :half] * rate], 1)
     a, da = _linear(net.time_mlp[2], *_silu(*_linear(net.time_mlp[0], emb, d_emb)))
     cond = _silu(a, da)
-    h, dh = net.conv_in(z), None
-    skips = [(h, dh)]
-    for block in net.down:
-        h, dh = _resnet(block, h, dh, cond)
-        skips.append((h, dh))
-    h, dh = _resnet(net.mid[2], *_resnet(net.mid[0], h, dh, cond), cond)
-    for block in net.up:
-        s, ds = skips.pop()
-        tangent = torch.cat([dh, torch.zeros_like(s) if ds is None else ds], 1)
-        h, dh = _resnet(block, torch.cat([h, s], 1), tangent, cond)
+    h, dh = net.trunk((net.conv_in(net.input_features(z)), None), cond, resnet=_resnet, concat=_concat)
     a, da = _conv(net.conv_out, *_silu(*_group_norm(net.norm_out, h, dh)))
     y = torch.tanh(a)
     return y, da * (1 - y * y)

@@ -100,24 +100,34 @@ class NoDownsampleUNet(ModelMixin, ConfigMixin):
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
+    def input_features(self, z: torch.Tensor) -> torch.Tensor:
+        """z stacked with its Fourier features: what ``conv_in`` sees."""
+        exponents = tuple(self.config.fourier_exponents)
+        return torch.cat([z, fourier_features(z, exponents)], 1) if exponents else z
+
+    def trunk(self, h, cond, resnet=None, concat=None):
+        """Down blocks, middle, up blocks with their skips, from ``conv_in``'s output to ``norm_out``'s input.
+
+        ``resnet(block, h, cond)`` and ``concat(h, skip)`` default to the plain calls; `diffenc.tangent` passes
+        (value, tangent) versions, with which the middle attention must be ``nn.Identity``.
+        """
+        resnet = resnet or (lambda block, h, cond: block(h, cond))
+        concat = concat or (lambda h, skip: torch.cat([h, skip], 1))
+        skips = [h]
+        for block in self.down:
+            h = resnet(block, h, cond)
+            skips.append(h)
+        h = resnet(self.mid[2], self.mid[1](resnet(self.mid[0], h, cond)), cond)
+        for block in self.up:
+            h = resnet(block, concat(h, skips.pop()), cond)
+        return h
+
     def forward(self, z: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         gamma = gamma.to(z.dtype).reshape(-1).expand(z.shape[0])
         t = (gamma - cfg.gamma_min) / (cfg.gamma_max - cfg.gamma_min)
         cond = nn.functional.silu(self.time_mlp(sinusoidal_embedding(t, cfg.channels)))
-        h = (
-            torch.cat([z, fourier_features(z, tuple(cfg.fourier_exponents))], 1)
-            if cfg.fourier_exponents
-            else z
-        )
-        h = self.conv_in(h)
-        hs = [h]
-        for blk in self.down:
-            h = blk(h, cond)
-            hs.append(h)
-        h = self.mid[2](self.mid[1](self.mid[0](h, cond)), cond)
-        for blk in self.up:
-            h = blk(torch.cat([h, hs.pop()], 1), cond)
+        h = self.trunk(self.conv_in(self.input_features(z)), cond)
         h = self.conv_out(nn.functional.silu(self.norm_out(h)))
         if cfg.add_input:
             return z + h
