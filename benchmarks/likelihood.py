@@ -6,7 +6,7 @@ model's bound on the test split at each of 20 checkpoints (`--track-test`), the 
 converged when its test bound moved by less than 0.5% over the last fifth of training. Writes results.json,
 table.md, runs.md, paired.md (differences to VDMv paired by seed), terms.png and curves.png under --out-dir: mean ± standard error over seeds of each term,
 steps, wall time and convergence per model; per run its convergence, bound and commands. `--schedule monotone` trains the learned noise schedule (learned endpoints and
-VDM's monotone network) instead of the fixed linear one; rows of both schedules share one out-dir. Every run is
+VDM's monotone network), `--schedule learned` its endpoints only, instead of the fixed linear one; rows of all schedules share one out-dir. Every run is
 scored with `--eval-repeats` passes of fresh noise (10 by default), whose spread gives the evaluation's own noise;
 a finished run scored with another number of passes is re-scored without retraining.
 
@@ -31,10 +31,12 @@ VARIANTS = {
 TERMS = ("total", "reconstruction", "prior", "diffusion")
 CHECKPOINTS = 20
 TOLERANCE = 0.005
+LINES = {"fixed": "-", "learned": ":", "monotone": "--"}
 
 
 def label(variant: str, schedule: str) -> str:
-    return variant if schedule == "fixed" else f"{variant}, learned γ"
+    """The table's row name: "learned γ" is VDM's full learned schedule (monotone network and endpoints)."""
+    return {"fixed": variant, "learned": f"{variant}, learned endpoints", "monotone": f"{variant}, learned γ"}[schedule]
 
 
 def run_name(variant: str, schedule: str, seed: int) -> str:
@@ -181,7 +183,7 @@ def summarise(rows: list[dict], out_dir: Path) -> str:
             ax.plot([i] * len(got), [r[k] for r in got], "k.", ms=4)
         for r in got:
             steps = [c["step"] for c in r["curve"]]
-            style = dict(color=colours[r["variant"]], ls="-" if r["schedule"] == "fixed" else "--", lw=1)
+            style = dict(color=colours[r["variant"]], ls=LINES[r["schedule"]], lw=1)
             bound = [c["eval_total"] for c in r["curve"]]
             curves_ax[0].plot(steps, bound, label=name if r is got[0] else None, **style)
             curves_ax[1].plot([s / r["steps"] for s in steps], bound, **style)
