@@ -69,8 +69,7 @@ def _resnet(block: ResnetBlock2D, x: Dual, cond: Dual) -> Dual:
 def tanh_net_and_gamma_derivative(net: NoDownsampleUNet, z: torch.Tensor, gamma: torch.Tensor) -> Dual:
     """(net(z, γ), ∂net(z, γ)/∂γ) for a NoDownsampleUNet with ``output_tanh``, no attention and no dropout."""
     cfg = net.config
-    gamma = gamma.to(z.dtype).reshape(-1).expand(z.shape[0])
-    t = (gamma - cfg.gamma_min) / (cfg.gamma_max - cfg.gamma_min)
+    t = net.normalised_time(gamma, z)
     emb = sinusoidal_embedding(t, cfg.channels)
     half = cfg.channels // 2
     # d/dγ of sin, cos(1000·t·f) with dt/dγ = 1/(γ_max − γ_min)

@@ -122,10 +122,15 @@ class NoDownsampleUNet(ModelMixin, ConfigMixin):
             h = resnet(block, concat(h, skips.pop()), cond)
         return h
 
-    def forward(self, z: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+    def normalised_time(self, gamma: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """t = (γ − γ_min)/(γ_max − γ_min) per example of ``z``, in its dtype."""
         cfg = self.config
         gamma = gamma.to(z.dtype).reshape(-1).expand(z.shape[0])
-        t = (gamma - cfg.gamma_min) / (cfg.gamma_max - cfg.gamma_min)
+        return (gamma - cfg.gamma_min) / (cfg.gamma_max - cfg.gamma_min)
+
+    def forward(self, z: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        t = self.normalised_time(gamma, z)
         cond = nn.functional.silu(self.time_mlp(sinusoidal_embedding(t, cfg.channels)))
         h = self.trunk(self.conv_in(self.input_features(z)), cond)
         h = self.conv_out(nn.functional.silu(self.norm_out(h)))
