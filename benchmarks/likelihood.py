@@ -68,6 +68,7 @@ def train_argv(variant: str, schedule: str, seed: int, steps: int, runs: Path, s
         "--checkpoint-every",
         str(steps // CHECKPOINTS),
         "--track-test",
+        *(["--track-repeats", str(size.track_repeats)] if size.track_repeats > 1 else []),
         "--schedule",
         schedule,
         "--channels",
@@ -287,11 +288,15 @@ def main() -> None:
                         help="score network input features sin, cos(2ⁿ·2π·z) (VDM's 6 7; digits' 17 grey levels: 3 4 6 7)")
     parser.add_argument("--eval-repeats", type=int, default=10,
                         help="passes of `unetlab eval bpd` per run; finished runs scored with another number are re-scored")
+    parser.add_argument("--track-repeats", type=int, default=1,
+                        help="passes of noise per point of the training curve (1: the tables in docs/likelihood)")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--out-dir", default="docs/likelihood", help="results.json, table.md, runs.md, terms.png, curves.png")
     args = parser.parse_args()
     if args.steps < CHECKPOINTS or args.steps % CHECKPOINTS:
         parser.error(f"--steps: {args.steps} must be a positive multiple of {CHECKPOINTS}")
+    if args.track_repeats < 1:
+        parser.error(f"--track-repeats: {args.track_repeats} must be >= 1")
     if args.eval_repeats < 2:
         parser.error(f"--eval-repeats: {args.eval_repeats} must be >= 2 (the evaluation noise needs two passes)")
 

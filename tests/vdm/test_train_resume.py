@@ -114,3 +114,38 @@ def test_eval_bpd_reports_the_mean_and_the_spread_of_its_passes(tmp_path, digits
     assert math.isclose(got["total"], float(totals.mean()), rel_tol=1e-12)
     assert math.isclose(got["total_mc_stderr"], float(totals.std() / math.sqrt(3)), rel_tol=1e-9)
     assert got["total_mc_stderr"] > 0
+
+
+def test_tracked_bound_with_several_passes_is_their_mean_and_one_pass_is_unchanged(tmp_path, digits):
+    """`--track-repeats 3`: each curve point is the mean of passes with seeds 0, 1, 2; pass 0 alone is the default."""
+    import math
+
+    held_out = DigitsDataset("test", 8)
+    cfg = LikelihoodConfig(**MODEL)
+    state = run(tmp_path, digits, LikelihoodTask(cfg, digits, num_samples=2, sample_steps=2, eval_dataset=held_out,
+                                                 eval_repeats=3))
+    model, _ = load_model(tmp_path / "checkpoint-0000004" / "pipeline")
+    x = images_to_x(held_out[torch.arange(len(held_out))]["images"])
+    passes = [evaluate_bpd(model.eval(), x, torch.Generator().manual_seed(r)) for r in range(3)]
+    totals = torch.tensor([p["total"] for p in passes], dtype=torch.float64)
+    got = state["history"][-1]
+    assert math.isclose(got["eval_total"], float(totals.mean()), rel_tol=1e-12)
+    assert math.isclose(got["eval_diffusion"], sum(p["diffusion"] for p in passes) / 3, rel_tol=1e-12)
+    assert math.isclose(got["eval_total_mc_stderr"], float(totals.std() / math.sqrt(3)), rel_tol=1e-9)
+    assert "eval_total_stderr" not in got and len(set(totals.tolist())) == 3
+    single = LikelihoodTask(cfg, digits, eval_dataset=held_out).evaluate({"model": model})
+    assert single["eval_total"] == passes[0]["total"] and single["eval_total_stderr"] == passes[0]["total_stderr"]
+
+
+def test_track_repeats_is_refused_when_not_positive_or_without_track_test(tmp_path, capsys):
+    from unetlab.cli import main
+
+    base = ["train", "vdm", "--data", "digits", "--size", "8", "--steps", "2", "--channels", "8", "--blocks", "1"]
+    with pytest.raises(ValueError, match="eval_repeats: 0 must be >= 1"):
+        LikelihoodTask(LikelihoodConfig(**MODEL), DigitsDataset("train", 8), eval_repeats=0)
+    assert main([*base, "--out", str(tmp_path / "a"), "--track-test", "--track-repeats", "0"]) != 0
+    assert "--track-repeats" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "b"), "--track-repeats", "3"]) != 0
+    err = capsys.readouterr().err
+    assert "track-repeats: 3 passes need --track-test" in err and "Traceback" not in err
+    assert not (tmp_path / "b").exists()

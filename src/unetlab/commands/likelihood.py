@@ -57,6 +57,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="score the EMA model's bound on the test split at every checkpoint (the training curve)",
     )
+    g.add_argument(
+        "--track-repeats", type=positive_int, default=1, metavar="N",
+        help="--track-test: passes of noise per score, pass r with seed r (default 1; more: a steadier curve)",
+    )
 
 
 def make_task(args: argparse.Namespace):
@@ -81,9 +85,11 @@ def make_task(args: argparse.Namespace):
         fourier_exponents=tuple(args.fourier_exponents),
         init_seed=args.seed,
     )
+    if args.track_repeats > 1 and not args.track_test:
+        raise ValueError(f"track-repeats: {args.track_repeats} passes need --track-test (the curve they score)")
     held_out = dataset(args.data, "test", args.size, args.seed) if args.track_test else None
     return LikelihoodTask(cfg, data, sample_steps=100 if args.sample_steps is None else args.sample_steps,
-                          eval_dataset=held_out)
+                          eval_dataset=held_out, eval_repeats=args.track_repeats)
 
 
 def register_bpd(subparsers) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import statistics
 from pathlib import Path
 
 import torch
@@ -19,11 +21,14 @@ def images_to_x(images: torch.Tensor) -> torch.Tensor:
 
 class LikelihoodTask:
     """Trains ``build_model(cfg)`` on ``dataset`` (``ds[idx]["images"]`` in [0, 1]) by the mean bound in bpd;
-    with ``eval_dataset``, every checkpoint also scores the EMA model's bound on it (``eval_*`` in the history)."""
+    with ``eval_dataset``, every checkpoint also scores the EMA model's bound on it (``eval_*`` in the history),
+    averaged over ``eval_repeats`` passes of noise."""
 
     def __init__(self, cfg: LikelihoodConfig, dataset, num_samples: int = 64, sample_steps: int = 100,
-                 eval_dataset=None):
-        self.cfg, self.dataset, self.eval_dataset = cfg, dataset, eval_dataset
+                 eval_dataset=None, eval_repeats: int = 1):
+        if eval_repeats < 1:
+            raise ValueError(f"eval_repeats: {eval_repeats} must be >= 1")
+        self.cfg, self.dataset, self.eval_dataset, self.eval_repeats = cfg, dataset, eval_dataset, eval_repeats
         self.model = build_model(cfg)
         self.num_samples, self.sample_steps = num_samples, sample_steps
         self.image_shape = tuple(dataset[torch.arange(1)]["images"].shape[1:])
@@ -42,14 +47,21 @@ class LikelihoodTask:
         return nats_to_bpd(sum(terms.values()), x[0].numel()).mean()
 
     def evaluate(self, models: dict) -> dict:
-        """The bound in bpd and its terms on ``eval_dataset``, with the same noise at every checkpoint (seed 0)."""
+        """The bound in bpd and its terms on ``eval_dataset``, the same noise at every checkpoint: pass r with seed r.
+
+        With several passes, the terms are their mean and ``eval_total_mc_stderr`` the standard error of that mean
+        over passes (one pass gives the per-example ``eval_total_stderr`` instead)."""
         if self.eval_dataset is None:
             return {}
         model = models["model"]
         device = next(model.parameters()).device
         x = images_to_x(self.eval_dataset[torch.arange(len(self.eval_dataset))]["images"]).to(device)
-        result = evaluate_bpd(model, x, torch.Generator().manual_seed(0))
-        return {f"eval_{k}": v for k, v in result.items()}
+        passes = [evaluate_bpd(model, x, torch.Generator().manual_seed(r)) for r in range(self.eval_repeats)]
+        if len(passes) == 1:
+            return {f"eval_{k}": v for k, v in passes[0].items()}
+        result = {f"eval_{k}": statistics.fmean(p[k] for p in passes) for k in passes[0] if k != "total_stderr"}
+        result["eval_total_mc_stderr"] = statistics.stdev(p["total"] for p in passes) / math.sqrt(len(passes))
+        return result
 
     def sample(self, models: dict, generator: torch.Generator) -> torch.Tensor:
         model = models["model"]
