@@ -137,15 +137,6 @@ def test_tracked_bound_with_several_passes_is_their_mean_and_one_pass_is_unchang
     assert single["eval_total"] == passes[0]["total"] and single["eval_total_stderr"] == passes[0]["total_stderr"]
 
 
-def test_track_repeats_is_refused_when_not_positive_or_without_track_test(tmp_path, capsys):
-    from unetlab.cli import main
-
-    base = ["train", "vdm", "--data", "digits", "--size", "8", "--steps", "2", "--channels", "8", "--blocks", "1"]
+def test_track_repeats_below_one_is_refused():
     with pytest.raises(ValueError, match="eval_repeats: 0 must be >= 1"):
         LikelihoodTask(LikelihoodConfig(**MODEL), DigitsDataset("train", 8), eval_repeats=0)
-    assert main([*base, "--out", str(tmp_path / "a"), "--track-test", "--track-repeats", "0"]) != 0
-    assert "--track-repeats" in capsys.readouterr().err
-    assert main([*base, "--out", str(tmp_path / "b"), "--track-repeats", "3"]) != 0
-    err = capsys.readouterr().err
-    assert "track-repeats: 3 passes need --track-test" in err and "Traceback" not in err
-    assert not (tmp_path / "b").exists()
