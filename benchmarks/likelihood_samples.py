@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from likelihood import run_name  # benchmarks/likelihood.py, beside this script
 from unetlab.commands.likelihood import model_dir
 from unetlab.data import load_digits
 from unetlab.eval.metrics import accuracy, frechet_distance
@@ -70,7 +71,7 @@ def main() -> None:
     results = []
     (out_dir / "samples").mkdir(parents=True, exist_ok=True)
     for row in [r for r in rows if r["seed"] in args.seeds]:
-        name = Path(row["command"].split("--out ")[1].split()[0]).name
+        name = run_name(row["variant"], row["schedule"], row["seed"])
         model, cfg = load_model(model_dir(Path(args.runs) / name))
         model.eval()
         for steps in args.steps:

@@ -32,13 +32,15 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from likelihood import TOLERANCE, cell, mean_se, write_atomic  # benchmarks/likelihood.py, beside this script
+import likelihood  # benchmarks/likelihood.py, beside this script
+from likelihood import TOLERANCE, cell, mean_se, write_atomic
 from unetlab.commands.likelihood import dataset
 from unetlab.vdm import evaluate_bpd, images_to_x, load_model
 
 
 def run_name(row: dict) -> str:
-    return Path(row["command"].split("--out ")[1].split()[0]).name
+    """The training folder's name of a results.json row."""
+    return likelihood.run_name(row["variant"], row["schedule"], row["seed"])
 
 
 def checkpoint_totals(folder: Path, x: torch.Tensor, repeats: int) -> list[float]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
-import statistics
 from pathlib import Path
 
 from .args import nonnegative_int, positive_int
@@ -132,6 +130,7 @@ def run_bpd(args: argparse.Namespace) -> int:
     import torch
 
     from ..vdm import evaluate_bpd, images_to_x, load_model
+    from ..vdm.bpd import mean_of_passes
 
     if args.repeats < 1:
         raise ValueError(f"repeats: {args.repeats} must be >= 1")
@@ -141,13 +140,9 @@ def run_bpd(args: argparse.Namespace) -> int:
     x = images_to_x(data[torch.arange(len(data))]["images"])
     generator = torch.Generator().manual_seed(args.seed)
     runs = [evaluate_bpd(model, x, generator, args.batch_size) for _ in range(args.repeats)]
-    result = {k: sum(r[k] for r in runs) / len(runs) for k in runs[0] if k != "total_stderr"}
+    result = mean_of_passes(runs) if args.repeats > 1 else {k: v for k, v in runs[0].items() if k != "total_stderr"}
     result.update(model=cfg.label, examples=int(x.shape[0]), repeats=args.repeats, split=args.split)
-    noise = ""
-    if args.repeats > 1:
-        # the evaluation's own Monte-Carlo error on these images: the spread of the passes' totals
-        result["total_mc_stderr"] = statistics.stdev(r["total"] for r in runs) / math.sqrt(args.repeats)
-        noise = f" ± {result['total_mc_stderr']:.4f} (evaluation noise)"
+    noise = f" ± {result['total_mc_stderr']:.4f} (evaluation noise)" if args.repeats > 1 else ""
     print(
         f"{cfg.label} on {args.data} {args.split} ({x.shape[0]} images x {args.repeats}): "
         f"total {result['total']:.4f}{noise} bpd = reconstruction {result['reconstruction']:.4f} "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 
 import torch
 from tqdm.auto import tqdm
@@ -32,4 +33,14 @@ def evaluate_bpd(
     out = {k: float(v.mean()) for k, v in values.items()}
     out["total"] = float(total.mean())
     out["total_stderr"] = float(total.std() / math.sqrt(total.numel())) if total.numel() > 1 else float("nan")
+    return out
+
+
+def mean_of_passes(passes: list[dict[str, float]]) -> dict[str, float]:
+    """`evaluate_bpd` results of several passes of noise: each term's mean and ``total_mc_stderr``, the standard
+    error of the mean total over passes (the evaluation's own Monte-Carlo error on these images)."""
+    if len(passes) < 2:
+        raise ValueError(f"passes: {len(passes)} given, the spread needs at least 2")
+    out = {k: sum(p[k] for p in passes) / len(passes) for k in passes[0] if k != "total_stderr"}
+    out["total_mc_stderr"] = statistics.stdev(p["total"] for p in passes) / math.sqrt(len(passes))
     return out

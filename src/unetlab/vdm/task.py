@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
-import statistics
 from pathlib import Path
 
 import torch
 
-from .bpd import evaluate_bpd
+from .bpd import evaluate_bpd, mean_of_passes
 from .build import LikelihoodConfig, build_model, save_model
 from .sampler import ancestral_sample
 from .terms import bins_to_x, nats_to_bpd
@@ -57,11 +55,8 @@ class LikelihoodTask:
         device = next(model.parameters()).device
         x = images_to_x(self.eval_dataset[torch.arange(len(self.eval_dataset))]["images"]).to(device)
         passes = [evaluate_bpd(model, x, torch.Generator().manual_seed(r)) for r in range(self.eval_repeats)]
-        if len(passes) == 1:
-            return {f"eval_{k}": v for k, v in passes[0].items()}
-        result = {f"eval_{k}": statistics.fmean(p[k] for p in passes) for k in passes[0] if k != "total_stderr"}
-        result["eval_total_mc_stderr"] = statistics.stdev(p["total"] for p in passes) / math.sqrt(len(passes))
-        return result
+        result = passes[0] if len(passes) == 1 else mean_of_passes(passes)
+        return {f"eval_{k}": v for k, v in result.items()}
 
     def sample(self, models: dict, generator: torch.Generator) -> torch.Tensor:
         model = models["model"]
