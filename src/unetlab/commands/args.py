@@ -78,3 +78,15 @@ def duration(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"expected a duration > 0 (e.g. 10m), got {text!r}")
     return value
+
+
+def channel_list(text: str) -> tuple[int, ...]:
+    """Four positive integers separated by commas, each a multiple of 16 (the UNet's group norm), e.g. 32,64,128,128."""
+    parts = text.split(",")
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected four comma-separated integers, got {text!r}") from None
+    if len(values) != 4 or any(v < 16 or v % 16 for v in values):
+        raise argparse.ArgumentTypeError(f"expected four multiples of 16 separated by commas, got {text!r}")
+    return values

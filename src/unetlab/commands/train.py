@@ -6,18 +6,20 @@ import argparse
 
 from ..train.target import PREDICTION_TYPES
 from . import clockwork, codi, likelihood
-from .args import nonnegative_int, open_unit_float, positive_float, positive_int, unit_float
+from .args import channel_list, nonnegative_int, open_unit_float, positive_float, positive_int, unit_float
 
-DATA_HELP = "digits | shapes | path to an image folder"
+DATA_HELP = "digits | shapes | scenes | path to an image folder"
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train a model on the shared loop: ddpm, t2i, vdm, diffenc, codi, clockwork (HF Accelerate; CPU or GPUs)",
+    p = subparsers.add_parser("train", help="train a model on the shared loop: ddpm, t2i, autoencoder, judge, vdm, diffenc, codi, "
+                              "clockwork (HF Accelerate; CPU or GPUs)",
                               description=__doc__)
-    p.add_argument("method", choices=("ddpm", "t2i", *likelihood.METHODS, *codi.METHODS, *clockwork.METHODS),
-                   help="ddpm: unconditional UNet2DModel; t2i: text-conditional; vdm, diffenc: likelihood (bpd); "
+    p.add_argument("method", choices=("ddpm", "t2i", "autoencoder", "judge", *likelihood.METHODS, *codi.METHODS, *clockwork.METHODS),
+                   help="ddpm: unconditional UNet2DModel; t2i: text-conditional (on scenes: mini-sd's latent UNet and CLIP "
+                        "text encoder); autoencoder: mini-sd's AutoencoderKL; judge: mini-sd's scene judge; vdm, diffenc: likelihood (bpd); "
                         "codi: conditional distillation of --teacher; clockwork: the learned adaptor of --model")
-    p.add_argument("--data", default=None, help=DATA_HELP + " (t2i: shapes; required except for codi, clockwork)")
+    p.add_argument("--data", default=None, help=DATA_HELP + " (t2i: shapes or scenes; autoencoder, judge: scenes; required except for codi, clockwork)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, sample grids, exported pipeline)")
     p.add_argument("--steps", type=positive_int, default=6000)
     p.add_argument("--batch-size", type=positive_int, default=128, help="per process")
@@ -36,6 +38,12 @@ def register(subparsers) -> None:
     p.add_argument("--init-from", default=None, metavar="PIPELINE",
                    help="start from this pipeline's weights (a save_pretrained folder or a shipped name): fine-tuning")
     p.add_argument("--no-progress", action="store_true")
+    g = p.add_argument_group("mini-sd (t2i and autoencoder on --data scenes)")
+    g.add_argument("--vae", default=None, metavar="FOLDER",
+                   help="t2i on scenes: the AutoencoderKL folder whose latents it learns (<run>/checkpoint-N/pipeline "
+                        "of `unetlab train autoencoder --data scenes`)")
+    g.add_argument("--block-channels", type=channel_list, default=None, metavar="C1,C2,C3,C4",
+                   help="t2i on scenes: the UNet's widths (default 32,64,128,128; the GPU configuration 64,128,256,256)")
     likelihood.add_train_arguments(p)
     codi.add_train_arguments(p)
     clockwork.add_train_arguments(p)
@@ -75,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
                              "take --prediction-type")
         task = likelihood.make_task(args)
     else:
-        task = make_task(args.method, args.data, args.size, seed=args.seed, prediction_type=args.prediction_type)
+        task = make_task(args.method, args.data, args.size, seed=args.seed, prediction_type=args.prediction_type,
+                         vae=args.vae, block_channels=args.block_channels)
         if args.sample_steps is not None:
             task.sample_steps = args.sample_steps
     cfg = TrainConfig(out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,

@@ -10,7 +10,7 @@ from diffusers import DDIMPipeline, DDIMScheduler, DiffusionPipeline
 
 from ..codi.pipeline import CoDiPipeline
 from .pipeline import ShapesPipeline
-from .registry import CODI_MODELS, SHIPPED, weights_path
+from .registry import FLOAT16_STORED, SHIPPED, weights_path
 
 _OURS = {"ShapesPipeline": ShapesPipeline, "DDIMPipeline": DDIMPipeline, "DDPMPipeline": DDIMPipeline,
          "CoDiPipeline": CoDiPipeline}
@@ -36,15 +36,16 @@ def _looks_local(name: str) -> bool:
 def check_exists(name: str) -> None:
     """Raise FileNotFoundError when `name` is meant as a local folder (not a shipped name or a Hub id) and is missing."""
     if name not in SHIPPED and _looks_local(name) and not Path(name).exists():
-        raise FileNotFoundError(f"load: no such folder {name} (and not 'digits' or 'shapes')")
+        raise FileNotFoundError(f"load: no such folder {name} (and not a shipped name: {', '.join(SHIPPED)})")
 
 
 def load(name_or_path: str | Path, **kwargs) -> DiffusionPipeline:
-    """A ready pipeline (DDIM scheduler; 50 steps by default) for "digits", "shapes", a shipped CoDi model
+    """A ready pipeline (DDIM scheduler; 50 steps by default) for "digits", "shapes", "mini-sd" (a plain
+    `StableDiffusionPipeline` with SD-1.5's UNet topology), a shipped CoDi model
     ("digits-sr4-codi", "digits-sr4-pe-codi", "digits-inpaint-codi", "digits-inpaint-pe-codi"; float32), a local
     pipeline folder, or a Hugging Face Hub id; `kwargs` go to `from_pretrained` (e.g. torch_dtype)."""
     name = str(name_or_path)
-    if name in CODI_MODELS and "torch_dtype" not in kwargs:  # stored as float16 to stay small; CPU wants float32
+    if name in FLOAT16_STORED and "torch_dtype" not in kwargs:  # stored as float16 to stay small; CPU wants float32
         kwargs.setdefault("dtype", torch.float32)
     if name in SHIPPED:
         path = weights_path(name)
@@ -58,7 +59,7 @@ def load(name_or_path: str | Path, **kwargs) -> DiffusionPipeline:
     else:
         try:
             pipe = DiffusionPipeline.from_pretrained(name, **kwargs)
-        except Exception as err:  # noqa: BLE001 (hub client errors differ across versions; all mean "not available")
+        except Exception as err:
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise RuntimeError(f"load: {name!r} is not a shipped name ({', '.join(SHIPPED)}) or a local folder, "
                                f"and the Hugging Face Hub could not provide it ({type(err).__name__}: "

@@ -1,0 +1,147 @@
+"""Ship `mini-sd` and its judge into the package (src/unetlab/models/weights/{mini-sd,judge-mini-sd}/).
+
+    python scripts/ship_mini_sd.py judge runs/judge
+    python scripts/ship_mini_sd.py model runs/mini-sd --vae-run runs/vae --quality runs/q50.json runs/q10.json
+
+`judge`: the run's latest EMA judge, its scores on real test-split scenes and the reference statistics of the
+Fréchet distance. `model`: the run's latest EMA pipeline in float16 (a plain `StableDiffusionPipeline`), a model
+card with the runs' commands and histories and the quality files, and a sample grid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from unetlab.data import scenes
+from unetlab.eval.judge import score_scenes
+from unetlab.eval.mini_sd import reference_stats
+from unetlab.models.clip_vocab import write_bpe_files
+from unetlab.models.judge import SceneJudge
+from unetlab.models.registry import weights_path
+from unetlab.train.checkpoint import latest
+from unetlab.train.grid import save_grid
+
+
+def _replace(tmp: Path, final: Path) -> None:
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+
+
+def _history(run: Path) -> dict:
+    state = json.loads((latest(run) / "state.json").read_text())
+    return {"step": state["step"], "elapsed_s": round(state["elapsed_s"]), "history": state["history"][-1],
+            "config": {k: v for k, v in state["config"].items() if k not in ("out", "progress", "resume")}}
+
+
+def ship_judge(run: Path) -> dict:
+    torch.manual_seed(0)
+    judge = SceneJudge.from_pretrained(latest(run) / "pipeline").eval()
+    images, _, labels = scenes.sample(2000, seed=20_000, split="test")
+    seen, _ = judge.read(images)
+    metrics = {"real_test_scenes": 2000, "scores_on_real": score_scenes(labels, seen), "run": _history(run)}
+    stats = reference_stats(judge)
+    metrics["train_test_frechet"] = float(stats["train_test_frechet"])
+    final = weights_path("judge-mini-sd")
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".judge-"))
+    judge.save_pretrained(tmp)
+    save_file({k: v.contiguous() for k, v in stats.items()}, tmp / "reference.safetensors")
+    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    _replace(tmp, final)
+    return metrics
+
+
+CARD = """# unetlab `mini-sd`
+
+A plain diffusers `StableDiffusionPipeline` with Stable Diffusion 1.5's UNet topology, trained by unetlab on
+procedural scenes (`unetlab.data.scenes`). Load with `unetlab.load("mini-sd")` or, without unetlab,
+`StableDiffusionPipeline.from_pretrained(folder)` (weights stored in float16; load with `torch_dtype=torch.float32`
+on a CPU).
+
+- **Data**: 64x64 RGB scenes, 1-3 objects (8 shapes, 8 colours, 2 sizes) on a 3x3 grid over a textured
+  background (4 textures, 8 colours), jittered in position, size and rotation; captions from a grammar ("a big red
+  star left of a small blue ring on a green striped background"). A tenth of the (shape, colour, background
+  colour) triples never appears in training; every test-split scene has at least one of them.
+- **Autoencoder**: `AutoencoderKL` 64x64x3 -> 16x16x4 (f = 4), block_out_channels (32, 64, 64), MSE + 1e-6 KL;
+  scaling_factor {scaling_factor:.5f} (1 / std of the latents). Test-split reconstruction {vae_psnr:.2f} dB PSNR.
+- **Text encoder**: `CLIPTextModel`, 4 layers, width 128, 32 positions; `CLIPTokenizer` whose vocab.json /
+  merges.txt are built from the caption grammar (one token per word). Trained jointly with the UNet.
+- **UNet**: `UNet2DConditionModel` with SD-1.5's blocks (CrossAttnDownBlock2D x3 + DownBlock2D,
+  UNetMidBlock2DCrossAttn, UpBlock2D + CrossAttnUpBlock2D x3, 2 layers per block, 8 heads), 4 latent channels,
+  sample_size 16, block_out_channels {channels}; {unet_params:.2f} M parameters. SD-1.5's noise schedule and DDIM
+  scheduler config; epsilon prediction; captions dropped to "" with probability 0.1 (classifier-free guidance).
+- **Training**: unetlab's Accelerate loop on a 2-core CPU (no GPU); the runs' final states:
+
+```json
+{runs}
+```
+
+## Commands
+
+```bash
+{commands}
+```
+
+## Quality
+
+{quality}
+"""
+
+
+def ship_model(run: Path, vae_run: Path, quality: list[Path], commands: list[str]) -> Path:
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(latest(run) / "pipeline")
+    final = weights_path("mini-sd")
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".mini-sd-"))
+    pipe.to(torch.float16).save_pretrained(tmp)
+    write_bpe_files(pipe.tokenizer, tmp / "tokenizer")
+    pipe = StableDiffusionPipeline.from_pretrained(tmp, torch_dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    captions = scenes.sample(32, seed=0, split="test")[1]
+    images = pipe(captions, num_inference_steps=50, generator=torch.Generator().manual_seed(0),
+                  output_type="pt").images
+    save_grid(images, tmp / "samples.png", nrow=8)
+    vae_state = _history(vae_run)
+    tables = []
+    for path in quality:
+        q = json.loads(path.read_text())
+        rows = [f"| {k} | {v['mean']:.4f} ± {v['se']:.4f} |" for k, v in q["scores"].items()]
+        tables.append(f"`{path.name}`: {q['steps']} steps of {q['scheduler']}, guidance {q['guidance_scale']}, "
+                      f"{q['num_captions']} test captions x {q['seeds']} seeds (mean ± s.e. over seeds); real "
+                      f"train-vs-test Fréchet distance {q['train_test_frechet']:.3f}; the judge on the real scenes: "
+                      f"all correct {q['real']['all_correct']:.4f}\n\n| score | value |\n| --- | --- |\n" + "\n".join(rows))
+    unet = pipe.unet
+    card = CARD.format(scaling_factor=pipe.vae.config.scaling_factor, vae_psnr=vae_state["history"]["test_psnr"],
+                       channels=tuple(unet.config.block_out_channels),
+                       unet_params=sum(p.numel() for p in unet.parameters()) / 1e6,
+                       runs=json.dumps({"autoencoder": vae_state, "text-to-image": _history(run)}, indent=2),
+                       commands="\n".join(commands), quality="\n\n".join(tables) or "(not measured)")
+    (tmp / "README.md").write_text(card)
+    _replace(tmp, final)
+    return final
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=("judge", "model"))
+    p.add_argument("run", type=Path)
+    p.add_argument("--vae-run", type=Path, help="model: the autoencoder's run folder")
+    p.add_argument("--quality", type=Path, nargs="*", default=[], help="model: JSON files of `unetlab eval quality`")
+    p.add_argument("--command", action="append", default=[], help="model: a command of the runs, for the card")
+    args = p.parse_args()
+    if args.what == "judge":
+        print(json.dumps(ship_judge(args.run)["scores_on_real"], indent=2))
+    else:
+        print(ship_model(args.run, args.vae_run, args.quality, args.command))
+
+
+if __name__ == "__main__":
+    main()
