@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .atomic import write_json
+
 SD_DDIM50 = (0, 1, 2, 3, 5, 10, 15, 25, 35)
 DREAMBOOTH = SD_DDIM50 + (40,)
 IF_STAGE3 = (0, 2, 5, 9, 14, 20, 27, 35, 44, 54, 65)
@@ -58,11 +60,8 @@ class KeySteps:
                 "source": self.source}
 
     def save(self, path) -> None:
-        """Write the schedule as JSON, atomically (tmp file, then `os.replace`)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
-        os.replace(tmp, path)
+        """Write the schedule as JSON, atomically."""
+        write_json(path, self.to_dict(), indent=1)
 
     @classmethod
     def load(cls, path) -> KeySteps:

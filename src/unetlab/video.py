@@ -5,9 +5,6 @@ independently or with anchor attention (Fairy, Wu et al. 2024: anchors first, th
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +13,7 @@ import torch
 from PIL import Image, ImageSequence
 
 from .accel.anchor_attention import anchor_attention
+from .atomic import write
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -84,20 +82,15 @@ def write_frames(frames: torch.Tensor, out: str | Path, fps: float = 8.0, scale:
     if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
         raise ValueError(f"scale: expected an int >= 1, got {scale!r}")
     images = [im.resize((im.width * scale, im.height * scale), Image.NEAREST) for im in to_images(frames)]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
+
+    def fill(tmp: Path) -> None:
+        tmp.mkdir()
         for i, im in enumerate(images):
             im.save(tmp / f"frame_{i:04d}.png")
         images[0].save(tmp / "video.gif", save_all=True, append_images=images[1:], duration=round(1000 / fps),
                        loop=0)
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+
+    return write(out, fill)
 
 
 def _batches(indices: list[int], batch_size: int) -> list[list[int]]:

@@ -9,7 +9,6 @@ step, a batch or conditioning change). Plans are JSON; `unetlab analyze derive` 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -17,9 +16,10 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import write_json
 from ..patching import ForwardPatch
 from . import side_state
-from .config import AccelConfig, write_json
+from .config import AccelConfig, check_version, in_file
 from .handle import Accelerator, Call
 from .side_state import map_tensors
 
@@ -87,6 +87,7 @@ class BlockSkipPlan:
     def from_dict(cls, d: dict) -> "BlockSkipPlan":
         if d.get("kind") != "unetlab.block_skip":
             raise ValueError(f"plan: expected kind 'unetlab.block_skip', got {d.get('kind')!r}")
+        check_version(d, "plan")
         return cls(d.get("windows", []), d.get("num_inference_steps"), d.get("meta", {}))
 
     def save(self, path) -> Path:
@@ -95,7 +96,7 @@ class BlockSkipPlan:
 
     @classmethod
     def load(cls, path) -> "BlockSkipPlan":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        return in_file(cls.from_dict, path, "plan")
 
 
 def as_plan(plan) -> BlockSkipPlan:

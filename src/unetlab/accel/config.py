@@ -1,7 +1,8 @@
 """The base of every accelerator's config: a frozen, validated dataclass that saves to and loads from JSON.
 
 `cfg.to_dict()` is `{"kind": "unetlab.<kind>", "version": 1, <fields>}`; `load_config(path_or_dict)` returns the
-config of the kind it names, validated again by its dataclass. `apply(target, cfg)` applies a config with the
+config of the kind it names, validated again by its dataclass; a file of another version, one that is not valid
+JSON or not a config is refused in one line naming it. `apply(target, cfg)` applies a config with the
 accelerator its kind names (`unetlab.accel.apply(pipe, load_config("bc.json"))`).
 """
 
@@ -9,12 +10,42 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import ClassVar
 
+from ..atomic import write_json
+
 _KINDS: dict[str, type] = {}
+VERSION = 1  # the format version this unetlab writes and reads (configs, block-skip plans, recipes)
+
+
+def check_version(d: dict, what: str) -> None:
+    """Refuse a document of another format version (a newer unetlab's) instead of reading it as this one."""
+    v = d.get("version", VERSION)
+    if v != VERSION or isinstance(v, bool):
+        raise ValueError(f"{what}: version {v!r} is not supported: this unetlab reads version {VERSION} (a file "
+                         "written by a newer unetlab needs that unetlab)")
+
+
+def read_json(path, what: str):
+    """The JSON document in the file `path`; a one-line error naming the file when it is missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what}: no such file {path}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{what}: {path} is not valid JSON ({err})") from None
+
+
+def in_file(load, path, what: str):
+    """`load(read_json(path))`, its one-line errors saying which file they are about."""
+    data = read_json(path, what)
+    try:
+        return load(data)
+    except (ValueError, TypeError) as err:
+        raise type(err)(f"{' '.join(str(err).split())} (in {path})") from None
 
 
 def _plain(value):
@@ -27,16 +58,6 @@ def _plain(value):
         return os.fspath(value)
     return value
 
-
-def write_json(path, data: dict, indent: int = 2) -> Path:
-    """Write `data` as JSON atomically: a temporary file in the same folder, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=indent)
-    os.replace(tmp, path)
-    return path
 
 @dataclass(frozen=True)
 class AccelConfig:
@@ -58,6 +79,7 @@ class AccelConfig:
         if not isinstance(d, dict) or d.get("kind") != f"unetlab.{cls.kind}":
             got = d.get("kind") if isinstance(d, dict) else type(d).__name__
             raise ValueError(f"config: expected kind 'unetlab.{cls.kind}', got {got!r}")
+        check_version(d, "config")
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names - {"kind", "version"})
         if unknown:
@@ -73,12 +95,14 @@ class AccelConfig:
 
     @classmethod
     def load(cls, path) -> "AccelConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        return in_file(cls.from_dict, path, "config")
 
 
 def load_config(source) -> AccelConfig:
     """The config saved in a JSON file (or given as its dict), of the kind it names."""
-    d = source if isinstance(source, dict) else json.loads(Path(source).read_text())
+    if not isinstance(source, dict):
+        return in_file(load_config, source, "config")
+    d = source
     kind = str(d.get("kind", "")).removeprefix("unetlab.") if isinstance(d, dict) else ""
     if kind not in _KINDS:
         raise ValueError(f"config: kind {d.get('kind') if isinstance(d, dict) else None!r} is not an accelerator; "

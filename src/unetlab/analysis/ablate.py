@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..accel.block_skip import block_components, map_tensors
-from ..accel.config import write_json
+from ..atomic import write_json
 from .metrics import image_metrics, model_accuracy, summarize
 from .sampling import Sampler
 from .shard import chunk_size, map_chunks

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..accel.config import write_json
+from ..atomic import write_json
 from ..unet import encode, example_inputs
 from .metrics import image_metrics, summarize
 from .sampling import Sampler

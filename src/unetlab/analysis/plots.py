@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
+from ..atomic import write
 from .ablate import AblationGrid
 from .perturb import Sensitivity
 from .trace import TraceResult, part_kind
@@ -26,14 +25,10 @@ def _plt():
 
 def _save(fig, path) -> Path:
     """Save a figure atomically as PNG and close it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    _plt().close(fig)
-    os.replace(tmp, path)
-    return path
+    try:
+        return write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+    finally:
+        _plt().close(fig)
 
 
 def _colours(parts: list[str]) -> dict[str, object]:

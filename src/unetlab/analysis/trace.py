@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..accel.config import write_json
+from ..atomic import write_json
 from .sampling import Sampler
 from .shard import chunk_size
 from .stats import CHANGE_METRICS, METRICS, Running, change_metrics, state_metrics

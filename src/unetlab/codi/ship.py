@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
 import torch
 
+from ..atomic import write, write_json
 from ..models.registry import CODI_MODELS, weights_path
-from ..train.checkpoint import latest, write_json
+from ..train.checkpoint import latest
 
 HARDWARE = "a 2-core CPU shared with other jobs (no GPU), one torch thread"
 TASK_TEXT = {"sr4": "4x super-resolution: condition = the 4x4 area average of a 16x16 digit",
@@ -66,26 +66,25 @@ def ship(name: str, run: Path, table_json: Path | None, eval_command: str) -> Pa
         raise FileNotFoundError(f"run: {run} has no checkpoint")
     state = json.loads((checkpoint / "state.json").read_text())
     pipe = load(str(checkpoint / "pipeline"))
-    dest = weights_path(name)
-    tmp = dest.with_name(f".tmp-{name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    pipe.to(torch.float16).save_pretrained(tmp)
     log = (run.parent / f"{run.name}.log")
     _, task, variant = name.split("-", 2)
     extra = f"--task {task} --variant {variant} --resume --no-progress"
-    write_json(tmp / "training.json", {"steps": state["step"], "elapsed_s": state["elapsed_s"], "hardware": HARDWARE,
-                                       "history": state["history"], "log": log.name if log.is_file() else None})
     quality = []
     if table_json is not None:
         rows = json.loads(table_json.read_text())["rows"]
         quality = [r for r in rows if r.get("key", {}).get("path") == name]
-    size_mb = sum(p.stat().st_size for p in tmp.rglob("*.safetensors")) / 1e6
-    card = model_card(name, task, variant, state, dict(pipe.config), quality, size_mb,
-                      _command(state["config"], extra), eval_command)
-    (tmp / "README.md").write_text(card)
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
-    return dest
+
+    def fill(tmp: Path) -> None:
+        pipe.to(torch.float16).save_pretrained(tmp)
+        write_json(tmp / "training.json", {"steps": state["step"], "elapsed_s": state["elapsed_s"],
+                                           "hardware": HARDWARE, "history": state["history"],
+                                           "log": log.name if log.is_file() else None})
+        size_mb = sum(p.stat().st_size for p in tmp.rglob("*.safetensors")) / 1e6
+        card = model_card(name, task, variant, state, dict(pipe.config), quality, size_mb,
+                          _command(state["config"], extra), eval_command)
+        (tmp / "README.md").write_text(card)
+
+    return write(weights_path(name), fill)
 
 
 def main() -> None:

@@ -70,11 +70,11 @@ def run_eval(args: argparse.Namespace) -> int:
     import torch.nn.functional as F
     from safetensors.torch import load_file, save_file
 
+    from ..atomic import write_json
     from ..codi import heldout_conditions
     from ..codi.evaluate import Heldout, condition_preview, evaluate, metrics
     from ..codi.report import grid, table
     from ..data import DigitsDataset
-    from ..train.checkpoint import write_json
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -149,7 +149,7 @@ def run_bpd(args: argparse.Namespace) -> int:
         f"+ prior {result['prior']:.4f} + diffusion {result['diffusion']:.4f}"
     )
     if args.json:
-        from ..train.checkpoint import write_json
+        from ..atomic import write_json
 
         write_json(Path(args.json), result)
     return 0

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
+
+from ..atomic import write, write_text
 
 ROW_KEYS = ("model", "method", "config", "steps", "seconds_per_image", "speedup_wall", "speedup_flops",
             "peak_mem_mb", "psnr", "ssim", "accuracy", "fd")
@@ -28,17 +28,6 @@ def validate(result: dict) -> None:
         for k in ROW_KEYS[4:]:
             if row[k] is not None and not isinstance(row[k], (int, float)):
                 raise ValueError(f"bench.json: row {i} field {k!r} must be a number or null, got {row[k]!r}")
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _fmt(v, spec: str) -> str:
@@ -102,7 +91,7 @@ def pareto_plot(result: dict, path: Path) -> None:
                ylabel="PSNR vs baseline sample (dB, capped at 60)")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
 
 
@@ -120,15 +109,15 @@ def sample_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
     arr = (grid.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
     img = Image.fromarray(arr[..., 0] if c == 1 else arr[..., :3]).resize((arr.shape[1] * 3, arr.shape[0] * 3),
                                                                           Image.NEAREST)
-    _atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
+    write(path, lambda tmp: img.save(tmp, format="PNG"))
 
 
 def write_report(result: dict, images: dict, out: Path) -> None:
     """bench.json, bench.md, pareto.png and grids/<model>/<method>.png under `out`."""
     validate(result)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / "bench.json", lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
-    _atomic_write(out / "bench.md", lambda tmp: Path(tmp).write_text(markdown(result)))
+    write_text(out / "bench.json", json.dumps(result, indent=1))
+    write_text(out / "bench.md", markdown(result))
     pareto_plot(result, out / "pareto.png")
     for (model, method), ims in images.items():
         if ims.ndim == 4 and ims.shape[1] in (1, 3):

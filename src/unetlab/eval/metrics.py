@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import write
 from ..data.shapes import ATTRIBUTES, parse_caption
 from .classifier import CLASSIFIERS, load_classifier, weights_dir
 from .frechet import frechet_gaussian, gaussian_stats
@@ -80,10 +81,7 @@ def reference_stats(model_name: str) -> tuple[torch.Tensor, torch.Tensor]:
             stats = load_file(path)
             return stats["mu"], stats["sigma"]
     mu, sigma = gaussian_stats(features(model_name, heldout_data(model_name)[0]))
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f".tmp-{os.getpid()}-{cache.name}")
-    save_file({"mu": mu, "sigma": sigma}, tmp)
-    os.replace(tmp, cache)
+    write(cache, lambda tmp: save_file({"mu": mu, "sigma": sigma}, tmp))
     return mu, sigma
 
 

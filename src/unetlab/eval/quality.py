@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
 import time
-from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from ..atomic import write_json
 from .frechet import frechet_gaussian, gaussian_stats
 from .metrics import accuracy, features, frechet_distance, reference_stats
 
@@ -79,8 +77,5 @@ def measure_quality(model: str, kind: str, num_samples: int | None = None, steps
     if grid_path:
         save_grid(images[:64], grid_path, nrow=8)
     if json_path:
-        path = Path(json_path)
-        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        os.replace(tmp, path)
+        write_json(json_path, result)
     return result

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..atomic import write_json
 from ..data import DigitsDataset, ShapesDataset
 from ..train.draws import Draws
 from ..train.seeding import seeded
@@ -87,9 +88,6 @@ def fit_classifier(name: str, out: str | Path, steps: int = 1500, batch_size: in
                    seed: int = 0, resume: bool = False, progress: bool = True) -> tuple[Path, dict[str, float]]:
     """Train the `name` classifier in unetlab's loop, then write to `out`/classifier its EMA weights, its held-out
     accuracy (metrics.json) and the held-out reference feature statistics for the Fréchet distance."""
-    import json
-    import os
-
     from safetensors.torch import save_file
 
     from ..train import TrainConfig, train
@@ -113,7 +111,5 @@ def fit_classifier(name: str, out: str | Path, steps: int = 1500, batch_size: in
     save_file({"mu": mu, "sigma": sigma}, final / REFERENCE_FILE)
     report = {"heldout_accuracy": acc, "steps": state["step"], "final_loss": state["history"][-1]["loss"],
               "train_seconds": state["elapsed_s"], "batch_size": batch_size, "lr": lr, "seed": seed}
-    tmp = final / ".tmp-metrics.json"
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, final / "metrics.json")
+    write_json(final / "metrics.json", report)
     return final, acc

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 from pathlib import Path
 
+from ..atomic import write
 from ..train.checkpoint import latest
 from .registry import weights_path
 
@@ -133,34 +133,27 @@ def ship(name: str, run: Path, quality_json: Path | None = None, grid: Path | No
     last = latest(run)
     if last is None:
         raise FileNotFoundError(f"run: {run} has no checkpoint")
-    dest = weights_path(name)
-    tmp = dest.with_name(f".tmp-{name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(last / "pipeline", tmp)
-    shutil.copy(grid if grid else last / "samples.png", tmp / "samples.png")
     state = json.loads((last / "state.json").read_text())
     quality = json.loads(Path(quality_json).read_text()) if quality_json else None
-    size = sum(p.stat().st_size for p in tmp.rglob("*.safetensors")) / 1e6
-    prediction_type = json.loads((tmp / "scheduler" / "scheduler_config.json").read_text())["prediction_type"]
-    (tmp / "README.md").write_text(model_card(name, state, quality, size, prediction_type))
-    if dest.exists():
-        shutil.rmtree(dest)
-    os.replace(tmp, dest)
-    return dest
+
+    def fill(tmp: Path) -> None:
+        shutil.copytree(last / "pipeline", tmp)
+        shutil.copy(grid if grid else last / "samples.png", tmp / "samples.png")
+        size = sum(p.stat().st_size for p in tmp.rglob("*.safetensors")) / 1e6
+        prediction_type = json.loads((tmp / "scheduler" / "scheduler_config.json").read_text())["prediction_type"]
+        (tmp / "README.md").write_text(model_card(name, state, quality, size, prediction_type))
+
+    return write(weights_path(name), fill)
 
 
 def ship_classifier(name: str, run: Path, command: str) -> Path:
     """Copy `run`/classifier (weights, reference statistics, metrics.json) into the package with a card."""
     src = Path(run) / "classifier"
     metrics = json.loads((src / "metrics.json").read_text())
-    dest = weights_path(f"classifier-{name}")
-    tmp = dest.with_name(f".tmp-classifier-{name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
     heads = ", ".join(f"{k} {v:.4f}" for k, v in metrics["heldout_accuracy"].items())
     held = "the digits test split (359 images)" if name == "digits" else \
         "2,000 shapes of the held-out attribute combinations (never seen in training)"
-    (tmp / "README.md").write_text(f"""# unetlab `{name}` evaluation classifier
+    card = f"""# unetlab `{name}` evaluation classifier
 
 A small CNN (`unetlab.eval.classifier.Classifier`: 5 conv layers, 128-d feature layer, one head per attribute)
 used by `unetlab.eval.accuracy` and `unetlab.eval.frechet_distance` (its 128-d features;
@@ -176,11 +169,13 @@ used by `unetlab.eval.accuracy` and `unetlab.eval.frechet_distance` (its 128-d f
 ```
 {command}
 ```
-""")
-    if dest.exists():
-        shutil.rmtree(dest)
-    os.replace(tmp, dest)
-    return dest
+"""
+
+    def fill(tmp: Path) -> None:
+        shutil.copytree(src, tmp)
+        (tmp / "README.md").write_text(card)
+
+    return write(weights_path(f"classifier-{name}"), fill)
 
 
 def main() -> None:

@@ -12,7 +12,8 @@ import json
 import shutil
 from pathlib import Path
 
-from ..train.checkpoint import latest, write_json
+from ..atomic import write, write_json
+from ..train.checkpoint import latest
 from .registry import CLOCKWORK_ADAPTORS
 
 HARDWARE = "a 2-core CPU shared with other jobs (no GPU), one torch thread"
@@ -87,22 +88,20 @@ def ship(name: str, run: Path, bench_json: Path | None, wall_s: float, bench_com
     if checkpoint is None:
         raise FileNotFoundError(f"run: {run} has no checkpoint")
     state = json.loads((checkpoint / "state.json").read_text())
-    dest = shipped_path(name)
-    tmp = dest.with_name(f".tmp-{dest.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(checkpoint / "pipeline", tmp)
-    adaptor_config = json.loads((tmp / "config.json").read_text())
-    write_json(tmp / "training.json", {"steps": state["step"], "elapsed_s": state["elapsed_s"], "wall_s": wall_s,
-                                       "hardware": HARDWARE, "history": state["history"],
-                                       "run": state["config"]["run"]})
     rows = []
     if bench_json is not None:
         rows = [r for r in json.loads(bench_json.read_text())["rows"] if r["model"] == name and r["psnr"] is not None]
-    size_mb = sum(p.stat().st_size for p in tmp.rglob("*.safetensors")) / 1e6
-    (tmp / "README.md").write_text(model_card(name, state, adaptor_config, rows, size_mb, wall_s, bench_command))
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
-    return dest
+
+    def fill(tmp: Path) -> None:
+        shutil.copytree(checkpoint / "pipeline", tmp)
+        adaptor_config = json.loads((tmp / "config.json").read_text())
+        write_json(tmp / "training.json", {"steps": state["step"], "elapsed_s": state["elapsed_s"], "wall_s": wall_s,
+                                           "hardware": HARDWARE, "history": state["history"],
+                                           "run": state["config"]["run"]})
+        size_mb = sum(p.stat().st_size for p in tmp.rglob("*.safetensors")) / 1e6
+        (tmp / "README.md").write_text(model_card(name, state, adaptor_config, rows, size_mb, wall_s, bench_command))
+
+    return write(shipped_path(name), fill)
 
 
 def main() -> None:

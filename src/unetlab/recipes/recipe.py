@@ -12,13 +12,13 @@ Every check names the field it refuses, in one line.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..accel import stacking
-from ..accel.config import AccelConfig, load_config, write_json
+from ..accel.config import AccelConfig, check_version, in_file, load_config
+from ..atomic import write_json
 
 KIND = "unetlab.recipe"
 FIELDS = ("num_inference_steps", "scheduler", "accelerators", "tuned_on")
@@ -109,6 +109,7 @@ class Recipe:
             raise ValueError(f"recipe: expected a JSON object, got {type(d).__name__}")
         if d.get("kind", KIND) != KIND:
             raise ValueError(f"recipe: kind: expected {KIND!r}, got {d.get('kind')!r}")
+        check_version(d, "recipe")
         unknown = sorted(set(d) - set(FIELDS) - {"kind", "version"})
         if unknown:
             raise ValueError(f"recipe: unknown field(s) {', '.join(unknown)}; valid: {', '.join(FIELDS)}")
@@ -123,14 +124,7 @@ class Recipe:
 
     @classmethod
     def load(cls, path) -> Recipe:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"recipe: no such file {path}")
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"recipe: {path} is not valid JSON ({err})") from None
-        return cls.from_dict(data)
+        return in_file(cls.from_dict, path, "recipe")
 
 
 def as_recipe(source, unet=None) -> Recipe:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..atomic import write
+
 
 def _fmt(v, spec: str) -> str:
     return "–" if v is None else format(v, spec)
@@ -36,8 +38,6 @@ def plot(result, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..eval.bench_report import _atomic_write
-
     b = result.budget
     fig, ax = plt.subplots(figsize=(7, 4.5))
     fams = sorted({r["family"] for r in result.rows})
@@ -58,5 +58,5 @@ def plot(result, path: Path) -> None:
            title=f"unetlab tune: {result.recipe.tuned_on.get('model')}, {b}")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    _atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)

@@ -10,13 +10,11 @@ atomically; a folder measured under other settings is refused in one line.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
-from ..accel.config import write_json
+from ..atomic import write, write_json
 
 
 def work_dir(out) -> Path:
@@ -28,7 +26,7 @@ class State:
     def __init__(self, folder: Path, settings: dict):
         self.folder, self.settings = Path(folder), settings
         self.path = self.folder / "state.json"
-        data = json.loads(self.path.read_text()) if self.path.is_file() else None
+        data = self._load() if self.path.is_file() else None
         if data is not None and data.get("settings") != settings:
             old = data.get("settings", {})
             diff = next((k for k in settings if old.get(k) != settings[k]), "settings")
@@ -36,6 +34,18 @@ class State:
                              f"this run has {settings.get(diff)!r}; delete the folder or give another --out")
         self.data = data or {"settings": settings, "candidates": {}}
         self.candidates: dict = self.data["candidates"]
+
+    def _load(self) -> dict:
+        """The stored state.json; a one-line error naming the file when it is not a tune state."""
+        fix = "delete it (the folder holds only measurements) or give another --out"
+        try:
+            data = json.loads(self.path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"--out: {self.path} is not valid JSON ({err}); {fix}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("candidates"), dict):
+            raise ValueError(f"--out: {self.path} is not a tune state (expected an object with settings and "
+                             f"candidates); {fix}")
+        return data
 
     def entry(self, key: str, name: str, family: str) -> dict:
         return self.candidates.setdefault(key, {"name": name, "family": family, "counts": None, "quality": {},
@@ -53,16 +63,20 @@ class State:
 
     # the baseline images, per seed
     def reference(self) -> dict[int, torch.Tensor]:
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         path = self.folder / "reference.safetensors"
-        return {int(k): v for k, v in load_file(path).items()} if path.is_file() else {}
+        if not path.is_file():
+            return {}
+        try:
+            return {int(k): v for k, v in load_file(path).items()}
+        except (SafetensorError, OSError, ValueError) as err:
+            raise ValueError(f"--out: {path} is not a readable safetensors file ({' '.join(str(err).split())}); "
+                             "delete it to measure the baseline again") from None
 
     def save_reference(self, images: dict[int, torch.Tensor]) -> None:
         from safetensors.torch import save_file
 
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
-        os.close(fd)
-        save_file({str(k): v.contiguous() for k, v in images.items()}, tmp)
-        os.replace(tmp, self.folder / "reference.safetensors")
+        write(self.folder / "reference.safetensors",
+              lambda tmp: save_file({str(k): v.contiguous() for k, v in images.items()}, tmp))

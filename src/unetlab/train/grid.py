@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import torch
+
+from ..atomic import write
 
 
 def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 1, scale: int = 1) -> torch.Tensor:
@@ -31,9 +32,5 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, s
     """Save `images` as a PNG grid at `path` (written to a temporary file, then renamed)."""
     from PIL import Image
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    Image.fromarray(image_grid(images, nrow, scale=scale).numpy()).save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    grid = Image.fromarray(image_grid(images, nrow, scale=scale).numpy())
+    return write(path, lambda tmp: grid.save(tmp, format="PNG"))

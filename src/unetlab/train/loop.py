@@ -20,7 +20,6 @@ the same gradients, up to floating-point summation order, as one process with th
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -28,10 +27,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..atomic import write_json
 from . import checkpoint as ckpt
 from .draws import DRAWS, step_draws
 from .ema import EMA
@@ -141,11 +141,13 @@ def train(task: Task, cfg: TrainConfig, accelerator=None) -> dict:
     if hasattr(task, "to"):
         task.to(accelerator.device)
     state = {"step": 0, "elapsed_s": 0.0, "loss_avg": None, "history": []}
-    last = ckpt.latest(out)
-    if last is not None and not cfg.resume:
-        raise ValueError(f"out: {out} already holds a training run ({last.name}); pass --resume to continue it or "
+    held = ckpt.committed(out)
+    if held and not cfg.resume:
+        raise ValueError(f"out: {out} already holds a training run ({held[0].name}); pass --resume to continue it or "
                          "choose another folder")
-    if last is None and cfg.init_from is not None:
+    say = print if accelerator.is_main_process else (lambda line: None)
+    found = ckpt.read_newest(out, list(modules), accelerator.process_index, say) if held else None
+    if found is None and cfg.init_from is not None:
         init_from(modules, cfg.init_from)
     emas = {name: EMA(m, cfg.ema_decay) for name, m in modules.items()}
     params = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
@@ -154,20 +156,20 @@ def train(task: Task, cfg: TrainConfig, accelerator=None) -> dict:
 
     if accelerator.is_main_process:
         ckpt.clean_partial(out)
-    if cfg.resume and last is None and accelerator.is_main_process:
+    if cfg.resume and found is None and accelerator.is_main_process:
         print(f"resume: no checkpoint in {out}; starting from step 0")
-    if last is not None:
-        state = json.loads((last / "state.json").read_text())
+    if found is not None:
+        loaded = found[1]
+        state = loaded["state"]
         check_resume(state.get("config", {}), cfg, out)
         if state["world_size"] != accelerator.num_processes:
             raise ValueError(f"resume: checkpoint was written by {state['world_size']} processes, "
                              f"this run has {accelerator.num_processes}")
         for name, module in modules.items():
-            module.load_state_dict(load_file(last / f"{name}.safetensors"))
-            emas[name].load_state_dict(load_file(last / f"ema_{name}.safetensors"), state["step"])
-        optimizer.load_state_dict(torch.load(last / "optimizer.pt", weights_only=True))
-        rng = load_file(last / "generators.safetensors")[f"rank{accelerator.process_index}"]
-        generator.set_state(rng)
+            module.load_state_dict(loaded["weights"][name])
+            emas[name].load_state_dict(loaded["ema"][name], state["step"])
+        optimizer.load_state_dict(loaded["optimizer"])
+        generator.set_state(loaded["generator"])
 
     names = list(modules)
     prepared = accelerator.prepare(*modules.values(), optimizer)
@@ -240,6 +242,6 @@ def _save(task, cfg, accelerator, models, emas, optimizer, generator, state) -> 
             images = task.sample(ema_models, torch.Generator().manual_seed(cfg.seed))
         save_grid(images, tmp / "samples.png")
         save_grid(images, out / "samples" / f"step_{state['step']:07d}.png")
-    ckpt.write_json(tmp / "state.json", {**state, "world_size": accelerator.num_processes, "config": asdict(cfg)})
+    write_json(tmp / "state.json", {**state, "world_size": accelerator.num_processes, "config": asdict(cfg)})
     ckpt.commit(out, tmp, state["step"], cfg.keep)
     accelerator.wait_for_everyone()

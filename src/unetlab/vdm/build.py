@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..atomic import write, write_json
 from .model import VDM
 from .schedules import GAMMA_MAX, GAMMA_MIN, FixedLinearSchedule, LearnedLinearSchedule, MonotoneSchedule
 from .score_net import NoDownsampleUNet
@@ -119,12 +119,8 @@ def save_model(model: VDM, cfg: LikelihoodConfig, directory: str | Path) -> None
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = directory / ".tmp-model.safetensors"
-    save_file(state, tmp)
-    os.replace(tmp, directory / "model.safetensors")
-    tmp = directory / f".tmp-{CONFIG_NAME}"
-    tmp.write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    os.replace(tmp, directory / CONFIG_NAME)
+    write(directory / "model.safetensors", lambda tmp: save_file(state, tmp))
+    write_json(directory / CONFIG_NAME, asdict(cfg))
 
 
 def load_model(directory: str | Path) -> tuple[VDM, LikelihoodConfig]:
