@@ -1,7 +1,9 @@
 """Named, removable, loud patches on pipelines and UNets, and the one step source they share.
 
 - `resolve(target)`: (pipeline or None, unet) from a diffusers pipeline or a bare UNet.
-- `claim(obj, kind)` / `release(obj, kind)`: at most one patch of a kind per object; a second is an error.
+- `claim(obj, kind)` / `release(obj, kind)`: at most one patch of a kind per object; a second is an error. While
+  `obj` holds a claim, `copy.deepcopy` of it (or of a pipeline holding it) is refused: the copy would carry hooks and
+  claims that no handle can remove.
 - `ForwardPatch`: replaces a module's forward through diffusers' `HookRegistry` (chains with other hooks,
   removable in any order).
 - `EagerEntry`: makes a `torch.compile` wrapper call its model eagerly while handles are applied to the model.
@@ -22,6 +24,7 @@ import torch
 from diffusers.hooks import HookRegistry, ModelHook
 
 _CLAIMS = "_unetlab_patches"
+_DEEPCOPY = "__deepcopy__"  # `copy.deepcopy` looks it up on the instance
 _SOURCE = "_unetlab_step_source"
 _COUNT = "_unetlab_step"
 _METHODS = ("set_timesteps", "step")
@@ -38,12 +41,24 @@ def resolve(target) -> tuple[Any, torch.nn.Module]:
     raise TypeError(f"target: expected a diffusers pipeline with a .unet or a diffusers UNet, got {type(target).__name__}")
 
 
+class _NoDeepCopy:
+    """`obj.__deepcopy__` while `obj` holds claims: a one-line refusal naming them."""
+
+    def __init__(self, name: str, kinds: set):
+        self.name, self.kinds = name, kinds
+
+    def __call__(self, memo):
+        raise RuntimeError(f"deepcopy: this {self.name} has unetlab patches on it ({', '.join(sorted(self.kinds))}); "
+                           "deep-copy it before applying them or after .remove()")
+
+
 def claim(obj, kind: str) -> None:
     """Record that a patch of `kind` is on `obj`; applying a second one of the same kind raises."""
     claims = obj.__dict__.setdefault(_CLAIMS, set())
     if kind in claims:
         raise RuntimeError(f"{kind}: already applied to this {type(obj).__name__}; call .remove() on the first handle")
     claims.add(kind)
+    obj.__dict__.setdefault(_DEEPCOPY, _NoDeepCopy(type(obj).__name__, claims))
 
 
 def claims(obj) -> frozenset[str]:
@@ -56,6 +71,8 @@ def release(obj, kind: str) -> None:
     claims.discard(kind)
     if not claims:
         obj.__dict__.pop(_CLAIMS, None)
+        if isinstance(obj.__dict__.get(_DEEPCOPY), _NoDeepCopy):
+            del obj.__dict__[_DEEPCOPY]
 
 
 class _Forward(ModelHook):

@@ -163,6 +163,9 @@ class Handle:
         """Drop cached state (subclasses)."""
 
     def __enter__(self):
+        if not self._claimed:
+            raise RuntimeError(f"{self.kind}: this handle was removed (by .remove() or the end of a with block); "
+                               "apply it again for a new handle")
         return self
 
     def __exit__(self, *exc) -> None:
