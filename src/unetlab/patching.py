@@ -12,7 +12,7 @@
   lives in the scheduler's own `__dict__`, so a pipeline that copies and restores the scheduler's state
   (Panorama/MultiDiffusion does, once per view) carries each view's step index along; the wrappers are plain
   functions and the source copies as itself, so a deep copy of that state copies neither.
-- `StepClock`: one listener (`step_index`, `num_steps`, `timesteps`, start and before-step callbacks).
+- `StepClock`: one listener (`step_index`, `num_steps`, `timesteps`, enter, start and before-step callbacks).
 """
 
 from __future__ import annotations
@@ -150,7 +150,8 @@ class _Wrapper:
 class StepSource:
     """Which step of a pipeline call the scheduler is at: reset by `set_timesteps`, advanced by `step`.
 
-    Listeners have `on_start()` (a call's `set_timesteps` ran) and `before_step(index, slot, kwargs)` (the
+    Listeners have `enter(start)` (called before `set_timesteps` (`start`) or `step` touches anything; it may raise
+    to refuse the call), `on_start()` (a call's `set_timesteps` ran) and `before_step(index, slot, kwargs)` (the
     scheduler is about to step; `slot` counts the `step` calls of one index, e.g. one per Panorama view;
     `kwargs` holds `model_output`, `timestep`, `sample` and may be changed).
     """
@@ -194,7 +195,12 @@ class StepSource:
     def index(self) -> int:
         return self.scheduler.__dict__.get(_COUNT, 0)
 
+    def _enter(self, start: bool) -> None:
+        for listener in list(self.listeners):
+            listener.enter(start)
+
     def _set_timesteps(self, inner, args, kwargs):
+        self._enter(True)
         out = inner(*args, **kwargs)
         self.timesteps = self.scheduler.timesteps.detach().cpu().tolist()
         self.scheduler.__dict__[_COUNT] = 0
@@ -204,6 +210,7 @@ class StepSource:
         return out
 
     def _step(self, inner, args, kwargs):
+        self._enter(False)
         index = self.index
         slot = self._last[1] + 1 if self._last[0] == index else 0
         self._last = (index, slot)
@@ -220,12 +227,14 @@ class StepSource:
 
 class StepClock:
     """A listener on a scheduler's `StepSource`: `step_index`, `num_steps` and `timesteps` of the current call,
-    `on_start()` and `before_step(step_index, slot, kwargs)` callbacks; `.remove()` unsubscribes (idempotent)."""
+    `on_enter(start)`, `on_start()` and `before_step(step_index, slot, kwargs)` callbacks; `.remove()` unsubscribes
+    (idempotent)."""
 
     def __init__(self, scheduler, on_start: Callable[[], None] | None = None,
-                 before_step: Callable[[int, int, dict], None] | None = None):
+                 before_step: Callable[[int, int, dict], None] | None = None,
+                 on_enter: Callable[[bool], None] | None = None):
         self.scheduler = scheduler
-        self._on_start, self._before_step = on_start, before_step
+        self._on_start, self._before_step, self._on_enter = on_start, before_step, on_enter
         self.source: StepSource | None = StepSource.subscribe(scheduler, self)
 
     @property
@@ -239,6 +248,10 @@ class StepClock:
     @property
     def num_steps(self) -> int:
         return len(self.timesteps)
+
+    def enter(self, start: bool) -> None:
+        if self._on_enter is not None:
+            self._on_enter(start)
 
     def on_start(self) -> None:
         if self._on_start is not None:

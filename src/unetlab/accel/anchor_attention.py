@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
 
 from ..patching import ForwardPatch, StepClock, claims, resolve
+from .concurrency import RunOwner
 from .config import AccelConfig
 from .handle import Handle, uncompiled
 
@@ -175,12 +176,13 @@ class AnchorAttention(Handle):
         self._frames, self._copies, self._anchor_timesteps = 0, 0, None
         self._step, self._slot, self._calls = -1, 0, 0
         self.clock = None
+        self.owner = RunOwner(KIND, pipe)
         self.clear()
         try:
             self._add(_Processors(self, self_attention_layers(unet)))
             self._add(ForwardPatch(unet, f"unetlab.{KIND}", self._forward))
             if pipe is not None:
-                self.clock = self._add(StepClock(pipe.scheduler, on_start=self._on_start))
+                self.clock = self._add(StepClock(pipe.scheduler, on_start=self._on_start, on_enter=self._enter))
         except BaseException:
             self.remove()
             raise
@@ -207,6 +209,7 @@ class AnchorAttention(Handle):
             raise ValueError(f"num_frames: expected an int >= 1, got {num_frames!r}")
         if self.phase is not None:
             raise RuntimeError(f"phase: already in the {self.phase!r} phase; phases do not nest")
+        self.owner.enter(start=True)
         if kind == "frames" and not self._cache:
             raise RuntimeError("phase: no anchor keys/values are cached; run the anchors in phase 'anchors' first")
         if kind == "anchors":
@@ -220,6 +223,11 @@ class AnchorAttention(Handle):
                 self._anchor_timesteps = list(self.clock.timesteps)
             self.phase = None
 
+    def _enter(self, start: bool) -> None:
+        """Calls inside a phase belong to the thread that opened it (`concurrency.RunOwner`)."""
+        if self.phase is not None:
+            self.owner.enter()
+
     def _on_start(self) -> None:
         self._step, self._slot = -1, 0
         if self.phase == "frames" and self._anchor_timesteps not in (None, self.clock.timesteps):
@@ -227,6 +235,7 @@ class AnchorAttention(Handle):
                                "num_inference_steps and scheduler for every batch of frames")
 
     def _forward(self, original, *args, **kwargs):
+        self._enter(False)
         if self.phase is not None:
             step = self.clock.step_index if self.clock is not None else self._calls
             self._calls += 1

@@ -16,7 +16,8 @@ installed, `.remove()` (idempotent, any order with other handles: scheduler meth
   `prompt_embeds`). Conditioning is compared by tensor identity (storage, shape, version: no device sync), and
   by value only when a pipeline passes new tensors (Panorama concatenates its embeddings at every call).
 State is reset at each call's `scheduler.set_timesteps`. When `pipe.scheduler` is replaced after applying,
-the handle follows the new scheduler at its next UNet call (which starts a new run).
+the handle follows the new scheduler at its next UNet call (which starts a new run). One run at a time: a call from
+another thread while a run is going on is refused in one line before it touches anything (`concurrency.RunOwner`).
 
 A `torch.compile`d UNet (an `OptimizedModule`) is patched through the model it wraps: while handles are on, the
 wrapper enters the model eagerly (`patching.EagerEntry`), the handle's per-call Python runs outside any graph
@@ -35,6 +36,7 @@ import torch
 
 from ..patching import EagerEntry, ForwardPatch, StepClock, claim, release, resolve
 from . import stacking
+from .concurrency import RunOwner
 
 # Forward arguments that change at every step by design and only feed the encoder side (control residuals).
 PER_STEP = frozenset({"sample", "timestep", "return_dict", "down_block_additional_residuals",
@@ -184,6 +186,7 @@ class Accelerator(Handle):
         self._compiled: dict = {}
         self.clock: StepClock | None = None
         self.calls: list[tuple[int, bool]] = []
+        self.owner = RunOwner(self.kind, pipe)
         try:
             self._signature = forward_signature(unet)
             scheduler = pipe.scheduler if pipe is not None else scheduler
@@ -196,7 +199,7 @@ class Accelerator(Handle):
         except BaseException:
             self.remove()
             raise
-        self.reset()
+        self._reset()
 
     # ------------------------------------------------------------------ subclass interface
     def install(self) -> None:
@@ -213,19 +216,26 @@ class Accelerator(Handle):
 
     # ------------------------------------------------------------------ lifecycle
     def _listen(self, scheduler) -> None:
-        self.clock = StepClock(scheduler, on_start=self._on_start, before_step=self._before_step)
+        self.clock = StepClock(scheduler, on_start=self._on_start, before_step=self._before_step,
+                               on_enter=self.owner.enter)
 
     def _on_start(self) -> None:
         if self.pipe is not None:
             self.pipe.__dict__.pop("_num_timesteps", None)  # the pipeline sets it again to the steps it runs
-        self.reset()
+        self._reset()
 
     def _before_step(self, step: int, slot: int, kwargs: dict) -> None:
         if self.run is not None:
             self.before_step(step, slot, kwargs)
 
     def reset(self) -> None:
-        """Forget cached state and start counting steps from 0 (automatic at each pipeline call)."""
+        """Forget cached state and start counting steps from 0 (automatic at each pipeline call); on a bare UNet, the
+        run that follows belongs to the calling thread while the calling function is running."""
+        self.owner.enter(start=True)
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget cached state and the run."""
         self.run: Run | None = None
         self.calls = []
         self._last, self._n = (-1, 0), 0
@@ -244,7 +254,7 @@ class Accelerator(Handle):
         """`pipe.scheduler` was replaced: listen to the new one; this call starts a new run."""
         self.clock.remove()
         self._listen(scheduler)
-        self.reset()
+        self._reset()
 
     # ------------------------------------------------------------------ the patched forward
     def _start_run(self, timestep) -> Run:
@@ -284,6 +294,7 @@ class Accelerator(Handle):
     def _unet_forward(self, original, *args, **kwargs):
         """Step, slot and freshness in Python, outside any compiled graph; the model's own forward runs compiled when
         the UNet is (a stacked handle's forward underneath compiles its own calls)."""
+        self.owner.enter()
         if getattr(original, "__self__", None) is self.unet:
             original = self.compiled(original)
         self.follow_scheduler()
