@@ -70,6 +70,11 @@ def test_grid_metrics_and_resume(tmp_path, sampler):
     assert cell["config"]["replace"] == "zeros"
     loaded = type(grid).load(grid.save(tmp_path / "grid.json"))
     assert loaded.matrix("mse") == grid.matrix("mse")
+    bad = tmp_path / "ablation_cells" / "skip.2@2-5.json"
+    bad.write_text(bad.read_text()[:10])  # a cell damaged on disk is named, not read as garbage
+    with pytest.raises(ValueError) as err:
+        ablate(unet, **kwargs)
+    assert str(err.value).startswith(f"ablation cell: {bad} is not valid JSON") and "\n" not in str(err.value)
 
 
 def test_windows_and_components():

@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..accel.block_skip import block_components, map_tensors
+from ..accel.config import read_json
 from ..atomic import write_json
 from .metrics import image_metrics, model_accuracy, summarize
 from .sampling import Sampler
@@ -195,8 +196,8 @@ def ablate(pipe_or_unet, components=None, windows=4, replace: str = "zeros", see
         key = cell_key(c, w)
         path = cache_dir / f"{key}.json" if cache_dir is not None else None
         if path is not None and path.is_file():
-            saved = json.loads(path.read_text())
-            if saved.get("config") == config:
+            saved = read_json(path, "ablation cell")
+            if isinstance(saved, dict) and saved.get("config") == config:
                 cells[key] = saved["metrics"]
                 continue
         images = map_chunks(lambda chunk, c=c, w=w: ablated_sample(sampler, chunk, c, w, replace), chunks,
