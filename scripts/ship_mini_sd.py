@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
+from unetlab import atomic
 from unetlab.data import scenes
 from unetlab.eval.judge import score_scenes
 from unetlab.eval.mini_sd import reference_stats
@@ -27,12 +26,6 @@ from unetlab.models.judge import SceneJudge
 from unetlab.models.registry import weights_path
 from unetlab.train.checkpoint import latest
 from unetlab.train.grid import save_grid
-
-
-def _replace(tmp: Path, final: Path) -> None:
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
 
 
 def _history(run: Path) -> dict:
@@ -49,12 +42,13 @@ def ship_judge(run: Path) -> dict:
     metrics = {"real_test_scenes": 2000, "scores_on_real": score_scenes(labels, seen), "run": _history(run)}
     stats = reference_stats(judge)
     metrics["train_test_frechet"] = float(stats["train_test_frechet"])
-    final = weights_path("judge-mini-sd")
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".judge-"))
-    judge.save_pretrained(tmp)
-    save_file({k: v.contiguous() for k, v in stats.items()}, tmp / "reference.safetensors")
-    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    _replace(tmp, final)
+
+    def fill(tmp: Path) -> None:
+        judge.save_pretrained(tmp)
+        save_file({k: v.contiguous() for k, v in stats.items()}, tmp / "reference.safetensors")
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+
+    atomic.write(weights_path("judge-mini-sd"), fill)
     return metrics
 
 
@@ -98,9 +92,13 @@ on a CPU).
 def ship_model(run: Path, vae_run: Path, quality: list[Path], commands: list[str]) -> Path:
     from diffusers import StableDiffusionPipeline
 
+    return atomic.write(weights_path("mini-sd"), lambda tmp: _fill_model(tmp, run, vae_run, quality, commands))
+
+
+def _fill_model(tmp: Path, run: Path, vae_run: Path, quality: list[Path], commands: list[str]) -> None:
+    from diffusers import StableDiffusionPipeline
+
     pipe = StableDiffusionPipeline.from_pretrained(latest(run) / "pipeline")
-    final = weights_path("mini-sd")
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".mini-sd-"))
     pipe.to(torch.float16).save_pretrained(tmp)
     write_bpe_files(pipe.tokenizer, tmp / "tokenizer")
     pipe = StableDiffusionPipeline.from_pretrained(tmp, torch_dtype=torch.float32)
@@ -125,8 +123,6 @@ def ship_model(run: Path, vae_run: Path, quality: list[Path], commands: list[str
                        runs=json.dumps({"autoencoder": vae_state, "text-to-image": _history(run)}, indent=2),
                        commands="\n".join(commands), quality="\n\n".join(tables) or "(not measured)")
     (tmp / "README.md").write_text(card)
-    _replace(tmp, final)
-    return final
 
 
 def main() -> None:

@@ -84,3 +84,12 @@ def test_bad_input_is_one_line(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")) as err:
         scenes.sample(**kwargs)
     assert "\n" not in str(err.value)
+
+
+def test_captions_outside_the_grammar_are_named():
+    caption = scenes.sample(1)[1][0]
+    assert scenes.check_caption(caption) == caption
+    with pytest.raises(ValueError, match="prompt: 'a big zebra on a red plain background' uses words outside "
+                                         "mini-sd's caption grammar: zebra") as err:
+        scenes.check_caption("a big zebra on a red plain background")
+    assert "\n" not in str(err.value)

@@ -48,6 +48,15 @@ def vocabulary() -> list[str]:
     return sorted(words)
 
 
+def check_caption(text: str) -> str:
+    """`text` if every word is in the grammar's vocabulary (what mini-sd's tokenizer spells as one token each)."""
+    unknown = [w for w in text.lower().split() if w not in _VOCABULARY]
+    if unknown:
+        raise ValueError(f"prompt: {text!r} uses words outside mini-sd's caption grammar: {', '.join(unknown)} "
+                         f"(known words: {', '.join(_VOCABULARY)})")
+    return text
+
+
 def heldout_triples() -> frozenset[tuple[str, str, str]]:
     """The (shape, colour, background colour) triples never drawn in `train` (a fixed tenth of the valid ones)."""
     triples = [(s, c, b) for s in SHAPES for c in COLOUR_NAMES for b in COLOUR_NAMES if c != b]
@@ -55,6 +64,7 @@ def heldout_triples() -> frozenset[tuple[str, str, str]]:
     return frozenset(rng.sample(triples, round(HOLDOUT_FRACTION * len(triples))))
 
 
+_VOCABULARY = vocabulary()
 _HELDOUT = heldout_triples()
 _HELDOUT_SORTED = sorted(_HELDOUT)
 

@@ -91,10 +91,7 @@ def measure(pipe, num_captions: int = 500, steps: int = 50, guidance_scale: floa
 def measure_model(model: str, num_captions: int = 500, steps: int = 50, guidance_scale: float = 7.5, seeds: int = 3,
                   batch_size: int = 50, json_path=None, grid_path=None) -> dict:
     """`measure` on the pipeline `model` ("mini-sd" or a folder), with its bars; optionally a JSON file and a grid."""
-    import json
-    import os
-    from pathlib import Path
-
+    from ..atomic import write_json
     from ..models import load
     from ..train.grid import save_grid
 
@@ -108,8 +105,5 @@ def measure_model(model: str, num_captions: int = 500, steps: int = 50, guidance
         captions = scenes.sample(min(64, num_captions), seed=0, split="test")[1]
         save_grid(generate(pipe, captions, steps, guidance_scale, 0, batch_size, False), grid_path, nrow=8)
     if json_path:
-        path = Path(json_path)
-        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        os.replace(tmp, path)
+        write_json(json_path, result)
     return result
