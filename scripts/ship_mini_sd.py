@@ -90,8 +90,6 @@ on a CPU).
 
 
 def ship_model(run: Path, vae_run: Path, quality: list[Path], commands: list[str]) -> Path:
-    from diffusers import StableDiffusionPipeline
-
     return atomic.write(weights_path("mini-sd"), lambda tmp: _fill_model(tmp, run, vae_run, quality, commands))
 
 
