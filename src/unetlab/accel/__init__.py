@@ -8,10 +8,11 @@ from .clockwork import ClockworkConfig, clockwork
 from .clockwork_adaptor import ClockworkAdaptor
 from .config import AccelConfig, apply, load_config
 from .encoder_propagation import EncoderPropagation, EncoderPropagationConfig, encoder_propagation
+from .guidance_reuse import GuidanceReuseConfig, guidance_reuse
 from .peers import UnsupportedPeerError
 from .stacking import COMPOSE
 
 __all__ = ["AccelConfig", "AnchorAttentionConfig", "BlockSkipConfig", "BlockSkipPlan", "BranchCacheConfig", "COMPOSE",
-           "ClockworkAdaptor", "ClockworkConfig", "EncoderPropagation", "EncoderPropagationConfig", "SkipWindow",
-           "UnsupportedPeerError", "anchor_attention", "apply", "block_skip", "branch_cache", "clockwork",
-           "encoder_propagation", "load_config"]
+           "ClockworkAdaptor", "ClockworkConfig", "EncoderPropagation", "EncoderPropagationConfig",
+           "GuidanceReuseConfig", "SkipWindow", "UnsupportedPeerError", "anchor_attention", "apply", "block_skip",
+           "branch_cache", "clockwork", "encoder_propagation", "guidance_reuse", "load_config"]

@@ -10,6 +10,11 @@
 | `clockwork`            |                               | reuse patch decides which blocks run                          |
 | `encoder_propagation`  | `tome`                        | tomesd merges tokens inside the transformer blocks that the   |
 |                        |                               | split forward runs (Faster Diffusion's SD + ToMe row)         |
+| `encoder_propagation`, | `guidance_reuse`              | guidance reuse decides which guidance rows run; at a full     |
+| `branch_cache` or      |                               | step each guidance chunk is a call (slot) of its own under    |
+| `clockwork`            |                               | it, the conditional first, so the reuse caches hold one       |
+|                        |                               | chunk's rows and a cheap step reuses the conditional slot's   |
+|                        |                               | cache                                                         |
 
 Refused, with the reason:
 - `branch_cache` + `clockwork`: both replace the same deep path;
@@ -19,7 +24,10 @@ Refused, with the reason:
 - the peer packages (`deepcache`, `tome`) with any other (but `tome` after `encoder_propagation`): each
   replaces forwards the others patch;
 - `anchor_attention` with `encoder_propagation` (its parallel decoder's batch rows are not frames) or
-  `block_skip`, and anything applied after `anchor_attention`.
+  `block_skip`, and anything applied after `anchor_attention`;
+- `guidance_reuse` with anything but the three above, and anything applied after it: it splits the guidance batch
+  into calls only for the reuse accelerators that keep their caches per call slot (and only without PAG, whose
+  processors split the batch themselves).
 """
 
 from __future__ import annotations
@@ -27,10 +35,11 @@ from __future__ import annotations
 from ..patching import claims
 
 ACCELERATORS = ("encoder_propagation", "branch_cache", "clockwork", "block_skip", "deepcache", "tome",
-                "anchor_attention")
+                "anchor_attention", "guidance_reuse")
 COMPOSE = frozenset({("encoder_propagation", "branch_cache"), ("encoder_propagation", "clockwork"),
                      ("branch_cache", "anchor_attention"), ("clockwork", "anchor_attention"),
-                     ("encoder_propagation", "tome")})
+                     ("encoder_propagation", "tome"), ("encoder_propagation", "guidance_reuse"),
+                     ("branch_cache", "guidance_reuse"), ("clockwork", "guidance_reuse")})
 _REASONS = {
     frozenset({"branch_cache", "clockwork"}): "both replace its deep path",
     frozenset({"block_skip", "anchor_attention"}): "both decide which blocks run at a step",
@@ -38,6 +47,7 @@ _REASONS = {
     "deepcache": "DeepCache replaces the UNet's forward",
     "tome": "tomesd replaces the transformer blocks' forward",
     "anchor_attention": "anchor attention needs every UNet batch row to be a frame",
+    "guidance_reuse": "guidance reuse stacks only after encoder_propagation, branch_cache or clockwork",
 }
 
 
