@@ -93,3 +93,22 @@ def test_captions_outside_the_grammar_are_named():
                                          "mini-sd's caption grammar: zebra") as err:
         scenes.check_caption("a big zebra on a red plain background")
     assert "\n" not in str(err.value)
+
+
+def test_parse_caption_inverts_caption():
+    _, captions, labels = scenes.sample(60, seed=7, split="test")
+    for text, label in zip(captions, labels):
+        stated = scenes.parse_caption(text)
+        assert stated["background"] == label["background"]
+        assert [(o["shape"], o["colour"], o["size"]) for o in stated["objects"]] == \
+               [(o["shape"], o["colour"], o["size"]) for o in label["objects"]]
+        if len(label["objects"]) == 1:
+            assert stated["objects"][0]["cell"] == label["objects"][0]["cell"]
+        else:
+            assert stated["relation"] == label["relation"]
+    for bad, message in (("a red star", "does not follow mini-sd's caption grammar"),
+                         ("a big red red at the top on a green plain background", "'red' is not a shape"),
+                         ("a big red star at the left left on a green plain background", "the position in"),
+                         ("a big red star at the top on a green big background", "the background of")):
+        with pytest.raises(ValueError, match=message):
+            scenes.parse_caption(bad)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +66,8 @@ def heldout_triples() -> frozenset[tuple[str, str, str]]:
 
 
 _VOCABULARY = vocabulary()
+_EXAMPLE = {"objects": [{"shape": "star", "colour": "red", "size": "big", "cell": 0}],
+            "background": {"colour": "green", "texture": "striped"}}
 _HELDOUT = heldout_triples()
 _HELDOUT_SORTED = sorted(_HELDOUT)
 
@@ -116,6 +119,40 @@ def caption(label: dict) -> str:
         if len(objects) == 3:
             head += f" and {_phrase(objects[2])}"
     return f"{head} on {_article(bg['colour'])} {bg['colour']} {bg['texture']} background"
+
+
+_OBJECT = r"a (\w+) (\w+) (\w+)"
+_BACKGROUND = r" on an? (\w+) (\w+) background$"
+_ONE = re.compile(rf"^{_OBJECT} at the ([a-z ]+?){_BACKGROUND}")
+_MANY = re.compile(rf"^{_OBJECT} (left of|right of|above|below) {_OBJECT}(?: and {_OBJECT})?{_BACKGROUND}")
+
+
+def parse_caption(text: str) -> dict:
+    """The label a caption states (the inverse of `caption`): objects without cells, except a single object's,
+    the relation of the first two objects, the background."""
+    text = check_caption(text).strip().lower()
+    one, many = _ONE.match(text), _MANY.match(text)
+    if not (one or many):
+        raise ValueError(f"prompt: {text!r} does not follow mini-sd's caption grammar (e.g. {caption(_EXAMPLE)!r})")
+    groups = list((one or many).groups())
+    background = {"colour": groups[-2], "texture": groups[-1]}
+    if one:
+        size, colour, shape, cell = groups[:4]
+        objects = [{"shape": shape, "colour": colour, "size": size, "cell": CELLS.index(cell) if cell in CELLS else -1}]
+        label = {"objects": objects, "background": background}
+    else:
+        parts = [groups[0:3], groups[4:7]] + ([groups[7:10]] if groups[7] else [])
+        objects = [{"shape": sh, "colour": c, "size": sz} for sz, c, sh in parts]
+        label = {"objects": objects, "background": background, "relation": groups[3]}
+    for o in label["objects"]:
+        for key, values in (("shape", SHAPES), ("colour", COLOUR_NAMES), ("size", SIZES)):
+            if o[key] not in values:
+                raise ValueError(f"prompt: {o[key]!r} is not a {key} ({', '.join(values)}) in {text!r}")
+        if o.get("cell") == -1:
+            raise ValueError(f"prompt: the position in {text!r} is not one of {', '.join(CELLS)}")
+    if background["colour"] not in COLOUR_NAMES or background["texture"] not in TEXTURES:
+        raise ValueError(f"prompt: the background of {text!r} is not <colour> <texture> ({', '.join(TEXTURES)})")
+    return label
 
 
 def _jitter(rng: random.Random, label: dict) -> list[dict]:
