@@ -67,23 +67,26 @@ def _plain_attention(unet, processors):
 
 @contextlib.contextmanager
 def guidance_by_hand(pipe, chunks: int, cond: int, interval: int, order: int = 0, stop: float | None = None,
-                     split: bool = False):
+                     split: bool = False, per_step: int = 1):
     """Every `interval` steps the whole batch (or, `split`, each chunk as its own call, the conditional first), the
     differences cond − chunk stored; otherwise the conditional rows only and chunk := cond − forecast difference;
-    from step `stop` on every chunk := cond. A call whose batch differs from the first runs as it is. Yields `memo`:
-    `slot` (the chunk call running: 0 the conditional) and `step`, for the hand-written accelerators under it."""
+    from step `stop` on every chunk := cond. The pipeline calls the UNet `per_step` times per step (views), each
+    call with its own differences. A call whose batch differs from the first runs as it is. Yields `memo`: `slot`
+    (the chunk call running: 0 the conditional) and `step`, for the hand-written accelerators under it."""
     unet = pipe.unet
     real = unet.forward
     sig = inspect.signature(type(unet).forward)
     sig = sig.replace(parameters=list(sig.parameters.values())[1:])
     pag = getattr(pipe, "_pag_attn_processors", None) or ()
-    memo = {"step": -1, "slot": 0, "batch": None}
-    newton = Newton(order)
+    memo = {"call": -1, "step": 0, "slot": 0, "batch": None}
+    newtons = {}
 
     def forward(*args, **kwargs):
         kw = dict(sig.bind(*args, **kwargs).arguments)
         return_dict = kw.pop("return_dict", True)
-        memo["step"] += 1
+        memo["call"] += 1
+        memo["step"], view = divmod(memo["call"], per_step)
+        newton = newtons.setdefault(view, Newton(order))
         step, n = memo["step"], kw["sample"].shape[0]
         memo["batch"] = memo["batch"] or n
         if n != memo["batch"]:

@@ -77,6 +77,13 @@ def build(name):
         pipe = _make(d.StableDiffusionControlNetPipeline, vae=_vae(), unet=unet, controlnet=tiny_controlnet(unet),
                      scheduler=d.DDIMScheduler(**DDIM))
         return pipe, _text(image=torch.rand(1, 3, 64, 64, generator=_g(5))), (2, 1)
+    if name == "if_stage2":  # no flag either; the noise level is a batched class label
+        scheduler = d.DDPMScheduler(variance_type="learned_range", beta_schedule="squaredcos_cap_v2")
+        pipe = _make(d.IFSuperResolutionPipeline, unet=tiny_unet("if_stage2"), scheduler=scheduler,
+                     image_noising_scheduler=d.DDPMScheduler(), watermarker=None)
+        return pipe, dict(prompt_embeds=_embeds(1, 5, 12, seed=1), negative_prompt_embeds=_embeds(1, 5, 12, seed=2),
+                          image=torch.rand(1, 3, 8, 8, generator=_g(6)) * 2 - 1, noise_level=100, height=16,
+                          width=16, output_type="pt"), (2, 1)
     if name == "shapes":  # no do_classifier_free_guidance flag: recognised from the batch
         return tiny_shapes_pipeline(), dict(prompt_embeds=_embeds(1, 12, 16, seed=1), guidance_scale=5.0,
                                             negative_prompt_embeds=_embeds(1, 12, 16, seed=2),
@@ -98,7 +105,8 @@ def untouched(pipe) -> bool:
 
 
 # ------------------------------------------------------------------ exactness, reference, removal
-@pytest.mark.parametrize("name", ["sd", "sdxl", "instruct_pix2pix", "pag", "pag_no_cfg", "controlnet", "shapes"])
+@pytest.mark.parametrize("name", ["sd", "sdxl", "instruct_pix2pix", "pag", "pag_no_cfg", "controlnet", "if_stage2",
+                                  "shapes"])
 def test_each_layout_identity_reference_and_removal(name):
     pipe, kw, (chunks, cond) = build(name)
     plain = run(pipe, kw)
@@ -158,6 +166,43 @@ def test_a_cfg_cutoff_mid_call_runs_the_rest_as_it_is():
     assert torch.equal(out, ref)
 
 
+class TwoViews:
+    """A pipeline calling its UNet twice per step, once per view, each on [uncond | cond] copies of the view."""
+
+    def __init__(self, unet, scheduler):
+        self.unet, self.scheduler = unet, scheduler
+
+    @property
+    def do_classifier_free_guidance(self):
+        return True
+
+    def __call__(self, num_inference_steps, generator):
+        self.scheduler.set_timesteps(num_inference_steps)
+        x = torch.randn(1, 4, 8, 16, generator=generator)
+        embeds = torch.cat([_embeds(1, 5, 16, seed=2), _embeds(1, 5, 16, seed=1)])
+        for t in self.scheduler.timesteps:
+            eps = []
+            for view in x.chunk(2, dim=-1):
+                u, c = self.unet(torch.cat([view] * 2), t, encoder_hidden_states=embeds).sample.chunk(2)
+                eps.append(u + 5.0 * (c - u))
+            x = self.scheduler.step(torch.cat(eps, dim=-1), t, x).prev_sample
+        return (x,)
+
+
+def test_state_is_kept_per_call_slot_and_several_calls_per_step_are_refused_when_stacked():
+    pipe = TwoViews(tiny_unet("sd"), d.DDIMScheduler(**DDIM))
+    with unetlab.guidance_reuse(pipe, interval=2) as h:
+        out = run(pipe, {}, 4)
+        assert h.calls == [(s, s % 2 == 0) for s in range(4) for _view in range(2)]
+    with guidance_by_hand(pipe, 2, 1, interval=2, per_step=2):
+        ref = run(pipe, {}, 4)
+    assert torch.equal(out, ref)
+    with unetlab.branch_cache(pipe, interval=2), unetlab.guidance_reuse(pipe), pytest.raises(
+            RuntimeError, match="^guidance_reuse: TwoViews calls the UNet more than once per step") as e:
+        run(pipe, {}, 4)
+    assert "\n" not in str(e.value) and untouched(pipe)
+
+
 # ------------------------------------------------------------------ refusals, configs
 @pytest.mark.parametrize("name,more", [("sd", dict(guidance_scale=1.0, negative_prompt_embeds=None)),
                                        ("shapes", dict(guidance_scale=1.0)),
@@ -181,8 +226,9 @@ def test_what_cannot_apply_is_refused_when_applied():
     for target, err in [(pipe.unet, "^target: guidance_reuse needs the pipeline"),
                         (d.DDPMPipeline(unet=tiny_unet("ddpm"), scheduler=d.DDPMScheduler()),
                          "^target: UNet2DModel takes no conditioning"),
-                        (_make(d.StableDiffusionSAGPipeline, vae=_vae(), unet=tiny_unet("sd"),
-                               scheduler=d.DDIMScheduler(**DDIM)), "^target: StableDiffusionSAGPipeline")]:
+                        *((_make(cls, vae=_vae(), unet=tiny_unet("sd"), scheduler=d.DDIMScheduler(**DDIM)),
+                           f"^target: {cls.__name__}")
+                          for cls in (d.StableDiffusionSAGPipeline, d.StableDiffusionPanoramaPipeline))]:
         with pytest.raises(TypeError, match=err) as e:
             unetlab.guidance_reuse(target)
         assert "\n" not in str(e.value)
@@ -285,3 +331,38 @@ def test_stacks_remove_in_either_order():
         last.remove()
         assert untouched(pipe) and torch.equal(run(pipe, kw), plain), order
     assert not torch.equal(stacked, alone["bc"]) and not torch.equal(stacked, alone["gr"])
+
+
+# ------------------------------------------------------------------ the bench and the tuner
+def test_the_bench_has_its_rows_and_the_tuner_searches_it():
+    from unetlab.accel import BranchCacheConfig
+    from unetlab.eval.bench_methods import default_methods
+    from unetlab.recipes import Recipe, accelerate, space
+
+    pipe, kw, _ = build("sd")
+    rows = {m.name: m for m in default_methods(50, quick=True)}
+    for name, kinds in (("guidance reuse N=2", ["guidance_reuse"]),
+                        ("branch cache N=2 B=0 + guidance reuse N=2", ["branch_cache", "guidance_reuse"])):
+        handles = rows[name].apply(pipe)
+        assert [h.kind for h in handles] == kinds and rows[name].config.get("reuse", "copy") == "copy"
+        run(pipe, kw)
+        assert any(not full for _, full in handles[-1].calls)
+        for h in reversed(handles):
+            h.remove()
+    assert untouched(pipe)
+
+    assert space.guided(pipe.unet, 5.0) and space.guided(pipe.unet, None)
+    assert not space.guided(pipe.unet, 1.0) and not space.guided(tiny_unet("ddpm"), 5.0)
+    gr = [c for c in space.singles(pipe.unet, 10, {}, [], guidance=True) if c.family == "guidance-reuse"]
+    assert [c.accelerators for c in gr if c.steps == 10] == [(g,) for g in space.GUIDANCE]
+    assert {c.steps for c in gr} == set(space.step_counts(10)) and gr[0].name == "10 steps + GR N=2"
+    assert not any(c.family == "guidance-reuse" for c in space.singles(pipe.unet, 10, {}, []))
+    assert [c.accelerators[0].reuse for c in space.forecast_variants(gr[:1])] == ["taylor1", "taylor2"]
+    bc = space.Candidate(10, (BranchCacheConfig(interval=2),), "branch-cache")
+    combos = space.combinations([bc, gr[0]])
+    assert [c.accelerators for c in combos] == [(bc.accelerators[0], gr[0].accelerators[0])]
+    recipe = Recipe(10, "DDIMScheduler", combos[0].accelerators)
+    with accelerate(pipe, recipe):
+        stacked = run(pipe, kw, 10)
+    with unetlab.branch_cache(pipe, interval=2), unetlab.guidance_reuse(pipe, interval=2):
+        assert torch.equal(run(pipe, kw, 10), stacked)

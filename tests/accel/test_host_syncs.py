@@ -196,6 +196,8 @@ SINGLE = {
     "clockwork-adaptor": _adaptor,
     "block_skip": _skip,
     "anchor_attention": functools.partial(unetlab.anchor_attention, anchors=[0]),
+    **{f"guidance_reuse-{r}": functools.partial(unetlab.guidance_reuse, interval=3, reuse=r) for r in ORDERS},
+    "guidance_reuse-stop_after": functools.partial(unetlab.guidance_reuse, interval=2, stop_after=0.5),
 }
 STACKS = {
     **{f"encoder_propagation+branch_cache-{r}": (_ep(key_steps="uniform:4", reuse=r),
@@ -209,6 +211,10 @@ STACKS = {
                                       functools.partial(unetlab.anchor_attention, anchors=[0])),
     "clockwork+anchor_attention": (functools.partial(unetlab.clockwork, clock=3),
                                    functools.partial(unetlab.anchor_attention, anchors=[0])),
+    **{f"{first}+guidance_reuse": (make, functools.partial(unetlab.guidance_reuse, interval=2, reuse="taylor1"))
+       for first, make in (("encoder_propagation", _ep(key_steps="uniform:3")),
+                           ("branch_cache", functools.partial(unetlab.branch_cache, interval=3)),
+                           ("clockwork", functools.partial(unetlab.clockwork, clock=3)))},
 }
 
 

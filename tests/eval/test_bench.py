@@ -79,7 +79,8 @@ def test_validate_rejects_bad_rows():
 def test_unsupported_reason_from_a_failing_method(tiny_pipeline_dir):
     w = user_workload(str(tiny_pipeline_dir))
     result = bench(workload=w, steps=4, num_images=1, timing_images=1, repeats=1, quick=True,
-                   methods=["tomesd ratio=0.5"])
-    row = {r["method"]: r for r in result["rows"]}["tomesd ratio=0.5"]
-    assert row["unsupported"]  # the DDPM UNet has no transformer blocks for ToMe to merge
+                   methods=["tomesd ratio=0.5", "guidance reuse N=2"])
+    rows = {r["method"]: r for r in result["rows"]}
+    assert rows["tomesd ratio=0.5"]["unsupported"]  # the DDPM UNet has no transformer blocks for ToMe to merge
+    assert rows["guidance reuse N=2"]["unsupported"].startswith("TypeError: target: UNet2DModel takes no conditioning")
     assert torch.isfinite(torch.tensor(result["rows"][0]["seconds_per_image"]))

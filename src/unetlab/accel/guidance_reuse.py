@@ -15,7 +15,7 @@ A call without a guidance batch is refused at the first UNet call of a pipeline 
 cut-off callback drops the batch) such a call runs as it is. Stacked on encoder propagation, branch caching or
 clockwork (applied after them), each guidance chunk is its own UNet call underneath at a full step, the conditional
 chunk first, so their caches (kept per call slot) hold one chunk's rows and a cheap step's conditional rows reuse
-the conditional slot's cache.
+the conditional slot's cache; a pipeline calling the UNet more than once per step is refused there.
 """
 
 from __future__ import annotations
@@ -77,11 +77,14 @@ class GuidanceReuse(Accelerator):
         if "encoder_hidden_states" not in self._signature.parameters:
             raise TypeError(f"target: {type(self.unet).__name__} takes no conditioning, so its pipeline has no "
                             "guidance batch to reuse")
-        from diffusers import StableDiffusionSAGPipeline
+        from diffusers import StableDiffusionPanoramaPipeline, StableDiffusionSAGPipeline
 
-        if isinstance(self.pipe, StableDiffusionSAGPipeline):
-            raise TypeError("target: StableDiffusionSAGPipeline reads the attention map of both guidance halves "
-                            "from the UNet, which a cheap step does not compute")
+        for cls, why in ((StableDiffusionSAGPipeline, "reads the attention map of both guidance halves from the "
+                          "UNet, which a cheap step does not compute"),
+                         (StableDiffusionPanoramaPipeline, "guides while its do_classifier_free_guidance says False, "
+                          "and interleaves the guidance rows of its views")):
+            if isinstance(self.pipe, cls):
+                raise TypeError(f"target: {cls.__name__} {why}")
         self._family = family(self.pipe)
         under = sorted(claims(self.unet) & UNDER)
         if under and self._family == "pag":
@@ -102,6 +105,10 @@ class GuidanceReuse(Accelerator):
 
     # ------------------------------------------------------------------ the patched call
     def forward(self, original, call: Call, args, kwargs):
+        if self._split and call.slot:
+            raise RuntimeError(f"guidance_reuse: {type(self.pipe).__name__} calls the UNet more than once per step, "
+                               f"and stacked on {', '.join(sorted(claims(self.unet) & UNDER))} the guidance chunks of "
+                               "its calls would share their call slots; apply guidance_reuse alone")
         layout = self._guidance(call)
         if layout is None:
             self.calls.append((call.step, True))

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 FAMILIES = ("baseline", "fewer-steps", "encoder-propagation", "branch-cache", "clockwork", "block-skip",
-            "deepcache", "tome", "combination", "tuned")
+            "guidance-reuse", "deepcache", "tome", "combination", "tuned")
 
 
 @dataclass
@@ -59,6 +59,15 @@ def _cw_shipped(**cfg):
         from ..accel.clockwork_adaptor import shipped_adaptor_for
 
         return [clockwork(pipe, adaptor=shipped_adaptor_for(pipe.unet), **cfg)]
+    return apply
+
+
+def _gr(**cfg):
+    """Guidance reuse (an unsupported row, with its one-line refusal, on a workload sampled without guidance)."""
+    def apply(pipe):
+        from ..accel.guidance_reuse import guidance_reuse
+
+        return [guidance_reuse(pipe, **cfg)]
     return apply
 
 
@@ -184,6 +193,10 @@ def default_methods(steps: int = 50, key_steps_derived: str | Path | None = None
                _chain(_ep(**ep_paper), _peer("tome", ratio=0.5))),
         Method("combination", "EP uniform:2 + branch cache N=2", dict(key_steps="uniform:2", interval=2), steps,
                _chain(_ep(key_steps="uniform:2", noise_injection=None), _bc(interval=2, branch=0))),
+        Method("guidance-reuse", "guidance reuse N=2", dict(interval=2), steps, _gr(interval=2)),
+        Method("combination", "branch cache N=2 B=0 + guidance reuse N=2",
+               dict(interval=2, branch=0, guidance_interval=2), steps, _chain(_bc(interval=2, branch=0),
+                                                                               _gr(interval=2))),
         *(Method("combination", f"DDIM-{k} + branch cache N=2 layer", dict(steps=k, interval=2, granularity="layer"),
                  k, _bc(interval=2, branch=0, granularity="layer"))
           for k in sorted({max(2, round(steps * f)) for f in (0.5, 0.4)}, reverse=True)),
@@ -195,6 +208,9 @@ def default_methods(steps: int = 50, key_steps_derived: str | Path | None = None
                    _bc(interval=4, branch=0, granularity="layer")),
             Method("branch-cache", "branch cache N=3 B=1", dict(interval=3, branch=1), steps, _bc(interval=3, branch=1)),
             Method("clockwork", "clockwork clock=4", dict(clock=4), steps, _cw(clock=4)),
+            Method("guidance-reuse", "guidance reuse N=3", dict(interval=3), steps, _gr(interval=3)),
+            Method("guidance-reuse", "guidance dropped after 40% of the steps", dict(interval=1, stop_after=0.4),
+                   steps, _gr(interval=1, stop_after=0.4)),
             *_forecast_rows(steps),
         ]
     from .bench_tuned import placeholders

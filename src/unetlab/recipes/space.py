@@ -14,8 +14,11 @@ it. At each step count n:
 - forecasting (`reuse="taylor1"|"taylor2"`, where the accelerators offer a `reuse` field): each encoder
   propagation or branch-caching setting that survives the first round is tried again with each forecast
   (`forecast_variants`); clockwork's forecast with the identity adaptor is branch caching's at block granularity;
+- guidance reuse, where the workload samples with guidance (`guided`): the whole guidance batch every 2 or 3
+  steps, and every 2 steps with guidance dropped after half the steps (T-GATE's drop);
 - stacks (`combinations`): encoder propagation then branch caching or clockwork, built from the settings of
-  each that survive the first round, sequential decoding (the only mode they stack in).
+  each that survive the first round, sequential decoding (the only mode they stack in); and encoder propagation
+  (sequential), branch caching or clockwork then guidance reuse, from the survivors of each.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from ..accel import (
     BranchCacheConfig,
     ClockworkConfig,
     EncoderPropagationConfig,
+    GuidanceReuseConfig,
 )
 from ..accel.block_skip import SkipWindow
 from ..schedules import KeySteps, KeyStepsError, resolve
@@ -37,7 +41,10 @@ FRACTIONS = (1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.24, 0.2)
 INTERVALS = (2, 3, 4, 5)
 BRANCHES = (("block", 0), ("layer", 0), ("layer", 1))
 UNIFORM = (2, 3, 4)
-FAMILIES = ("steps", "encoder-propagation", "branch-cache", "clockwork", "block-skip", "combination")
+GUIDANCE = (GuidanceReuseConfig(interval=2), GuidanceReuseConfig(interval=3), GuidanceReuseConfig(stop_after=0.5))
+FAMILIES = ("steps", "encoder-propagation", "branch-cache", "clockwork", "block-skip", "guidance-reuse",
+            "combination")
+REUSE_FAMILIES = ("encoder-propagation", "branch-cache", "guidance-reuse")  # those with a `reuse` to forecast
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,9 @@ def describe(cfg) -> str:
         return f"CW clock={cfg.clock} L{cfg.level} adaptor {cfg.adaptor}" if cfg.adaptor else f"CW clock={cfg.clock}"
     if cfg.kind == "block_skip":
         return f"BS {len(cfg.plan.windows)} windows ({cfg.plan.meta.get('source', 'plan')})"
+    if cfg.kind == "guidance_reuse":
+        stop = f" stop {cfg.stop_after}" if cfg.stop_after is not None else ""
+        return f"GR N={cfg.interval}{stop}{tail}"
     return cfg.kind
 
 
@@ -86,10 +96,11 @@ def forecasts(cls) -> tuple:
 
 
 def forecast_variants(survivors: list[Candidate]) -> list[Candidate]:
-    """Every surviving single encoder-propagation or branch-caching candidate again with each forecast."""
+    """Every surviving single encoder-propagation, branch-caching or guidance-reuse candidate again with each
+    forecast."""
     out = []
     for c in survivors:
-        if c.family in ("encoder-propagation", "branch-cache") and getattr(c.accelerators[0], "reuse", None) == "copy":
+        if c.family in REUSE_FAMILIES and getattr(c.accelerators[0], "reuse", None) == "copy":
             cfg = c.accelerators[0]
             out += [Candidate(c.steps, (replace(cfg, reuse=r),), c.family) for r in forecasts(type(cfg))]
     return out
@@ -153,8 +164,17 @@ def adaptor_configs(unet) -> list:
     return [ClockworkConfig(clock=clock, adaptor=fam) for clock in INTERVALS[:3]]
 
 
-def singles(unet, steps: int, derived: dict, plans: list) -> list[Candidate]:
-    """Every single-method candidate (and fewer steps alone) of the space."""
+def guided(unet, guidance_scale: float | None) -> bool:
+    """Whether a workload samples with guidance: a conditional UNet, and a guidance scale above 1 (None: the
+    pipeline's default, which guides)."""
+    from ..accel.handle import forward_signature
+
+    conditional = "encoder_hidden_states" in forward_signature(unet).parameters
+    return conditional and (guidance_scale is None or guidance_scale > 1)
+
+
+def singles(unet, steps: int, derived: dict, plans: list, guidance: bool = False) -> list[Candidate]:
+    """Every single-method candidate (and fewer steps alone) of the space; guidance reuse where `guidance`."""
     out = []
     reuse, adaptors = reuse_configs(unet), adaptor_configs(unet)
     for n in step_counts(steps):
@@ -167,20 +187,24 @@ def singles(unet, steps: int, derived: dict, plans: list) -> list[Candidate]:
             scaled = plan if plan.num_inference_steps == n else scale_plan(plan, n)
             if scaled is not None:
                 out.append(Candidate(n, (BlockSkipConfig(scaled),), "block-skip"))
+        if guidance:
+            out += [Candidate(n, (c,), "guidance-reuse") for c in GUIDANCE]
     return out
 
 
 def combinations(survivors: list[Candidate], per_kind: int = 3) -> list[Candidate]:
-    """Encoder propagation (sequential) then branch caching or clockwork, from the first-round survivors at each step
-    count: the `per_kind` best-ranked settings of each (survivors are given best first)."""
+    """Encoder propagation (sequential) then branch caching or clockwork, and any of the three then guidance reuse,
+    from the first-round survivors at each step count: the `per_kind` best-ranked settings of each (survivors are
+    given best first)."""
     out = []
     for n in sorted({c.steps for c in survivors}, reverse=True):
-        eps = [c.accelerators[0] for c in survivors if c.steps == n and c.family == "encoder-propagation"][:per_kind]
-        reuse = [c.accelerators[0] for c in survivors
-                 if c.steps == n and c.family in ("branch-cache", "clockwork")][:per_kind]
-        for ep in eps:
-            for r in reuse:
-                out.append(Candidate(n, (replace(ep, parallel=False), r), "combination"))
+        def best(*families, n=n):
+            return [c.accelerators[0] for c in survivors if c.steps == n and c.family in families][:per_kind]
+
+        eps = [replace(ep, parallel=False) for ep in best("encoder-propagation")]
+        reuse = best("branch-cache", "clockwork")
+        out += [Candidate(n, (ep, r), "combination") for ep in eps for r in reuse]
+        out += [Candidate(n, (first, g), "combination") for first in eps + reuse for g in best("guidance-reuse")]
     return out
 
 

@@ -226,7 +226,9 @@ class Tuner:
     def run(self) -> TuneResult:
         w, cal = self.w, self.cal
         self._baseline()
-        pool = [c for c in space.singles(w.unet, self.steps, self._derived(), self._plans()) if c.family in self.families]
+        guidance = space.guided(w.unet, w.guidance_scale)
+        pool = [c for c in space.singles(w.unet, self.steps, self._derived(), self._plans(), guidance)
+                if c.family in self.families]
         s1, s2 = cal[:min(2, len(cal))], cal[:min(4, len(cal))]
         self.measure(self.base, s1, counted=True)
         measured = self._round(pool, s1, True, "tune: round 1")
