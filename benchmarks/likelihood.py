@@ -76,10 +76,8 @@ def train_argv(variant: str, schedule: str, seed: int, steps: int, runs: Path, s
         "--blocks",
         str(size.blocks),
         *(["--no-attention"] if size.no_attention else []),
-        "--encoder-channels",
-        str(size.encoder_channels),
-        "--encoder-blocks",
-        str(size.encoder_blocks),
+        *(["--encoder-channels", str(size.encoder_channels), "--encoder-blocks", str(size.encoder_blocks)]
+          if VARIANTS[variant][0] == "diffenc" else []),  # vdm has no encoder
         "--fourier-exponents",
         *map(str, size.fourier_exponents),
         "--sample-steps",

@@ -58,7 +58,8 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from unetlab.commands.likelihood import dataset, model_dir
+    from unetlab.commands.likelihood import model_dir
+    from unetlab.data import dataset
     from unetlab.vdm import images_to_x, load_model
 
     torch.set_num_threads(1)

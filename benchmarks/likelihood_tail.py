@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 import likelihood  # benchmarks/likelihood.py, beside this script
 from likelihood import TOLERANCE, cell, mean_se, write_atomic
-from unetlab.commands.likelihood import dataset
+from unetlab.data import dataset
 from unetlab.vdm import evaluate_bpd, images_to_x, load_model
 
 

@@ -11,16 +11,11 @@ import atexit
 import importlib
 import sys
 
+from .commands.args import Parser
+
 # One module per command; each defines `register(subparsers)` and sets `func` on its parser.
 COMMANDS = ["info", "demo", "train", "eval", "analyze", "bench", "tune", "video"]
 USAGE_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
-
-
-class Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line: `unetlab train: error: argument --size: ...`."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

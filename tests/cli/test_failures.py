@@ -62,7 +62,7 @@ def test_bad_input_from_the_shell_exits_2_without_traceback(tmp_path):
                         str(tmp_path / "r"), "--size", "0"], capture_output=True, text=True, timeout=300, check=False)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert p.stderr.strip().splitlines() == [
-        "unetlab train: error: argument --size: expected an integer >= 1, got '0' (see unetlab train --help)"]
+        "unetlab train ddpm: error: argument --size: expected an integer >= 1, got '0' (see unetlab train ddpm --help)"]
     assert not (tmp_path / "r").exists()
 
 

@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from unetlab.cli import main
 from unetlab.train.tasks import make_task
@@ -31,8 +32,81 @@ def test_prediction_type_and_init_from_reach_the_task_or_fail_in_one_line(tmp_pa
     assert make_task("t2i", "shapes", prediction_type="v_prediction").scheduler.config.prediction_type == "v_prediction"
     assert main(["train", "vdm", "--data", "digits", "--out", str(tmp_path / "r"),
                  "--prediction-type", "v_prediction"]) == 2
-    assert "prediction-type: vdm trains its own parameterisation" in capsys.readouterr().err
+    assert "--prediction-type is not an option of vdm (only of ddpm, t2i)" in capsys.readouterr().err
     assert main(["train", "ddpm", "--data", "digits", "--out", str(tmp_path / "r"), "--steps", "1",
                  "--init-from", "shapes"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "init_from: " in err[0] and "holds a UNet2DConditionModel; the task trains a UNet2DModel" in err[0]
+
+
+def _refusal(parser, argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_every_option_of_another_method_is_refused_naming_it(capsys):
+    from unetlab.cli import build_parser
+    from unetlab.commands.train_methods import METHODS
+
+    parser = build_parser()
+    flags = {f for m in METHODS.values() for o in m.loop + m.own for f in o.flags}
+    for name, method in METHODS.items():
+        own = {f for o in method.loop + method.own for f in o.flags}
+        for flag in sorted(flags - own):
+            err = _refusal(parser, ["train", name, "--out", "x", flag, "1"], capsys)
+            assert err.startswith(f"unetlab train {name}: error: {flag} is not an option of {name} (only of "), err
+    assert _refusal(parser, ["train", "ddpm", "--out", "x", "--teacher", "x", "--clock", "3"], capsys) == (
+        "unetlab train ddpm: error: --teacher is not an option of ddpm (only of codi); --clock is not an option of "
+        "ddpm (only of clockwork) (see unetlab train ddpm --help)")
+
+
+def test_the_run_identity_holds_only_the_methods_own_options():
+    from unetlab.cli import build_parser
+    from unetlab.commands.train import run_identity
+    from unetlab.commands.train_methods import METHODS
+
+    parser = build_parser()
+    for name, method in METHODS.items():
+        identity = run_identity(parser.parse_args(["train", name, "--out", "x"]))
+        assert set(identity) == {"command", *(o.dest for o in method.own)}, name
+    assert run_identity(parser.parse_args(["train", "ddpm", "--out", "x", "--data", "digits", "--seed", "3"])) == {
+        "command": "train ddpm", "data": "digits", "size": None, "prediction_type": "epsilon"}
+    assert set(run_identity(parser.parse_args(["train", "clockwork", "--out", "x"]))) == {
+        "command", "model", "level", "clock", "trajectories", "trajectory_steps", "guidance_scale",
+        "adaptor_channels", "prompts"}
+
+
+def test_a_run_stores_its_own_options_and_resumes_comparing_only_them(tmp_path, capsys):
+    import json
+
+    run = tmp_path / "run"
+    argv = ["train", "ddpm", "--data", "digits", "--size", "8", "--warmup", "0", "--sample-steps", "1",
+            "--threads", "1", "--no-progress", "--out", str(run)]
+    assert main([*argv, "--steps", "1"]) == 0
+    state_file = run / "checkpoint-0000001" / "state.json"
+    state = json.loads(state_file.read_text())
+    assert state["config"]["run"] == {"command": "train ddpm", "data": "digits", "size": 8,
+                                      "prediction_type": "epsilon"}
+    # as a run stored before each method had its own options: every method's options, with their defaults
+    state["config"]["run"].update(clock=2, teacher="digits", encoder="trainable", vae=None, parameterization="v")
+    state_file.write_text(json.dumps(state))
+    assert main([*argv, "--prediction-type", "v_prediction", "--steps", "2", "--resume"]) == 2
+    assert "resume: prediction-type differs from the stored run" in capsys.readouterr().err
+    assert main([*argv, "--steps", "2", "--resume"]) == 0
+    assert (run / "latest").read_text().strip() == "checkpoint-0000002"
+    stored = json.loads((run / "checkpoint-0000002" / "state.json").read_text())["config"]["run"]
+    assert stored == {"command": "train ddpm", "data": "digits", "size": 8, "prediction_type": "epsilon"}
+
+
+def test_one_dataset_helper_names_digits_shapes_and_folders(tmp_path):
+    from unetlab.data import dataset
+
+    assert dataset("digits", "test", 8)[torch.arange(2)]["images"].shape == (2, 1, 8, 8)
+    assert dataset("shapes", "train", 24, seed=1)[torch.arange(1)]["images"].shape == (1, 3, 24, 24)
+    with pytest.raises(FileNotFoundError, match="data: folder .*missing does not exist"):
+        dataset(str(tmp_path / "missing"), "train", 16)
+    with pytest.raises(ValueError, match="data: 'cifar' is not digits, shapes or an existing image folder"):
+        dataset("cifar", "train", 16)

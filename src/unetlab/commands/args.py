@@ -1,9 +1,31 @@
-"""Argument types for the command line: each rejects what it cannot use with one line saying what is valid."""
+"""Command-line pieces: argument types that refuse bad values in one line, the one-line parser, `Option`."""
 
 from __future__ import annotations
 
 import argparse
 import math
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line: `unetlab train ddpm: error: argument --size: ...`."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class Option:
+    """One command-line option, kept as the arguments of `parser.add_argument(*flags, **kwargs)`."""
+
+    def __init__(self, *flags: str, **kwargs):
+        self.flags, self.kwargs = flags, kwargs
+
+    @property
+    def dest(self) -> str:
+        """The attribute of the parsed namespace that holds its value."""
+        return self.kwargs.get("dest") or self.flags[-1].lstrip("-").replace("-", "_")
+
+    def add_to(self, parser) -> None:
+        parser.add_argument(*self.flags, **self.kwargs)
 
 
 def _number(kind, text: str):

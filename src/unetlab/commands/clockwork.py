@@ -1,33 +1,30 @@
-"""The options of `unetlab train clockwork`: distil Clockwork's adaptor for a pipeline (`unetlab.train.clockwork`)."""
+"""The options and task of `unetlab train clockwork`: distil Clockwork's adaptor for a pipeline."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from .args import int_at_least, positive_float, positive_int
+from .args import Option, int_at_least, positive_float, positive_int
 
-METHODS = ("clockwork",)
-
-
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `unetlab train clockwork` (ignored by the other methods)."""
-    g = parser.add_argument_group("clockwork (distil the learned adaptor on the model's own trajectories)")
-    g.add_argument("--model", default=None, help="digits | shapes | a pipeline folder (required for clockwork)")
-    g.add_argument("--level", type=positive_int, default=1, help="cut level: how many high-resolution levels run")
-    g.add_argument("--clock", type=int_at_least(2), default=2, help="full UNet every CLOCK steps; the adaptor between")
-    g.add_argument("--trajectories", type=positive_int, default=128, help="recorded sampling calls (one image each)")
-    g.add_argument("--trajectory-steps", type=int_at_least(2), default=50,
-                   help="steps of the recorded calls, with the pipeline's own scheduler (the bench's: 50)")
-    g.add_argument("--guidance-scale", type=positive_float, default=None,
-                   help="guidance of the recorded calls (default: the pipeline's; shapes: 5, as the bench)")
-    g.add_argument("--adaptor-channels", type=positive_int, default=None,
-                   help="adaptor width (default: the channels of the high-resolution input it reads)")
-    g.add_argument("--prompts", default=None, metavar="FILE",
-                   help="prompts, one a line, for text-conditional pipelines other than shapes")
+OPTIONS = (
+    Option("--model", default=None, help="digits | shapes | a pipeline folder (required)"),
+    Option("--level", type=positive_int, default=1, help="cut level: how many high-resolution levels run"),
+    Option("--clock", type=int_at_least(2), default=2, help="full UNet every CLOCK steps; the adaptor between"),
+    Option("--trajectories", type=positive_int, default=128, help="recorded sampling calls (one image each)"),
+    Option("--trajectory-steps", type=int_at_least(2), default=50,
+           help="steps of the recorded calls, with the pipeline's own scheduler (the bench's: 50)"),
+    Option("--guidance-scale", type=positive_float, default=None,
+           help="guidance of the recorded calls (default: the pipeline's; shapes: 5, as the bench)"),
+    Option("--adaptor-channels", type=positive_int, default=None,
+           help="adaptor width (default: the channels of the high-resolution input it reads)"),
+    Option("--prompts", default=None, metavar="FILE",
+           help="prompts, one a line, for text-conditional pipelines other than shapes"),
+)
 
 
 def read_prompts(path: str | None) -> list[str] | None:
+    """The prompts of file `path`, one a line (None: the pipeline's own)."""
     if path is None:
         return None
     file = Path(path)
@@ -44,8 +41,6 @@ def make_task(args: argparse.Namespace):
     from ..models.load import check_exists
     from ..train.clockwork import ClockworkTaskConfig, make_task
 
-    if args.data is not None:
-        raise ValueError("data: clockwork learns from the model's own trajectories, not from data; give --model")
     if args.model is None:
         raise ValueError("model: --model is required for clockwork (digits, shapes or a pipeline folder)")
     check_exists(args.model)

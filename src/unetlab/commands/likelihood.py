@@ -1,91 +1,71 @@
-"""Helpers for the VDM / DiffEnc commands: `unetlab train vdm|diffenc` options and `unetlab eval bpd`."""
+"""The VDM / DiffEnc commands: the options and task of `unetlab train vdm|diffenc`, and `unetlab eval bpd`."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from .args import nonnegative_int, positive_int
+from .args import Option, nonnegative_int, positive_int
 
-METHODS = ("vdm", "diffenc")
 DATA_HELP = "digits | shapes | path to an image folder"
+SIZES = {"digits": 8, "shapes": 24}  # the native image size when none is given (an image folder: 32)
+SIZE = Option("--size", type=positive_int, default=None, help="image size (default: 8 digits, 24 shapes, 32 folders)")
+# The options vdm and diffenc share; each adds its own below.
+MODEL = (
+    Option("--schedule", choices=("fixed", "learned", "monotone"), default="fixed",
+           help="γ(t): fixed linear, learned endpoints, learned monotone network"),
+    Option("--channels", type=positive_int, default=64, help="score net width"),
+    Option("--blocks", type=positive_int, default=4, help="score net resnet blocks per side"),
+    Option("--no-attention", action="store_true", help="drop the score net's middle attention"),
+    Option("--fourier-exponents", type=nonnegative_int, nargs="*", default=[6, 7], metavar="N",
+           help="score net input features sin, cos(2ⁿ·2π·z) (default: VDM's 6 7; none: no features)"),
+    Option("--track-test", action="store_true",
+           help="score the EMA model's bound on the test split at every checkpoint (the training curve)"),
+    Option("--track-repeats", type=positive_int, default=1, metavar="N",
+           help="--track-test: passes of noise per score, pass r with seed r (default 1; more: a steadier curve)"),
+)
+VDM_OPTIONS = (Option("--parameterization", choices=("eps", "v"), default="v",
+                      help="what the score net predicts: ε or v (default v)"),)
+DIFFENC_OPTIONS = (
+    Option("--encoder", choices=("trainable", "nt"), default="trainable",
+           help="trainable: x_φ(x, t), a learned encoder; nt: α_t² x (DiffEnc-nt)"),
+    Option("--encoder-channels", type=positive_int, default=32, help="encoder width (trainable)"),
+    Option("--encoder-blocks", type=positive_int, default=2, help="encoder resnet blocks (trainable)"),
+)
+SAMPLE_STEPS = Option("--sample-steps", type=positive_int, default=None,
+                      help="steps of the checkpoint sample grids (default 100, ancestral)")
 
 
-def dataset(data: str, split: str, size: int | None, seed: int = 0):
-    """The `split` ("train"/"test") of `data`; an image folder has no split and is used whole."""
-    from ..data import DigitsDataset, FolderDataset, ShapesDataset
-
-    if data == "digits":
-        return DigitsDataset(split, 8 if size is None else size)
-    if data == "shapes":
-        return ShapesDataset(split, 24 if size is None else size, seed=seed)
-    if Path(data).is_dir():
-        return FolderDataset(data, 32 if size is None else size)
-    raise ValueError(f"data: {data!r} is not digits, shapes or an existing image folder")
-
-
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """The model options of `unetlab train vdm|diffenc` (ignored by the other methods)."""
-    g = parser.add_argument_group("vdm / diffenc (digits default to native 8x8)")
-    g.add_argument(
-        "--parameterization", choices=("eps", "v"), default="v", help="vdm only; diffenc is always v"
-    )
-    g.add_argument("--encoder", choices=("trainable", "nt"), default="trainable", help="diffenc: x_φ or α²x")
-    g.add_argument(
-        "--schedule",
-        choices=("fixed", "learned", "monotone"),
-        default="fixed",
-        help="γ(t): fixed linear, learned endpoints, learned monotone network",
-    )
-    g.add_argument("--channels", type=positive_int, default=64, help="score net width")
-    g.add_argument("--blocks", type=positive_int, default=4, help="score net resnet blocks per side")
-    g.add_argument("--no-attention", action="store_true", help="drop the score net's middle attention")
-    g.add_argument(
-        "--fourier-exponents", type=nonnegative_int, nargs="*", default=[6, 7], metavar="N",
-        help="score net input features sin, cos(2ⁿ·2π·z) (default: VDM's 6 7; none: no features)",
-    )
-    g.add_argument("--encoder-channels", type=positive_int, default=32)
-    g.add_argument("--encoder-blocks", type=positive_int, default=2)
-    g.add_argument(
-        "--sample-steps", type=positive_int, default=None,
-        help="steps of the checkpoint sample grids (default: vdm/diffenc 100 ancestral, ddpm/t2i 50 DDIM)"
-    )
-    g.add_argument(
-        "--track-test",
-        action="store_true",
-        help="score the EMA model's bound on the test split at every checkpoint (the training curve)",
-    )
-    g.add_argument(
-        "--track-repeats", type=positive_int, default=1, metavar="N",
-        help="--track-test: passes of noise per score, pass r with seed r (default 1; more: a steadier curve)",
-    )
+def image_size(data: str, size: int | None) -> int:
+    """`size`, or the native size of `data` when it is None (`SIZES`; an image folder: 32)."""
+    return SIZES.get(data, 32) if size is None else size
 
 
 def make_task(args: argparse.Namespace):
     """The `LikelihoodTask` that `unetlab train vdm|diffenc` trains."""
     import torch
 
+    from ..data import dataset
     from ..vdm import LikelihoodConfig, LikelihoodTask
 
-    data = dataset(args.data, "train", args.size, args.seed)
+    size = image_size(args.data, args.size)
+    data = dataset(args.data, "train", size, args.seed)
     channels = int(data[torch.arange(1)]["images"].shape[1])
+    own = {o.dest: getattr(args, o.dest) for o in (VDM_OPTIONS if args.method == "vdm" else DIFFENC_OPTIONS)}
     cfg = LikelihoodConfig(
         method=args.method,
-        parameterization="v" if args.method == "diffenc" else args.parameterization,
-        encoder=args.encoder,
         schedule=args.schedule,
         in_channels=channels,
         channels=args.channels,
         blocks=args.blocks,
         attention=not args.no_attention,
-        encoder_channels=args.encoder_channels,
-        encoder_blocks=args.encoder_blocks,
         fourier_exponents=tuple(args.fourier_exponents),
         init_seed=args.seed,
+        **own,
     )
     if args.track_repeats > 1 and not args.track_test:
         raise ValueError(f"track-repeats: {args.track_repeats} passes need --track-test (the curve they score)")
-    held_out = dataset(args.data, "test", args.size, args.seed) if args.track_test else None
+    held_out = dataset(args.data, "test", size, args.seed) if args.track_test else None
     return LikelihoodTask(cfg, data, sample_steps=100 if args.sample_steps is None else args.sample_steps,
                           eval_dataset=held_out, eval_repeats=args.track_repeats)
 
@@ -129,6 +109,7 @@ def model_dir(run: str | Path) -> Path:
 def run_bpd(args: argparse.Namespace) -> int:
     import torch
 
+    from ..data import dataset
     from ..vdm import evaluate_bpd, images_to_x, load_model
     from ..vdm.bpd import mean_of_passes
 
@@ -136,7 +117,7 @@ def run_bpd(args: argparse.Namespace) -> int:
         raise ValueError(f"repeats: {args.repeats} must be >= 1")
     model, cfg = load_model(model_dir(args.run))
     model.eval()
-    data = dataset(args.data, args.split, args.size)
+    data = dataset(args.data, args.split, image_size(args.data, args.size))
     x = images_to_x(data[torch.arange(len(data))]["images"])
     generator = torch.Generator().manual_seed(args.seed)
     runs = [evaluate_bpd(model, x, generator, args.batch_size) for _ in range(args.repeats)]

@@ -100,23 +100,28 @@ def _state(path: Path) -> dict:
     return state
 
 
-def read(path: Path, names, rank: int) -> dict:
-    """Every file of the checkpoint at `path`: state, weights and EMA of each module in `names`, optimiser and rank
-    `rank`'s generator state; `CorruptCheckpoint` names the first file that cannot be read."""
-    return {"state": _read(path / "state.json", _state),
+def read(path: Path, names, rank: int, check=None) -> dict:
+    """Every file of the checkpoint at `path`: state (passed to `check` before anything else is read), weights and
+    EMA of each module in `names`, optimiser and rank `rank`'s generator state; `CorruptCheckpoint` names the first
+    file that cannot be read."""
+    state = _read(path / "state.json", _state)
+    if check is not None:
+        check(state)
+    return {"state": state,
             "weights": {n: _read(path / f"{n}.safetensors", load_file) for n in names},
             "ema": {n: _read(path / f"ema_{n}.safetensors", load_file) for n in names},
             "optimizer": _read(path / "optimizer.pt", lambda p: torch.load(p, weights_only=True)),
             "generator": _read(path / "generators.safetensors", lambda p: load_file(p)[f"rank{rank}"])}
 
 
-def read_newest(out: Path, names, rank: int, say=print) -> tuple[Path, dict] | None:
-    """The newest committed checkpoint of `out` whose files all read, `say`ing which newer ones were passed over and
-    why; None when there is none; `CorruptCheckpoint` naming the newest one's problem when none reads."""
+def read_newest(out: Path, names, rank: int, say=print, check=None) -> tuple[Path, dict] | None:
+    """The newest committed checkpoint of `out` whose files all read (its state passing `check`), `say`ing which
+    newer ones were passed over and why; None when there is none; `CorruptCheckpoint` naming the newest one's
+    problem when none reads."""
     errors = []
     for path in committed(out):
         try:
-            loaded = read(path, names, rank)
+            loaded = read(path, names, rank, check)
         except CorruptCheckpoint as err:
             errors.append(err)
             continue

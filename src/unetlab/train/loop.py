@@ -146,7 +146,9 @@ def train(task: Task, cfg: TrainConfig, accelerator=None) -> dict:
         raise ValueError(f"out: {out} already holds a training run ({held[0].name}); pass --resume to continue it or "
                          "choose another folder")
     say = print if accelerator.is_main_process else (lambda line: None)
-    found = ckpt.read_newest(out, list(modules), accelerator.process_index, say) if held else None
+    # the stored run is checked before its weights are read: another method's run lacks this task's files
+    found = ckpt.read_newest(out, list(modules), accelerator.process_index, say,
+                             lambda stored: check_resume(stored.get("config", {}), cfg, out)) if held else None
     if found is None and cfg.init_from is not None:
         init_from(modules, cfg.init_from)
     emas = {name: EMA(m, cfg.ema_decay) for name, m in modules.items()}
@@ -161,7 +163,6 @@ def train(task: Task, cfg: TrainConfig, accelerator=None) -> dict:
     if found is not None:
         loaded = found[1]
         state = loaded["state"]
-        check_resume(state.get("config", {}), cfg, out)
         if state["world_size"] != accelerator.num_processes:
             raise ValueError(f"resume: checkpoint was written by {state['world_size']} processes, "
                              f"this run has {accelerator.num_processes}")

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
-from ..data import DigitsDataset, FolderDataset, ShapesDataset
+from ..data import dataset as data_by_name
 from .seeding import seeded
 from .target import training_scheduler
 
 METHODS = ("ddpm", "t2i", "autoencoder", "judge")
+DDPM_SIZES = {"digits": 16, "shapes": 24}  # ddpm's image size when none is given (an image folder: 16)
 
 
 def make_task(method: str, data: str, size: int | None = None, seed: int = 0, prediction_type: str = "epsilon",
@@ -37,14 +36,7 @@ def make_task(method: str, data: str, size: int | None = None, seed: int = 0, pr
         from ..models.configs import digits_unet
         from .ddpm import DDPMTask
 
-        if data == "digits":
-            dataset = DigitsDataset("train", 16 if size is None else size)
-        elif data == "shapes":
-            dataset = ShapesDataset("train", 24 if size is None else size, seed=seed)
-        elif Path(data).exists() or "/" in data or "\\" in data:
-            dataset = FolderDataset(data, 16 if size is None else size)
-        else:
-            raise ValueError(f"data: {data!r} is not digits, shapes or an existing image folder")
+        dataset = data_by_name(data, "train", DDPM_SIZES.get(data, 16) if size is None else size, seed)
         first = dataset[torch.arange(1)]["images"]
         with seeded(seed):
             unet = digits_unet(first.shape[-1], first.shape[1])
