@@ -154,7 +154,7 @@ CASES = [
     ("quality-steps-0", _with(QUALITY, "--steps", "0"), 2, "argument --steps"),
     ("quality-batch-0", _with(QUALITY, "--batch-size", "0"), 2, "argument --batch-size"),
     ("quality-guidance-negative", _with(QUALITY, "--guidance-scale", "-1"), 2, "argument --guidance-scale"),
-    ("quality-kind-needed", ["eval", "quality", P], 2, "--kind: give digits or shapes"),
+    ("quality-kind-needed", ["eval", "quality", P], 2, "--kind: give digits, shapes, mini-sd"),
     ("quality-model-missing", ["eval", "quality", "{tmp}/nope", "--kind", "digits"], 2, "load: no such folder"),
     ("quality-model-truncated", ["eval", "quality", "{truncated}", "--kind", "digits"], 2,
      "model: {truncated}/unet/diffusion_pytorch_model.safetensors is not a valid safetensors file"),

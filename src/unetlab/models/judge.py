@@ -38,34 +38,55 @@ def targets(labels: list[dict]) -> dict[str, torch.Tensor]:
     return {name: torch.tensor(v) for name, v in out.items()}
 
 
+CROP = 32  # px: a cell (64/3 px) and the margin an object's jitter and size can reach
+
+
+def cell_crops(images: torch.Tensor) -> torch.Tensor:
+    """The 9 crops (N, 9, C, 32, 32) centred on the 3x3 grid's cells (edges replicated)."""
+    half = CROP // 2
+    padded = nn.functional.pad(images, (half,) * 4, mode="replicate")
+    centres = [round((i + 0.5) * scenes.SIZE / 3) + half for i in range(3)]
+    return torch.stack([padded[:, :, cy - half:cy + half, cx - half:cx + half] for cy in centres for cx in centres], 1)
+
+
+def _block(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.GroupNorm(8, cout), nn.SiLU()]
+
+
 class SceneJudge(ModelMixin, ConfigMixin):
-    """Four conv stages (64 -> 8 px), pooled to the 3x3 grid, flattened (keeps which cell), a `feature_dim`
-    feature layer (the Fréchet distance's features) and one linear head per cell attribute and background one."""
+    """One CNN shared by the 9 cell crops (32x32 -> a `cell_dim` feature -> shape, colour and size heads) and a
+    strided CNN over the whole image for the background (colour, texture); the Fréchet features are the 9 cell
+    features and the background feature, concatenated."""
 
     @register_to_config
-    def __init__(self, width: int = 32, feature_dim: int = 256):
+    def __init__(self, width: int = 32, cell_dim: int = 32):
         super().__init__()
         w = width
+        self.cell = nn.Sequential(
+            *_block(3, w), *_block(w, w), nn.MaxPool2d(2), *_block(w, 2 * w), *_block(2 * w, 2 * w), nn.MaxPool2d(2),
+            *_block(2 * w, 4 * w), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * w * 16, 128), nn.SiLU(),
+            nn.Linear(128, cell_dim), nn.SiLU())
+        self.scene = nn.Sequential(*_block(3, 16, 2), *_block(16, 32, 2), *_block(32, cell_dim, 2),
+                                   nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.cell_heads = nn.ModuleDict({a: nn.Linear(cell_dim, len(c)) for a, c in CELL_HEADS.items()})
+        self.scene_heads = nn.ModuleDict({a: nn.Linear(cell_dim, len(c)) for a, c in SCENE_HEADS.items()})
 
-        def block(cin, cout):
-            return [nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.SiLU()]
-
-        self.body = nn.Sequential(
-            *block(3, w), *block(w, w), nn.MaxPool2d(2), *block(w, 2 * w), *block(2 * w, 2 * w), nn.MaxPool2d(2),
-            *block(2 * w, 3 * w), *block(3 * w, 3 * w), nn.MaxPool2d(2), *block(3 * w, 4 * w),
-            nn.AdaptiveAvgPool2d(3), nn.Flatten(), nn.Linear(4 * w * 9, feature_dim), nn.SiLU())
-        self.heads = nn.ModuleDict({name.replace(".", "_"): nn.Linear(feature_dim, len(classes))
-                                    for name, classes in head_classes().items()})
-
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """The (N, feature_dim) features of images (N, 3, 64, 64) in [0, 1]."""
+    def _parts(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if images.ndim != 4 or tuple(images.shape[1:]) != (3, scenes.SIZE, scenes.SIZE):
             raise ValueError(f"images: shape {tuple(images.shape)} is not (N, 3, 64, 64) float in [0, 1]")
-        return self.body(images.to(self.dtype) * 2 - 1)
+        x = images.to(self.dtype) * 2 - 1
+        cells = self.cell(cell_crops(x).flatten(0, 1)).view(len(x), 9, -1)
+        return cells, self.scene(x)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """The (N, 10 * cell_dim) features of images (N, 3, 64, 64) in [0, 1]."""
+        cells, scene = self._parts(images)
+        return torch.cat([cells.flatten(1), scene], 1)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        h = self.features(images)
-        return {name: self.heads[name.replace(".", "_")](h) for name in head_classes()}
+        cells, scene = self._parts(images)
+        out = {f"cell{k}.{a}": head(cells[:, k]) for k in range(9) for a, head in self.cell_heads.items()}
+        return {**out, **{a: head(scene) for a, head in self.scene_heads.items()}}
 
     @torch.no_grad()
     def read(self, images: torch.Tensor, batch_size: int = 256) -> tuple[list[dict], torch.Tensor]:
@@ -74,9 +95,8 @@ class SceneJudge(ModelMixin, ConfigMixin):
         labels, feats = [], []
         for i in range(0, len(images), batch_size):
             chunk = images[i:i + batch_size].to(self.device)
-            h = self.features(chunk)
-            feats.append(h.float().cpu())
-            picks = {name: self.heads[name.replace(".", "_")](h).argmax(1).tolist() for name in head_classes()}
+            feats.append(self.features(chunk).float().cpu())
+            picks = {name: logits.argmax(1).tolist() for name, logits in self(chunk).items()}
             for j in range(len(chunk)):
                 objects = [{"shape": CELL_HEADS["shape"][picks[f"cell{k}.shape"][j]],
                             "colour": scenes.COLOUR_NAMES[picks[f"cell{k}.colour"][j]],

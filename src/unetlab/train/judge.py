@@ -27,10 +27,16 @@ class JudgeDataset:
         return {"images": images, **{f"target:{k}": v for k, v in targets(labels).items()}}
 
 
+def _cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the rows with a target (0, not NaN, when a batch has none: a cell empty in all)."""
+    total = F.cross_entropy(logits, target, ignore_index=-100, reduction="sum")
+    return total / (target != -100).sum().clamp_min(1)
+
+
 class JudgeTask:
     """Sum over heads of the cross-entropy (empty cells' colour and size ignored)."""
 
-    def __init__(self, seed: int = 0, width: int = 32, eval_scenes: int = 500):
+    def __init__(self, seed: int = 0, width: int = 32, eval_scenes: int = 300):
         with seeded(seed):
             self.model = SceneJudge(width=width)
         self.dataset = JudgeDataset(seed)
@@ -41,7 +47,7 @@ class JudgeTask:
 
     def loss(self, models: dict, batch: dict, generator: torch.Generator) -> torch.Tensor:
         logits = models["judge"](batch["images"])
-        return sum(F.cross_entropy(logits[k], batch[f"target:{k}"], ignore_index=-100) for k in logits)
+        return sum(_cross_entropy(logits[k], batch[f"target:{k}"]) for k in logits)
 
     def evaluate(self, models: dict) -> dict:
         """Rates of reading every stated attribute right on real test-split scenes (`eval.judge.score_scenes`)."""
