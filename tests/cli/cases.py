@@ -193,6 +193,12 @@ CASES = [
                             "0"], 2, "argument --threshold"),
     # bench
     ("bench-steps-1", _with(BENCH, "--steps", "1"), 2, "argument --steps: expected an integer >= 2"),
+    ("bench-baseline-unknown", _with(BENCH, "--baseline", "warp:25"), 2, "--baseline: 'warp' is not one of ddim"),
+    ("bench-baseline-no-steps", _with(BENCH, "--baseline", "dpm++"), 2, "--baseline: expected SCHEDULER:STEPS"),
+    ("bench-baseline-bad-steps", _with(BENCH, "--baseline", "dpm++:1"), 2,
+     "--baseline: steps: expected an integer >= 2"),
+    ("bench-baseline-and-steps", _with(BENCH, "--baseline", "dpm++:25"), 2,
+     "--steps: 10 disagrees with --baseline dpm++:25"),
     ("bench-num-images-0", _with(BENCH, "--num-images", "0"), 2, "argument --num-images"),
     ("bench-timing-images-0", _with(BENCH, "--timing-images", "0"), 2, "argument --timing-images"),
     ("bench-repeats-0", _with(BENCH, "--repeats", "0"), 2, "argument --repeats"),

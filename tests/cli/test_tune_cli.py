@@ -34,6 +34,7 @@ CASES = [
     ("time-limit-word", _with("--time-limit", "soon"), "argument --time-limit: expected a duration such as"),
     ("time-limit-negative", _with("--time-limit", "-5"), "argument --time-limit: expected a duration > 0"),
     ("scheduler", _with("--scheduler", "fastest"), "--scheduler: 'fastest' is not one of ddim"),
+    ("solvers", _with("--solvers", "dpm++,fastest"), "--solvers: 'fastest' is not one of ddim, dpm++"),
     ("calibration-0", _with("--calibration-images", "0"), "argument --calibration-images: expected an integer >= 1"),
     ("validation-0", _with("--validation-images", "0"), "argument --validation-images"),
     ("out-folder", _with("--out", "{tmp}/empty_out"), "--out: {tmp}/empty_out is a folder; give a file name"),

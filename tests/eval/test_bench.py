@@ -48,8 +48,11 @@ def test_bench_end_to_end_on_tiny_pipeline(tiny_pipeline_dir, tmp_path):
     assert cached["psnr"] is not None and 0 < cached["psnr"] < 100
     skip = by_name["block skip (ablation plan)"]
     assert skip["unsupported"] and skip["seconds_per_image"] is None
-    few = [r for r in result["rows"] if r["family"] == "fewer-steps"]
+    few = [r for r in result["rows"] if r["family"] == "fewer-steps" and not r["unsupported"]]
     assert few, "a fewer-steps baseline at matched compute is added"
+    # diffusers' DDIMPipeline passes DDIM's own `eta` to the scheduler's step: the other solvers cannot run there
+    assert all("unexpected keyword argument 'eta'" in by_name[f"{s} (fewer steps)"]["unsupported"]
+               for s in ("DPM++", "UniPC"))
     per_step = base["flops_per_image"] / 8
     assert few[0]["steps"] == match_steps(cached["flops_per_image"], per_step, 8)
     assert all(set(ROW_KEYS) <= set(r) for r in result["rows"])
@@ -84,3 +87,30 @@ def test_unsupported_reason_from_a_failing_method(tiny_pipeline_dir):
     assert rows["tomesd ratio=0.5"]["unsupported"]  # the DDPM UNet has no transformer blocks for ToMe to merge
     assert rows["guidance reuse N=2"]["unsupported"].startswith("TypeError: target: UNet2DModel takes no conditioning")
     assert torch.isfinite(torch.tensor(result["rows"][0]["seconds_per_image"]))
+
+
+def test_bench_against_a_dpm_solver_baseline():
+    from diffusers import DDPMPipeline
+
+    from unetlab.eval.bench_workload import Workload
+
+    pipe = DDPMPipeline(unet=tiny_unet("ddpm"), scheduler=DDIMScheduler(num_train_timesteps=1000, clip_sample=True))
+    pipe.set_progress_bar_config(disable=True)
+    original = pipe.scheduler
+    w = Workload("tiny-ddpm", pipe, None, None, call_kwargs={"output_type": "np"})
+    result = bench(workload=w, baseline="dpm++:6", num_images=2, timing_images=1, repeats=2, quick=True,
+                   methods=["branch cache N=2 B=0"])
+    assert pipe.scheduler is original and result["settings"]["baseline"] == "dpm++:6"
+    rows = {r["method"]: r for r in result["rows"]}
+    assert result["rows"][0]["method"] == "DPM++-6" and rows["DPM++-6"]["psnr"] is None
+    few = [r for r in result["rows"] if r["family"] == "fewer-steps" and not r["unsupported"]]
+    assert {r["config"]["scheduler"] for r in few} == {"DPM++", "DDIM"}
+    assert {r["steps"] for r in few if r["config"]["scheduler"] == "DDIM"} == {r["steps"] for r in few
+                                                                               if r["config"]["scheduler"] == "DPM++"}
+    assert all(r["psnr"] is not None and r["psnr"] < 100 for r in few)  # measured against the DPM++ baseline
+    # diffusers' DDPMPipeline passes `generator` to the scheduler's step, which UniPC's does not take
+    assert rows["UniPC (fewer steps)"]["unsupported"].startswith("TypeError: ")
+    with pytest.raises(ValueError, match="--baseline: 'warp' is not one of ddim, dpm"):
+        bench(workload=w, baseline="warp:6")
+    with pytest.raises(ValueError, match="--steps: 8 disagrees with --baseline dpm\\+\\+:6"):
+        bench(workload=w, baseline="dpm++:6", steps=8)

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from diffusers import DDIMPipeline, DDIMScheduler
+from diffusers import DDIMScheduler, DDPMPipeline
 
 import unetlab
 from unetlab.eval.bench_workload import Workload
@@ -22,7 +22,8 @@ FAMILIES = ("steps", "encoder-propagation")
 
 
 def _workload():
-    pipe = DDIMPipeline(unet=tiny_unet("ddpm"), scheduler=DDIMScheduler(num_train_timesteps=1000))
+    """A pixel-space pipeline that steps any scheduler (diffusers' DDIMPipeline passes DDIM's own `eta`)."""
+    pipe = DDPMPipeline(unet=tiny_unet("ddpm"), scheduler=DDIMScheduler(num_train_timesteps=1000))
     pipe.set_progress_bar_config(disable=True)
     return Workload("tiny", pipe, None, None, call_kwargs={"output_type": "np"})
 
@@ -55,6 +56,17 @@ def test_the_recipe_meets_its_budget_on_the_validation_seeds(tuned):
     psnr = float((10 * torch.log10(1 / mse)).clamp(max=100).mean())
     assert psnr >= 12 and psnr == pytest.approx(recipe.tuned_on["validation"]["psnr"], abs=1e-3)
     assert result.front and any(r["chosen"] for r in result.rows)
+
+
+def test_the_solver_is_searched(tuned):
+    result, _, _ = tuned
+    solvers = result.recipe.tuned_on["solvers"]
+    assert solvers["DDIM"] == "baseline" and solvers["DPM++"] == "searched"
+    # DDPMPipeline passes a generator to `step`, which UniPC's does not take: skipped with the reason
+    assert solvers["UniPC"] == ("TypeError: UniPCMultistepScheduler.step() got an unexpected keyword argument "
+                                "'generator'")
+    searched = {r["name"].split(" + ")[0] for r in result.rows}
+    assert {f"{STEPS} steps DPM++", "2 steps DPM++"} <= searched and not any("UniPC" in n for n in searched)
 
 
 def test_an_impossible_budget_names_the_best_quality_reached(tuned):

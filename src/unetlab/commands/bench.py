@@ -15,7 +15,9 @@ def register(sub) -> None:
     p.add_argument("--arch", choices=["sd15"], help="speed only at a known shape (needs --random-weights)")
     p.add_argument("--random-weights", action="store_true", help="random weights: speed only, no quality columns")
     p.add_argument("--out", default="bench-out", help="report folder (default: bench-out)")
-    p.add_argument("--steps", type=int_at_least(2), default=50, help="baseline DDIM steps (default 50)")
+    p.add_argument("--baseline", metavar="SCHEDULER:STEPS",
+                   help="the baseline every row is measured against, e.g. dpm++:25, unipc:20 (default ddim:50)")
+    p.add_argument("--steps", type=int_at_least(2), help="shorthand for --baseline ddim:STEPS")
     p.add_argument("--num-images", type=positive_int, default=32, help="images per method for quality (default 32)")
     p.add_argument("--batch-size", type=positive_int, default=32,
                    help="images per sampling call for quality, so memory stays flat (default 32)")
@@ -41,7 +43,7 @@ def run(args) -> int:
                    timing_images=args.timing_images, repeats=args.repeats, methods=args.method, seed=args.seed,
                    arch=args.arch, random_weights=args.random_weights, key_steps=args.key_steps,
                    block_skip_plan=args.block_skip_plan, quick=args.quick, batch_size=args.batch_size,
-                   accelerator=accelerator)
+                   accelerator=accelerator, baseline=args.baseline)
     if accelerator.is_main_process:
         print(markdown(result))
         print(f"report: {args.out}/bench.md, {args.out}/bench.json, {args.out}/pareto.png, {args.out}/grids/")

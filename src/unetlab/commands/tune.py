@@ -13,7 +13,11 @@ def register(sub) -> None:
                    help='quality against the full-step baseline from the same noise: "psnr>=35", "ssim>=0.98", '
                         '"accuracy>=0.99" (models with a classifier) or "lpips<=0.1" (torchmetrics image extra)')
     p.add_argument("--steps", type=int_at_least(2), default=50, help="the baseline's steps (default 50)")
-    p.add_argument("--scheduler", default="ddim", help="ddim (default), dpm, euler, ... or a diffusers class name")
+    p.add_argument("--scheduler", default="ddim",
+                   help="the baseline's solver: ddim (default), dpm++, unipc, euler, ... or a diffusers class name")
+    p.add_argument("--solvers", metavar="LIST",
+                   help="solvers searched besides the baseline's, comma-separated (default ddim,dpm++,unipc; "
+                        "'none': only the baseline's)")
     p.add_argument("--time-limit", type=duration, default=600.0, help="e.g. 600, 10m, 1h (default 10m)")
     p.add_argument("--out", dest="recipe", required=True, metavar="RECIPE.json",
                    help="the recipe; the plot goes next to it (.png), the resumable work folder to <name>.tune/")
@@ -24,13 +28,13 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    import os
     from pathlib import Path
 
     from unetlab.recipes.budget import parse_budget
     from unetlab.recipes.report import front_table, plot
-    from unetlab.recipes.tune import scheduler_name, tune
-
-    import os
+    from unetlab.recipes.space import SOLVERS
+    from unetlab.recipes.tune import tune
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("tune: runs as one process (every process would search into the same work folder); "
@@ -38,10 +42,11 @@ def run(args) -> int:
     if not args.recipe.endswith(".json"):
         raise ValueError(f"--out: expected a .json file name for the recipe, got {args.recipe!r}")
     parse_budget(args.budget, args.model if args.model in ("digits", "shapes") else None)  # before loading
-    scheduler_name(args.scheduler)
+    text = args.solvers if args.solvers is not None else ",".join(SOLVERS)
+    solvers = () if text.strip().lower() == "none" else tuple(s.strip() for s in text.split(","))
     result = tune(args.model, args.budget, steps=args.steps, scheduler=args.scheduler, time_limit=args.time_limit,
                   out=args.recipe, calibration=args.calibration_images, validation=args.validation_images,
-                  progress=not args.no_progress)
+                  progress=not args.no_progress, solvers=solvers)
     out = Path(args.recipe)
     png = out.with_suffix(".png")
     plot(result, png)

@@ -1,5 +1,9 @@
 """`unetlab.eval.bench`: every accelerator side by side on speed, FLOPs, memory and quality, with the
-fewer-steps baselines at matched compute."""
+fewer-steps baselines at matched compute.
+
+The baseline is a solver at a step count (`baseline="dpm++:25"`, default DDIM-50): every row samples with that
+solver and its quality is measured against it; the fewer-steps rows run DDIM, DPM-Solver++ (2M) and UniPC
+(`recipes/solver.py`) at the step counts whose UNet FLOPs match the other rows'."""
 
 from __future__ import annotations
 
@@ -11,11 +15,13 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..recipes.solver import SchedulerSwap, parse_baseline, probe, resolve
 from .bench_measure import match_steps, peak_memory, unet_flops, wall_time
 from .bench_methods import Method, default_methods
 from .bench_workload import Workload, sd15_workload, shipped_workload, user_workload
 
 SHIPPED = ("digits", "shapes")
+FEWER_SOLVERS = ("ddim", "dpm++", "unipc")  # the fewer-steps rows' solvers
 PSNR_CAP = 100.0  # dB; identical images (infinite PSNR) are reported at the cap, which JSON can hold
 
 
@@ -65,16 +71,29 @@ def _quality(w: Workload, images, reference, labels) -> dict:
     return row
 
 
-def bench(model: str | list[str] = SHIPPED, out: str | Path | None = None, steps: int = 50, num_images: int = 32,
-          timing_images: int = 8, repeats: int = 3, methods: list[str] | None = None, seed: int = 0,
-          arch: str | None = None, random_weights: bool = False, key_steps: str | None = None,
+def baseline_of(baseline: str | None, steps: int | None) -> tuple[str, int]:
+    """(solver name, steps) of the baseline: `baseline` "SCHEDULER:STEPS", else DDIM at `steps` (default 50)."""
+    if baseline is None:
+        return "ddim", 50 if steps is None else steps
+    name, n = parse_baseline(baseline)
+    if steps is not None and steps != n:
+        raise ValueError(f"--steps: {steps} disagrees with --baseline {baseline}; give the step count in --baseline "
+                         "only")
+    return name, n
+
+
+def bench(model: str | list[str] = SHIPPED, out: str | Path | None = None, steps: int | None = None,
+          num_images: int = 32, timing_images: int = 8, repeats: int = 3, methods: list[str] | None = None,
+          seed: int = 0, arch: str | None = None, random_weights: bool = False, key_steps: str | None = None,
           block_skip_plan: str | None = None, quick: bool = False, workload: Workload | None = None,
-          batch_size: int = 32, accelerator=None) -> dict:
-    """Benchmark the methods on each model; return `{"machine", "date", "rows"}` and write reports to `out`.
+          batch_size: int = 32, accelerator=None, baseline: str | None = None) -> dict:
+    """Benchmark the methods on each model against `baseline` ("SCHEDULER:STEPS", default "ddim:50"; `steps` alone
+    means DDIM at that many steps); return `{"machine", "date", "rows"}` and write reports to `out`.
 
     Quality images are sampled `batch_size` at a time; under `accelerate launch` (an `accelerator` with several
     processes) the batches are shared among the processes and the main process times, merges and reports.
     """
+    solver_name, steps = baseline_of(baseline, steps)
     for name, value, low in (("steps", steps, 2), ("num_images", num_images, 1), ("timing_images", timing_images, 1),
                              ("repeats", repeats, 1), ("batch_size", batch_size, 1)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -98,12 +117,21 @@ def bench(model: str | list[str] = SHIPPED, out: str | Path | None = None, steps
     settings = {"steps": steps, "num_images": num_images, "timing_images": timing_images, "repeats": repeats,
                 "seed": seed, "batch_size": batch_size}
     for w in workloads:
-        r, im = _bench_one(w, methods, key_steps, block_skip_plan, quick, accelerator, **settings)
+        solver = resolve(solver_name, w.pipe)
+        others = [s for s in dict.fromkeys(resolve(name, w.pipe) for name in FEWER_SOLVERS) if s != solver]
+        swap = None if solver.matches(w.pipe.scheduler) else SchedulerSwap(w.pipe, solver)
+        try:
+            r, im = _bench_one(w, methods, key_steps, block_skip_plan, quick, accelerator, solver, others,
+                               swap.original if swap else w.pipe.scheduler, **settings)
+        finally:
+            if swap is not None:
+                swap.remove()
         rows += r
         images.update({(w.name, k): v for k, v in im.items()})
     result = {"machine": machine(), "date": datetime.date.today().isoformat(),
               "speed_only": all(w.speed_only for w in workloads),
-              "settings": {**settings, "processes": _processes(accelerator)}, "rows": rows}
+              "settings": {**settings, "baseline": f"{solver_name}:{steps}", "processes": _processes(accelerator)},
+              "rows": rows}
     if out is not None and _is_main(accelerator):
         from .bench_report import write_report
 
@@ -144,17 +172,27 @@ def sample_batched(w: Workload, num_images: int, steps: int, seed: int, batch_si
     return torch.cat([ims for _, ims in sorted(parts, key=lambda p: p[0])]), total
 
 
-def _bench_one(w: Workload, methods, key_steps, block_skip_plan, quick, accelerator, *, steps, num_images,
-               timing_images, repeats, seed, batch_size) -> tuple[list[dict], dict]:
-    """Rows and per-method sample images for one workload."""
-    candidates = default_methods(steps, key_steps, block_skip_plan, quick=quick)
+def fewer_steps(n: int, solver, baseline, original) -> Method:
+    """The row of `solver` alone at `n` steps; another solver than the baseline's is built from the pipeline's own
+    scheduler (`original`) for the row."""
+    config = {"steps": n, "scheduler": solver.label}
+    if solver == baseline:
+        return Method("fewer-steps", f"{solver.label}-{n}", config, n)
+    return Method("fewer-steps", f"{solver.label}-{n}", config, n, lambda pipe: [SchedulerSwap(pipe, solver, original)])
+
+
+def _bench_one(w: Workload, methods, key_steps, block_skip_plan, quick, accelerator, solver, others, original, *,
+               steps, num_images, timing_images, repeats, seed, batch_size) -> tuple[list[dict], dict]:
+    """Rows and per-method sample images for one workload, sampled with `solver`; fewer-steps rows also with the
+    `others` (built from the pipeline's own scheduler, `original`)."""
+    candidates = default_methods(steps, key_steps, block_skip_plan, quick=quick, baseline=solver.label)
     if methods is not None:  # names checked by `bench`
         candidates = [m for m in candidates if m.family == "baseline" or m.name in methods]
-    from .bench_tuned import resolve
+    from .bench_tuned import resolve as resolve_preset
 
     for m in candidates:  # the preset recipes of this model, on seeds the tuner never saw
         if m.family == "tuned":
-            resolve(m, w, steps, range(seed, seed + num_images + timing_images))
+            resolve_preset(m, w, steps, range(seed, seed + num_images + timing_images), solver)
 
     for m in candidates:  # a schedule or plan the user gave must fit this model: their error, not "unsupported"
         if m.user_input is not None:
@@ -190,11 +228,20 @@ def _bench_one(w: Workload, methods, key_steps, block_skip_plan, quick, accelera
         raise RuntimeError(f"bench: the baseline cannot run on {w.name}: {base.unsupported}")
     per_step = flops[base.name] / steps
     matched = sorted({match_steps(flops[m.name], per_step, steps) for m in candidates[1:] if m.name in flops} - {steps})
-    for n in matched:  # the honest alternative: the same scheduler with fewer full steps at matched UNet FLOPs
-        m = Method("fewer-steps", f"DDIM-{n}", {"steps": n}, n)
-        candidates.append(m)
-        bar.total += 3 + repeats
-        sample(m)
+    runs = []
+    for s in others:  # a solver the pipeline cannot step with is one row with the reason
+        reason = probe(w.pipe, s, lambda: w.generate(1, 2, seed), original)
+        if reason is None:
+            runs.append(s)
+        else:
+            candidates.append(Method("fewer-steps", f"{s.label} (fewer steps)", {"scheduler": s.label}, steps,
+                                     unsupported=reason))
+    for n in matched:  # the honest alternative: fewer full steps at matched UNet FLOPs, of each solver
+        for s in [solver, *runs]:
+            m = fewer_steps(n, s, solver, original)
+            candidates.append(m)
+            bar.total += 3 + repeats
+            sample(m)
     runnable = [m for m in candidates if m.unsupported is None]
 
     labels = w.labels(num_images, seed)

@@ -163,11 +163,13 @@ def _forecast_rows(steps: int) -> list[Method]:
 
 
 def default_methods(steps: int = 50, key_steps_derived: str | Path | None = None,
-                    block_skip_plan: str | Path | None = None, quick: bool = False) -> list[Method]:
-    """The accelerators with their published or recommended settings, plus derived schedules when given."""
+                    block_skip_plan: str | Path | None = None, quick: bool = False,
+                    baseline: str = "DDIM") -> list[Method]:
+    """The baseline (`baseline`'s label, e.g. "DPM++-25"), the accelerators with their published or recommended
+    settings, plus derived schedules when given."""
     ep_paper = dict(key_steps="paper", noise_injection=None)
     methods = [
-        Method("baseline", f"DDIM-{steps}", {}, steps),
+        Method("baseline", f"{baseline}-{steps}", {"scheduler": baseline}, steps),
         Method("encoder-propagation", "EP paper keys, parallel", dict(ep_paper, parallel=True), steps, _ep(**ep_paper)),
         Method("encoder-propagation", "EP paper keys, sequential", dict(ep_paper, parallel=False), steps,
                _ep(**ep_paper, parallel=False)),

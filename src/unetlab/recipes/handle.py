@@ -1,7 +1,8 @@
 """`unetlab.accelerate(pipe, recipe)`: a whole recipe applied as one handle on the base protocol.
 
-The handle swaps in the recipe's scheduler when the pipeline's is of another class (built from the pipeline's
-scheduler config, so its betas and timestep spacing are kept), then applies the accelerators in the recipe's
+The handle swaps in the recipe's scheduler when the pipeline's is of another class or has another value of a field
+the recipe's solver sets (built from the pipeline's scheduler config with those fields set, so its betas and
+timestep spacing are kept), then applies the accelerators in the recipe's
 order; `.remove()` removes them in reverse order and puts the original scheduler object back. A recipe tuned on
 another model than the pipeline's (known when the pipeline was loaded from a shipped name, a folder or a hub id)
 is applied with one warning naming `tuned_on.model`.
@@ -17,19 +18,8 @@ from ..accel import stacking
 from ..accel.config import apply
 from ..accel.handle import Handle, uncompiled
 from ..patching import claims, resolve
-from .recipe import Recipe, as_recipe, scheduler_class
-
-
-class SchedulerSwap:
-    """`pipe.scheduler` replaced by `cls.from_config(pipe.scheduler.config)` until `.remove()`."""
-
-    def __init__(self, pipe, cls: type):
-        self.pipe, self.original = pipe, pipe.scheduler
-        pipe.scheduler = cls.from_config(self.original.config)
-
-    def remove(self) -> None:
-        if self.pipe is not None:
-            self.pipe.scheduler, self.pipe = self.original, None
+from .recipe import Recipe, as_recipe
+from .solver import SchedulerSwap
 
 
 class RecipeHandle(Handle):
@@ -49,8 +39,8 @@ class RecipeHandle(Handle):
         super().__init__(unet, recipe)
         self.pipe, self.handles = pipe, []
         try:
-            if type(pipe.scheduler).__name__ != recipe.scheduler:
-                self._add(SchedulerSwap(pipe, scheduler_class(recipe.scheduler)))
+            if not recipe.scheduler.matches(pipe.scheduler):
+                self._add(SchedulerSwap(pipe, recipe.scheduler))
             for cfg in recipe.accelerators:
                 self.handles.append(self._add(apply(pipe, cfg)))
         except BaseException:

@@ -1,10 +1,13 @@
 """A recipe: a step count, a scheduler and a stack of accelerator configs, saved as one JSON document.
 
     {"kind": "unetlab.recipe", "version": 1,
-     "num_inference_steps": 25, "scheduler": "DDIMScheduler",
+     "num_inference_steps": 25,
+     "scheduler": {"class_name": "DPMSolverMultistepScheduler", "config": {"algorithm_type": "dpmsolver++", ...}},
      "accelerators": [{"kind": "unetlab.encoder_propagation", ...}, {"kind": "unetlab.branch_cache", ...}],
      "tuned_on": {"model": "shapes", "guidance_scale": 5.0, "budget": "psnr>=38", "speedup_wall": 3.1, ...}}
 
+`scheduler` is a `solver.Solver`: a class name and the config fields that differ from the pipeline's scheduler
+(written as the class name alone when none does, as every recipe before solvers were searched; both load).
 `accelerators` are the configs of `unetlab.accel` (their `to_dict()`), in an order the stacking table
 (`accel/stacking.py`) allows; `tuned_on` says what the recipe was measured on (empty for a hand-written one).
 Every check names the field it refuses, in one line.
@@ -19,21 +22,10 @@ from pathlib import Path
 from ..accel import stacking
 from ..accel.config import AccelConfig, check_version, in_file, load_config
 from ..atomic import write_json
+from .solver import Solver
 
 KIND = "unetlab.recipe"
 FIELDS = ("num_inference_steps", "scheduler", "accelerators", "tuned_on")
-
-
-def scheduler_class(name: str) -> type:
-    """The diffusers scheduler class called `name` (e.g. "DDIMScheduler"); a one-line error otherwise."""
-    import diffusers
-    from diffusers import SchedulerMixin
-
-    cls = getattr(diffusers, name, None) if isinstance(name, str) and name.endswith("Scheduler") else None
-    if not (isinstance(cls, type) and issubclass(cls, SchedulerMixin)):
-        raise ValueError(f"recipe: scheduler: {name!r} is not a diffusers scheduler class name "
-                         "(e.g. 'DDIMScheduler', 'DPMSolverMultistepScheduler')")
-    return cls
 
 
 def check_order(kinds: list[str]) -> None:
@@ -65,10 +57,11 @@ def _check_steps(cfg: AccelConfig, n: int, i: int) -> None:
 
 @dataclass(frozen=True)
 class Recipe:
-    """`num_inference_steps` steps of `scheduler` (a diffusers class name) with `accelerators` applied in order."""
+    """`num_inference_steps` steps of `scheduler` (a `Solver`, its dict or a class name) with `accelerators` applied
+    in order."""
 
     num_inference_steps: int
-    scheduler: str
+    scheduler: Solver
     accelerators: tuple = ()
     tuned_on: dict = field(default_factory=dict, compare=False)
 
@@ -76,7 +69,7 @@ class Recipe:
         n = self.num_inference_steps
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"recipe: num_inference_steps: expected an int >= 1, got {n!r}")
-        scheduler_class(self.scheduler)
+        object.__setattr__(self, "scheduler", Solver.from_dict(self.scheduler))
         if not isinstance(self.accelerators, (list, tuple)):
             raise ValueError(f"recipe: accelerators: expected a list of accelerator configs, got "
                              f"{type(self.accelerators).__name__}")
@@ -100,7 +93,7 @@ class Recipe:
 
     def to_dict(self) -> dict:
         return {"kind": KIND, "version": 1, "num_inference_steps": self.num_inference_steps,
-                "scheduler": self.scheduler, "accelerators": [c.to_dict() for c in self.accelerators],
+                "scheduler": self.scheduler.to_dict(), "accelerators": [c.to_dict() for c in self.accelerators],
                 "tuned_on": self.tuned_on}
 
     @classmethod

@@ -16,9 +16,12 @@ it. At each step count n:
   (`forecast_variants`); clockwork's forecast with the identity adaptor is branch caching's at block granularity;
 - guidance reuse, where the workload samples with guidance (`guided`): the whole guidance batch every 2 or 3
   steps, and every 2 steps with guidance dropped after half the steps (T-GATE's drop);
+- the solver (`SOLVERS`: DDIM, DPM-Solver++ 2M and UniPC, `solver.py`): each other solver alone at every step
+  count; then, at each step count where another solver alone tracks the baseline better than the baseline's own
+  solver (`best_solvers`), every surviving single accelerator is tried again with it (`solver_variants`);
 - stacks (`combinations`): encoder propagation then branch caching or clockwork, built from the settings of
   each that survive the first round, sequential decoding (the only mode they stack in); and encoder propagation
-  (sequential), branch caching or clockwork then guidance reuse, from the survivors of each.
+  (sequential), branch caching or clockwork then guidance reuse, from the survivors of each; one solver per stack.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from ..accel import (
 )
 from ..accel.block_skip import SkipWindow
 from ..schedules import KeySteps, KeyStepsError, resolve
+from .solver import Solver
 
 FRACTIONS = (1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.24, 0.2)
 INTERVALS = (2, 3, 4, 5)
@@ -45,25 +49,34 @@ GUIDANCE = (GuidanceReuseConfig(interval=2), GuidanceReuseConfig(interval=3), Gu
 FAMILIES = ("steps", "encoder-propagation", "branch-cache", "clockwork", "block-skip", "guidance-reuse",
             "combination")
 REUSE_FAMILIES = ("encoder-propagation", "branch-cache", "guidance-reuse")  # those with a `reuse` to forecast
+SOLVERS = ("ddim", "dpm++", "unipc")
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One point of the space: `steps` steps with `accelerators` applied in order."""
+    """One point of the space: `steps` steps of `solver` (None: the baseline's) with `accelerators` applied in
+    order."""
 
     steps: int
     accelerators: tuple = ()
     family: str = "steps"
+    solver: Solver | None = None
 
     @property
     def key(self) -> str:
-        """A stable identity (the JSON of its step count and configs), the key of its results in the state file."""
-        return json.dumps([self.steps, [c.to_dict() for c in self.accelerators]], sort_keys=True)
+        """A stable identity (the JSON of its step count, configs and solver when not the baseline's), the key of
+        its results in the state file."""
+        solver = [] if self.solver is None else [self.solver.to_dict()]
+        return json.dumps([self.steps, [c.to_dict() for c in self.accelerators], *solver], sort_keys=True)
 
     @property
     def name(self) -> str:
-        parts = [f"{self.steps} steps"] + [describe(c) for c in self.accelerators]
+        solver = "" if self.solver is None else f" {self.solver.label}"
+        parts = [f"{self.steps} steps{solver}"] + [describe(c) for c in self.accelerators]
         return " + ".join(parts)
+
+    def with_solver(self, solver: Solver | None) -> Candidate:
+        return replace(self, solver=solver)
 
 
 def describe(cfg) -> str:
@@ -102,7 +115,7 @@ def forecast_variants(survivors: list[Candidate]) -> list[Candidate]:
     for c in survivors:
         if c.family in REUSE_FAMILIES and getattr(c.accelerators[0], "reuse", None) == "copy":
             cfg = c.accelerators[0]
-            out += [Candidate(c.steps, (replace(cfg, reuse=r),), c.family) for r in forecasts(type(cfg))]
+            out += [Candidate(c.steps, (replace(cfg, reuse=r),), c.family, c.solver) for r in forecasts(type(cfg))]
     return out
 
 
@@ -173,13 +186,16 @@ def guided(unet, guidance_scale: float | None) -> bool:
     return conditional and (guidance_scale is None or guidance_scale > 1)
 
 
-def singles(unet, steps: int, derived: dict, plans: list, guidance: bool = False) -> list[Candidate]:
-    """Every single-method candidate (and fewer steps alone) of the space; guidance reuse where `guidance`."""
+def singles(unet, steps: int, derived: dict, plans: list, guidance: bool = False,
+            solvers: tuple = ()) -> list[Candidate]:
+    """Every single-method candidate (and fewer steps alone, of the baseline's solver and of each of `solvers`) of
+    the space; guidance reuse where `guidance`."""
     out = []
     reuse, adaptors = reuse_configs(unet), adaptor_configs(unet)
     for n in step_counts(steps):
         if n < steps:
             out.append(Candidate(n))
+        out += [Candidate(n, solver=s) for s in solvers]
         out += [Candidate(n, (c,), "encoder-propagation") for c in encoder_propagation_configs(n, derived.get(n))]
         out += [Candidate(n, (c,), "branch-cache") for c in reuse]
         out += [Candidate(n, (c,), "clockwork") for c in adaptors]
@@ -192,19 +208,40 @@ def singles(unet, steps: int, derived: dict, plans: list, guidance: bool = False
     return out
 
 
+def best_solvers(plain: list[Candidate], quality) -> dict[int, Solver]:
+    """Per step count, the solver of the fewer-steps-alone candidate (`plain`) with the best `quality(c)`, where it
+    is not the baseline's."""
+    best = {}
+    for n in {c.steps for c in plain}:
+        top = max((c for c in plain if c.steps == n), key=quality)
+        if top.solver is not None:
+            best[n] = top.solver
+    return best
+
+
+def solver_variants(survivors: list[Candidate], best: dict[int, Solver]) -> list[Candidate]:
+    """Every surviving single accelerator of the baseline's solver again with the best solver at its step count."""
+    return [c.with_solver(best[c.steps]) for c in survivors
+            if len(c.accelerators) == 1 and c.solver is None and c.steps in best]
+
+
 def combinations(survivors: list[Candidate], per_kind: int = 3) -> list[Candidate]:
     """Encoder propagation (sequential) then branch caching or clockwork, and any of the three then guidance reuse,
-    from the first-round survivors at each step count: the `per_kind` best-ranked settings of each (survivors are
-    given best first)."""
+    from the first-round survivors at each step count and solver: the `per_kind` best-ranked settings of each
+    (survivors are given best first)."""
     out = []
-    for n in sorted({c.steps for c in survivors}, reverse=True):
-        def best(*families, n=n):
-            return [c.accelerators[0] for c in survivors if c.steps == n and c.family in families][:per_kind]
+    groups = sorted({(c.steps, c.solver) for c in survivors}, key=lambda g: (-g[0], g[1] is not None,
+                                                                          g[1].key if g[1] else ""))
+    for n, solver in groups:
+        def best(*families, n=n, solver=solver):
+            return [c.accelerators[0] for c in survivors
+                    if c.steps == n and c.solver == solver and c.family in families][:per_kind]
 
         eps = [replace(ep, parallel=False) for ep in best("encoder-propagation")]
         reuse = best("branch-cache", "clockwork")
-        out += [Candidate(n, (ep, r), "combination") for ep in eps for r in reuse]
-        out += [Candidate(n, (first, g), "combination") for first in eps + reuse for g in best("guidance-reuse")]
+        out += [Candidate(n, (ep, r), "combination", solver) for ep in eps for r in reuse]
+        out += [Candidate(n, (first, g), "combination", solver) for first in eps + reuse
+                for g in best("guidance-reuse")]
     return out
 
 
@@ -213,4 +250,4 @@ def twin(c: Candidate) -> Candidate | None:
     if c.family != "encoder-propagation":
         return None
     ep = c.accelerators[0]
-    return Candidate(c.steps, (replace(ep, parallel=not ep.parallel),), c.family)
+    return Candidate(c.steps, (replace(ep, parallel=not ep.parallel),), c.family, c.solver)

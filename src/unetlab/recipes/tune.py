@@ -1,10 +1,11 @@
 """`tune`: the fastest recipe whose quality, against the full-step baseline from the same noise, meets a budget.
 
-1. The baseline (the scheduler at `steps` steps, no accelerator) samples every calibration and validation seed.
+1. The baseline (the solver at `steps` steps, no accelerator) samples every calibration and validation seed.
 2. Round 1, every candidate of the space (`space.py`) on the first 2 calibration seeds, with its FLOPs and
    operators counted (`cost.py`); dropped: what misses the budget by more than a margin, and what another
    candidate dominates (no more FLOPs, no more operators, no worse quality): it is slower under any cost fit.
-   The survivors' forecasting variants (`space.forecast_variants`) and then the valid stacks of the survivors
+   The survivors' forecasting variants (`space.forecast_variants`), their variants with the solver that tracks the
+   baseline best at their step count (`space.solver_variants`), and then the valid stacks of the survivors
    (`space.combinations`) join the round.
 3. Successive halving on more calibration seeds (4, then all): each round adds seeds, times the calls, fits the
    cost model, drops what misses the budget (optimistically by one standard error until the last round) and
@@ -28,6 +29,7 @@ import json
 import math
 import statistics
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,13 +41,11 @@ from ..eval.bench_measure import wall_time
 from . import cost, space
 from .budget import Budget, parse_budget, per_image
 from .handle import accelerate
-from .recipe import Recipe, scheduler_class
+from .recipe import Recipe
+from .solver import SchedulerSwap, Solver, check_name, probe, resolve
 from .state import State, work_dir
 
 CALIBRATION_SEED, VALIDATION_SEED = 1100, 1200
-SHORT = {"ddim": "DDIMScheduler", "ddpm": "DDPMScheduler", "pndm": "PNDMScheduler", "euler": "EulerDiscreteScheduler",
-         "euler_a": "EulerAncestralDiscreteScheduler", "heun": "HeunDiscreteScheduler",
-         "dpm": "DPMSolverMultistepScheduler", "unipc": "UniPCMultistepScheduler", "lms": "LMSDiscreteScheduler"}
 MARGIN = {"psnr": 3.0, "ssim": 0.03, "accuracy": 0.5, "lpips": 0.05}  # round 1's allowance (2 seeds)
 SEARCH_SHARE = 0.7
 
@@ -56,17 +56,6 @@ class BudgetNotMet(RuntimeError):
 
 class TimeLimitReached(RuntimeError):
     """The time limit ran out before a candidate met the budget on the validation seeds (a rerun resumes)."""
-
-
-def scheduler_name(name: str) -> str:
-    """A diffusers scheduler class name from a short name (`SHORT`) or the class name itself."""
-    full = SHORT.get(str(name).lower(), name)
-    try:
-        scheduler_class(full)
-    except ValueError:
-        raise ValueError(f"--scheduler: {name!r} is not one of {', '.join(SHORT)} or a diffusers scheduler class "
-                         "name") from None
-    return full
 
 
 @dataclass
@@ -83,9 +72,11 @@ class TuneResult:
 class Tuner:
     """One tuning run; `run()` returns a `TuneResult` (see the module docstring)."""
 
-    def __init__(self, workload, budget: Budget, steps: int, scheduler: str, time_limit: float, out,
-                 calibration: int, validation: int, families, progress: bool, timing_images: int, repeats: int):
-        self.w, self.budget, self.steps, self.scheduler = workload, budget, steps, scheduler
+    def __init__(self, workload, budget: Budget, steps: int, solver: Solver, time_limit: float, out,
+                 calibration: int, validation: int, families, progress: bool, timing_images: int, repeats: int,
+                 solvers: tuple = ()):
+        self.w, self.budget, self.steps, self.solver = workload, budget, steps, solver
+        self.solvers = tuple(s for s in solvers if s != solver)  # the other solvers searched
         self.t0, self.time_limit, self.progress = time.monotonic(), time_limit, progress
         self.timing_images, self.repeats = timing_images, repeats
         self.cal = [CALIBRATION_SEED + i for i in range(calibration)]
@@ -95,8 +86,8 @@ class Tuner:
         from ..analysis.ablate import _fingerprint
 
         settings = {"model": workload.name, "weights": _fingerprint(workload.unet), "steps": steps,
-                    "scheduler": scheduler, "guidance_scale": workload.guidance_scale, "calibration": calibration,
-                    "validation": validation, "metrics": self.metrics, "unetlab": __version__}
+                    "scheduler": solver.to_dict(), "guidance_scale": workload.guidance_scale,
+                    "calibration": calibration, "validation": validation, "metrics": self.metrics, "unetlab": __version__}
         self.work = work_dir(out)
         self.state = State(self.work, settings)
         self.base = space.Candidate(steps)
@@ -118,7 +109,7 @@ class Tuner:
         return time.monotonic() - self.t0 < share * self.time_limit
 
     def recipe(self, c: space.Candidate, tuned_on: dict | None = None) -> Recipe:
-        return Recipe(c.steps, self.scheduler, c.accelerators, tuned_on or {})
+        return Recipe(c.steps, c.solver or self.solver, c.accelerators, tuned_on or {})
 
     def entry(self, c: space.Candidate) -> dict:
         return self.state.entry(c.key, c.name, c.family)
@@ -127,14 +118,23 @@ class Tuner:
         """The candidate a state key names (its family as recorded)."""
         from ..accel import load_config
 
-        steps, configs = json.loads(key)
-        return space.Candidate(steps, tuple(load_config(c) for c in configs), self.state.candidates[key]["family"])
+        steps, configs, *solver = json.loads(key)
+        return space.Candidate(steps, tuple(load_config(c) for c in configs), self.state.candidates[key]["family"],
+                               Solver.from_dict(solver[0]) if solver else None)
 
     def _generate(self, c: space.Candidate, start: int, n: int):
-        if c.accelerators:
-            with accelerate(self.w.pipe, self.recipe(c)):
-                return self.w.generate(n, c.steps, start)
-        return self.w.generate(n, c.steps, start)
+        with accelerate(self.w.pipe, self.recipe(c)):
+            return self.w.generate(n, c.steps, start)
+
+    @contextmanager
+    def _baseline_solver(self):
+        """The pipeline with the baseline's solver (for the traces and the ablation grid)."""
+        swap = None if self.solver.matches(self.w.pipe.scheduler) else SchedulerSwap(self.w.pipe, self.solver)
+        try:
+            yield
+        finally:
+            if swap is not None:
+                swap.remove()
 
     def measure(self, c: space.Candidate, seeds: list[int], counted: bool = False) -> None:
         """Quality on `seeds` (contiguous); FLOPs and operators counted, or the call timed."""
@@ -223,11 +223,23 @@ class Tuner:
         keep += [c for c in ok if c not in keep][:k - len(keep)]
         return sorted(keep, key=lambda c: self.predicted(c, coef))
 
+    def _solvers(self) -> None:
+        """Refuse a baseline solver the pipeline cannot step with; drop such solvers from the search, noting why."""
+        def call():
+            return self.w.generate(1, 2, self.cal[0])
+
+        reason = probe(self.w.pipe, self.solver, call)
+        if reason is not None:
+            raise ValueError(f"--scheduler: {self.solver.label} cannot sample {self.w.name}: {reason}")
+        self.skipped = {s.label: probe(self.w.pipe, s, call) for s in self.solvers}
+        self.solvers = tuple(s for s in self.solvers if self.skipped[s.label] is None)
+
     def run(self) -> TuneResult:
         w, cal = self.w, self.cal
+        self._solvers()
         self._baseline()
         guidance = space.guided(w.unet, w.guidance_scale)
-        pool = [c for c in space.singles(w.unet, self.steps, self._derived(), self._plans(), guidance)
+        pool = [c for c in space.singles(w.unet, self.steps, self._derived(), self._plans(), guidance, self.solvers)
                 if c.family in self.families]
         s1, s2 = cal[:min(2, len(cal))], cal[:min(4, len(cal))]
         self.measure(self.base, s1, counted=True)
@@ -237,6 +249,12 @@ class Tuner:
         if forecast:
             survivors = self._prune(survivors + forecast, s1)
             measured += forecast
+        plain = [self.base] + [c for c in measured if not c.accelerators]
+        best = space.best_solvers(plain, lambda c: self._oriented(c, s1))
+        solved = self._round(space.solver_variants(survivors, best), s1, True, "tune: solvers")
+        if solved:
+            survivors = self._prune(survivors + solved, s1)
+            measured += solved
         if "combination" in self.families:
             combos = self._round(space.combinations(survivors), s1, True, "tune: stacks")
             survivors = self._prune(survivors + combos, s1)
@@ -259,7 +277,7 @@ class Tuner:
         for seeds in (self.cal, self.val):
             out = {}
             seconds = wall_time(lambda seeds=seeds, out=out: out.setdefault(
-                "x", self.w.generate(len(seeds), self.steps, seeds[0])))
+                "x", self._generate(self.base, seeds[0], len(seeds))))
             e["times"].append([len(seeds), seconds])
             self.reference.update({s: out["x"][i] for i, s in enumerate(seeds)})
         self.state.save_reference(self.reference)
@@ -279,8 +297,9 @@ class Tuner:
         out = {}
         for n in space.step_counts(self.steps):
             if str(n) not in saved and self.left(SEARCH_SHARE):
-                r = trace(self.w.pipe, self._prompt(), n, seeds=(self.cal[0],), guidance_scale=self.w.guidance_scale,
-                          progress=False)
+                with self._baseline_solver():
+                    r = trace(self.w.pipe, self._prompt(), n, seeds=(self.cal[0],),
+                              guidance_scale=self.w.guidance_scale, progress=False)
                 saved[str(n)] = derive_key_steps(r, num_keys=math.ceil(n / 3)).to_dict()
                 self.state.set_extra("derived", saved)
             if str(n) in saved:
@@ -298,9 +317,10 @@ class Tuner:
 
         saved = self.state.extra("plans")
         if saved is None:
-            grid = ablate(self.w.pipe, windows=4, replace="cached", seeds=(self.cal[0],), prompts_or_batch=self._prompt(),
-                          num_inference_steps=self.steps, guidance_scale=self.w.guidance_scale, out_dir=self.work,
-                          progress=False)
+            with self._baseline_solver():
+                grid = ablate(self.w.pipe, windows=4, replace="cached", seeds=(self.cal[0],),
+                              prompts_or_batch=self._prompt(), num_inference_steps=self.steps,
+                              guidance_scale=self.w.guidance_scale, out_dir=self.work, progress=False)
             a = anatomy(self.w.unet)
             plans = {}
             for p in (30.0, 35.0, 40.0):
@@ -362,9 +382,8 @@ class Tuner:
         from ..eval.bench import _time_rounds
         from ..eval.bench_methods import Method
 
-        methods = [Method("baseline" if not c.accelerators and c.steps == self.steps else "combination", c.key, {},
-                          c.steps, None if not c.accelerators else (lambda pipe, c=c: [accelerate(pipe, self.recipe(c))]))
-                   for c in cands]
+        methods = [Method("baseline" if c == self.base else "combination", c.key, {}, c.steps,
+                          lambda pipe, c=c: [accelerate(pipe, self.recipe(c))]) for c in cands]
         bar = tqdm(total=len(methods) * (1 + self.repeats), desc="tune: timing", disable=not self.progress, leave=False)
         out = _time_rounds(self.w, methods, self.timing_images, self.repeats, VALIDATION_SEED, bar)
         bar.close()
@@ -391,7 +410,10 @@ class Tuner:
         val = {m: statistics.fmean(self.entry(chosen)["quality"][str(s)][m] for s in self.val) for m in self.metrics}
         t = timed[chosen.key]
         tuned_on = {"model": self.w.name, "guidance_scale": self.w.guidance_scale, "budget": str(self.budget),
-                    "baseline": f"{self.scheduler}, {self.steps} steps", "baseline_steps": self.steps, "validation": val,
+                    "baseline": f"{self.solver.class_name}, {self.steps} steps", "baseline_steps": self.steps,
+                    "baseline_scheduler": self.solver.to_dict(),
+                    "solvers": {self.solver.label: "baseline", **{k: v or "searched" for k, v in self.skipped.items()}},
+                    "validation": val,
                     "speedup_wall": t["speedup_wall"], "speedup_wall_min": t["speedup_wall_min"],
                     "speedup_wall_max": t["speedup_wall_max"],
                     "speedup_flops": base_counts["flops"] / self.entry(chosen)["counts"]["flops"],
@@ -420,9 +442,10 @@ def pareto(rows: list[dict], higher_is_better: bool = True) -> list[dict]:
 
 def tune(model, budget: str | Budget, steps: int = 50, scheduler: str = "ddim", time_limit: float = 600.0,
          out="recipe.json", calibration: int = 8, validation: int = 8, families=None, progress: bool = True,
-         workload=None, timing_images: int = 4, repeats: int = 2) -> TuneResult:
-    """Search the space for the fastest recipe meeting `budget` (e.g. "psnr>=35") on the validation seeds; writes
-    nothing but the work folder next to `out` (the command writes the recipe and the plot)."""
+         workload=None, timing_images: int = 4, repeats: int = 2, solvers=space.SOLVERS) -> TuneResult:
+    """Search the space for the fastest recipe meeting `budget` (e.g. "psnr>=35") on the validation seeds, against
+    the baseline `scheduler` (a short name of `solver.NAMED` or a class name) at `steps` steps, with `solvers` as a
+    dimension; writes nothing but the work folder next to `out` (the command writes the recipe and the plot)."""
     for name, value, low in (("steps", steps, 2), ("calibration", calibration, 1), ("validation", validation, 1),
                              ("timing_images", timing_images, 1), ("repeats", repeats, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -433,6 +456,9 @@ def tune(model, budget: str | Budget, steps: int = 50, scheduler: str = "ddim", 
         bad = [f for f in families if f not in space.FAMILIES]
         if bad:
             raise ValueError(f"families: unknown {bad}; valid: {', '.join(space.FAMILIES)}")
+    check_name(scheduler)
+    for s in solvers:
+        check_name(s, "--solvers")
     if workload is None:
         from ..eval.bench import workload_for
         from ..models.load import check_exists
@@ -440,8 +466,6 @@ def tune(model, budget: str | Budget, steps: int = 50, scheduler: str = "ddim", 
         check_exists(str(model))
         workload = workload_for(str(model))
     b = budget if isinstance(budget, Budget) else parse_budget(budget, workload.quality_model)
-    name = scheduler_name(scheduler)
-    if type(workload.pipe.scheduler).__name__ != name:
-        workload.pipe.scheduler = scheduler_class(name).from_config(workload.pipe.scheduler.config)
-    return Tuner(workload, b, steps, name, float(time_limit), out, calibration, validation, families, progress,
-                 timing_images, repeats).run()
+    searched = tuple(resolve(s, workload.pipe) for s in solvers)
+    return Tuner(workload, b, steps, resolve(scheduler, workload.pipe), float(time_limit), out, calibration,
+                 validation, families, progress, timing_images, repeats, searched).run()
