@@ -6,7 +6,7 @@ TRAIN = ["train", "ddpm", "--data", "digits", "--out", "{tmp}/out", "--size", "8
 RESUME = ["train", "ddpm", "--data", "digits", "--out", "{run}", "--size", "8", "--steps", "1", "--warmup", "0",
           "--sample-steps", "1", "--no-progress", "--seed", "0", "--resume"]
 BENCH = ["bench", "--model", P, "--out", "{tmp}/out", "--steps", "10", "--num-images", "1", "--timing-images", "1",
-         "--repeats", "1", "--quick"]
+         "--repeats", "2", "--quick"]
 QUALITY = ["eval", "quality", "digits"]
 VIDEO = ["edit-video", "--input", "{tmp}/clip.gif", "--prompt", "a red circle", "--out", "{tmp}/out"]
 TRACE = ["analyze", "trace", "--model", "tiny:ddpm", "--out", "{tmp}/out", "--steps", "2", "--seeds", "1"]
@@ -201,7 +201,7 @@ CASES = [
      "--steps: 10 disagrees with --baseline dpm++:25"),
     ("bench-num-images-0", _with(BENCH, "--num-images", "0"), 2, "argument --num-images"),
     ("bench-timing-images-0", _with(BENCH, "--timing-images", "0"), 2, "argument --timing-images"),
-    ("bench-repeats-0", _with(BENCH, "--repeats", "0"), 2, "argument --repeats"),
+    ("bench-repeats-1", _with(BENCH, "--repeats", "1"), 2, "argument --repeats: expected an integer >= 2"),
     ("bench-batch-0", _with(BENCH, "--batch-size", "0"), 2, "argument --batch-size"),
     ("bench-seed-negative", _with(BENCH, "--seed", "-5"), 2, "argument --seed"),
     ("bench-method-unknown", _with(BENCH, "--method", "warp drive"), 2, "--method: unknown ['warp drive']"),

@@ -33,7 +33,7 @@ def test_match_steps_picks_closest_flops():
 def test_bench_end_to_end_on_tiny_pipeline(tiny_pipeline_dir, tmp_path):
     w = user_workload(str(tiny_pipeline_dir))
     out = tmp_path / "report"
-    result = bench(workload=w, out=out, steps=8, num_images=2, timing_images=2, repeats=1, quick=True,
+    result = bench(workload=w, out=out, steps=8, num_images=2, timing_images=2, repeats=2, quick=True,
                    methods=["branch cache N=2 B=0", "block skip (ablation plan)"])
     validate(result)
     saved = json.loads((out / "bench.json").read_text())
@@ -81,7 +81,7 @@ def test_validate_rejects_bad_rows():
 
 def test_unsupported_reason_from_a_failing_method(tiny_pipeline_dir):
     w = user_workload(str(tiny_pipeline_dir))
-    result = bench(workload=w, steps=4, num_images=1, timing_images=1, repeats=1, quick=True,
+    result = bench(workload=w, steps=4, num_images=1, timing_images=1, repeats=2, quick=True,
                    methods=["tomesd ratio=0.5", "guidance reuse N=2"])
     rows = {r["method"]: r for r in result["rows"]}
     assert rows["tomesd ratio=0.5"]["unsupported"]  # the DDPM UNet has no transformer blocks for ToMe to merge

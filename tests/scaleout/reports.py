@@ -13,7 +13,7 @@ COMMON = ["--steps", "3", "--seeds", "3", "--batch-size", "1"]
 def commands(pipe: str, out: str) -> list[list[str]]:
     return [
         ["bench", "--model", pipe, "--out", f"{out}/bench", "--steps", "4", "--num-images", "3", "--batch-size", "1",
-         "--timing-images", "1", "--repeats", "1", "--quick", "--method", "branch cache N=2 B=0"],
+         "--timing-images", "1", "--repeats", "2", "--quick", "--method", "branch cache N=2 B=0"],
         ["analyze", "trace", "--model", "tiny:ddpm", "--out", f"{out}/analyze", *COMMON],
         ["analyze", "ablate", "--model", "tiny:ddpm", "--out", f"{out}/analyze", *COMMON, "--windows", "1",
          "--components", "mid_block"],

@@ -22,8 +22,9 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, default=32,
                    help="images per sampling call for quality, so memory stays flat (default 32)")
     p.add_argument("--timing-images", type=positive_int, default=8, help="images per timed call (default 8)")
-    p.add_argument("--repeats", type=positive_int, default=3,
-                   help="timed rounds after a warm-up, method order rotated each round (default 3)")
+    p.add_argument("--repeats", type=int_at_least(2), default=3,
+                   help="timed rounds after a warm-up, method order rotated each round; speed-ups from each method's "
+                        "minimum time; rounds spreading > 25%% re-timed (default 3, at least 2)")
     p.add_argument("--method", action="append", metavar="NAME", help="only this method (repeatable; see bench.md)")
     p.add_argument("--key-steps", metavar="JSON", help="derived key-step schedule for encoder propagation")
     p.add_argument("--block-skip-plan", metavar="JSON", help="block-skip plan from `unetlab analyze derive`")

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import datetime
 import platform
-import statistics
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from ..recipes.solver import SchedulerSwap, parse_baseline, probe, resolve
-from .bench_measure import match_steps, peak_memory, unet_flops, wall_time
-from .bench_methods import Method, default_methods
+from .bench_measure import match_steps, unet_flops
+from .bench_methods import Method, applied, default_methods
 from .bench_workload import Workload, sd15_workload, shipped_workload, user_workload
+from .timing import MIN_ROUNDS, time_rounds
 
 SHIPPED = ("digits", "shapes")
 FEWER_SOLVERS = ("ddim", "dpm++", "unipc")  # the fewer-steps rows' solvers
@@ -41,15 +41,6 @@ def workload_for(model: str, arch: str | None = None, random_weights: bool = Fal
     if random_weights:
         raise ValueError("random_weights: only valid together with arch='sd15'")
     return shipped_workload(model) if model in SHIPPED else user_workload(model)
-
-
-def _with(method: Method, pipe, fn):
-    handles = method.apply(pipe) if method.apply else []
-    try:
-        return fn()
-    finally:
-        for h in reversed(handles):
-            h.remove()
 
 
 def _quality(w: Workload, images, reference, labels) -> dict:
@@ -95,7 +86,7 @@ def bench(model: str | list[str] = SHIPPED, out: str | Path | None = None, steps
     """
     solver_name, steps = baseline_of(baseline, steps)
     for name, value, low in (("steps", steps, 2), ("num_images", num_images, 1), ("timing_images", timing_images, 1),
-                             ("repeats", repeats, 1), ("batch_size", batch_size, 1)):
+                             ("repeats", repeats, MIN_ROUNDS), ("batch_size", batch_size, 1)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
     known = {m.name for m in default_methods(steps, key_steps, block_skip_plan, quick=quick)}  # fail before loading
@@ -197,7 +188,7 @@ def _bench_one(w: Workload, methods, key_steps, block_skip_plan, quick, accelera
     for m in candidates:  # a schedule or plan the user gave must fit this model: their error, not "unsupported"
         if m.user_input is not None:
             try:
-                _with(m, w.pipe, lambda: None)
+                applied(m, w.pipe, lambda: None)
             except Exception as err:  # noqa: BLE001 - whatever apply refuses, named with the option
                 raise ValueError(f"{m.user_input}: {m.name} cannot run on {w.name}: {err}") from None
     main = _is_main(accelerator)
@@ -208,7 +199,7 @@ def _bench_one(w: Workload, methods, key_steps, block_skip_plan, quick, accelera
 
     def sample(m: Method) -> None:
         """The quality images of `m`, sampled under a FLOP counter (the counter's cost is per op, not per image)."""
-        images[m.name], total = _with(m, w.pipe, lambda: sample_batched(w, num_images, m.steps, seed, batch_size,
+        images[m.name], total = applied(m, w.pipe, lambda: sample_batched(w, num_images, m.steps, seed, batch_size,
                                                                         accelerator))
         flops[m.name] = total / num_images
         bar.update(1)
@@ -249,7 +240,8 @@ def _bench_one(w: Workload, methods, key_steps, block_skip_plan, quick, accelera
     for m in runnable:
         quality[m.name] = _quality(w, images[m.name], images[base.name], labels) if main else {}
         bar.update(1)
-    timing = _time_rounds(w, runnable, timing_images, repeats, seed + num_images, bar) if main else {}
+    expected = {m.name: flops[base.name] / flops[m.name] for m in runnable}  # a wall speed-up 2x off is re-timed
+    timing = time_rounds(w, runnable, timing_images, repeats, seed + num_images, bar, expected) if main else {}
     if accelerator is not None:
         accelerator.wait_for_everyone()
     bar.close()
@@ -258,41 +250,11 @@ def _bench_one(w: Workload, methods, key_steps, block_skip_plan, quick, accelera
     for m in candidates:
         row = {"model": w.name, "method": m.name, "family": m.family, "config": m.config, "steps": m.steps,
                "seconds_per_image": None, "speedup_wall": None, "speedup_wall_min": None, "speedup_wall_max": None,
-               "speedup_flops": None, "flops_per_image": None, "peak_mem_mb": None, "psnr": None, "ssim": None,
-               "accuracy": None, "fd": None, "unsupported": m.unsupported}
+               "timing_rounds": None, "timing_spread": None, "timing_settled": None, "timing_retimed": None,
+               "timing_disagrees": None, "speedup_flops": None, "flops_per_image": None, "peak_mem_mb": None,
+               "psnr": None, "ssim": None, "accuracy": None, "fd": None, "unsupported": m.unsupported}
         if m.unsupported is None and main:
             row.update(flops_per_image=flops[m.name], speedup_flops=flops[base.name] / flops[m.name],
                        **timing[m.name], **quality[m.name])
         rows.append(row)
     return rows, images
-
-
-def _time_rounds(w: Workload, runnable: list[Method], timing_images: int, repeats: int, seed: int, bar) -> dict:
-    """Per method: seconds per image (median), the wall speed-up over the baseline as the median of per-round
-    ratios with their min and max, and peak memory.
-
-    One untimed warm-up call per method, then `repeats` rounds; round r times the methods in the order rotated by
-    r, so no method is always first, and each ratio divides by the baseline's time of the same round."""
-    def call(m: Method) -> float:
-        return _with(m, w.pipe, lambda: wall_time(lambda: w.generate(timing_images, m.steps, seed)))
-
-    peak = {}
-    for m in runnable:  # warm-up, measuring peak memory on the way
-        with peak_memory() as mem:
-            call(m)
-        peak[m.name] = mem["mb"]
-        bar.update(1)
-    times = {m.name: [] for m in runnable}
-    for r in range(repeats):
-        k = r % len(runnable)
-        for m in runnable[k:] + runnable[:k]:
-            times[m.name].append(call(m))
-            bar.update(1)
-    base = runnable[0].name
-    result = {}
-    for m in runnable:
-        ratios = [b / t for b, t in zip(times[base], times[m.name])]
-        result[m.name] = {"seconds_per_image": statistics.median(times[m.name]) / timing_images,
-                          "speedup_wall": statistics.median(ratios), "speedup_wall_min": min(ratios),
-                          "speedup_wall_max": max(ratios), "peak_mem_mb": peak[m.name]}
-    return result

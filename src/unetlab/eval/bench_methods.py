@@ -28,6 +28,16 @@ class Method:
             raise ValueError(f"family: {self.family!r} is not one of {', '.join(FAMILIES)}")
 
 
+def applied(method: Method, pipe, fn):
+    """`fn()` with `method` applied to `pipe`, its handles removed afterwards (in reverse order)."""
+    handles = method.apply(pipe) if method.apply else []
+    try:
+        return fn()
+    finally:
+        for h in reversed(handles):
+            h.remove()
+
+
 def _ep(**cfg):
     def apply(pipe):
         from ..accel.encoder_propagation import encoder_propagation

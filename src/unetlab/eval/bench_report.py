@@ -39,11 +39,17 @@ def _spread(row: dict) -> str:
     return "" if lo is None or hi is None else f" ({lo:.2f}–{hi:.2f})"
 
 
+def _unsettled(row: dict) -> str:
+    return " †" if row.get("timing_settled") is False or row.get("timing_disagrees") else ""
+
+
 def markdown(result: dict) -> str:
     """The table as Markdown: one row per method, unsupported methods with their reason."""
     lines = [f"Machine: {result['machine']}  ", f"Date: {result['date']}  ",
-             "Speed-up = baseline seconds / method seconds of the same round, median over the rounds of one run "
-             "(one warm-up call each, then the method order rotated every round), min–max over rounds in brackets; "
+             "Speed-up = the baseline's minimum seconds / the method's minimum seconds over the rounds of one run "
+             "(one warm-up call each, then the method order rotated every round; a method whose fastest rounds spread "
+             "by more than 25% or whose speed-up is more than 2x off its FLOPs ratio re-timed with the baseline, "
+             "twice at most; † still so afterwards), min–max of the per-round paired ratios in brackets; "
              "FLOPs = UNet FLOPs per image (torch.utils.flop_counter); PSNR/SSIM against the baseline sample from "
              "the same noise (PSNR 100 = identical); peak MB = resident-set growth during one timed call (CPU) or "
              "allocated CUDA memory growth." + (" **Speed only: random weights, no quality columns.**" if result.get("speed_only")
@@ -56,7 +62,8 @@ def markdown(result: dict) -> str:
                          "| | | | | | | |")
             continue
         lines.append(f"| {r['model']} | {r['method']} | {r['steps']} | {_fmt(r['seconds_per_image'], '.4f')} | "
-                     f"{_fmt(r['speedup_wall'], '.2f')}×{_spread(r)} | {_fmt(r['speedup_flops'], '.2f')}× | "
+                     f"{_fmt(r['speedup_wall'], '.2f')}×{_spread(r)}{_unsettled(r)} | "
+                     f"{_fmt(r['speedup_flops'], '.2f')}× | "
                      f"{_fmt(r['peak_mem_mb'], '.0f')} | {_fmt(r['psnr'], '.2f')} | {_fmt(r['ssim'], '.3f')} | "
                      f"{_fmt(r['accuracy'], '.3f')} | {_fmt(r['fd'], '.2f')} |")
     return "\n".join(lines) + "\n"

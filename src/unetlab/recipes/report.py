@@ -16,7 +16,7 @@ def front_table(result) -> str:
     recipe in bold."""
     m = result.budget.metric
     lines = [(f"Pareto front ({len(result.front)} of {len(result.rows)} measured configurations), then the other "
-              f"configurations validated; speed-up predicted by the cost model, wall speed-up measured (paired rounds) "
+              f"configurations validated; speed-up predicted by the cost model, wall speed-up measured (minimum times) "
               f"for those that met the budget on validation; {m} on the calibration and the validation seeds:"), "",
              (f"| configuration | speed-up (predicted) | speed-up (FLOPs) | speed-up (wall) | {m} calibration | "
               f"{m} validation |"), "|---|---|---|---|---|---|"]

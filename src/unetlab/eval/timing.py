@@ -1,0 +1,102 @@
+"""Wall-clock speed-ups a user can trust on a busy machine: the one timing function of `unetlab bench` and
+`unetlab tune`.
+
+One untimed warm-up call per configuration (peak memory measured on the way), then `rounds` rounds (at least
+`MIN_ROUNDS`); round r times every configuration once, in the order rotated by r, so none is always first.
+
+- The statistic is each configuration's **minimum** time over its rounds, and the speed-up is the baseline's
+  minimum over the configuration's. Another process can only make a call slower, never faster, so a disturbed
+  round (one slow call, or a whole slow round) cannot move a minimum taken over at least two rounds; the median of
+  two paired ratios, used before, moved with it (one disturbed baseline call read 49.6x for a 1.3x recipe).
+- The per-round paired ratios (baseline time / configuration time of the same round) are reported as the spread;
+  the minimum-time speed-up always lies between their smallest and largest.
+- A configuration is **re-timed** (another set of `rounds` rounds, together with the baseline) when its fastest
+  `rounds` times spread by more than `SPREAD` (the machine was busy during its rounds), or when its measured
+  speed-up disagrees with the `expected` one (FLOPs ratio, or the tuner's cost model) by more than `DISAGREE`
+  times either way; at most `RETIMES` extra sets. A baseline that spreads re-times every configuration. What is
+  still unsettled or in disagreement after that is reported as such (`timing_settled`, `timing_disagrees`).
+"""
+
+from __future__ import annotations
+
+from .bench_measure import peak_memory, wall_time
+from .bench_methods import Method, applied
+
+MIN_ROUNDS = 2
+SPREAD = 0.25
+DISAGREE = 2.0
+RETIMES = 2
+
+
+def spread(times: list[float], rounds: int) -> float:
+    """How far the fastest `rounds` times spread: (largest of them - smallest) / smallest."""
+    fastest = sorted(times)[:rounds]
+    return fastest[-1] / fastest[0] - 1
+
+
+def disagrees(measured: float, expected: float | None) -> bool:
+    """Whether a measured speed-up is more than `DISAGREE` times above or below the expected one."""
+    return expected is not None and not 1 / DISAGREE <= measured / expected <= DISAGREE
+
+
+def time_rounds(w, methods: list[Method], timing_images: int, rounds: int, seed: int, bar=None,
+                expected: dict[str, float] | None = None) -> dict[str, dict]:
+    """Per configuration (`methods[0]` is the baseline): seconds per image and the wall speed-up over the baseline
+    from minimum times, the min-max of the paired per-round ratios, the rounds, their spread, whether it was
+    re-timed, and peak memory. `expected` maps names to predicted speed-ups (see the module docstring)."""
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < MIN_ROUNDS:
+        raise ValueError(f"repeats: expected an integer >= {MIN_ROUNDS} (a minimum over one round is not robust), "
+                         f"got {rounds!r}")
+    expected = expected or {}
+    base = methods[0].name
+
+    def tick(k: int = 1) -> None:
+        if bar is not None:
+            bar.update(k)
+
+    def call(m: Method) -> float:
+        return applied(m, w.pipe, lambda: wall_time(lambda: w.generate(timing_images, m.steps, seed)))
+
+    peak = {}
+    for m in methods:
+        with peak_memory() as mem:
+            call(m)
+        peak[m.name] = mem["mb"]
+        tick()
+    times = {m.name: [] for m in methods}
+    ratios = {m.name: [] for m in methods}
+    retimed = dict.fromkeys(times, 0)
+
+    def run(subset: list[Method]) -> None:
+        for r in range(rounds):
+            k = r % len(subset)
+            t = {}
+            for m in subset[k:] + subset[:k]:
+                t[m.name] = call(m)
+                tick()
+            for m in subset:
+                times[m.name].append(t[m.name])
+                ratios[m.name].append(t[base] / t[m.name])
+
+    def speedup(name: str) -> float:
+        return min(times[base]) / min(times[name])
+
+    def suspect(name: str) -> bool:
+        return spread(times[name], rounds) > SPREAD or disagrees(speedup(name), expected.get(name))
+
+    run(methods)
+    for _ in range(RETIMES):
+        todo = methods[1:] if spread(times[base], rounds) > SPREAD else [m for m in methods[1:] if suspect(m.name)]
+        if not todo:
+            break
+        if bar is not None:
+            bar.total += rounds * (1 + len(todo))
+        for m in todo:
+            retimed[m.name] += 1
+        run([methods[0], *todo])
+    return {m.name: {"seconds_per_image": min(times[m.name]) / timing_images, "speedup_wall": speedup(m.name),
+                     "speedup_wall_min": min(ratios[m.name]), "speedup_wall_max": max(ratios[m.name]),
+                     "timing_rounds": len(times[m.name]), "timing_spread": spread(times[m.name], rounds),
+                     "timing_settled": spread(times[m.name], rounds) <= SPREAD, "timing_retimed": retimed[m.name],
+                     "timing_disagrees": disagrees(speedup(m.name), expected.get(m.name)),
+                     "peak_mem_mb": peak[m.name]} for m in methods}
