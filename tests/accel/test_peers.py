@@ -6,7 +6,16 @@ import pytest
 import torch
 
 import unetlab
-from unetlab.accel.peers import UnsupportedPeerError, check_deepcache, check_tome, deepcache, tome
+from unetlab.accel.peers import (
+    UnsupportedPeerError,
+    check_deepcache,
+    check_tome,
+    deepcache,
+    pab,
+    taylorseer,
+    tgate,
+    tome,
+)
 from unetlab.testing import tiny_sd_pipeline, tiny_unet
 
 STEPS = 6
@@ -141,3 +150,113 @@ def test_tome_under_encoder_propagation_is_the_hand_written_method_on_the_merged
         first.remove()
         second.remove()
         assert torch.equal(_run(pipe), base) and _state(pipe.unet) == before
+
+
+PEERS = {"tgate": (tgate, dict(gate_step=2, sp_interval=2, warm_up=1)), "pab": (pab, dict(timestep_range=(0, 1000))),
+         "taylorseer": (taylorseer, dict(interval=2, warm_up=2))}
+
+
+@pytest.mark.parametrize("kind", list(PEERS))
+def test_tgate_and_diffusers_caches_act_on_the_unet_and_removal_restores(kind):
+    """Not no-ops: the output differs from plain sampling; each call starts from reset state (two calls agree);
+    removal restores the pipeline bit for bit, its modules' attributes and the pipeline class."""
+    if kind == "tgate":
+        pytest.importorskip("tgate")
+    apply_peer, kw = PEERS[kind]
+    pipe = tiny_sd_pipeline()
+    before, cls, base = _state(pipe.unet), type(pipe), _run(pipe)
+    with apply_peer(pipe, **kw) as h:
+        with pytest.raises(RuntimeError, match=f"{kind}: already applied"):
+            apply_peer(pipe, **kw)
+        first, second = _run(pipe), _run(pipe)
+        assert h.kind == kind
+    assert (first - base).abs().max() > 1e-3 and torch.equal(first, second)
+    assert torch.equal(_run(pipe), base) and _state(pipe.unet) == before and type(pipe) is cls
+    assert "tgate" not in pipe.__dict__
+
+
+@pytest.mark.parametrize("kind", ["pab", "taylorseer"])
+def test_diffusers_caches_are_refused_where_they_cannot_act(kind):
+    apply_peer, kw = PEERS[kind]
+    with pytest.raises(UnsupportedPeerError, match=f"{kind}: needs a pipeline") as e:
+        apply_peer(tiny_unet("sd"), **kw)
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="expected an int >= 1"):
+        apply_peer(tiny_sd_pipeline(), **{"pab": {"spatial": 0}, "taylorseer": {"interval": 0}}[kind])
+
+
+def test_taylorseer_default_patterns_match_nothing_in_a_unet_and_ours_do():
+    """diffusers' own default (`^transformer_blocks.*attn`) hooks nothing in a UNet: the silent no-op the wrapper
+    avoids by naming the UNet's attention and feed-forward modules."""
+    from diffusers import TaylorSeerCacheConfig
+    from diffusers.hooks.taylorseer_cache import apply_taylorseer_cache
+
+    unet = tiny_unet("sd")
+    apply_taylorseer_cache(unet, TaylorSeerCacheConfig())
+    assert not any(hasattr(m, "_diffusers_hook") for m in unet.modules())
+    pipe = tiny_sd_pipeline()
+    with taylorseer(pipe):
+        hooked = [n for n, m in pipe.unet.named_modules() if hasattr(m, "_diffusers_hook")]
+    assert hooked and all(n.endswith(("attn1", "attn2", "ff")) for n in hooked)
+
+
+def test_tgate_is_refused_outside_stable_diffusion_pipelines():
+    pytest.importorskip("tgate")
+    from diffusers import DDIMPipeline, DDIMScheduler
+
+    with pytest.raises(UnsupportedPeerError, match="tgate: TgateSDLoader/TgateSDXLLoader run the steps of") as e:
+        tgate(DDIMPipeline(unet=tiny_unet("ddpm"), scheduler=DDIMScheduler()))
+    assert "\n" not in str(e.value)
+    with pytest.raises(UnsupportedPeerError, match="got a bare UNet"):
+        tgate(tiny_unet("sd"))
+    with pytest.raises(ValueError, match="gate_step: expected an int >= 0"):
+        tgate(tiny_sd_pipeline(), gate_step=-1)
+    pipe = tiny_sd_pipeline()
+    with tgate(pipe), pytest.raises(UnsupportedPeerError, match="needs classifier-free guidance"):
+        _run(pipe, guidance=1.0)
+
+
+def test_the_tgate_control_row_drops_guidance_at_the_gate_step_without_caching():
+    """The bench's control row for T-GATE runs the whole guidance batch before the gate step and the conditional
+    rows alone from it on, every step full (nothing cached)."""
+    from unetlab.eval.bench_methods import default_methods
+
+    rows = {m.family: m for m in default_methods(STEPS, quick=True) if m.family == "tgate"}
+    gate = rows["tgate"].config["gate_step"]
+    control = next(m for m in default_methods(STEPS, quick=True) if "T-GATE's control" in m.name)
+    pipe = tiny_sd_pipeline()
+    handles = control.apply(pipe)
+    _run(pipe)
+    calls = handles[0].calls
+    for h in handles:
+        h.remove()
+    assert [full for _, full in calls] == [s < gate for s in range(STEPS)]
+
+
+def test_tome_reaches_the_first_level_with_attention():
+    """tomesd's default `max_downsample=1` merges nothing on SDXL-shaped UNets (no attention at their first level):
+    by default the adapter goes down to the first level that has some."""
+    pytest.importorskip("tomesd")
+    from unetlab.accel.peers import _first_attention_downsample
+
+    sdxl, sd = tiny_unet("sdxl"), tiny_unet("sd")
+    assert type(sdxl.down_blocks[0]).__name__ == "DownBlock2D" and _first_attention_downsample(sdxl) == 2
+    assert _first_attention_downsample(sd) == 1
+    with tome(sdxl) as h:
+        assert h.config["max_downsample"] == 2
+
+
+@pytest.mark.parametrize("kind", list(PEERS))
+def test_tgate_and_diffusers_caches_are_refused_in_any_stack(kind):
+    if kind == "tgate":
+        pytest.importorskip("tgate")
+    apply_peer, kw = PEERS[kind]
+    pipe = tiny_sd_pipeline()
+    before = _state(pipe.unet)
+    with apply_peer(pipe, **kw):
+        with pytest.raises(RuntimeError, match=f"^branch_cache: {kind} is already applied") as e:
+            unetlab.branch_cache(pipe)
+        assert "\n" not in str(e.value)
+    with unetlab.encoder_propagation(pipe), pytest.raises(RuntimeError, match=f"^{kind}: encoder_propagation is"):
+        apply_peer(pipe, **kw)
+    assert _state(pipe.unet) == before and "_unetlab_patches" not in pipe.unet.__dict__

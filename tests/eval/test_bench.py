@@ -81,11 +81,18 @@ def test_validate_rejects_bad_rows():
 
 def test_unsupported_reason_from_a_failing_method(tiny_pipeline_dir):
     w = user_workload(str(tiny_pipeline_dir))
+    control = "guidance dropped from step 2 (T-GATE's control, no caching)"
     result = bench(workload=w, steps=4, num_images=1, timing_images=1, repeats=2, quick=True,
-                   methods=["tomesd ratio=0.5", "guidance reuse N=2"])
+                   methods=["tomesd ratio=0.5", "guidance reuse N=2", "T-GATE pkg gate=2", control,
+                            "PAB (diffusers) spatial 2 cross 4", "TaylorSeer (diffusers) N=5 order 1"])
     rows = {r["method"]: r for r in result["rows"]}
     assert rows["tomesd ratio=0.5"]["unsupported"]  # the DDPM UNet has no transformer blocks for ToMe to merge
     assert rows["guidance reuse N=2"]["unsupported"].startswith("TypeError: target: UNet2DModel takes no conditioning")
+    assert rows[control]["unsupported"].startswith("TypeError: target: UNet2DModel takes no conditioning")
+    reason = rows["T-GATE pkg gate=2"]["unsupported"]  # a DDIMPipeline is not a StableDiffusionPipeline
+    assert "run the steps of a StableDiffusion(XL)Pipeline" in reason or "tgate is not installed" in reason
+    for name in ("PAB (diffusers) spatial 2 cross 4", "TaylorSeer (diffusers) N=5 order 1"):  # they act here
+        assert rows[name]["unsupported"] is None and rows[name]["psnr"] < 100
     assert torch.isfinite(torch.tensor(result["rows"][0]["seconds_per_image"]))
 
 

@@ -1,9 +1,11 @@
-"""The peer packages as published — DeepCache (PyPI `DeepCache`) and ToMe for SD (PyPI `tomesd`) — behind handles.
+"""The peers as published — DeepCache (PyPI `DeepCache`), ToMe for SD (`tomesd`), T-GATE (`tgate`), and diffusers'
+own Pyramid Attention Broadcast and TaylorSeer cache hooks — behind handles.
 
 The adapters add no method of their own: they check that the package is installed and that it can
 handle the pipeline (raising `UnsupportedPeerError` with the reason otherwise, so that a benchmark can
-list the method as unsupported), apply the package's own patch, and undo it on `.remove()` so that the
-pipeline computes exactly what it did before. Install both with `pip install "unetlab[peers]"`.
+list the method as unsupported), apply the package's own patch with what it needs to act on a UNet, and undo it
+on `.remove()` so that the pipeline computes exactly what it did before. Install the packages with
+`pip install "unetlab[peers]"`.
 """
 
 from __future__ import annotations
@@ -107,17 +109,29 @@ def check_tome(target) -> None:
         raise UnsupportedPeerError(f"tome: tomesd's block forward supports norm_type 'layer_norm' only, got {norms}")
 
 
-def tome(target, ratio: float = 0.5, max_downsample: int = 1, sx: int = 2, sy: int = 2, use_rand: bool = True,
-         merge_attn: bool = True, merge_crossattn: bool = False, merge_mlp: bool = False, seed: int = 0) -> PeerHandle:
-    """`tomesd.apply_patch` with its own arguments; its random draws use a generator seeded with `seed`
-    at every pipeline call (tomesd would otherwise fork the global RNG)."""
+def _first_attention_downsample(unet) -> int:
+    """The downsampling factor of the highest-resolution level with transformer blocks (1 on SD, 2 on SDXL)."""
+    for i, block in enumerate(getattr(unet, "down_blocks", [])):
+        if any(type(m).__name__ == "BasicTransformerBlock" for m in block.modules()):
+            return min(2 ** i, 8)
+    return 1
+
+
+def tome(target, ratio: float = 0.5, max_downsample: int | None = None, sx: int = 2, sy: int = 2,
+         use_rand: bool = True, merge_attn: bool = True, merge_crossattn: bool = False, merge_mlp: bool = False,
+         seed: int = 0) -> PeerHandle:
+    """`tomesd.apply_patch` with its own arguments; `max_downsample=None` is the first level with attention (tomesd's
+    default 1 merges nothing on SDXL, whose first level has none); its random draws use a generator seeded with
+    `seed` at every pipeline call (tomesd would otherwise fork the global RNG)."""
     if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 <= ratio < 1 - 1 / (sx * sy):
         raise ValueError(f"ratio: expected a float in [0, {1 - 1 / (sx * sy)}) for sx={sx}, sy={sy}, got {ratio!r}")
-    if max_downsample not in (1, 2, 4, 8):
-        raise ValueError(f"max_downsample: expected 1, 2, 4 or 8, got {max_downsample!r}")
+    if max_downsample not in (None, 1, 2, 4, 8):
+        raise ValueError(f"max_downsample: expected 1, 2, 4, 8 or None (the first level with attention), got "
+                         f"{max_downsample!r}")
     check_tome(target)
     tomesd = _import("tomesd", "tomesd")
     pipe, unet = resolve(target)
+    max_downsample = max_downsample or _first_attention_downsample(unet)
     handle = PeerHandle(unet, "tome", dict(ratio=ratio, max_downsample=max_downsample, sx=sx, sy=sy,
                                            use_rand=use_rand, seed=seed))
     blocks = _transformer_blocks(unet)
@@ -152,3 +166,180 @@ def tome(target, ratio: float = 0.5, max_downsample: int = 1, sx: int = 2, sy: i
 
     handle.undo_with(undo)
     return handle
+
+
+def _sd_loader(pipe):
+    """T-GATE's loader for `pipe` (`TgateSDXLLoader` / `TgateSDLoader`), or None where neither drives it."""
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    tgate_pkg = _import("tgate", "tgate")
+    if isinstance(pipe, StableDiffusionXLPipeline):
+        return tgate_pkg.TgateSDXLLoader
+    if isinstance(pipe, StableDiffusionPipeline):
+        return tgate_pkg.TgateSDLoader
+    return None
+
+
+def check_tgate(target) -> None:
+    """Raise `UnsupportedPeerError` when T-GATE's loaders cannot drive `target`."""
+    _import("tgate", "tgate")
+    pipe, _ = resolve(target)
+    if pipe is None:
+        raise UnsupportedPeerError("tgate: T-GATE replaces a pipeline's call (pipe.tgate), got a bare UNet")
+    if _sd_loader(pipe) is None:
+        raise UnsupportedPeerError(f"tgate: TgateSDLoader/TgateSDXLLoader run the steps of a StableDiffusion(XL)"
+                                   f"Pipeline (encode_prompt, vae, image_processor); got {type(pipe).__name__}")
+
+
+def tgate(target, gate_step: int = 10, sp_interval: int = 5, fi_interval: int = 1, warm_up: int = 2) -> PeerHandle:
+    """T-GATE (Liu et al., TMLR 2025) through its own loader: `pipe(...)` runs the loader's `pipe.tgate(...)` with
+    these arguments (cross-attention cached and guidance dropped from step `gate_step` on, self-attention cached
+    every `sp_interval` / `fi_interval` steps before / after it); `.remove()` undoes the loader and its attention
+    patches, which T-GATE itself leaves in place after a call."""
+    for name, value, low in (("gate_step", gate_step, 0), ("sp_interval", sp_interval, 1),
+                             ("fi_interval", fi_interval, 1), ("warm_up", warm_up, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name}: expected an int >= {low} (T-GATE's argument), got {value!r}")
+    check_tgate(target)
+    pipe, unet = resolve(target)
+    config = dict(gate_step=gate_step, sp_interval=sp_interval, fi_interval=fi_interval, warm_up=warm_up)
+    handle = PeerHandle(unet, "tgate", config)
+    attention = [m for m in unet.modules() if type(m).__name__ == "Attention"]
+    had = {name: {id(m) for m in attention if name in m.__dict__} for name in ("forward", "cache")}
+    cls = type(pipe)
+    _sd_loader(pipe)(pipe)
+    run = pipe.tgate
+
+    def call(self, *args, **kwargs):
+        if kwargs.get("guidance_scale", 7.5) <= 1:  # its own loop would fail unpacking a guidance batch of one
+            raise UnsupportedPeerError("tgate: T-GATE's call needs classifier-free guidance (guidance_scale > 1)")
+        return run(*args, **{**config, **kwargs})
+
+    pipe.__class__ = type(cls.__name__, (cls,), {"__call__": call, "__module__": cls.__module__})
+
+    def undo():
+        pipe.__class__ = cls
+        pipe.__dict__.pop("tgate", None)
+        for m in attention:  # T-GATE's forward and cache on every Attention module, also after the call
+            for name, ids in had.items():
+                if id(m) not in ids:
+                    m.__dict__.pop(name, None)
+
+    handle.undo_with(undo)
+    return handle
+
+
+def _hooked(unet, hook: str) -> list[torch.nn.Module]:
+    return [m for m in unet.modules() if hook in getattr(getattr(m, "_diffusers_hook", None), "hooks", {})]
+
+
+def _diffusers_hooks(pipe, unet, kind: str, hook: str, apply, on_start, config: dict) -> PeerHandle:
+    """A diffusers cache hook applied by `apply()` to the UNet's modules, `on_start(modules)` at the start of every
+    pipeline call; `.remove()` removes the hook and what its registry left on each module."""
+    handle = PeerHandle(unet, kind, config)
+    modules = list(unet.modules())
+    before = {id(m): set(m.__dict__) for m in modules}
+    try:
+        apply()
+        hooked = _hooked(unet, hook)
+        if not hooked:
+            raise UnsupportedPeerError(f"{kind}: its module patterns match nothing in this {type(unet).__name__}")
+        clock = StepClock(pipe.scheduler, on_start=lambda: on_start(hooked))
+    except Exception:
+        for m in _hooked(unet, hook):
+            m._diffusers_hook.remove_hook(hook, recurse=False)
+        _drop_new(modules, before)
+        handle.remove()
+        raise
+
+    def undo():
+        clock.remove()
+        for m in hooked:
+            m._diffusers_hook.remove_hook(hook, recurse=False)
+        _drop_new(modules, before)
+
+    handle.undo_with(undo)
+    return handle
+
+
+def _drop_new(modules, before: dict) -> None:
+    """Drop the instance attributes (a registry, a restored `forward`) added to `modules` since `before`."""
+    for m in modules:
+        for name in set(m.__dict__) - before[id(m)]:
+            del m.__dict__[name]
+
+
+def _needs_pipeline(target, kind: str):
+    pipe, unet = resolve(target)
+    if pipe is None:
+        raise UnsupportedPeerError(f"{kind}: needs a pipeline (its state is reset at the start of every call and "
+                                   "read from the scheduler's step), got a bare UNet")
+    return pipe, unet
+
+
+def pab(target, spatial: int = 2, cross: int = 4, timestep_range: tuple = (100, 800)) -> PeerHandle:
+    """diffusers' Pyramid Attention Broadcast (Zhao et al. 2024) on the UNet: self-attention recomputed every
+    `spatial` calls and cross-attention every `cross` calls while the timestep is inside `timestep_range`, the
+    broadcast output reused in between. What it needs to act on a UNet: `current_timestep_callback` (here the
+    timestep of the step the scheduler is at) and its states reset at the start of every pipeline call."""
+    for name, value in (("spatial", spatial), ("cross", cross)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: expected an int >= 1 (calls between recomputations), got {value!r}")
+    pipe, unet = _needs_pipeline(target, "pab")
+    from diffusers import PyramidAttentionBroadcastConfig, apply_pyramid_attention_broadcast
+
+    def timestep() -> float:
+        ts = clock_ref[0].timesteps
+        begin = getattr(pipe.scheduler, "begin_index", None) or 0
+        return ts[min(begin + clock_ref[0].step_index, len(ts) - 1)] if ts else 0.0
+
+    clock_ref = [StepClock(pipe.scheduler)]
+    cfg = PyramidAttentionBroadcastConfig(spatial_attention_block_skip_range=spatial,
+                                          cross_attention_block_skip_range=cross,
+                                          spatial_attention_timestep_skip_range=tuple(timestep_range),
+                                          cross_attention_timestep_skip_range=tuple(timestep_range),
+                                          current_timestep_callback=timestep)
+    try:
+        handle = _diffusers_hooks(pipe, unet, "pab", "pyramid_attention_broadcast",
+                                  lambda: apply_pyramid_attention_broadcast(unet, cfg), _reset,
+                                  dict(spatial=spatial, cross=cross, timestep_range=list(timestep_range)))
+    except Exception:
+        clock_ref[0].remove()
+        raise
+    handle.undo_with(clock_ref[0].remove)
+    return handle
+
+
+def _reset(hooked) -> None:
+    for m in hooked:
+        m._diffusers_hook.reset_stateful_hooks(recurse=False)
+
+
+def taylorseer(target, interval: int = 5, order: int = 1, warm_up: int = 3) -> PeerHandle:
+    """diffusers' TaylorSeer cache (Liu et al. 2025) on the UNet: every attention and feed-forward module computed
+    during the first `warm_up` steps and every `interval` steps after, forecast by an order-`order` Taylor series
+    from its last computations in between. What it needs to act on a UNet: the module patterns (its defaults,
+    `^transformer_blocks.*attn`, match nothing there), a cache context on every hook's state, and a reset at the
+    start of every pipeline call; factors kept in float32."""
+    for name, value, low in (("interval", interval, 1), ("order", order, 1), ("warm_up", warm_up, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
+    pipe, unet = _needs_pipeline(target, "taylorseer")
+    import re
+
+    from diffusers import TaylorSeerCacheConfig
+    from diffusers.hooks.hooks import CacheContext
+    from diffusers.hooks.taylorseer_cache import apply_taylorseer_cache
+
+    names = [re.escape(n) for n, m in unet.named_modules() if type(m).__name__ in ("Attention", "FeedForward")]
+    cfg = TaylorSeerCacheConfig(cache_interval=interval, disable_cache_before_step=warm_up, max_order=order,
+                                taylor_factors_dtype=torch.float32, cache_identifiers=names)
+
+    def start(hooked) -> None:
+        _reset(hooked)
+        for m in hooked:
+            m._diffusers_hook.get_hook("taylorseer_cache").state_manager.set_context(CacheContext("unetlab"))
+
+    return _diffusers_hooks(pipe, unet, "taylorseer", "taylorseer_cache",
+                            lambda: apply_taylorseer_cache(unet, cfg) if names else None, start,
+                            dict(interval=interval, order=order, warm_up=warm_up))

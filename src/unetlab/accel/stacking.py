@@ -21,8 +21,8 @@ Refused, with the reason:
 - `block_skip` with any other: both decide which blocks run at a step, and a skipped block's cache would be
   fed to the other's batch (encoder propagation decodes several steps as one batch);
 - `branch_cache`/`clockwork` before `encoder_propagation`: the reuse patch would never run under it;
-- the peer packages (`deepcache`, `tome`) with any other (but `tome` after `encoder_propagation`): each
-  replaces forwards the others patch;
+- the peers (`deepcache`, `tome`, `tgate`, diffusers' `pab` and `taylorseer` hooks) with any other (but `tome`
+  after `encoder_propagation`): each replaces forwards the others patch;
 - `anchor_attention` with `encoder_propagation` (its parallel decoder's batch rows are not frames) or
   `block_skip`, and anything applied after `anchor_attention`;
 - `guidance_reuse` with anything but the three above, and anything applied after it: it splits the guidance batch
@@ -35,7 +35,7 @@ from __future__ import annotations
 from ..patching import claims
 
 ACCELERATORS = ("encoder_propagation", "branch_cache", "clockwork", "block_skip", "deepcache", "tome",
-                "anchor_attention", "guidance_reuse")
+                "anchor_attention", "guidance_reuse", "tgate", "pab", "taylorseer")
 COMPOSE = frozenset({("encoder_propagation", "branch_cache"), ("encoder_propagation", "clockwork"),
                      ("branch_cache", "anchor_attention"), ("clockwork", "anchor_attention"),
                      ("encoder_propagation", "tome"), ("encoder_propagation", "guidance_reuse"),
@@ -46,6 +46,9 @@ _REASONS = {
     "block_skip": "both decide which blocks run at a step",
     "deepcache": "DeepCache replaces the UNet's forward",
     "tome": "tomesd replaces the transformer blocks' forward",
+    "tgate": "T-GATE replaces the pipeline's call and every attention forward",
+    "pab": "diffusers' Pyramid Attention Broadcast hooks replace the attention forwards",
+    "taylorseer": "diffusers' TaylorSeer hooks replace the attention and feed-forward forwards",
     "anchor_attention": "anchor attention needs every UNet batch row to be a frame",
     "guidance_reuse": "guidance reuse stacks only after encoder_propagation, branch_cache or clockwork",
 }

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 FAMILIES = ("baseline", "fewer-steps", "encoder-propagation", "branch-cache", "clockwork", "block-skip",
-            "guidance-reuse", "deepcache", "tome", "combination", "tuned")
+            "guidance-reuse", "deepcache", "tome", "tgate", "pab", "taylorseer", "combination", "tuned")
 
 
 @dataclass
@@ -172,6 +172,21 @@ def _forecast_rows(steps: int) -> list[Method]:
                    make(**cfg, reuse=reuse)) for family, name, make, cfg, modes in rows for reuse in modes]
 
 
+def _peer_rows(steps: int) -> list[Method]:
+    """T-GATE (its SD setting: gate at step 10 of 25, scaled to `steps`) with its control row, guidance dropped at
+    the same step without caching, and diffusers' Pyramid Attention Broadcast and TaylorSeer hooks on the UNet."""
+    gate = max(1, round(0.4 * steps))
+    tgate = dict(gate_step=gate, sp_interval=5, fi_interval=1, warm_up=2)
+    return [Method("tgate", f"T-GATE pkg gate={gate}", tgate, steps, _peer("tgate", **tgate)),
+            Method("guidance-reuse", f"guidance dropped from step {gate} (T-GATE's control, no caching)",
+                   dict(interval=1, stop_after=(gate - 0.5) / steps), steps,
+                   _gr(interval=1, stop_after=(gate - 0.5) / steps)),
+            Method("pab", "PAB (diffusers) spatial 2 cross 4", dict(spatial=2, cross=4, timestep_range=[100, 800]),
+                   steps, _peer("pab", spatial=2, cross=4)),
+            Method("taylorseer", "TaylorSeer (diffusers) N=5 order 1", dict(interval=5, order=1, warm_up=3), steps,
+                   _peer("taylorseer", interval=5, order=1, warm_up=3))]
+
+
 def default_methods(steps: int = 50, key_steps_derived: str | Path | None = None,
                     block_skip_plan: str | Path | None = None, quick: bool = False,
                     baseline: str = "DDIM") -> list[Method]:
@@ -201,6 +216,7 @@ def default_methods(steps: int = 50, key_steps_derived: str | Path | None = None
         Method("deepcache", "DeepCache pkg N=3 B=0", dict(cache_interval=3, cache_branch_id=0), steps,
                _peer("deepcache", interval=3, branch=0)),
         Method("tome", "tomesd ratio=0.5", dict(ratio=0.5), steps, _peer("tome", ratio=0.5)),
+        *_peer_rows(steps),
         Method("combination", "EP paper + tomesd 0.5", dict(ep_paper, tome_ratio=0.5), steps,
                _chain(_ep(**ep_paper), _peer("tome", ratio=0.5))),
         Method("combination", "EP uniform:2 + branch cache N=2", dict(key_steps="uniform:2", interval=2), steps,
@@ -221,8 +237,6 @@ def default_methods(steps: int = 50, key_steps_derived: str | Path | None = None
             Method("branch-cache", "branch cache N=3 B=1", dict(interval=3, branch=1), steps, _bc(interval=3, branch=1)),
             Method("clockwork", "clockwork clock=4", dict(clock=4), steps, _cw(clock=4)),
             Method("guidance-reuse", "guidance reuse N=3", dict(interval=3), steps, _gr(interval=3)),
-            Method("guidance-reuse", "guidance dropped after 40% of the steps", dict(interval=1, stop_after=0.4),
-                   steps, _gr(interval=1, stop_after=0.4)),
             *_forecast_rows(steps),
         ]
     from .bench_tuned import placeholders

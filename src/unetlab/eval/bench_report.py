@@ -13,7 +13,8 @@ from ..atomic import write, write_text
 ROW_KEYS = ("model", "method", "config", "steps", "seconds_per_image", "speedup_wall", "speedup_flops",
             "peak_mem_mb", "psnr", "ssim", "accuracy", "fd")
 _MARKERS = {"encoder-propagation": "o", "branch-cache": "s", "clockwork": "^", "block-skip": "D", "deepcache": "P",
-            "tome": "X", "guidance-reuse": "v", "combination": "*", "tuned": "h", "baseline": "k"}
+            "tome": "X", "tgate": "p", "pab": "<", "taylorseer": ">", "guidance-reuse": "v", "combination": "*",
+            "tuned": "h", "baseline": "k"}
 
 
 def validate(result: dict) -> None:
