@@ -20,7 +20,8 @@ from .bench_methods import Method, applied, default_methods
 from .bench_workload import Workload, sd15_workload, shipped_workload, user_workload
 from .timing import MIN_ROUNDS, time_rounds
 
-SHIPPED = ("digits", "shapes")
+SHIPPED = ("digits", "shapes")  # the main job's default workloads
+SHIPPED_WORKLOADS = ("mini-sd", *SHIPPED)
 FEWER_SOLVERS = ("ddim", "dpm++", "unipc")  # the fewer-steps rows' solvers
 PSNR_CAP = 100.0  # dB; identical images (infinite PSNR) are reported at the cap, which JSON can hold
 
@@ -40,7 +41,7 @@ def workload_for(model: str, arch: str | None = None, random_weights: bool = Fal
         return sd15_workload()
     if random_weights:
         raise ValueError("random_weights: only valid together with arch='sd15'")
-    return shipped_workload(model) if model in SHIPPED else user_workload(model)
+    return shipped_workload(model) if model in SHIPPED_WORKLOADS else user_workload(model)
 
 
 def _quality(w: Workload, images, reference, labels) -> dict:

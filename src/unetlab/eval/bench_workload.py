@@ -19,7 +19,7 @@ class Workload:
     name: str
     pipe: object
     prompts: list[str] | None  # None: unconditional pipeline
-    quality_model: str | None  # "digits" / "shapes": shipped evaluation classifiers apply
+    quality_model: str | None  # "digits" / "shapes" / "mini-sd": shipped evaluation classifiers or judge apply
     guidance_scale: float | None = None
     call_kwargs: dict = field(default_factory=dict)  # extra fixed arguments (prompt embeddings, sizes)
     speed_only: bool = False
@@ -58,7 +58,8 @@ class Workload:
 
 
 def shipped_workload(name: str) -> Workload:
-    """The shipped `digits` (unconditional DDIM) or `shapes` (text-to-image, guidance 5) model."""
+    """The shipped `digits` (unconditional DDIM), `shapes` (text-to-image, guidance 5) or `mini-sd` (a plain
+    StableDiffusionPipeline, test-split captions, guidance 7.5, judged by the scene judge) model."""
     from ..models import load
 
     pipe = load(name)
@@ -67,6 +68,11 @@ def shipped_workload(name: str) -> Workload:
         from ..data.shapes import heldout_captions
 
         return Workload(name, pipe, heldout_captions(500), "shapes", guidance_scale=5.0,
+                        call_kwargs={"output_type": "np"})
+    if name == "mini-sd":
+        from ..data.scenes import sample
+
+        return Workload(name, pipe, sample(500, seed=0, split="test")[1], "mini-sd", guidance_scale=7.5,
                         call_kwargs={"output_type": "np"})
     return Workload(name, pipe, None, "digits", call_kwargs={"output_type": "np"})
 

@@ -39,8 +39,13 @@ def accuracy(model_name: str, images: torch.Tensor, prompts_or_labels=None) -> d
 
     "digits": {"confident": fraction with max probability >= 0.9, "classes_present", "class_counts",
     and "accuracy" when labels are given}. "shapes": accuracy per attribute parsed from the prompts
-    (shape, colour, position, background) and "overall" (all four right).
+    (shape, colour, position, background) and "overall" (all four right). "mini-sd": the scene judge's rates
+    (`eval.mini_sd.accuracy`; "overall": all stated attributes right).
     """
+    if model_name == "mini-sd":
+        from .mini_sd import accuracy as judged
+
+        return judged(images, list(prompts_or_labels or []))
     if model_name not in CLASSIFIERS:
         raise ValueError(f"model_name: {model_name!r} is not one of {', '.join(CLASSIFIERS)}")
     probs = _probabilities(model_name, images)
@@ -86,6 +91,11 @@ def reference_stats(model_name: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def frechet_distance(model_name: str, images: torch.Tensor) -> float:
-    """Fréchet distance between `images` and the held-out real split in the classifier's feature space."""
+    """Fréchet distance between `images` and the held-out real split in the classifier's feature space (mini-sd:
+    the judge's, against real test-split scenes)."""
+    if model_name == "mini-sd":
+        from .mini_sd import frechet_distance as judged
+
+        return judged(images)
     mu, sigma = gaussian_stats(features(model_name, images))
     return frechet_gaussian(mu, sigma, *reference_stats(model_name))

@@ -52,6 +52,23 @@ def generate(pipe, captions: list[str], steps: int, guidance_scale: float, seed:
     return torch.cat(out).clamp(0, 1)
 
 
+def accuracy(images: torch.Tensor, prompts: list[str]) -> dict[str, float]:
+    """The judge's GenEval-style rates for images generated from mini-sd captions `prompts` ("overall": all
+    stated attributes correct)."""
+    if len(prompts) != len(images):
+        raise ValueError(f"prompts: {len(prompts)} prompts for {len(images)} images; mini-sd needs one per image")
+    judge, _ = load_judge()
+    seen, _ = judge.read(images.float())
+    rates = score_scenes([scenes.parse_caption(p) for p in prompts], seen)
+    return {"overall": rates.pop("all_correct"), **rates}
+
+
+def frechet_distance(images: torch.Tensor) -> float:
+    """Fréchet distance of `images` to real test-split scenes in the judge's feature space."""
+    judge, reference = load_judge()
+    return frechet(judge.read(images.float())[1], (reference["mu"], reference["sigma"]))
+
+
 def judge_images(judge, reference: dict, images: torch.Tensor, labels: list[dict]) -> dict[str, float]:
     """The judges' scores of images generated for scenes `labels`, and their Fréchet distance to real scenes."""
     seen, feats = judge.read(images)
