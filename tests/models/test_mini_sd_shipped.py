@@ -21,8 +21,8 @@ def test_load_gives_a_plain_sd_pipeline_with_sd15_topology():
     pipe = unetlab.load("mini-sd")
     assert type(pipe) is StableDiffusionPipeline and pipe.unet.dtype == torch.float32
     cfg = pipe.unet.config
-    assert cfg.down_block_types == ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",)
-    assert cfg.up_block_types == ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3
+    assert tuple(cfg.down_block_types) == ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",)
+    assert tuple(cfg.up_block_types) == ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3
     assert cfg.layers_per_block == 2 and cfg.in_channels == 4 and cfg.sample_size == 16
     index = json.loads((FOLDER / "model_index.json").read_text())
     assert all(v[0] in ("diffusers", "transformers", None) for v in index.values() if isinstance(v, list))
