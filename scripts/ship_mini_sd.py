@@ -30,8 +30,10 @@ from unetlab.train.grid import save_grid
 
 def _history(run: Path) -> dict:
     state = json.loads((latest(run) / "state.json").read_text())
+    config = {k: v for k, v in state["config"].items() if k not in ("out", "progress", "resume")}
+    runs = str(run.resolve().parent) + "/"  # folders of the runs named relative to their parent, not this machine
     return {"step": state["step"], "elapsed_s": round(state["elapsed_s"]), "history": state["history"][-1],
-            "config": {k: v for k, v in state["config"].items() if k not in ("out", "progress", "resume")}}
+            "config": json.loads(json.dumps(config).replace(runs, "runs/"))}
 
 
 def ship_judge(run: Path) -> dict:
