@@ -36,6 +36,14 @@ def _history(run: Path) -> dict:
             "config": json.loads(json.dumps(config).replace(runs, "runs/"))}
 
 
+def _drop_source_paths(folder: Path) -> None:
+    """Remove `_name_or_path` (the run folder on the machine that shipped) from the configs under `folder`."""
+    for path in folder.rglob("*.json"):
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and data.pop("_name_or_path", None) is not None:
+            path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
 def ship_judge(run: Path) -> dict:
     torch.manual_seed(0)
     judge = SceneJudge.from_pretrained(latest(run) / "pipeline").eval()
@@ -49,6 +57,7 @@ def ship_judge(run: Path) -> dict:
         judge.save_pretrained(tmp)
         save_file({k: v.contiguous() for k, v in stats.items()}, tmp / "reference.safetensors")
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        _drop_source_paths(tmp)
 
     atomic.write(weights_path("judge-mini-sd"), fill)
     return metrics
@@ -123,6 +132,7 @@ def _fill_model(tmp: Path, run: Path, vae_run: Path, quality: list[Path], comman
                        runs=json.dumps({"autoencoder": vae_state, "text-to-image": _history(run)}, indent=2),
                        commands="\n".join(commands), quality="\n\n".join(tables) or "(not measured)")
     (tmp / "README.md").write_text(card)
+    _drop_source_paths(tmp)
 
 
 def main() -> None:
