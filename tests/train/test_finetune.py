@@ -75,3 +75,19 @@ def test_init_from_errors_are_one_line(tmp_path):
         init_from(wide.modules(), source)
     with pytest.raises(ValueError, match=r"^init_from: .* has no 'text_encoder' component"):
         init_from({"text_encoder": wide.unet}, source)
+
+
+def test_init_from_loads_a_transformers_component(tmp_path):
+    """A text encoder's config names its class under `architectures` (transformers), not `_class_name`."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    def encoder(seed):
+        torch.manual_seed(seed)
+        return CLIPTextModel(CLIPTextConfig(hidden_size=8, intermediate_size=16, num_hidden_layers=1,
+                                            num_attention_heads=2, vocab_size=20, max_position_embeddings=8))
+
+    encoder(0).save_pretrained(tmp_path / "pipe" / "text_encoder")
+    (tmp_path / "pipe" / "model_index.json").write_text("{}")
+    target_encoder = encoder(1)
+    init_from({"text_encoder": target_encoder}, tmp_path / "pipe")
+    assert all(torch.equal(v, encoder(0).state_dict()[k]) for k, v in target_encoder.state_dict().items())

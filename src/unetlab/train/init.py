@@ -36,7 +36,8 @@ def init_from(modules: dict[str, nn.Module], source: str | Path) -> None:
     for name, module in _components(modules).items():
         if not (path / name / "config.json").is_file() or not hasattr(type(module), "from_pretrained"):
             raise ValueError(f"init_from: {path} has no {name!r} component that a {type(module).__name__} loads from")
-        saved = json.loads((path / name / "config.json").read_text()).get("_class_name")
+        config = json.loads((path / name / "config.json").read_text())
+        saved = config.get("_class_name") or (config.get("architectures") or [None])[0]  # diffusers | transformers
         if saved != type(module).__name__:
             raise ValueError(f"init_from: {path / name} holds a {saved}; the task trains a {type(module).__name__}")
         state, own = type(module).from_pretrained(path / name).state_dict(), module.state_dict()
