@@ -25,19 +25,25 @@ import torch
 from tqdm import tqdm
 
 import unetlab
-from unetlab.eval.bench_workload import sd15_random_pipeline
 from unetlab.accel import peers
+from unetlab.eval.bench_workload import sd15_random_pipeline
 from unetlab.unet import count_flops
 
 # name -> (apply(pipe) -> context manager, period P: one full UNet step then P - 1 cheap steps, repeated)
 VARIANTS = {
     "baseline": (lambda pipe: nullcontext(), 1),
-    **{f"branch_cache N={n} B=0": (lambda pipe, n=n: unetlab.branch_cache(pipe, interval=n, branch=0), n)
-       for n in (2, 3, 5)},
-    **{f"branch_cache N={n} B=1": (lambda pipe, n=n: unetlab.branch_cache(pipe, interval=n, branch=1), n)
-       for n in (3, 5)},
-    "branch_cache layer N=3 B=0": (lambda pipe: unetlab.branch_cache(pipe, interval=3, branch=0, granularity="layer"),
-                                   3),
+    **{
+        f"branch_cache N={n} B=0": (lambda pipe, n=n: unetlab.branch_cache(pipe, interval=n, branch=0), n)
+        for n in (2, 3, 5)
+    },
+    **{
+        f"branch_cache N={n} B=1": (lambda pipe, n=n: unetlab.branch_cache(pipe, interval=n, branch=1), n)
+        for n in (3, 5)
+    },
+    "branch_cache layer N=3 B=0": (
+        lambda pipe: unetlab.branch_cache(pipe, interval=3, branch=0, granularity="layer"),
+        3,
+    ),
     "clockwork clock=2 (level 1)": (lambda pipe: unetlab.clockwork(pipe, clock=2), 2),
     "DeepCache pkg N=3 B=0": (lambda pipe: peers.deepcache(pipe, interval=3, branch=0), 3),
     "tomesd ratio=0.5": (lambda pipe: peers.tome(pipe, ratio=0.5), 1),
@@ -48,8 +54,16 @@ def run_once(pipe, size: int, steps: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
     pos, neg = torch.randn(1, 77, 768, generator=g), torch.randn(1, 77, 768, generator=g)
     with torch.no_grad():
-        return pipe(prompt_embeds=pos, negative_prompt_embeds=neg, guidance_scale=7.5, num_inference_steps=steps,
-                    height=8 * size, width=8 * size, output_type="latent", generator=g).images
+        return pipe(
+            prompt_embeds=pos,
+            negative_prompt_embeds=neg,
+            guidance_scale=7.5,
+            num_inference_steps=steps,
+            height=8 * size,
+            width=8 * size,
+            output_type="latent",
+            generator=g,
+        ).images
 
 
 def main() -> None:
@@ -90,7 +104,7 @@ def main() -> None:
     times = {n: [] for n in names}
     with tqdm(total=args.repeats * len(names), desc="alternating timed calls") as bar:
         for r in range(args.repeats):
-            for name in names[r % len(names):] + names[:r % len(names)]:
+            for name in names[r % len(names) :] + names[: r % len(names)]:
                 with VARIANTS[name][0](pipe):
                     t0 = time.perf_counter()
                     run_once(pipe, args.size, args.steps)
@@ -103,16 +117,27 @@ def report(args, names, times, flops, unsupported) -> None:
     rows = []
     for name in names:
         ratios = [b / t for b, t in zip(times["baseline"], times[name])]
-        rows.append(dict(variant=name, seconds=statistics.median(times[name]), speedup_wall=statistics.median(ratios),
-                         speedup_flops=flops["baseline"] / flops[name], gflops=flops[name] / 1e9))
-    print(f"\nsd15_like(scale=10), {args.size}x{args.size} latent, DDIM-{args.steps}, guidance 7.5 (batch 2), "
-          f"{args.threads} thread(s), {len(times['baseline'])} alternating repeats, {os.cpu_count()}-core "
-          f"{platform.machine()}\n")
+        rows.append(
+            dict(
+                variant=name,
+                seconds=statistics.median(times[name]),
+                speedup_wall=statistics.median(ratios),
+                speedup_flops=flops["baseline"] / flops[name],
+                gflops=flops[name] / 1e9,
+            )
+        )
+    print(
+        f"\nsd15_like(scale=10), {args.size}x{args.size} latent, DDIM-{args.steps}, guidance 7.5 (batch 2), "
+        f"{args.threads} thread(s), {len(times['baseline'])} alternating repeats, {os.cpu_count()}-core "
+        f"{platform.machine()}\n"
+    )
     print("| variant | s / call (median) | wall speed-up (median ratio) | UNet GFLOPs / call | FLOPs speed-up |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for r in rows:
-        print(f"| {r['variant']} | {r['seconds']:.1f} | {r['speedup_wall']:.2f}x | {r['gflops']:.0f} | "
-              f"{r['speedup_flops']:.2f}x |")
+        print(
+            f"| {r['variant']} | {r['seconds']:.1f} | {r['speedup_wall']:.2f}x | {r['gflops']:.0f} | "
+            f"{r['speedup_flops']:.2f}x |"
+        )
     for name, why in unsupported.items():
         print(f"| {name} | unsupported: {why} | | | |", flush=True)
     if args.json:

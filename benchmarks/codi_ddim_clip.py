@@ -21,8 +21,11 @@ from unetlab.codi import CoDiPipeline, adapted_unet, condition_consistency, held
 from unetlab.data import DigitsDataset
 from unetlab.eval import accuracy, psnr
 
-VARIANTS = {"clip (pipeline default)": {}, "no clip": {"clip_sample": False},
-            "clip, eps from the clipped x0": {"use_clipped_model_output": True}}
+VARIANTS = {
+    "clip (pipeline default)": {},
+    "no clip": {"clip_sample": False},
+    "clip, eps from the clipped x0": {"use_clipped_model_output": True},
+}
 
 
 @torch.no_grad()
@@ -50,17 +53,27 @@ def main() -> None:
     torch.set_num_threads(1)
     pipe = CoDiPipeline.from_pretrained(args.pipeline)
     test = DigitsDataset("test", pipe.unet.config.sample_size)
-    images, labels = test.images[:args.limit], test.labels[:args.limit]
+    images, labels = test.images[: args.limit], test.labels[: args.limit]
     condition = heldout_conditions("sr4", images, seed=0)
     noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(args.seed))
     for name, options in VARIANTS.items():
         for steps in args.steps:
             t0 = time.perf_counter()
             x, outside = ddim(pipe, noise.clone(), condition, steps, **options)
-            print(json.dumps({"variant": name, "steps": steps, "psnr": round(psnr(x, images), 2),
-                              "cond_psnr": round(condition_consistency("sr4", x, condition), 2),
-                              "accuracy": round(accuracy("digits", x, labels)["accuracy"], 3),
-                              "x0_outside": round(outside, 3), "s": round(time.perf_counter() - t0)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "variant": name,
+                        "steps": steps,
+                        "psnr": round(psnr(x, images), 2),
+                        "cond_psnr": round(condition_consistency("sr4", x, condition), 2),
+                        "accuracy": round(accuracy("digits", x, labels)["accuracy"], 3),
+                        "x0_outside": round(outside, 3),
+                        "s": round(time.perf_counter() - t0),
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -36,15 +36,30 @@ def main() -> None:
     torch.set_num_threads(1)
     if args.model == "sd15":
         methods = [m for base in SD15 for m in (base, f"{base} taylor1")] + ["branch cache N=3 layer taylor2"]
-        result = bench(workload=sd15_workload(sample_size=32), steps=20, num_images=1, timing_images=1, repeats=3,
-                       methods=methods, out=args.out)
+        result = bench(
+            workload=sd15_workload(sample_size=32),
+            steps=20,
+            num_images=1,
+            timing_images=1,
+            repeats=3,
+            methods=methods,
+            out=args.out,
+        )
     else:
         methods = [m for base, modes in PAIRS.items() for m in (base, *(f"{base} {r}" for r in modes))]
-        result = bench(model=args.model, num_images=args.num_images, timing_images=4, repeats=3,
-                       methods=methods + ["DeepCache pkg N=3 B=0"], out=args.out)
+        result = bench(
+            model=args.model,
+            num_images=args.num_images,
+            timing_images=4,
+            repeats=3,
+            methods=methods + ["DeepCache pkg N=3 B=0"],
+            out=args.out,
+        )
     for r in result["rows"]:
-        print(f"{r['method']:48s} wall {r['speedup_wall']:.2f}x ({r['speedup_wall_min']:.2f}-{r['speedup_wall_max']:.2f})"
-              f"  FLOPs {r['speedup_flops']:.2f}x  PSNR {r['psnr'] if r['psnr'] is None else round(r['psnr'], 2)}")
+        print(
+            f"{r['method']:48s} wall {r['speedup_wall']:.2f}x ({r['speedup_wall_min']:.2f}-{r['speedup_wall_max']:.2f})"
+            f"  FLOPs {r['speedup_flops']:.2f}x  PSNR {r['psnr'] if r['psnr'] is None else round(r['psnr'], 2)}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,12 +1,16 @@
-"""VDMv vs DiffEnc-nt vs DiffEnc (trainable) on digits 8x8: train each with `unetlab train`, score with `unetlab eval bpd`.
+"""VDMv vs DiffEnc-nt vs DiffEnc (trainable) on digits 8x8: train each with `unetlab train`, score with `unetlab eval
+bpd`.
 
 Runs the real CLI in-process, sequentially, one seed of all three models after another (so a cut-short sweep stays
 balanced); a run whose result JSON exists is skipped, so the sweep can be restarted. Every run scores its EMA
 model's bound on the test split at each of 20 checkpoints (`--track-test`), the training curve; a run counts as
 converged when its test bound moved by less than 0.5% over the last fifth of training. Writes results.json,
-table.md, runs.md, paired.md (differences to VDMv paired by seed), terms.png and curves.png under --out-dir: mean ± standard error over seeds of each term,
-steps, wall time and convergence per model; per run its convergence, bound and commands. `--schedule monotone` trains the learned noise schedule (learned endpoints and
-VDM's monotone network), `--schedule learned` its endpoints only, instead of the fixed linear one; rows of all schedules share one out-dir. Every run is
+table.md, runs.md, paired.md (differences to VDMv paired by seed), terms.png and curves.png under --out-dir: mean ±
+standard error over seeds of each term,
+steps, wall time and convergence per model; per run its convergence, bound and commands. `--schedule monotone` trains
+the learned noise schedule (learned endpoints and
+VDM's monotone network), `--schedule learned` its endpoints only, instead of the fixed linear one; rows of all
+schedules share one out-dir. Every run is
 scored with `--eval-repeats` passes of fresh noise (10 by default), whose spread gives the evaluation's own noise;
 a finished run scored with another number of passes is re-scored without retraining.
 
@@ -76,8 +80,11 @@ def train_argv(variant: str, schedule: str, seed: int, steps: int, runs: Path, s
         "--blocks",
         str(size.blocks),
         *(["--no-attention"] if size.no_attention else []),
-        *(["--encoder-channels", str(size.encoder_channels), "--encoder-blocks", str(size.encoder_blocks)]
-          if VARIANTS[variant][0] == "diffenc" else []),  # vdm has no encoder
+        *(
+            ["--encoder-channels", str(size.encoder_channels), "--encoder-blocks", str(size.encoder_blocks)]
+            if VARIANTS[variant][0] == "diffenc"
+            else []
+        ),  # vdm has no encoder
         "--fourier-exponents",
         *map(str, size.fourier_exponents),
         "--sample-steps",
@@ -134,7 +141,7 @@ def mean_se(values: list[float]) -> tuple[float, float]:
 
 
 def cell(mean: float, se: float, spec: str) -> str:
-    """"mean ± s.e.", or the mean alone where one seed gives no standard error."""
+    """ "mean ± s.e.", or the mean alone where one seed gives no standard error."""
     return f"{mean:{spec}}" if math.isnan(se) else f"{mean:{spec}} ± {se:{spec}}"
 
 
@@ -199,8 +206,11 @@ def summarise(rows: list[dict], out_dir: Path) -> str:
     curves_ax[1].set_xlim(0.5, 1.01)
     curves_ax[1].set_ylim(min(tail) - 0.05, max(tail) + 0.05)
     curves_ax[1].axvline(0.8, color="grey", lw=0.8, ls=":")
-    for ax, title, x in zip(curves_ax, ("test bound during training", "second half (dotted: last fifth starts)"),
-                            ("optimiser step", "fraction of the run's steps")):
+    for ax, title, x in zip(
+        curves_ax,
+        ("test bound during training", "second half (dotted: last fifth starts)"),
+        ("optimiser step", "fraction of the run's steps"),
+    ):
         ax.set_xlabel(x)
         ax.set_ylabel("bpd, test split, EMA weights")
         ax.set_title(title)
@@ -219,20 +229,27 @@ def noise(rows: list[dict]) -> str:
 
 def per_run(rows: list[dict]) -> str:
     """One line per run: its convergence, its bound and the two commands that produced it."""
-    lines = ["| model | seed | steps | change over last fifth | total bpd ± evaluation noise | commands |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| model | seed | steps | change over last fifth | total bpd ± evaluation noise | commands |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
         change = convergence(r["curve"])
         lines.append(
-            f"| {r['label']} | {r['seed']} | {r['steps']} | {100 * change:.3f}% ({'yes' if change < TOLERANCE else 'NO'}) "
+            f"| {r['label']} | {r['seed']} | {r['steps']} | {100 * change:.3f}% "
+            f"({'yes' if change < TOLERANCE else 'NO'}) "
             f"| {r['total']:.4f} ± {r.get('total_mc_stderr', math.nan):.4f} | `{r['command']}` |"
         )
     return "\n".join(lines) + "\n"
 
 
 def paired(rows: list[dict]) -> str:
-    """Paired by seed: DiffEnc-nt − VDMv and DiffEnc − VDMv per schedule, learned − fixed γ per variant; mean ± s.e., seeds below 0."""
-    lines = ["| schedule | difference | term | seeds | mean ± s.e. (bpd) | seeds below 0 |", "| --- | --- | --- | --- | --- | --- |"]
+    """Paired by seed: DiffEnc-nt − VDMv and DiffEnc − VDMv per schedule, learned − fixed γ per variant; mean ± s.e.,
+    seeds below 0."""
+    lines = [
+        "| schedule | difference | term | seeds | mean ± s.e. (bpd) | seeds below 0 |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     by = {(r["schedule"], r["variant"], r["seed"]): r for r in rows}
     for schedule in dict.fromkeys(r["schedule"] for r in rows):
         for variant in ("DiffEnc-nt", "DiffEnc"):
@@ -242,16 +259,20 @@ def paired(rows: list[dict]) -> str:
             for term in ("total", "diffusion"):
                 diffs = [by[schedule, variant, s][term] - by[schedule, "VDMv", s][term] for s in seeds]
                 m, se = mean_se(diffs)
-                lines.append(f"| {schedule} | {variant} − VDMv | {term} | {len(seeds)} | {signed(m, se, '.4f')} "
-                             f"| {sum(d < 0 for d in diffs)} of {len(seeds)} |")
+                lines.append(
+                    f"| {schedule} | {variant} − VDMv | {term} | {len(seeds)} | {signed(m, se, '.4f')} "
+                    f"| {sum(d < 0 for d in diffs)} of {len(seeds)} |"
+                )
     for schedule in dict.fromkeys(r["schedule"] for r in rows if r["schedule"] != "fixed"):
         for variant in VARIANTS:
             seeds = sorted(s for (sc, v, s) in by if sc == schedule and v == variant and ("fixed", v, s) in by)
             if seeds:
                 diffs = [by[schedule, variant, s]["total"] - by["fixed", variant, s]["total"] for s in seeds]
                 m, se = mean_se(diffs)
-                lines.append(f"| {schedule} − fixed | {variant} | total | {len(seeds)} | {signed(m, se, '.4f')} "
-                             f"| {sum(d < 0 for d in diffs)} of {len(seeds)} |")
+                lines.append(
+                    f"| {schedule} − fixed | {variant} | total | {len(seeds)} | {signed(m, se, '.4f')} "
+                    f"| {sum(d < 0 for d in diffs)} of {len(seeds)} |"
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -282,14 +303,29 @@ def main() -> None:
     parser.add_argument("--no-attention", action="store_true", help="score network without its middle attention")
     parser.add_argument("--encoder-channels", type=int, default=16, help="DiffEnc encoder width")
     parser.add_argument("--encoder-blocks", type=int, default=1, help="DiffEnc encoder blocks")
-    parser.add_argument("--fourier-exponents", type=int, nargs="*", default=[6, 7],
-                        help="score network input features sin, cos(2ⁿ·2π·z) (VDM's 6 7; digits' 17 grey levels: 3 4 6 7)")
-    parser.add_argument("--eval-repeats", type=int, default=10,
-                        help="passes of `unetlab eval bpd` per run; finished runs scored with another number are re-scored")
-    parser.add_argument("--track-repeats", type=int, default=1,
-                        help="passes of noise per point of the training curve (1: the tables in docs/likelihood)")
+    parser.add_argument(
+        "--fourier-exponents",
+        type=int,
+        nargs="*",
+        default=[6, 7],
+        help="score network input features sin, cos(2ⁿ·2π·z) (VDM's 6 7; digits' 17 grey levels: 3 4 6 7)",
+    )
+    parser.add_argument(
+        "--eval-repeats",
+        type=int,
+        default=10,
+        help="passes of `unetlab eval bpd` per run; finished runs scored with another number are re-scored",
+    )
+    parser.add_argument(
+        "--track-repeats",
+        type=int,
+        default=1,
+        help="passes of noise per point of the training curve (1: the tables in docs/likelihood)",
+    )
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
-    parser.add_argument("--out-dir", default="docs/likelihood", help="results.json, table.md, runs.md, terms.png, curves.png")
+    parser.add_argument(
+        "--out-dir", default="docs/likelihood", help="results.json, table.md, runs.md, terms.png, curves.png"
+    )
     args = parser.parse_args()
     if args.steps < CHECKPOINTS or args.steps % CHECKPOINTS:
         parser.error(f"--steps: {args.steps} must be a positive multiple of {CHECKPOINTS}")

@@ -71,23 +71,45 @@ def main() -> None:
         model = model.double().eval()
         bands = band_bpd(model, x, args.repeats, seed=0)
         edges = model.schedule(torch.linspace(0, 1, BANDS + 1, dtype=torch.float64))
-        rows.append({"label": name, "run": run, "config": asdict(cfg),
-                     "bands": bands, "gamma_edges": [float(g) for g in edges], "diffusion": sum(b for b, _ in bands)})
+        rows.append(
+            {
+                "label": name,
+                "run": run,
+                "config": asdict(cfg),
+                "bands": bands,
+                "gamma_edges": [float(g) for g in edges],
+                "diffusion": sum(b for b, _ in bands),
+            }
+        )
     head = "| model | " + " | ".join(f"t {i / BANDS:.1f}–{(i + 1) / BANDS:.1f}" for i in range(BANDS)) + " | sum |"
     lines = [head, "|" + " --- |" * (BANDS + 2)]
     gammas = rows[0]["gamma_edges"]
-    lines.append("| γ(t) of the first model | " + " | ".join(
-        f"{gammas[i]:.1f} … {gammas[i + 1]:.1f}" for i in range(BANDS)) + " | |")
+    lines.append(
+        "| γ(t) of the first model | "
+        + " | ".join(f"{gammas[i]:.1f} … {gammas[i + 1]:.1f}" for i in range(BANDS))
+        + " | |"
+    )
     for r in rows:
-        lines.append(f"| {r['label']} | " + " | ".join(f"{b:.3f}" for b, _ in r["bands"]) + f" | {r['diffusion']:.3f} |")
+        lines.append(
+            f"| {r['label']} | " + " | ".join(f"{b:.3f}" for b, _ in r["bands"]) + f" | {r['diffusion']:.3f} |"
+        )
     lines.append("")
-    lines.append(f"bpd of the diffusion term per band, test split, float64, {args.repeats} draws of t and ε per band; "
-                 f"largest standard error of a cell {max(se for r in rows for _, se in r['bands']):.4f}.")
+    lines.append(
+        f"bpd of the diffusion term per band, test split, float64, {args.repeats} draws of t and ε per band; "
+        f"largest standard error of a cell {max(se for r in rows for _, se in r['bands']):.4f}."
+    )
     fig, ax = plt.subplots(figsize=(6.5, 4))
     mid = [(i + 0.5) / BANDS for i in range(BANDS)]
     for r in rows:
-        ax.errorbar(mid, [b for b, _ in r["bands"]], yerr=[se for _, se in r["bands"]], marker="o", ms=3, capsize=2,
-                    label=f"{r['label']} (Σ {r['diffusion']:.3f})")
+        ax.errorbar(
+            mid,
+            [b for b, _ in r["bands"]],
+            yerr=[se for _, se in r["bands"]],
+            marker="o",
+            ms=3,
+            capsize=2,
+            label=f"{r['label']} (Σ {r['diffusion']:.3f})",
+        )
     ax.set_xlabel("t (band centre)")
     ax.set_ylabel("diffusion term, bpd per tenth of t")
     ax.set_title("digits 8x8 test split: where the diffusion term sits")

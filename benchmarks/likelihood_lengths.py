@@ -46,10 +46,23 @@ def main() -> None:
             ax.plot([steps] * len(got), [r["total"] for r in got], ".", color=f"C{i}", ms=4)
             per_seed = ", ".join(f"s{r['seed']} {r['total']:.4f}" for r in got)
             lines.append(f"| {name} | {steps} | {len(got)} | {cell(m, se, '.4f')} | {per_seed} |")
-        ax.errorbar(lengths, means, yerr=ses, color=f"C{i}", marker="o", capsize=3, label=name,
-                    ls="-" if "learned" not in name else "--")
-    lines += ["", "Change against each model's shortest run, paired by seed:", "",
-              "| model | steps | seeds | change of the total (bpd) | relative |", "| --- | --- | --- | --- | --- |"]
+        ax.errorbar(
+            lengths,
+            means,
+            yerr=ses,
+            color=f"C{i}",
+            marker="o",
+            capsize=3,
+            label=name,
+            ls="-" if "learned" not in name else "--",
+        )
+    lines += [
+        "",
+        "Change against each model's shortest run, paired by seed:",
+        "",
+        "| model | steps | seeds | change of the total (bpd) | relative |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for name in labels:
         by = {(r["steps"], r["seed"]): r["total"] for r in rows if r["label"] == name}
         lengths = sorted({steps for steps, _ in by})
@@ -58,8 +71,10 @@ def main() -> None:
             if seeds:
                 m, se = mean_se([by[steps, s] - by[lengths[0], s] for s in seeds])
                 rel, rel_se = mean_se([by[steps, s] / by[lengths[0], s] - 1 for s in seeds])
-                lines.append(f"| {name} | {lengths[0]} → {steps} | {len(seeds)} | {signed(m, se, '.4f')} "
-                             f"| {signed(100 * rel, 100 * rel_se, '.2f')}% |")
+                lines.append(
+                    f"| {name} | {lengths[0]} → {steps} | {len(seeds)} | {signed(m, se, '.4f')} "
+                    f"| {signed(100 * rel, 100 * rel_se, '.2f')}% |"
+                )
     ax.set_xlabel("optimiser steps of the run (cosine decay to 0 over the run)")
     ax.set_ylabel("final bpd, test split, EMA weights")
     ax.set_title("digits 8x8: final bound against training length")

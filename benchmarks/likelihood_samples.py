@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
 from likelihood import run_name  # benchmarks/likelihood.py, beside this script
+
 from unetlab.commands.likelihood import model_dir
 from unetlab.data import load_digits
 from unetlab.eval.metrics import accuracy, frechet_distance
@@ -39,8 +39,11 @@ def to_classifier(x: torch.Tensor) -> torch.Tensor:
 
 def score(images: torch.Tensor) -> dict:
     acc = accuracy("digits", images)
-    return {"confident": acc["confident"], "classes_present": acc["classes_present"],
-            "frechet": frechet_distance("digits", images)}
+    return {
+        "confident": acc["confident"],
+        "classes_present": acc["classes_present"],
+        "frechet": frechet_distance("digits", images),
+    }
 
 
 def mean_se(values: list[float]) -> str:
@@ -53,7 +56,9 @@ def mean_se(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", default="docs/likelihood/43200/results.json", help="benchmarks/likelihood.py output")
+    parser.add_argument(
+        "--results", default="docs/likelihood/43200/results.json", help="benchmarks/likelihood.py output"
+    )
     parser.add_argument("--runs", default="runs/likelihood", help="its training folders")
     parser.add_argument("--steps", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--num-samples", type=int, default=200)
@@ -80,8 +85,15 @@ def main() -> None:
                 t0 = time.perf_counter()
                 x = ancestral_sample(model, (args.num_samples, 1, 8, 8), steps, torch.Generator().manual_seed(1))
                 seconds = time.perf_counter() - t0
-                result = {"label": row["label"], "seed": row["seed"], "run": name, "steps": steps,
-                          "num_samples": args.num_samples, "seconds": seconds, **score(to_classifier(x))}
+                result = {
+                    "label": row["label"],
+                    "seed": row["seed"],
+                    "run": name,
+                    "steps": steps,
+                    "num_samples": args.num_samples,
+                    "seconds": seconds,
+                    **score(to_classifier(x)),
+                }
                 if steps == max(args.steps):
                     save_grid(((x[:64] + 1) / 2).clamp(0, 1), out_dir / "samples" / f"{name}.png", nrow=8)
                 tmp = cached.with_name(f".tmp-{os.getpid()}-{cached.name}")
@@ -89,22 +101,29 @@ def main() -> None:
                 os.replace(tmp, cached)
             results.append(json.loads(cached.read_text()))
             print(results[-1], flush=True)
-    lines = [f"{args.num_samples} ancestral samples per run and step count, scored by the shipped digit classifier "
-             f"(mean ± s.e. over seeds). Real training images at the same sample size: confident "
-             f"{floor['confident']:.3f}, Fréchet distance to the test split {floor['frechet']:.2f}.", "",
-             "| model | ancestral steps | seeds | confident fraction | classes present (min) | Fréchet distance "
-             "| s per sample |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"{args.num_samples} ancestral samples per run and step count, scored by the shipped digit classifier "
+        f"(mean ± s.e. over seeds). Real training images at the same sample size: confident "
+        f"{floor['confident']:.3f}, Fréchet distance to the test split {floor['frechet']:.2f}.",
+        "",
+        "| model | ancestral steps | seeds | confident fraction | classes present (min) | Fréchet distance "
+        "| s per sample |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for label in dict.fromkeys(r["label"] for r in results):
         for steps in args.steps:
             got = [r for r in results if r["label"] == label and r["steps"] == steps]
             if got:
                 seconds = sum(r["seconds"] / r["num_samples"] for r in got) / len(got)
-                lines.append(f"| {label} | {steps} | {len(got)} | {mean_se([r['confident'] for r in got])} | "
-                             f"{min(r['classes_present'] for r in got)} | {mean_se([r['frechet'] for r in got])} "
-                             f"| {seconds:.3f} |")
-    for name, text in (("samples.json", json.dumps({"real": floor, "runs": results}, indent=2) + "\n"),
-                       ("samples.md", "\n".join(lines) + "\n")):
+                lines.append(
+                    f"| {label} | {steps} | {len(got)} | {mean_se([r['confident'] for r in got])} | "
+                    f"{min(r['classes_present'] for r in got)} | {mean_se([r['frechet'] for r in got])} "
+                    f"| {seconds:.3f} |"
+                )
+    for name, text in (
+        ("samples.json", json.dumps({"real": floor, "runs": results}, indent=2) + "\n"),
+        ("samples.md", "\n".join(lines) + "\n"),
+    ):
         tmp = out_dir / f".tmp-{os.getpid()}-{name}"
         tmp.write_text(text)
         os.replace(tmp, out_dir / name)

@@ -29,11 +29,11 @@ import sys
 import time
 from pathlib import Path
 
+import likelihood  # benchmarks/likelihood.py, beside this script
 import torch
+from likelihood import TOLERANCE, cell, mean_se, write_atomic
 from tqdm.auto import tqdm
 
-import likelihood  # benchmarks/likelihood.py, beside this script
-from likelihood import TOLERANCE, cell, mean_se, write_atomic
 from unetlab.data import dataset
 from unetlab.vdm import evaluate_bpd, images_to_x, load_model
 
@@ -70,8 +70,10 @@ def retrain_to(row: dict, step: int, redo: Path) -> Path:
                 if off > 1e-5 or history[-1]["step"] >= step:
                     proc.terminate()
                     if off > 1e-5:
-                        raise SystemExit(f"re-training {run_name(row)}: its curve is {off:.2e} bpd off the original's "
-                                         "(the code has changed since the run)")
+                        raise SystemExit(
+                            f"re-training {run_name(row)}: its curve is {off:.2e} bpd off the original's "
+                            "(the code has changed since the run)"
+                        )
                     break
             time.sleep(2)
     if proc.returncode not in (0, -15) or not folder.is_dir():
@@ -96,7 +98,11 @@ def tail_change(row: dict, span: str, runs: Path, redo: Path, x: torch.Tensor, r
         raise SystemExit(f"{name}: pass 0 is {off:.2e} bpd off the curve, so these are not the curve's models")
     changes = [(bj - aj) / bj for aj, bj in zip(a, b)]
     return {
-        "run": name, "label": row["label"], "seed": row["seed"], "from": before["step"], "to": after["step"],
+        "run": name,
+        "label": row["label"],
+        "seed": row["seed"],
+        "from": before["step"],
+        "to": after["step"],
         "repeats": repeats,
         "curve_change": (after["eval_total"] - before["eval_total"]) / after["eval_total"],
         "pass0_off_curve": off,
@@ -112,8 +118,8 @@ def verdict(change: float) -> str:
 
 def table(results: list[dict]) -> str:
     lines = [
-        "| model | seed | steps | change, curve (1 pass) | change, mean of passes ± s.e. | sd of a 1-pass change | passes "
-        "| < 0.5%: curve / passes |",
+        "| model | seed | steps | change, curve (1 pass) | change, mean of passes ± s.e. | sd of a 1-pass change "
+        "| passes | < 0.5%: curve / passes |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
@@ -135,11 +141,17 @@ def table(results: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", default="docs/likelihood/43200/results.json", help="benchmarks/likelihood.py output")
+    parser.add_argument(
+        "--results", default="docs/likelihood/43200/results.json", help="benchmarks/likelihood.py output"
+    )
     parser.add_argument("--runs", default="runs/likelihood", help="its training folders")
     parser.add_argument("--repeats", type=int, default=50, help="passes of fresh noise per checkpoint (>= 2)")
-    parser.add_argument("--span", choices=("last", "fifth"), default="last",
-                        help="last: the two kept checkpoints; fifth: the criterion's last fifth (re-trains to its start)")
+    parser.add_argument(
+        "--span",
+        choices=("last", "fifth"),
+        default="last",
+        help="last: the two kept checkpoints; fifth: the criterion's last fifth (re-trains to its start)",
+    )
     parser.add_argument("--redo", default="runs/likelihood-redo", help="--span fifth: folder of the re-runs")
     parser.add_argument("--only", nargs="+", metavar="RUN", help="these runs of --results (folder names) only")
     parser.add_argument("--out-dir", default="docs/likelihood")

@@ -16,14 +16,30 @@ import torch
 
 from unetlab.eval.mini_sd import measure_model
 
-SHOWN = ("all_correct", "all_correct_1obj", "all_correct_2obj", "all_correct_3obj", "shape", "colour", "size",
-         "count", "position", "relation", "background_colour", "texture", "frechet")
+SHOWN = (
+    "all_correct",
+    "all_correct_1obj",
+    "all_correct_2obj",
+    "all_correct_3obj",
+    "shape",
+    "colour",
+    "size",
+    "count",
+    "position",
+    "relation",
+    "background_colour",
+    "texture",
+    "frechet",
+)
 
 
 def table(results: list[dict]) -> str:
     """Scores per step count (mean ± s.e. over seeds) and each difference to the first, in standard errors."""
-    head = ["score", *(f"DDIM-{r['steps']}" for r in results), *(f"{results[0]['steps']} − {r['steps']} (s.e.)"
-                                                              for r in results[1:])]
+    head = [
+        "score",
+        *(f"DDIM-{r['steps']}" for r in results),
+        *(f"{results[0]['steps']} − {r['steps']} (s.e.)" for r in results[1:]),
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key in SHOWN:
         cells = [f"{r['scores'][key]['mean']:.4f} ± {r['scores'][key]['se']:.4f}" for r in results]
@@ -51,14 +67,24 @@ def main() -> None:
     results = []
     for steps in args.steps:
         path = args.out / f"quality_ddim{steps}.json"
-        results.append(measure_model(args.model, num_captions=args.num_captions, steps=steps,
-                                     guidance_scale=args.guidance_scale, seeds=args.seeds, json_path=path,
-                                     grid_path=args.out / f"samples_ddim{steps}.png"))
+        results.append(
+            measure_model(
+                args.model,
+                num_captions=args.num_captions,
+                steps=steps,
+                guidance_scale=args.guidance_scale,
+                seeds=args.seeds,
+                json_path=path,
+                grid_path=args.out / f"samples_ddim{steps}.png",
+            )
+        )
         print(json.dumps(results[-1]["scores"]["all_correct"]), flush=True)
     real = results[0]["real"]
-    text = (f"{args.num_captions} test-split captions x {args.seeds} seeds, guidance {args.guidance_scale}; "
-            f"the judge on the real scenes of those captions: all correct {real['all_correct']:.4f}; real "
-            f"train-vs-test Fréchet distance {results[0]['train_test_frechet']:.3f}.\n\n{table(results)}\n")
+    text = (
+        f"{args.num_captions} test-split captions x {args.seeds} seeds, guidance {args.guidance_scale}; "
+        f"the judge on the real scenes of those captions: all correct {real['all_correct']:.4f}; real "
+        f"train-vs-test Fréchet distance {results[0]['train_test_frechet']:.3f}.\n\n{table(results)}\n"
+    )
     (args.out / "quality.md").write_text(text)
     print(text)
 

@@ -19,8 +19,11 @@ from unetlab.data.shapes import heldout_captions
 from unetlab.eval.metrics import accuracy
 from unetlab.eval.quality import sample
 
-VARIANTS = ("clipped x0, noise re-derived (pipeline default)", "clipped x0, noise not re-derived (diffusers DDIM default)",
-            "no x0 clipping")
+VARIANTS = (
+    "clipped x0, noise re-derived (pipeline default)",
+    "clipped x0, noise not re-derived (diffusers DDIM default)",
+    "no x0 clipping",
+)
 
 
 def sampler(variant: str):

@@ -62,15 +62,23 @@ def run(args) -> dict:
         per = {m: {"acc": [], "clip": [], "comp": [], "flicker": [], "sec": [], "mb": [], "diff": []} for m in METHODS}
         for ci, clip in enumerate(clips):
             names = list(METHODS)
-            names = names[ci % len(names):] + names[:ci % len(names)]
+            names = names[ci % len(names) :] + names[: ci % len(names)]
             outputs = {}
             for name in names:
                 with peak_memory() as mem:
                     t0 = time.perf_counter()
-                    edited = edit_video(pipe, clip.frames, clip.edited_captions, batch_size=args.batch_size,
-                                        seed=args.seed, per_frame_noise=per_frame, strength=args.strength,
-                                        num_inference_steps=args.steps, guidance_scale=args.guidance,
-                                        **METHODS[name])
+                    edited = edit_video(
+                        pipe,
+                        clip.frames,
+                        clip.edited_captions,
+                        batch_size=args.batch_size,
+                        seed=args.seed,
+                        per_frame_noise=per_frame,
+                        strength=args.strength,
+                        num_inference_steps=args.steps,
+                        guidance_scale=args.guidance,
+                        **METHODS[name],
+                    )
                     sec = time.perf_counter() - t0
                 ok = _success(clf, edited, clip.edit)
                 r = per[name]
@@ -87,23 +95,33 @@ def run(args) -> dict:
             for name in METHODS:
                 per[name]["diff"].append((outputs[name] - outputs["per-frame"]).abs().mean().item())
         base = per["per-frame"]["sec"]
-        rows[noise] = [{
-            "method": name, "frame_accuracy": statistics.mean(r["acc"]), "clip_success": statistics.mean(r["clip"]),
-            "compensated_error": statistics.mean(r["comp"]), "flicker": statistics.mean(r["flicker"]),
-            "difference_from_per_frame": statistics.mean(r["diff"]),
-            "seconds_per_frame": statistics.median(r["sec"]) / args.frames,
-            "time_vs_per_frame": statistics.median(s / b for s, b in zip(r["sec"], base)),
-            "peak_mb": statistics.median(r["mb"]) if None not in r["mb"] else None,
-        } for name, r in per.items()]
+        rows[noise] = [
+            {
+                "method": name,
+                "frame_accuracy": statistics.mean(r["acc"]),
+                "clip_success": statistics.mean(r["clip"]),
+                "compensated_error": statistics.mean(r["comp"]),
+                "flicker": statistics.mean(r["flicker"]),
+                "difference_from_per_frame": statistics.mean(r["diff"]),
+                "seconds_per_frame": statistics.median(r["sec"]) / args.frames,
+                "time_vs_per_frame": statistics.median(s / b for s, b in zip(r["sec"], base)),
+                "peak_mb": statistics.median(r["mb"]) if None not in r["mb"] else None,
+            }
+            for name, r in per.items()
+        ]
     bar.close()
     inputs = {"compensated_error": statistics.mean(compensated_error(c.frames, c.centres, c.radii) for c in clips)}
     result = {
-        "command": "benchmarks/video_editing.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in
-                                                             vars(args).items() if v is not None),
+        "command": "benchmarks/video_editing.py "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, no GPU, "
-                   f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)",
-        "date": datetime.date.today().isoformat(), "clips": len(clips), "frames": args.frames,
-        "motions": sorted({c.motion for c in clips}), "input": inputs, "rows": rows,
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)",
+        "date": datetime.date.today().isoformat(),
+        "clips": len(clips),
+        "frames": args.frames,
+        "motions": sorted({c.motion for c in clips}),
+        "input": inputs,
+        "rows": rows,
     }
     if args.figure:
         _figure(clips[args.figure_clip], example, args.figure)
@@ -140,16 +158,23 @@ def _figure(clip, example: dict, path: str) -> None:
 def markdown(result: dict) -> str:
     lines = []
     for noise, rows in result["rows"].items():
-        lines += [f"Noise: {noise}", "",
-                  ("| method | frame accuracy | clip success | motion-compensated error | flicker | "
-                   "mean abs. difference from per-frame | s/frame | time vs per-frame | peak MB |"),
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"Noise: {noise}",
+            "",
+            (
+                "| method | frame accuracy | clip success | motion-compensated error | flicker | "
+                "mean abs. difference from per-frame | s/frame | time vs per-frame | peak MB |"
+            ),
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in rows:
             mb = "–" if r["peak_mb"] is None else f"{r['peak_mb']:.1f}"
-            lines.append(f"| {r['method']} | {r['frame_accuracy']:.3f} | {r['clip_success']:.2f} | "
-                         f"{r['compensated_error']:.4f} | {r['flicker']:.3f} | {r['difference_from_per_frame']:.4f} | "
-                         f"{r['seconds_per_frame']:.3f} | "
-                         f"{r['time_vs_per_frame']:.2f}x | {mb} |")
+            lines.append(
+                f"| {r['method']} | {r['frame_accuracy']:.3f} | {r['clip_success']:.2f} | "
+                f"{r['compensated_error']:.4f} | {r['flicker']:.3f} | {r['difference_from_per_frame']:.4f} | "
+                f"{r['seconds_per_frame']:.3f} | "
+                f"{r['time_vs_per_frame']:.2f}x | {mb} |"
+            )
         lines.append("")
     return "\n".join(lines)
 

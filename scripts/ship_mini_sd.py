@@ -32,8 +32,12 @@ def _history(run: Path) -> dict:
     state = json.loads((latest(run) / "state.json").read_text())
     config = {k: v for k, v in state["config"].items() if k not in ("out", "progress", "resume")}
     runs = str(run.resolve().parent) + "/"  # folders of the runs named relative to their parent, not this machine
-    return {"step": state["step"], "elapsed_s": round(state["elapsed_s"]), "history": state["history"][-1],
-            "config": json.loads(json.dumps(config).replace(runs, "runs/"))}
+    return {
+        "step": state["step"],
+        "elapsed_s": round(state["elapsed_s"]),
+        "history": state["history"][-1],
+        "config": json.loads(json.dumps(config).replace(runs, "runs/")),
+    }
 
 
 def _drop_source_paths(folder: Path) -> None:
@@ -113,24 +117,29 @@ def _fill_model(tmp: Path, run: Path, vae_run: Path, quality: list[Path], comman
     pipe = StableDiffusionPipeline.from_pretrained(tmp, torch_dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     captions = scenes.sample(32, seed=0, split="test")[1]
-    images = pipe(captions, num_inference_steps=50, generator=torch.Generator().manual_seed(0),
-                  output_type="pt").images
+    images = pipe(captions, num_inference_steps=50, generator=torch.Generator().manual_seed(0), output_type="pt").images
     save_grid(images, tmp / "samples.png", nrow=8)
     vae_state = _history(vae_run)
     tables = []
     for path in quality:
         q = json.loads(path.read_text())
         rows = [f"| {k} | {v['mean']:.4f} ± {v['se']:.4f} |" for k, v in q["scores"].items()]
-        tables.append(f"`{path.name}`: {q['steps']} steps of {q['scheduler']}, guidance {q['guidance_scale']}, "
-                      f"{q['num_captions']} test captions x {q['seeds']} seeds (mean ± s.e. over seeds); real "
-                      f"train-vs-test Fréchet distance {q['train_test_frechet']:.3f}; the judge on the real scenes: "
-                      f"all correct {q['real']['all_correct']:.4f}\n\n| score | value |\n| --- | --- |\n" + "\n".join(rows))
+        tables.append(
+            f"`{path.name}`: {q['steps']} steps of {q['scheduler']}, guidance {q['guidance_scale']}, "
+            f"{q['num_captions']} test captions x {q['seeds']} seeds (mean ± s.e. over seeds); real "
+            f"train-vs-test Fréchet distance {q['train_test_frechet']:.3f}; the judge on the real scenes: "
+            f"all correct {q['real']['all_correct']:.4f}\n\n| score | value |\n| --- | --- |\n" + "\n".join(rows)
+        )
     unet = pipe.unet
-    card = CARD.format(scaling_factor=pipe.vae.config.scaling_factor, vae_psnr=vae_state["history"]["test_psnr"],
-                       channels=tuple(unet.config.block_out_channels),
-                       unet_params=sum(p.numel() for p in unet.parameters()) / 1e6,
-                       runs=json.dumps({"autoencoder": vae_state, "text-to-image": _history(run)}, indent=2),
-                       commands="\n".join(commands), quality="\n\n".join(tables) or "(not measured)")
+    card = CARD.format(
+        scaling_factor=pipe.vae.config.scaling_factor,
+        vae_psnr=vae_state["history"]["test_psnr"],
+        channels=tuple(unet.config.block_out_channels),
+        unet_params=sum(p.numel() for p in unet.parameters()) / 1e6,
+        runs=json.dumps({"autoencoder": vae_state, "text-to-image": _history(run)}, indent=2),
+        commands="\n".join(commands),
+        quality="\n\n".join(tables) or "(not measured)",
+    )
     (tmp / "README.md").write_text(card)
     _drop_source_paths(tmp)
 

@@ -1,4 +1,5 @@
-"""Atomic writes (`unetlab.atomic`, used by every writer): files keep the user's umask, a failed write leaves nothing."""
+"""Atomic writes (`unetlab.atomic`, used by every writer): files keep the user's umask, a failed write leaves
+nothing."""
 
 import os
 import stat
@@ -28,10 +29,14 @@ def _mode(path) -> int:
 
 def test_files_and_folders_keep_the_umask(tmp_path, umask_022):
     recipe = Recipe(4, "DDIMScheduler", (BranchCacheConfig(interval=2),))
-    files = [recipe.save(tmp_path / "r.json"), BranchCacheConfig().save(tmp_path / "c.json"),
-             atomic.write_json(tmp_path / "d.json", {"a": 1}), atomic.write_text(tmp_path / "t.md", "x"),
-             atomic.write(tmp_path / "w.safetensors", lambda tmp: save_file({"x": torch.zeros(2)}, tmp)),
-             save_grid(torch.zeros(2, 1, 4, 4), tmp_path / "g.png")]
+    files = [
+        recipe.save(tmp_path / "r.json"),
+        BranchCacheConfig().save(tmp_path / "c.json"),
+        atomic.write_json(tmp_path / "d.json", {"a": 1}),
+        atomic.write_text(tmp_path / "t.md", "x"),
+        atomic.write(tmp_path / "w.safetensors", lambda tmp: save_file({"x": torch.zeros(2)}, tmp)),
+        save_grid(torch.zeros(2, 1, 4, 4), tmp_path / "g.png"),
+    ]
     KeySteps(4, (0, 2)).save(tmp_path / "k.json")
     files.append(tmp_path / "k.json")
     for f in files:

@@ -55,13 +55,26 @@ def _expected_error(steps, n):
     return None
 
 
-@pytest.mark.parametrize("spec, n, fragment", [
-    ([], 10, "empty"), ([0, 2, 1], 10, "sorted"), ([0, 1, 1], 10, "duplicate"), ([0, 1.0], 10, "must be ints"),
-    ([0, "3"], 10, "must be ints"), ([0, True], 10, "must be ints"), ([1, 2], 10, "step 0"),
-    ([0, 10], 10, "out of range"), ("nonsense", 10, "unknown spec"), ("uniform:0", 10, "positive integer"),
-    ("uniform:x", 10, "positive integer"), ("uniform:", 10, "positive integer"), ("paper", 60, "up to 50 steps"),
-    (3, 10, "expected a name"), (None, 10, "expected a name"),
-])
+@pytest.mark.parametrize(
+    "spec, n, fragment",
+    [
+        ([], 10, "empty"),
+        ([0, 2, 1], 10, "sorted"),
+        ([0, 1, 1], 10, "duplicate"),
+        ([0, 1.0], 10, "must be ints"),
+        ([0, "3"], 10, "must be ints"),
+        ([0, True], 10, "must be ints"),
+        ([1, 2], 10, "step 0"),
+        ([0, 10], 10, "out of range"),
+        ("nonsense", 10, "unknown spec"),
+        ("uniform:0", 10, "positive integer"),
+        ("uniform:x", 10, "positive integer"),
+        ("uniform:", 10, "positive integer"),
+        ("paper", 60, "up to 50 steps"),
+        (3, 10, "expected a name"),
+        (None, 10, "expected a name"),
+    ],
+)
 def test_invalid_specs_raise_one_line_errors(spec, n, fragment):
     with pytest.raises(KeyStepsError, match=fragment) as err:
         resolve(spec, n)
@@ -87,8 +100,11 @@ def test_random_lists_raise_exactly_when_invalid(steps, n):
             resolve(steps, n)
 
 
-@given(st.integers(1, 60).flatmap(lambda n: st.tuples(st.just(n), st.sets(st.integers(1, n - 1) if n > 1
-                                                                               else st.nothing()))))
+@given(
+    st.integers(1, 60).flatmap(
+        lambda n: st.tuples(st.just(n), st.sets(st.integers(1, n - 1) if n > 1 else st.nothing()))
+    )
+)
 def test_random_valid_lists_resolve_to_themselves(case):
     n, rest = case
     keys = [0, *sorted(rest)]

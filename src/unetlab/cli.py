@@ -19,8 +19,9 @@ USAGE_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, Is
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="unetlab",
-                    description="Measure, accelerate and train around the UNet inside diffusion models.")
+    parser = Parser(
+        prog="unetlab", description="Measure, accelerate and train around the UNet inside diffusion models."
+    )
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:

@@ -18,7 +18,8 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from diffusers.hooks import HookRegistry, ModelHook
@@ -38,7 +39,9 @@ def resolve(target) -> tuple[Any, torch.nn.Module]:
         return target, unet
     if isinstance(target, torch.nn.Module) and hasattr(target, "up_blocks") and hasattr(target, "down_blocks"):
         return None, target
-    raise TypeError(f"target: expected a diffusers pipeline with a .unet or a diffusers UNet, got {type(target).__name__}")
+    raise TypeError(
+        f"target: expected a diffusers pipeline with a .unet or a diffusers UNet, got {type(target).__name__}"
+    )
 
 
 class _NoDeepCopy:
@@ -48,8 +51,10 @@ class _NoDeepCopy:
         self.name, self.kinds = name, kinds
 
     def __call__(self, memo):
-        raise RuntimeError(f"deepcopy: this {self.name} has unetlab patches on it ({', '.join(sorted(self.kinds))}); "
-                           "deep-copy it before applying them or after .remove()")
+        raise RuntimeError(
+            f"deepcopy: this {self.name} has unetlab patches on it ({', '.join(sorted(self.kinds))}); "
+            "deep-copy it before applying them or after .remove()"
+        )
 
 
 def claim(obj, kind: str) -> None:
@@ -132,7 +137,7 @@ class _Wrapper:
     """`scheduler.<name>` while a source is installed. Copying the scheduler's state alone (Panorama) keeps the
     wrapper; a deep copy of the whole scheduler gets its own unwrapped method instead."""
 
-    def __init__(self, source: "StepSource", name: str, inner: Callable):
+    def __init__(self, source: StepSource, name: str, inner: Callable):
         self.source, self.name, self.inner = source, name, inner
         functools.update_wrapper(self, inner)  # pipelines inspect step's signature (eta, generator)
 
@@ -174,7 +179,7 @@ class StepSource:
         return self
 
     @classmethod
-    def subscribe(cls, scheduler, listener) -> "StepSource":
+    def subscribe(cls, scheduler, listener) -> StepSource:
         """The scheduler's source (installed now if it has none), with `listener` added."""
         source = scheduler.__dict__.get(_SOURCE)
         if source is None or source.scheduler is not scheduler:  # none, or left in a deep copy of the scheduler
@@ -230,9 +235,13 @@ class StepClock:
     `on_enter(start)`, `on_start()` and `before_step(step_index, slot, kwargs)` callbacks; `.remove()` unsubscribes
     (idempotent)."""
 
-    def __init__(self, scheduler, on_start: Callable[[], None] | None = None,
-                 before_step: Callable[[int, int, dict], None] | None = None,
-                 on_enter: Callable[[bool], None] | None = None):
+    def __init__(
+        self,
+        scheduler,
+        on_start: Callable[[], None] | None = None,
+        before_step: Callable[[int, int, dict], None] | None = None,
+        on_enter: Callable[[bool], None] | None = None,
+    ):
         self.scheduler = scheduler
         self._on_start, self._before_step, self._on_enter = on_start, before_step, on_enter
         self.source: StepSource | None = StepSource.subscribe(scheduler, self)

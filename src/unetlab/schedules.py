@@ -33,8 +33,10 @@ SD_DDIM50 = (0, 1, 2, 3, 5, 10, 15, 25, 35)
 DREAMBOOTH = SD_DDIM50 + (40,)
 IF_STAGE3 = (0, 2, 5, 9, 14, 20, 27, 35, 44, 54, 65)
 NAMES = ("paper", "sd", "dreambooth", "if_stage1", "if_stage2", "if_stage3", "community", "adaptive", "all")
-_VALID = ("a name (" + ", ".join(NAMES) + "), 'uniform:N', a sorted list of unique step indices starting with 0, "
-          "a KeySteps or a .json path")
+_VALID = (
+    "a name (" + ", ".join(NAMES) + "), 'uniform:N', a sorted list of unique step indices starting with 0, "
+    "a KeySteps or a .json path"
+)
 
 
 class KeyStepsError(ValueError):
@@ -56,8 +58,12 @@ class KeySteps:
         _check_range(self.key_steps, self.num_steps)
 
     def to_dict(self) -> dict:
-        return {"kind": "key_steps", "num_steps": self.num_steps, "key_steps": list(self.key_steps),
-                "source": self.source}
+        return {
+            "kind": "key_steps",
+            "num_steps": self.num_steps,
+            "key_steps": list(self.key_steps),
+            "source": self.source,
+        }
 
     def save(self, path) -> None:
         """Write the schedule as JSON, atomically."""
@@ -70,8 +76,10 @@ class KeySteps:
         except (OSError, json.JSONDecodeError) as e:
             raise KeyStepsError(f"key_steps: cannot read a schedule from {str(path)!r}: {e}") from None
         if not isinstance(data, dict) or data.get("kind") != "key_steps" or not {"num_steps", "key_steps"} <= set(data):
-            raise KeyStepsError(f"key_steps: {str(path)!r} is not a key-step schedule; expected "
-                                '{"kind": "key_steps", "num_steps": N, "key_steps": [0, ...]}')
+            raise KeyStepsError(
+                f"key_steps: {str(path)!r} is not a key-step schedule; expected "
+                '{"kind": "key_steps", "num_steps": N, "key_steps": [0, ...]}'
+            )
         return cls(data["num_steps"], tuple(data["key_steps"]), str(data.get("source", "")))
 
 
@@ -98,8 +106,9 @@ def _check_list(steps) -> list[int]:
 
 def _check_range(steps: Sequence[int], num_steps: int) -> None:
     if steps[-1] >= num_steps:
-        raise KeyStepsError(f"key_steps: step {steps[-1]} is out of range for a call with {num_steps} steps "
-                            f"(valid: 0..{num_steps - 1})")
+        raise KeyStepsError(
+            f"key_steps: step {steps[-1]} is out of range for a call with {num_steps} steps (valid: 0..{num_steps - 1})"
+        )
 
 
 def _uniform_stride(spec: str) -> int:
@@ -140,15 +149,19 @@ def resolve(spec: Spec, num_steps: int) -> tuple[int, ...]:
         spec = KeySteps.load(spec)
     if isinstance(spec, KeySteps):
         if spec.num_steps != n:
-            raise KeyStepsError(f"key_steps: the schedule was made for {spec.num_steps} steps, the call has {n}; "
-                                f"derive one for {n} steps or use 'adaptive'")
+            raise KeyStepsError(
+                f"key_steps: the schedule was made for {spec.num_steps} steps, the call has {n}; "
+                f"derive one for {n} steps or use 'adaptive'"
+            )
         return spec.key_steps
     if isinstance(spec, str):
         if spec in ("paper", "sd", "dreambooth"):
             base = DREAMBOOTH if spec == "dreambooth" else SD_DDIM50
             if n > 50:
-                raise KeyStepsError(f"key_steps: {spec!r} is defined for up to 50 steps, the call has {n}; "
-                                    "use 'adaptive', 'uniform:N' or a list")
+                raise KeyStepsError(
+                    f"key_steps: {spec!r} is defined for up to 50 steps, the call has {n}; "
+                    "use 'adaptive', 'uniform:N' or a list"
+                )
             return tuple(s for s in base if s < n)
         if spec == "if_stage1":
             return tuple(i for i in range(n) if i > 85 or i < 10 or i % 5 == 0)

@@ -10,9 +10,16 @@ FAMILIES = ("ddpm", "ddpm_skip", "ddpm_fourier", "sd", "sdxl", "if_stage1", "if_
 
 def _conditional(**overrides) -> dict:
     base = dict(
-        sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=16, attention_head_dim=4, norm_num_groups=4,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=16,
+        attention_head_dim=4,
+        norm_num_groups=4,
     )
     base.update(overrides)
     return base
@@ -22,40 +29,81 @@ def tiny_config(family: str) -> tuple[type, dict]:
     """(model class, config kwargs) for a tiny UNet of `family` (one of `FAMILIES`)."""
     if family == "ddpm":
         return UNet2DModel, dict(
-            sample_size=16, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(8, 16, 16),
+            sample_size=16,
+            in_channels=3,
+            out_channels=3,
+            layers_per_block=1,
+            block_out_channels=(8, 16, 16),
             down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"), norm_num_groups=4, attention_head_dim=4)
+            up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+            norm_num_groups=4,
+            attention_head_dim=4,
+        )
     if family == "ddpm_skip":
         return UNet2DModel, dict(
-            sample_size=16, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(32, 32),
+            sample_size=16,
+            in_channels=3,
+            out_channels=3,
+            layers_per_block=1,
+            block_out_channels=(32, 32),
             down_block_types=("SkipDownBlock2D", "AttnSkipDownBlock2D"),
-            up_block_types=("AttnSkipUpBlock2D", "SkipUpBlock2D"), attention_head_dim=8)
+            up_block_types=("AttnSkipUpBlock2D", "SkipUpBlock2D"),
+            attention_head_dim=8,
+        )
     if family == "ddpm_fourier":
         return UNet2DModel, dict(
-            sample_size=16, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(8, 16),
-            down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-            norm_num_groups=4, time_embedding_type="fourier", flip_sin_to_cos=False)
+            sample_size=16,
+            in_channels=3,
+            out_channels=3,
+            layers_per_block=1,
+            block_out_channels=(8, 16),
+            down_block_types=("DownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "UpBlock2D"),
+            norm_num_groups=4,
+            time_embedding_type="fourier",
+            flip_sin_to_cos=False,
+        )
     if family == "sd":
         return UNet2DConditionModel, _conditional(
-            block_out_channels=(8, 16, 16), down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
-                                                                "DownBlock2D"),
-            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"))
+            block_out_channels=(8, 16, 16),
+            down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        )
     if family == "sdxl":
         return UNet2DConditionModel, _conditional(
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
-            addition_time_embed_dim=4, transformer_layers_per_block=(1, 2), projection_class_embeddings_input_dim=32,
-            cross_attention_dim=16)
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            attention_head_dim=(2, 4),
+            use_linear_projection=True,
+            addition_embed_type="text_time",
+            addition_time_embed_dim=4,
+            transformer_layers_per_block=(1, 2),
+            projection_class_embeddings_input_dim=32,
+            cross_attention_dim=16,
+        )
     if family in ("if_stage1", "if_stage2"):
         cfg = _conditional(
-            in_channels=3, out_channels=6, down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+            in_channels=3,
+            out_channels=6,
+            down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
             mid_block_type="UNetMidBlock2DSimpleCrossAttn",
-            up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"), cross_attention_dim=32,
-            encoder_hid_dim=12, addition_embed_type="text", addition_embed_type_num_heads=2,
-            cross_attention_norm="group_norm", resnet_time_scale_shift="scale_shift", act_fn="gelu")
+            up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+            cross_attention_dim=32,
+            encoder_hid_dim=12,
+            addition_embed_type="text",
+            addition_embed_type_num_heads=2,
+            cross_attention_norm="group_norm",
+            resnet_time_scale_shift="scale_shift",
+            act_fn="gelu",
+        )
         if family == "if_stage2":
-            cfg.update(in_channels=6, class_embed_type="timestep", mid_block_scale_factor=1.414,
-                       time_embedding_act_fn="gelu", time_embedding_dim=32)
+            cfg.update(
+                in_channels=6,
+                class_embed_type="timestep",
+                mid_block_scale_factor=1.414,
+                time_embedding_act_fn="gelu",
+                time_embedding_dim=32,
+            )
         return UNet2DConditionModel, cfg
     raise ValueError(f"family: {family!r} is not one of {', '.join(FAMILIES)}")
 
@@ -93,11 +141,20 @@ def tiny_sd_pipeline(unet: UNet2DConditionModel | None = None, scheduler=None):
     are in pixels (8 per latent element)."""
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
-    scheduler = scheduler if scheduler is not None else DDIMScheduler(clip_sample=False, set_alpha_to_one=False,
-                                                                      steps_offset=1)
-    pipe = StableDiffusionPipeline(vae=None, text_encoder=None, tokenizer=None, unet=unet or tiny_unet("sd"),
-                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                   image_encoder=None, requires_safety_checker=False)
+    scheduler = (
+        scheduler if scheduler is not None else DDIMScheduler(clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    )
+    pipe = StableDiffusionPipeline(
+        vae=None,
+        text_encoder=None,
+        tokenizer=None,
+        unet=unet or tiny_unet("sd"),
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        image_encoder=None,
+        requires_safety_checker=False,
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -112,9 +169,17 @@ def tiny_shapes_pipeline():
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
-        sample_size=8, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=16, attention_head_dim=4, norm_num_groups=4)
+        sample_size=8,
+        in_channels=3,
+        out_channels=3,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=16,
+        attention_head_dim=4,
+        norm_num_groups=4,
+    )
     text = TextEncoder(vocab=shapes_vocabulary(), max_length=12, hidden_size=16, num_layers=1, num_heads=2)
     scheduler = DDIMScheduler.from_config(DDPMScheduler(beta_schedule="squaredcos_cap_v2").config)
     pipe = ShapesPipeline(unet=unet.eval(), text_encoder=text.eval(), scheduler=scheduler)

@@ -19,8 +19,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 def _to_tensor(images: list[Image.Image]) -> torch.Tensor:
-    return torch.stack([torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
-                        for im in images])
+    return torch.stack(
+        [torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1) for im in images]
+    )
 
 
 def check_frames(frames, name: str = "frames") -> torch.Tensor:
@@ -31,13 +32,16 @@ def check_frames(frames, name: str = "frames") -> torch.Tensor:
         sizes = [tuple(f.shape[-2:]) if isinstance(f, torch.Tensor) else f.size[::-1] for f in frames]
         for i, s in enumerate(sizes):
             if s != sizes[0]:
-                raise ValueError(f"{name}: frame {i} is {s[1]}x{s[0]} but frame 0 is {sizes[0][1]}x{sizes[0][0]}; "
-                                 "all frames must have one size")
+                raise ValueError(
+                    f"{name}: frame {i} is {s[1]}x{s[0]} but frame 0 is {sizes[0][1]}x{sizes[0][0]}; "
+                    "all frames must have one size"
+                )
         frames = torch.stack(list(frames)) if isinstance(frames[0], torch.Tensor) else _to_tensor(list(frames))
     if not isinstance(frames, torch.Tensor) or frames.ndim != 4 or frames.shape[1] != 3:
         shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
-        raise ValueError(f"{name}: expected a tensor (T, 3, H, W) in [0, 1], a list of frames, a folder or a GIF, "
-                         f"got {shape}")
+        raise ValueError(
+            f"{name}: expected a tensor (T, 3, H, W) in [0, 1], a list of frames, a folder or a GIF, got {shape}"
+        )
     if len(frames) == 0:
         raise ValueError(f"{name}: the video is empty (0 frames); give at least one frame")
     if not frames.is_floating_point() or frames.min() < 0 or frames.max() > 1:
@@ -53,8 +57,9 @@ def read_frames(source) -> torch.Tensor:
         if path.is_dir():
             files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not files:
-                raise ValueError(f"input: the folder {path} holds no image ({', '.join(IMAGE_SUFFIXES)}); the video "
-                                 "is empty")
+                raise ValueError(
+                    f"input: the folder {path} holds no image ({', '.join(IMAGE_SUFFIXES)}); the video is empty"
+                )
             images = []
             for p in files:
                 with Image.open(p) as im:
@@ -87,21 +92,31 @@ def write_frames(frames: torch.Tensor, out: str | Path, fps: float = 8.0, scale:
         tmp.mkdir()
         for i, im in enumerate(images):
             im.save(tmp / f"frame_{i:04d}.png")
-        images[0].save(tmp / "video.gif", save_all=True, append_images=images[1:], duration=round(1000 / fps),
-                       loop=0)
+        images[0].save(tmp / "video.gif", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
 
     return write(out, fill)
 
 
 def _batches(indices: list[int], batch_size: int) -> list[list[int]]:
-    return [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
+    return [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
 
 
-def edit_video(pipe, frames, prompt: str | list[str] | None, anchors=None, stride: int | None = None,
-               count: int | None = None, own_kv: bool = False, batch_size: int = 4, seed: int | None = 0,
-               per_frame_noise: bool = False,
-               image_arg: str = "image", frame_kwargs: dict[str, torch.Tensor] | None = None,
-               progress: Callable[[int], None] | None = None, **pipe_kwargs) -> torch.Tensor:
+def edit_video(
+    pipe,
+    frames,
+    prompt: str | list[str] | None,
+    anchors=None,
+    stride: int | None = None,
+    count: int | None = None,
+    own_kv: bool = False,
+    batch_size: int = 4,
+    seed: int | None = 0,
+    per_frame_noise: bool = False,
+    image_arg: str = "image",
+    frame_kwargs: dict[str, torch.Tensor] | None = None,
+    progress: Callable[[int], None] | None = None,
+    **pipe_kwargs,
+) -> torch.Tensor:
     """Edited frames (T, 3, H, W) in [0, 1]: `pipe(prompt=..., <image_arg>=frames, output_type="pt", **pipe_kwargs)`
     on batches of `batch_size` frames. With `anchors`, `stride` or `count`, the anchor frames are edited first (one
     call) and every other frame attends to their self-attention keys/values (`unetlab.anchor_attention`);

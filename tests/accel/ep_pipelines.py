@@ -32,8 +32,13 @@ NO_TEXT = dict(text_encoder=None, tokenizer=None)
 
 def _vae():
     """A tiny VAE with scale factor 8 (it only fixes the latent size; the tests ask for latents)."""
-    return AutoencoderKL(block_out_channels=(4, 4, 4, 4), down_block_types=("DownEncoderBlock2D",) * 4,
-                         up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=2, latent_channels=4)
+    return AutoencoderKL(
+        block_out_channels=(4, 4, 4, 4),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        norm_num_groups=2,
+        latent_channels=4,
+    )
 
 
 def _embeds(*shape, seed):
@@ -43,40 +48,89 @@ def _embeds(*shape, seed):
 def build(kind: str, path) -> tuple[object, dict]:
     """(pipeline loaded back from `path`, keyword arguments of a call without step count or generator)."""
     if kind == "sd":
-        pipe = StableDiffusionPipeline(vae=_vae(), unet=tiny_unet("sd"), scheduler=DDIMScheduler(**SD_SCHEDULER),
-                                       safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-                                       **NO_TEXT)
-        kwargs = dict(prompt_embeds=_embeds(1, 5, 16, seed=1), negative_prompt_embeds=_embeds(1, 5, 16, seed=2),
-                      height=64, width=64, output_type="latent")
+        pipe = StableDiffusionPipeline(
+            vae=_vae(),
+            unet=tiny_unet("sd"),
+            scheduler=DDIMScheduler(**SD_SCHEDULER),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+            **NO_TEXT,
+        )
+        kwargs = dict(
+            prompt_embeds=_embeds(1, 5, 16, seed=1),
+            negative_prompt_embeds=_embeds(1, 5, 16, seed=2),
+            height=64,
+            width=64,
+            output_type="latent",
+        )
         extra = dict(**NO_TEXT, safety_checker=None, feature_extractor=None)
     elif kind == "sdxl":
-        pipe = StableDiffusionXLPipeline(vae=_vae(), unet=tiny_unet("sdxl"), scheduler=DDIMScheduler(**SD_SCHEDULER),
-                                         text_encoder_2=None, tokenizer_2=None, add_watermarker=False, **NO_TEXT)
-        kwargs = dict(prompt_embeds=_embeds(1, 5, 16, seed=1), negative_prompt_embeds=_embeds(1, 5, 16, seed=2),
-                      pooled_prompt_embeds=_embeds(1, 8, seed=3), negative_pooled_prompt_embeds=_embeds(1, 8, seed=4),
-                      height=64, width=64, output_type="latent")
+        pipe = StableDiffusionXLPipeline(
+            vae=_vae(),
+            unet=tiny_unet("sdxl"),
+            scheduler=DDIMScheduler(**SD_SCHEDULER),
+            text_encoder_2=None,
+            tokenizer_2=None,
+            add_watermarker=False,
+            **NO_TEXT,
+        )
+        kwargs = dict(
+            prompt_embeds=_embeds(1, 5, 16, seed=1),
+            negative_prompt_embeds=_embeds(1, 5, 16, seed=2),
+            pooled_prompt_embeds=_embeds(1, 8, seed=3),
+            negative_pooled_prompt_embeds=_embeds(1, 8, seed=4),
+            height=64,
+            width=64,
+            output_type="latent",
+        )
         extra = dict(**NO_TEXT, text_encoder_2=None, tokenizer_2=None)
     elif kind == "controlnet":
         unet = tiny_unet("sd")
-        pipe = StableDiffusionControlNetPipeline(vae=_vae(), unet=unet, controlnet=tiny_controlnet(unet),
-                                                 scheduler=DDIMScheduler(**SD_SCHEDULER), safety_checker=None,
-                                                 feature_extractor=None, requires_safety_checker=False, **NO_TEXT)
-        kwargs = dict(prompt_embeds=_embeds(1, 5, 16, seed=1), negative_prompt_embeds=_embeds(1, 5, 16, seed=2),
-                      image=torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(5)), height=64, width=64,
-                      output_type="latent")
+        pipe = StableDiffusionControlNetPipeline(
+            vae=_vae(),
+            unet=unet,
+            controlnet=tiny_controlnet(unet),
+            scheduler=DDIMScheduler(**SD_SCHEDULER),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+            **NO_TEXT,
+        )
+        kwargs = dict(
+            prompt_embeds=_embeds(1, 5, 16, seed=1),
+            negative_prompt_embeds=_embeds(1, 5, 16, seed=2),
+            image=torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(5)),
+            height=64,
+            width=64,
+            output_type="latent",
+        )
         extra = dict(**NO_TEXT, safety_checker=None, feature_extractor=None)
     elif kind in ("if_stage1", "if_stage2"):
         scheduler = DDPMScheduler(variance_type="learned_range", beta_schedule="squaredcos_cap_v2")
-        common = dict(unet=tiny_unet(kind), scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                      watermarker=None, requires_safety_checker=False, **NO_TEXT)
-        kwargs = dict(prompt_embeds=_embeds(1, 5, 12, seed=1), negative_prompt_embeds=_embeds(1, 5, 12, seed=2),
-                      height=16, width=16, output_type="pt")
+        common = dict(
+            unet=tiny_unet(kind),
+            scheduler=scheduler,
+            safety_checker=None,
+            feature_extractor=None,
+            watermarker=None,
+            requires_safety_checker=False,
+            **NO_TEXT,
+        )
+        kwargs = dict(
+            prompt_embeds=_embeds(1, 5, 12, seed=1),
+            negative_prompt_embeds=_embeds(1, 5, 12, seed=2),
+            height=16,
+            width=16,
+            output_type="pt",
+        )
         if kind == "if_stage1":
             pipe = IFPipeline(**common)
         else:
             pipe = IFSuperResolutionPipeline(image_noising_scheduler=DDPMScheduler(), **common)
-            kwargs.update(image=torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(6)) * 2 - 1,
-                          noise_level=100)
+            kwargs.update(
+                image=torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(6)) * 2 - 1, noise_level=100
+            )
         extra = dict(**NO_TEXT, safety_checker=None, feature_extractor=None, watermarker=None)
     elif kind in ("ddpm", "ddim"):
         cls, sch = (DDPMPipeline, DDPMScheduler) if kind == "ddpm" else (DDIMPipeline, DDIMScheduler)

@@ -42,7 +42,7 @@ class Newton:
         for i in range(min(self.order, len(self.steps))):
             h = s - self.steps[i]
             new.append([(a - b) / h for a, b in zip(new[-1], self.diffs[i])])
-        self.diffs, self.steps = new, [s, *self.steps][:self.order + 1]
+        self.diffs, self.steps = new, [s, *self.steps][: self.order + 1]
 
     def at(self, s: int) -> list:
         out, w = self.diffs[0], 1
@@ -66,8 +66,16 @@ def _plain_attention(unet, processors):
 
 
 @contextlib.contextmanager
-def guidance_by_hand(pipe, chunks: int, cond: int, interval: int, order: int = 0, stop: float | None = None,
-                     split: bool = False, per_step: int = 1):
+def guidance_by_hand(
+    pipe,
+    chunks: int,
+    cond: int,
+    interval: int,
+    order: int = 0,
+    stop: float | None = None,
+    split: bool = False,
+    per_step: int = 1,
+):
     """Every `interval` steps the whole batch (or, `split`, each chunk as its own call, the conditional first), the
     differences cond − chunk stored; otherwise the conditional rows only and chunk := cond − forecast difference;
     from step `stop` on every chunk := cond. The pipeline calls the UNet `per_step` times per step (views), each
@@ -138,6 +146,7 @@ def deep_by_hand(unet, names: list[str], interval: int, memo: dict):
                 store[key] = out
                 return None
             return _clone(store[key])
+
         return fn
 
     return [unet.get_submodule(n).register_forward_hook(hook(n)) for n in names]
@@ -155,8 +164,12 @@ def encoder_by_hand(unet, keys: set, memo: dict):
                 store[key] = (kwargs["hidden_states"], kwargs["res_hidden_states_tuple"])
                 return None
             hidden, res = store[key]
-            return args, {**kwargs, "hidden_states": hidden if i == 0 else kwargs["hidden_states"],
-                          "res_hidden_states_tuple": res}
+            return args, {
+                **kwargs,
+                "hidden_states": hidden if i == 0 else kwargs["hidden_states"],
+                "res_hidden_states_tuple": res,
+            }
+
         return fn
 
     return [b.register_forward_pre_hook(pre(i), with_kwargs=True) for i, b in enumerate(unet.up_blocks)]

@@ -3,12 +3,12 @@ anchors' keys/values once per step, composes with branch caching, and leaves no 
 
 import pytest
 import torch
+from cross_frame_reference import ReferenceCrossFrame
+from cross_frame_reference import self_attention as _self_attention
 
 import unetlab
 from unetlab.accel.anchor_attention import AnchorAttentionConfig, anchor_attention
 from unetlab.testing import tiny_sd_pipeline, tiny_unet
-
-from cross_frame_reference import ReferenceCrossFrame, self_attention as _self_attention
 
 STEPS = 4
 
@@ -35,11 +35,14 @@ def _rows(x, copies, frames, idx):
     return x.view(copies, frames, *x.shape[1:])[:, idx].reshape(-1, *x.shape[1:])
 
 
-@pytest.mark.parametrize("copies,anchors,own,batches", [
-    (1, [0, 1, 2, 3, 4], True, []),        # every frame an anchor: full cross-frame attention
-    (2, [1, 3], True, [[0, 2], [4]]),       # CFG-like batch of 2 copies, own keys/values included
-    (3, [0], False, [[1, 2, 3], [4]]),      # InstructPix2Pix-like batch of 3 copies, first-frame attention
-])
+@pytest.mark.parametrize(
+    "copies,anchors,own,batches",
+    [
+        (1, [0, 1, 2, 3, 4], True, []),  # every frame an anchor: full cross-frame attention
+        (2, [1, 3], True, [[0, 2], [4]]),  # CFG-like batch of 2 copies, own keys/values included
+        (3, [0], False, [[1, 2, 3], [4]]),  # InstructPix2Pix-like batch of 3 copies, first-frame attention
+    ],
+)
 def test_equals_cross_frame_attention_by_hand(copies, anchors, own, batches):
     unet = tiny_unet("sd").double()
     frames, timesteps = 5, [900, 500]
@@ -50,8 +53,9 @@ def test_equals_cross_frame_attention_by_hand(copies, anchors, own, batches):
         for kind, idx in [("anchors", anchors)] + [("frames", b) for b in batches]:
             with h.phase_of(kind, len(idx)):
                 for s, t in enumerate(timesteps):
-                    out = unet(_rows(x, copies, frames, idx), t, encoder_hidden_states=_rows(cond, copies, frames,
-                                                                                                 idx)).sample
+                    out = unet(
+                        _rows(x, copies, frames, idx), t, encoder_hidden_states=_rows(cond, copies, frames, idx)
+                    ).sample
                     got[s].view(copies, frames, *out.shape[1:])[:, idx] = out.view(copies, len(idx), *out.shape[1:])
     for r, o in zip(ref, got):
         assert ((r - o).abs().max() / r.abs().max()).item() < 1e-10  # float64: measured 1.2e-15 to 1.7e-15
@@ -68,16 +72,26 @@ def _run(pipe, frames=1, latents=None):
     pos, neg = _embeds(frames)
     g = torch.Generator().manual_seed(1)
     latents = torch.randn(frames, 4, 16, 16, generator=g) if latents is None else latents
-    return pipe(prompt_embeds=pos, negative_prompt_embeds=neg, guidance_scale=7.0, num_inference_steps=STEPS,
-                height=128, width=128, output_type="latent", latents=latents).images
+    return pipe(
+        prompt_embeds=pos,
+        negative_prompt_embeds=neg,
+        guidance_scale=7.0,
+        num_inference_steps=STEPS,
+        height=128,
+        width=128,
+        output_type="latent",
+        latents=latents,
+    ).images
 
 
 def _untouched(pipe, processors):
     mods = list(pipe.unet.modules())
-    return (not any("forward" in m.__dict__ or hasattr(m, "_diffusers_hook") for m in mods)
-            and "_unetlab_patches" not in pipe.unet.__dict__
-            and not {"step", "set_timesteps"} & set(pipe.scheduler.__dict__)
-            and all(pipe.unet.attn_processors[k] is v for k, v in processors.items()))
+    return (
+        not any("forward" in m.__dict__ or hasattr(m, "_diffusers_hook") for m in mods)
+        and "_unetlab_patches" not in pipe.unet.__dict__
+        and not {"step", "set_timesteps"} & set(pipe.scheduler.__dict__)
+        and all(pipe.unet.attn_processors[k] is v for k, v in processors.items())
+    )
 
 
 def test_one_frame_is_the_plain_pipeline_and_removal_restores_exactly():
@@ -155,7 +169,9 @@ def test_bad_arguments_are_one_line_errors():
             anchor_attention(pipe, **kwargs)
         assert "\n" not in str(err.value)
     with anchor_attention(pipe, anchors=[0, 5]) as h:
-        with pytest.raises(ValueError, match=r"anchors: index 5 is out of range for a video of 4 frames \(valid: 0 to 3\)"):
+        with pytest.raises(
+            ValueError, match=r"anchors: index 5 is out of range for a video of 4 frames \(valid: 0 to 3\)"
+        ):
             h.anchors(4)
         with pytest.raises(RuntimeError, match="phase: no anchor keys/values are cached"):
             with h.phase_of("frames", 1):

@@ -13,7 +13,6 @@ from unetlab.unet import count_flops
 STEPS = 6
 
 
-
 def _pipe():
     pipe = DDIMPipeline(unet=tiny_unet("ddpm"), scheduler=DDIMScheduler(num_train_timesteps=1000))
     pipe.set_progress_bar_config(disable=True)

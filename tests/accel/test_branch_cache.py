@@ -20,17 +20,27 @@ def _embeds(seed=0):
 
 def _run(pipe, guidance=7.0, n=1, steps=STEPS):
     pos, neg = _embeds()
-    return pipe(prompt_embeds=pos, negative_prompt_embeds=neg if guidance > 1 else None, guidance_scale=guidance,
-                num_images_per_prompt=n, num_inference_steps=steps, height=128, width=128, output_type="latent",
-                generator=torch.Generator().manual_seed(1)).images
+    return pipe(
+        prompt_embeds=pos,
+        negative_prompt_embeds=neg if guidance > 1 else None,
+        guidance_scale=guidance,
+        num_images_per_prompt=n,
+        num_inference_steps=steps,
+        height=128,
+        width=128,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(1),
+    ).images
 
 
 def _untouched(pipe):
     """No hook, instance forward, claim or scheduler patch is left anywhere."""
     mods = list(pipe.unet.modules())
-    return (not any("forward" in m.__dict__ or hasattr(m, "_diffusers_hook") for m in mods)
-            and "_unetlab_patches" not in pipe.unet.__dict__
-            and not {"step", "set_timesteps"} & set(pipe.scheduler.__dict__))
+    return (
+        not any("forward" in m.__dict__ or hasattr(m, "_diffusers_hook") for m in mods)
+        and "_unetlab_patches" not in pipe.unet.__dict__
+        and not {"step", "set_timesteps"} & set(pipe.scheduler.__dict__)
+    )
 
 
 @pytest.mark.parametrize("guidance,n", [(7.0, 1), (1.0, 2)])
@@ -73,8 +83,9 @@ def test_stored_feature_is_the_input_of_the_shallow_up_blocks():
     unet = tiny_unet("sd")
     x, cond = example_inputs(unet, 2, seq_len=5, generator=torch.Generator().manual_seed(0))
     seen = []
-    hook = unet.up_blocks[1].register_forward_pre_hook(lambda m, a, kw: seen.append(kw["hidden_states"]),
-                                                       with_kwargs=True)
+    hook = unet.up_blocks[1].register_forward_pre_hook(
+        lambda m, a, kw: seen.append(kw["hidden_states"]), with_kwargs=True
+    )
     with torch.no_grad(), unetlab.branch_cache(unet, interval=2, branch=1) as h:
         unet(x, 500, **cond)
         assert torch.equal(h.deep.feature, seen[0])
@@ -90,10 +101,14 @@ def test_cached_steps_do_not_run_the_deep_path():
         return lambda *a: counts.__setitem__(name, counts.get(name, 0) + 1)
 
     deep = {name for name, _ in deep_modules(unet, 1)}
-    hooks = [m.resnets[0].register_forward_pre_hook(counter(name))
-             for name, m in [*((f"down_blocks.{i}", b) for i, b in enumerate(unet.down_blocks)),
-                             ("mid_block", unet.mid_block),
-                             *((f"up_blocks.{j}", b) for j, b in enumerate(unet.up_blocks))]]
+    hooks = [
+        m.resnets[0].register_forward_pre_hook(counter(name))
+        for name, m in [
+            *((f"down_blocks.{i}", b) for i, b in enumerate(unet.down_blocks)),
+            ("mid_block", unet.mid_block),
+            *((f"up_blocks.{j}", b) for j, b in enumerate(unet.up_blocks)),
+        ]
+    ]
     with unetlab.branch_cache(pipe, interval=3, branch=0):
         _run(pipe)
     for h in hooks:
@@ -116,12 +131,23 @@ def test_bare_unet_counts_calls_and_resets():
         assert h.calls == [(0, True)]
 
 
-@pytest.mark.parametrize("kwargs,arg", [
-    (dict(interval=0), "interval"), (dict(interval=1.5), "interval"), (dict(interval=True), "interval"),
-    (dict(branch=-1), "branch"), (dict(branch="0"), "branch"), (dict(branch=2), "branch"),
-    (dict(schedule="quadratic"), "schedule"), (dict(schedule=[]), "schedule"), (dict(schedule=[1, 2]), "schedule"),
-    (dict(schedule=[0, 2, 2]), "schedule"), (dict(schedule=[0, 3, 1]), "schedule"), (dict(schedule=[0, 1.0]), "schedule"),
-])
+@pytest.mark.parametrize(
+    "kwargs,arg",
+    [
+        (dict(interval=0), "interval"),
+        (dict(interval=1.5), "interval"),
+        (dict(interval=True), "interval"),
+        (dict(branch=-1), "branch"),
+        (dict(branch="0"), "branch"),
+        (dict(branch=2), "branch"),
+        (dict(schedule="quadratic"), "schedule"),
+        (dict(schedule=[]), "schedule"),
+        (dict(schedule=[1, 2]), "schedule"),
+        (dict(schedule=[0, 2, 2]), "schedule"),
+        (dict(schedule=[0, 3, 1]), "schedule"),
+        (dict(schedule=[0, 1.0]), "schedule"),
+    ],
+)
 def test_invalid_configs_raise_one_line_errors(kwargs, arg):
     pipe = tiny_sd_pipeline()
     with pytest.raises(ValueError) as e:
@@ -186,10 +212,16 @@ def test_layer_granularity_runs_only_the_last_layers():
     pipe = tiny_sd_pipeline()
     last = pipe.unet.up_blocks[-1]
     ran = []
-    hooks = [m.register_forward_pre_hook(lambda mod, a, name=name: ran.append(name)) for name, m in
-             [("conv_in", pipe.unet.conv_in), ("down0.resnet0", pipe.unet.down_blocks[0].resnets[0].conv1),
-              ("up2.resnet0", last.resnets[0].conv1), ("up2.resnet1", last.resnets[1].conv1),
-              ("up2.attn1", last.attentions[1].proj_in)]]  # children run only when their patched parent does
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, a, name=name: ran.append(name))
+        for name, m in [
+            ("conv_in", pipe.unet.conv_in),
+            ("down0.resnet0", pipe.unet.down_blocks[0].resnets[0].conv1),
+            ("up2.resnet0", last.resnets[0].conv1),
+            ("up2.resnet1", last.resnets[1].conv1),
+            ("up2.attn1", last.attentions[1].proj_in),
+        ]
+    ]  # children run only when their patched parent does
     with unetlab.branch_cache(pipe, interval=STEPS, branch=0, granularity="layer"):
         _run(pipe)
     for h in hooks:

@@ -15,9 +15,17 @@ STEPS = 6
 def _run(pipe, guidance=7.0, n=1):
     g = torch.Generator().manual_seed(0)
     pos, neg = torch.randn(1, 5, 16, generator=g), torch.randn(1, 5, 16, generator=g)
-    return pipe(prompt_embeds=pos, negative_prompt_embeds=neg if guidance > 1 else None, guidance_scale=guidance,
-                num_images_per_prompt=n, num_inference_steps=STEPS, height=128, width=128, output_type="latent",
-                generator=torch.Generator().manual_seed(1)).images
+    return pipe(
+        prompt_embeds=pos,
+        negative_prompt_embeds=neg if guidance > 1 else None,
+        guidance_scale=guidance,
+        num_images_per_prompt=n,
+        num_inference_steps=STEPS,
+        height=128,
+        width=128,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(1),
+    ).images
 
 
 @pytest.mark.parametrize("guidance,n", [(7.0, 2), (1.0, 1)])
@@ -51,8 +59,10 @@ def test_higher_level_runs_more_of_the_unet():
     unet = tiny_unet("sd")
     x, cond = example_inputs(unet, 1, seq_len=5, generator=torch.Generator().manual_seed(0))
     ran = []
-    hooks = [b.resnets[0].register_forward_pre_hook(lambda m, a, name=f"up_blocks.{j}": ran.append(name))
-             for j, b in enumerate(unet.up_blocks)]
+    hooks = [
+        b.resnets[0].register_forward_pre_hook(lambda m, a, name=f"up_blocks.{j}": ran.append(name))
+        for j, b in enumerate(unet.up_blocks)
+    ]
     with torch.no_grad():
         for level in (1, 2):
             with unetlab.clockwork(unet, clock=4, level=level):
@@ -64,10 +74,17 @@ def test_higher_level_runs_more_of_the_unet():
         h.remove()
 
 
-@pytest.mark.parametrize("kwargs,arg", [
-    (dict(clock=0), "clock"), (dict(clock=2.0), "clock"), (dict(clock=False), "clock"),
-    (dict(level=0), "level"), (dict(level="1"), "level"), (dict(level=3), "level"),
-])
+@pytest.mark.parametrize(
+    "kwargs,arg",
+    [
+        (dict(clock=0), "clock"),
+        (dict(clock=2.0), "clock"),
+        (dict(clock=False), "clock"),
+        (dict(level=0), "level"),
+        (dict(level="1"), "level"),
+        (dict(level=3), "level"),
+    ],
+)
 def test_invalid_configs_raise_one_line_errors(kwargs, arg):
     unet = tiny_unet("sd")
     with pytest.raises(ValueError) as e:

@@ -19,9 +19,17 @@ STEPS = 6
 def _run(pipe, guidance=7.0):
     g = torch.Generator().manual_seed(0)
     pos, neg = torch.randn(1, 5, 16, generator=g), torch.randn(1, 5, 16, generator=g)
-    return pipe(prompt_embeds=pos, negative_prompt_embeds=neg if guidance > 1 else None, guidance_scale=guidance,
-                num_images_per_prompt=2, num_inference_steps=STEPS, height=128, width=128, output_type="latent",
-                generator=torch.Generator().manual_seed(1)).images
+    return pipe(
+        prompt_embeds=pos,
+        negative_prompt_embeds=neg if guidance > 1 else None,
+        guidance_scale=guidance,
+        num_images_per_prompt=2,
+        num_inference_steps=STEPS,
+        height=128,
+        width=128,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(1),
+    ).images
 
 
 def _trained(adaptor: ClockworkAdaptor, seed: int = 3) -> ClockworkAdaptor:
@@ -69,8 +77,10 @@ def _reference(unet, level, adaptor, x, ts, cond, clock):
     last = unet.up_blocks[n - level - 1]
     seen, outs, prev = {}, [], {}
     text = cond.get("encoder_hidden_states")
-    hooks = [down.register_forward_pre_hook(lambda m, a: seen.__setitem__("r_in", a[0])),
-             deep.register_forward_pre_hook(lambda m, a, k: seen.__setitem__("temb", k["temb"]), with_kwargs=True)]
+    hooks = [
+        down.register_forward_pre_hook(lambda m, a: seen.__setitem__("r_in", a[0])),
+        deep.register_forward_pre_hook(lambda m, a, k: seen.__setitem__("temb", k["temb"]), with_kwargs=True),
+    ]
 
     def replace(module, args, out):
         if seen["cheap"]:
@@ -112,8 +122,10 @@ def test_saved_adaptor_round_trips_with_identical_outputs(tmp_path):
     with unetlab.clockwork(pipe, adaptor=adaptor):
         expected = _run(pipe)
     adaptor.save_pretrained(tmp_path / "adaptor")
-    assert sorted(p.name for p in (tmp_path / "adaptor").iterdir()) == ["config.json",
-                                                                        "diffusion_pytorch_model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "adaptor").iterdir()) == [
+        "config.json",
+        "diffusion_pytorch_model.safetensors",
+    ]
     with unetlab.clockwork(pipe, adaptor=tmp_path / "adaptor") as h:
         assert torch.equal(_run(pipe), expected)
         h.config.save(tmp_path / "cw.json")
@@ -134,15 +146,21 @@ def test_level_follows_the_adaptor_unless_given(tmp_path):
     assert ClockworkConfig().level == 1
 
 
-@pytest.mark.parametrize("make,error,start", [
-    (lambda u, p: 3, TypeError, "adaptor:"),
-    (lambda u, p: torch.nn.Linear(2, 2), TypeError, "adaptor:"),
-    (lambda u, p: "no-such-adaptor", ValueError, "adaptor:"),
-    (lambda u, p: str(p), FileNotFoundError, "adaptor:"),  # a folder without config.json
-    (lambda u, p: ClockworkAdaptor.from_unet(tiny_unet("ddpm"), 1), ValueError, "adaptor: made for another UNet"),
-    (lambda u, p: ClockworkAdaptor(**{**dict(ClockworkAdaptor.from_unet(u, 2).config), "level": 1}), ValueError,
-     "adaptor: made for another UNet"),
-])
+@pytest.mark.parametrize(
+    "make,error,start",
+    [
+        (lambda u, p: 3, TypeError, "adaptor:"),
+        (lambda u, p: torch.nn.Linear(2, 2), TypeError, "adaptor:"),
+        (lambda u, p: "no-such-adaptor", ValueError, "adaptor:"),
+        (lambda u, p: str(p), FileNotFoundError, "adaptor:"),  # a folder without config.json
+        (lambda u, p: ClockworkAdaptor.from_unet(tiny_unet("ddpm"), 1), ValueError, "adaptor: made for another UNet"),
+        (
+            lambda u, p: ClockworkAdaptor(**{**dict(ClockworkAdaptor.from_unet(u, 2).config), "level": 1}),
+            ValueError,
+            "adaptor: made for another UNet",
+        ),
+    ],
+)
 def test_bad_adaptor_arguments_raise_one_line_errors(tmp_path, make, error, start):
     unet = tiny_unet("sd")
     with pytest.raises(error) as e:

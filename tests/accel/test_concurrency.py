@@ -15,19 +15,36 @@ SEEDS = (1, 2)
 REFUSED = "a second pipeline call entered this accelerated UNet from another thread while a call is running"
 APPLY = {
     "branch_cache": lambda pipe: unetlab.branch_cache(pipe, interval=2),
-    "encoder_propagation": lambda pipe: unetlab.encoder_propagation(pipe, key_steps="uniform:2", parallel=True,
-                                                                    noise_injection=None),
-    "recipe": lambda pipe: unetlab.accelerate(pipe, Recipe(STEPS, "DDIMScheduler", (
-        unetlab.accel.EncoderPropagationConfig(key_steps="uniform:3", parallel=False, noise_injection=None),
-        unetlab.accel.BranchCacheConfig(interval=2)))),
+    "encoder_propagation": lambda pipe: unetlab.encoder_propagation(
+        pipe, key_steps="uniform:2", parallel=True, noise_injection=None
+    ),
+    "recipe": lambda pipe: unetlab.accelerate(
+        pipe,
+        Recipe(
+            STEPS,
+            "DDIMScheduler",
+            (
+                unetlab.accel.EncoderPropagationConfig(key_steps="uniform:3", parallel=False, noise_injection=None),
+                unetlab.accel.BranchCacheConfig(interval=2),
+            ),
+        ),
+    ),
 }
 EMBEDS = torch.randn(2, 1, 5, 16, generator=torch.Generator().manual_seed(0))
 
 
 def _call(pipe, seed, **more):
-    return pipe(prompt_embeds=EMBEDS[0], negative_prompt_embeds=EMBEDS[1], guidance_scale=5.0,
-                num_inference_steps=STEPS, height=64, width=64, output_type="latent",
-                generator=torch.Generator().manual_seed(seed), **more).images
+    return pipe(
+        prompt_embeds=EMBEDS[0],
+        negative_prompt_embeds=EMBEDS[1],
+        guidance_scale=5.0,
+        num_inference_steps=STEPS,
+        height=64,
+        width=64,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(seed),
+        **more,
+    ).images
 
 
 def _together(fns) -> list:

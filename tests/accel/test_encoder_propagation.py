@@ -17,7 +17,6 @@ KEYS = [0, 1, 3, 6]
 STEPS = 8
 
 
-
 @pytest.fixture(scope="module")
 def pipes(tmp_path_factory):
     cache = {}
@@ -26,6 +25,7 @@ def pipes(tmp_path_factory):
         if kind not in cache:
             cache[kind] = build(kind, tmp_path_factory.mktemp(kind))
         return cache[kind]
+
     return get
 
 
@@ -168,6 +168,7 @@ def test_state_is_reset_and_an_exception_mid_call_leaves_the_pipeline_usable(pip
         if i == 4:
             raise KeyboardInterrupt
         return kwargs
+
     with unetlab.encoder_propagation(pipe, key_steps=KEYS) as h:
         first = call(pipe, kw, STEPS)
         with pytest.raises(KeyboardInterrupt):
@@ -194,6 +195,7 @@ def test_two_pipelines_at_once_do_not_interfere(pipes, tmp_path):
         if i == 2:
             inner.append(call(b, kw, 6))
         return kwargs
+
     with unetlab.encoder_propagation(a, key_steps=KEYS), unetlab.encoder_propagation(b, key_steps=[0, 2]):
         both_a = call(a, kw, STEPS, callback_on_step_end=interleave)
     assert torch.equal(both_a, alone_a) and torch.equal(inner[0], alone_b)
@@ -249,23 +251,30 @@ def test_bare_unet_sequential_by_call_count():
             unet(xs[0], 900, encoder_hidden_states=c)
             half = unet(xs[1][:1], 700, encoder_hidden_states=c[:1]).sample  # a new batch runs full
             assert h.calls[-1] == (1, True)
-            assert torch.equal(half, unetlab.decode(unet, unetlab.encode(unet, xs[1][:1], 700,
-                                                                         encoder_hidden_states=c[:1]), [700]))
-        assert torch.equal(unet(xs[1], 700, encoder_hidden_states=c).sample,
-                           unetlab.decode(unet, unetlab.encode(unet, xs[1], 700, encoder_hidden_states=c), [700]))
+            assert torch.equal(
+                half, unetlab.decode(unet, unetlab.encode(unet, xs[1][:1], 700, encoder_hidden_states=c[:1]), [700])
+            )
+        assert torch.equal(
+            unet(xs[1], 700, encoder_hidden_states=c).sample,
+            unetlab.decode(unet, unetlab.encode(unet, xs[1], 700, encoder_hidden_states=c), [700]),
+        )
 
 
 def test_combines_with_branch_caching_only_when_applied_first(pipes):
     pipe, kw = pipes("sd")
     base = call(pipe, kw, STEPS)
-    with unetlab.encoder_propagation(pipe, key_steps="all", noise_injection=None), \
-            unetlab.branch_cache(pipe, interval=1) as cache:
+    with (
+        unetlab.encoder_propagation(pipe, key_steps="all", noise_injection=None),
+        unetlab.branch_cache(pipe, interval=1) as cache,
+    ):
         assert torch.equal(call(pipe, kw, STEPS), base)  # both are identities here
         assert cache.calls == [(s, True) for s in range(STEPS)]  # the branch-cache patch ran at every step
     combined = {}
     for parallel in (True, False):  # parallel decoding turns sequential under branch caching's per-step features
-        with unetlab.encoder_propagation(pipe, key_steps=KEYS, parallel=parallel), \
-                unetlab.branch_cache(pipe, interval=2) as cache:
+        with (
+            unetlab.encoder_propagation(pipe, key_steps=KEYS, parallel=parallel),
+            unetlab.branch_cache(pipe, interval=2) as cache,
+        ):
             combined[parallel] = call(pipe, kw, STEPS)
             assert [full for _, full in cache.calls] == [s % 2 == 0 for s in range(STEPS)]
     assert torch.equal(combined[True], combined[False]) and not torch.equal(combined[True], base)

@@ -23,14 +23,18 @@ from unetlab.schedules import resolve
 ep_module = importlib.import_module("unetlab.accel.encoder_propagation")  # unetlab.accel re-exports a function
 
 SCHEDULERS = {
-    "ddim": (DDIMScheduler, {}), "pndm": (PNDMScheduler, dict(skip_prk_steps=True)), "ddpm": (DDPMScheduler, {}),
-    "euler": (EulerDiscreteScheduler, {}), "euler_ancestral": (EulerAncestralDiscreteScheduler, {}),
-    "heun": (HeunDiscreteScheduler, {}), "dpmpp_2m": (DPMSolverMultistepScheduler, {}),
+    "ddim": (DDIMScheduler, {}),
+    "pndm": (PNDMScheduler, dict(skip_prk_steps=True)),
+    "ddpm": (DDPMScheduler, {}),
+    "euler": (EulerDiscreteScheduler, {}),
+    "euler_ancestral": (EulerAncestralDiscreteScheduler, {}),
+    "heun": (HeunDiscreteScheduler, {}),
+    "dpmpp_2m": (DPMSolverMultistepScheduler, {}),
     "dpmpp_sde": (DPMSolverMultistepScheduler, dict(algorithm_type="sde-dpmsolver++")),
-    "unipc": (UniPCMultistepScheduler, {}), "lcm": (LCMScheduler, {}),
+    "unipc": (UniPCMultistepScheduler, {}),
+    "lcm": (LCMScheduler, {}),
 }
 STEPS = 8
-
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +68,11 @@ def test_scheduler(sd, name, monkeypatch):
         assert torch.equal(seq, ref)
         seen = []
         real = ep_module.decode
-        monkeypatch.setattr(ep_module, "decode",
-                            lambda u, s, ts: (seen.extend(float(torch.as_tensor(t)) for t in ts), real(u, s, ts))[1])
+        monkeypatch.setattr(
+            ep_module,
+            "decode",
+            lambda u, s, ts: (seen.extend(float(torch.as_tensor(t)) for t in ts), real(u, s, ts))[1],
+        )
         with in_float64(pipe, kw) as kw64:
             with unetlab.encoder_propagation(pipe, key_steps=keys, parallel=True):
                 par = call(pipe, kw64, STEPS)

@@ -23,8 +23,13 @@ ENCODER = ("conv_in", "down_blocks.0", "down_blocks.1", "down_blocks.2", "mid_bl
 @pytest.fixture(scope="module")
 def sd():
     g = torch.Generator().manual_seed(3)
-    kw = dict(prompt_embeds=torch.randn(1, 5, 16, generator=g), negative_prompt_embeds=torch.randn(1, 5, 16, generator=g),
-              height=64, width=64, output_type="latent")
+    kw = dict(
+        prompt_embeds=torch.randn(1, 5, 16, generator=g),
+        negative_prompt_embeds=torch.randn(1, 5, 16, generator=g),
+        height=64,
+        width=64,
+        output_type="latent",
+    )
     return tiny_sd_pipeline(), kw
 
 
@@ -45,12 +50,15 @@ def test_a_polynomial_of_the_forecast_order_is_forecast_exactly_at_non_uniform_s
         for k in (1, 2, 4, 7):
             if i >= degree:  # degree + 1 full steps determine the polynomial
                 assert torch.equal(fc.at(s + k), F(s + k)), (s, k)
-    assert fc.steps == PAPER_KEYS[::-1][:order_ + 1]
+    assert fc.steps == PAPER_KEYS[::-1][: order_ + 1]
 
 
 def test_lower_orders_are_not_exact_and_taylor2_falls_back_to_taylor1():
     A, B, C = _integer_field(5)
-    quadratic = lambda s: A + B * s + C * s * s
+
+    def quadratic(s):
+        return A + B * s + C * s * s
+
     one, two, copy = Forecast(1), Forecast(2), Forecast(0)
     for s in (0, 3):
         for fc in (one, two, copy):
@@ -107,7 +115,7 @@ def reference(unet, names, is_full, order_):
         s, history = memo["step"], memo["history"].setdefault(name, [])
         if is_full(s):
             history.insert(0, (s, out))
-            del history[order_ + 1:]
+            del history[order_ + 1 :]
             return None
         steps = [p[0] for p in history]
         return _leafwise(lambda *values: _newton(list(zip(steps, values)), s), *[p[1] for p in history])
@@ -170,8 +178,7 @@ def test_one_full_step_forecasts_equal_copying_bit_for_bit(sd):
         with unetlab.branch_cache(pipe, interval=STEPS, reuse=reuse):
             assert torch.equal(call(pipe, kw, STEPS), bc)
         for parallel in (False, True):
-            with unetlab.encoder_propagation(pipe, key_steps=[0], noise_injection=None, parallel=parallel,
-                                             reuse=reuse):
+            with unetlab.encoder_propagation(pipe, key_steps=[0], noise_injection=None, parallel=parallel, reuse=reuse):
                 assert torch.equal(call(pipe, kw, STEPS), ep[parallel]), parallel
 
 
@@ -193,8 +200,11 @@ def test_a_batch_change_starts_a_new_history():
 
 # ------------------------------------------------------------------ configs and errors
 def test_configs_round_trip_through_json(tmp_path):
-    for cfg in (BranchCacheConfig(interval=4, reuse="taylor2"), ClockworkConfig(clock=3, reuse="taylor1"),
-                EncoderPropagationConfig(key_steps=KEYS, reuse="taylor2")):
+    for cfg in (
+        BranchCacheConfig(interval=4, reuse="taylor2"),
+        ClockworkConfig(clock=3, reuse="taylor1"),
+        EncoderPropagationConfig(key_steps=KEYS, reuse="taylor2"),
+    ):
         back = load_config(cfg.save(tmp_path / f"{cfg.kind}.json"))
         assert back == cfg and back.to_dict()["reuse"] == cfg.reuse
     assert BranchCacheConfig().reuse == ClockworkConfig().reuse == EncoderPropagationConfig().reuse == "copy"
@@ -217,14 +227,18 @@ def test_bad_reuse_values_raise_one_line_errors(sd, bad, apply):
 def test_encoder_propagation_then_branch_caching_both_forecasting(sd):
     pipe, kw = sd
     base = call(pipe, kw, STEPS)
-    with unetlab.encoder_propagation(pipe, key_steps="all", noise_injection=None, reuse="taylor2"), \
-            unetlab.branch_cache(pipe, interval=1, reuse="taylor2"):
+    with (
+        unetlab.encoder_propagation(pipe, key_steps="all", noise_injection=None, reuse="taylor2"),
+        unetlab.branch_cache(pipe, interval=1, reuse="taylor2"),
+    ):
         assert torch.equal(call(pipe, kw, STEPS), base)
     out = {}
     for reuse in ("copy", "taylor1"):
         for parallel in (True, False):  # sequential under branch caching either way
-            with unetlab.encoder_propagation(pipe, key_steps=KEYS, parallel=parallel, reuse=reuse), \
-                    unetlab.branch_cache(pipe, interval=2, reuse=reuse) as cache:
+            with (
+                unetlab.encoder_propagation(pipe, key_steps=KEYS, parallel=parallel, reuse=reuse),
+                unetlab.branch_cache(pipe, interval=2, reuse=reuse) as cache,
+            ):
                 out[reuse, parallel] = call(pipe, kw, STEPS)
                 assert [full for _, full in cache.calls] == [s % 2 == 0 for s in range(STEPS)]
     assert torch.equal(out["taylor1", True], out["taylor1", False])

@@ -14,8 +14,14 @@ from unetlab.accel import GuidanceReuseConfig, apply, load_config
 from unetlab.testing import tiny_controlnet, tiny_sd_pipeline, tiny_shapes_pipeline, tiny_unet
 
 STEPS = 6
-DDIM = dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, steps_offset=1, clip_sample=False,
-            set_alpha_to_one=False)
+DDIM = dict(
+    beta_schedule="scaled_linear",
+    beta_start=0.00085,
+    beta_end=0.012,
+    steps_offset=1,
+    clip_sample=False,
+    set_alpha_to_one=False,
+)
 DEEP = ["down_blocks.1", "down_blocks.2", "mid_block", "up_blocks.0", "up_blocks.1"]  # branch 0 of tiny "sd"
 
 
@@ -29,14 +35,26 @@ def _embeds(*shape, seed):
 
 def _vae():
     torch.manual_seed(0)
-    return d.AutoencoderKL(block_out_channels=(4, 4, 4, 4), down_block_types=("DownEncoderBlock2D",) * 4,
-                           up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=2, latent_channels=4)
+    return d.AutoencoderKL(
+        block_out_channels=(4, 4, 4, 4),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        norm_num_groups=2,
+        latent_channels=4,
+    )
 
 
 def _make(cls, **components):
     params = inspect.signature(cls.__init__).parameters
-    for name in ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "safety_checker", "feature_extractor",
-                 "image_encoder"):
+    for name in (
+        "text_encoder",
+        "tokenizer",
+        "text_encoder_2",
+        "tokenizer_2",
+        "safety_checker",
+        "feature_extractor",
+        "image_encoder",
+    ):
         if name in params and name not in components:
             components[name] = None
     for flag in ("requires_safety_checker", "add_watermarker", "requires_aesthetics_score"):
@@ -48,8 +66,16 @@ def _make(cls, **components):
 
 
 def _text(**more):
-    return dict(prompt_embeds=_embeds(1, 5, 16, seed=1), negative_prompt_embeds=_embeds(1, 5, 16, seed=2),
-                height=64, width=64, output_type="latent") | more
+    return (
+        dict(
+            prompt_embeds=_embeds(1, 5, 16, seed=1),
+            negative_prompt_embeds=_embeds(1, 5, 16, seed=2),
+            height=64,
+            width=64,
+            output_type="latent",
+        )
+        | more
+    )
 
 
 def build(name):
@@ -58,36 +84,75 @@ def build(name):
         return tiny_sd_pipeline(), _text(), (2, 1)
     if name == "sdxl":
         pipe = _make(d.StableDiffusionXLPipeline, vae=_vae(), unet=tiny_unet("sdxl"), scheduler=d.DDIMScheduler(**DDIM))
-        return pipe, _text(pooled_prompt_embeds=_embeds(1, 8, seed=3),
-                           negative_pooled_prompt_embeds=_embeds(1, 8, seed=4)), (2, 1)
+        return (
+            pipe,
+            _text(pooled_prompt_embeds=_embeds(1, 8, seed=3), negative_pooled_prompt_embeds=_embeds(1, 8, seed=4)),
+            (2, 1),
+        )
     if name == "instruct_pix2pix":
-        pipe = _make(d.StableDiffusionInstructPix2PixPipeline, vae=_vae(), unet=tiny_unet("sd", in_channels=8),
-                     scheduler=d.DDIMScheduler(**DDIM))
+        pipe = _make(
+            d.StableDiffusionInstructPix2PixPipeline,
+            vae=_vae(),
+            unet=tiny_unet("sd", in_channels=8),
+            scheduler=d.DDIMScheduler(**DDIM),
+        )
         kw = _text(image=torch.rand(1, 3, 64, 64, generator=_g(5)))
         del kw["height"], kw["width"]
         return pipe, kw, (3, 0)
     if name in ("pag", "pag_no_cfg"):
-        pipe = _make(d.StableDiffusionPAGPipeline, vae=_vae(), unet=tiny_unet("sd"), scheduler=d.DDIMScheduler(**DDIM),
-                     pag_applied_layers=["mid", "up"])
+        pipe = _make(
+            d.StableDiffusionPAGPipeline,
+            vae=_vae(),
+            unet=tiny_unet("sd"),
+            scheduler=d.DDIMScheduler(**DDIM),
+            pag_applied_layers=["mid", "up"],
+        )
         if name == "pag":
             return pipe, _text(pag_scale=2.0), (3, 1)
         return pipe, _text(pag_scale=2.0, guidance_scale=1.0, negative_prompt_embeds=None), (2, 0)
     if name == "controlnet":
         unet = tiny_unet("sd")
-        pipe = _make(d.StableDiffusionControlNetPipeline, vae=_vae(), unet=unet, controlnet=tiny_controlnet(unet),
-                     scheduler=d.DDIMScheduler(**DDIM))
+        pipe = _make(
+            d.StableDiffusionControlNetPipeline,
+            vae=_vae(),
+            unet=unet,
+            controlnet=tiny_controlnet(unet),
+            scheduler=d.DDIMScheduler(**DDIM),
+        )
         return pipe, _text(image=torch.rand(1, 3, 64, 64, generator=_g(5))), (2, 1)
     if name == "if_stage2":  # no flag either; the noise level is a batched class label
         scheduler = d.DDPMScheduler(variance_type="learned_range", beta_schedule="squaredcos_cap_v2")
-        pipe = _make(d.IFSuperResolutionPipeline, unet=tiny_unet("if_stage2"), scheduler=scheduler,
-                     image_noising_scheduler=d.DDPMScheduler(), watermarker=None)
-        return pipe, dict(prompt_embeds=_embeds(1, 5, 12, seed=1), negative_prompt_embeds=_embeds(1, 5, 12, seed=2),
-                          image=torch.rand(1, 3, 8, 8, generator=_g(6)) * 2 - 1, noise_level=100, height=16,
-                          width=16, output_type="pt"), (2, 1)
+        pipe = _make(
+            d.IFSuperResolutionPipeline,
+            unet=tiny_unet("if_stage2"),
+            scheduler=scheduler,
+            image_noising_scheduler=d.DDPMScheduler(),
+            watermarker=None,
+        )
+        return (
+            pipe,
+            dict(
+                prompt_embeds=_embeds(1, 5, 12, seed=1),
+                negative_prompt_embeds=_embeds(1, 5, 12, seed=2),
+                image=torch.rand(1, 3, 8, 8, generator=_g(6)) * 2 - 1,
+                noise_level=100,
+                height=16,
+                width=16,
+                output_type="pt",
+            ),
+            (2, 1),
+        )
     if name == "shapes":  # no do_classifier_free_guidance flag: recognised from the batch
-        return tiny_shapes_pipeline(), dict(prompt_embeds=_embeds(1, 12, 16, seed=1), guidance_scale=5.0,
-                                            negative_prompt_embeds=_embeds(1, 12, 16, seed=2),
-                                            output_type="latent"), (2, 1)
+        return (
+            tiny_shapes_pipeline(),
+            dict(
+                prompt_embeds=_embeds(1, 12, 16, seed=1),
+                guidance_scale=5.0,
+                negative_prompt_embeds=_embeds(1, 12, 16, seed=2),
+                output_type="latent",
+            ),
+            (2, 1),
+        )
     raise ValueError(name)
 
 
@@ -99,14 +164,17 @@ def run(pipe, kw, steps=STEPS, **more):
 
 def untouched(pipe) -> bool:
     mods = list(pipe.unet.modules())
-    return (not any("forward" in m.__dict__ or hasattr(m, "_diffusers_hook") for m in mods)
-            and "_unetlab_patches" not in pipe.unet.__dict__
-            and not {"step", "set_timesteps", "_unetlab_step"} & set(pipe.scheduler.__dict__))
+    return (
+        not any("forward" in m.__dict__ or hasattr(m, "_diffusers_hook") for m in mods)
+        and "_unetlab_patches" not in pipe.unet.__dict__
+        and not {"step", "set_timesteps", "_unetlab_step"} & set(pipe.scheduler.__dict__)
+    )
 
 
 # ------------------------------------------------------------------ exactness, reference, removal
-@pytest.mark.parametrize("name", ["sd", "sdxl", "instruct_pix2pix", "pag", "pag_no_cfg", "controlnet", "if_stage2",
-                                  "shapes"])
+@pytest.mark.parametrize(
+    "name", ["sd", "sdxl", "instruct_pix2pix", "pag", "pag_no_cfg", "controlnet", "if_stage2", "shapes"]
+)
 def test_each_layout_identity_reference_and_removal(name):
     pipe, kw, (chunks, cond) = build(name)
     plain = run(pipe, kw)
@@ -123,8 +191,9 @@ def test_each_layout_identity_reference_and_removal(name):
     assert torch.equal(run(pipe, kw), plain)
 
 
-@pytest.mark.parametrize("reuse,interval,stop_after", [("copy", 3, 0.5), ("taylor1", 2, None), ("taylor2", 2, 0.75),
-                                                       ("taylor1", 3, None)])
+@pytest.mark.parametrize(
+    "reuse,interval,stop_after", [("copy", 3, 0.5), ("taylor1", 2, None), ("taylor2", 2, 0.75), ("taylor1", 3, None)]
+)
 def test_forecasts_and_the_guidance_drop_equal_the_reference(reuse, interval, stop_after):
     pipe, kw, _ = build("sd")
     steps = 12
@@ -156,8 +225,10 @@ def test_cheap_steps_run_the_conditional_rows_and_dropped_guidance_returns_them_
 
 def test_a_cfg_cutoff_mid_call_runs_the_rest_as_it_is():
     pipe, kw, _ = build("sd")
-    cutoff = dict(callback_on_step_end=SDCFGCutoffCallback(cutoff_step_ratio=0.5),
-                  callback_on_step_end_tensor_inputs=["prompt_embeds"])
+    cutoff = dict(
+        callback_on_step_end=SDCFGCutoffCallback(cutoff_step_ratio=0.5),
+        callback_on_step_end_tensor_inputs=["prompt_embeds"],
+    )
     with unetlab.guidance_reuse(pipe, interval=2) as h:
         out = run(pipe, kw, **cutoff)
         assert h.calls == [(0, True), (1, False), (2, True), (3, False), (4, True), (5, True)]  # cut after step 3
@@ -197,16 +268,24 @@ def test_state_is_kept_per_call_slot_and_several_calls_per_step_are_refused_when
     with guidance_by_hand(pipe, 2, 1, interval=2, per_step=2):
         ref = run(pipe, {}, 4)
     assert torch.equal(out, ref)
-    with unetlab.branch_cache(pipe, interval=2), unetlab.guidance_reuse(pipe), pytest.raises(
-            RuntimeError, match="^guidance_reuse: TwoViews calls the UNet more than once per step") as e:
+    with (
+        unetlab.branch_cache(pipe, interval=2),
+        unetlab.guidance_reuse(pipe),
+        pytest.raises(RuntimeError, match="^guidance_reuse: TwoViews calls the UNet more than once per step") as e,
+    ):
         run(pipe, {}, 4)
     assert "\n" not in str(e.value) and untouched(pipe)
 
 
 # ------------------------------------------------------------------ refusals, configs
-@pytest.mark.parametrize("name,more", [("sd", dict(guidance_scale=1.0, negative_prompt_embeds=None)),
-                                       ("shapes", dict(guidance_scale=1.0)),
-                                       ("pag", dict(guidance_scale=1.0, pag_scale=0.0, negative_prompt_embeds=None))])
+@pytest.mark.parametrize(
+    "name,more",
+    [
+        ("sd", dict(guidance_scale=1.0, negative_prompt_embeds=None)),
+        ("shapes", dict(guidance_scale=1.0)),
+        ("pag", dict(guidance_scale=1.0, pag_scale=0.0, negative_prompt_embeds=None)),
+    ],
+)
 def test_a_call_without_guidance_is_refused_at_its_first_unet_call(name, more):
     pipe, kw, _ = build(name)
     ran = []
@@ -223,12 +302,20 @@ def test_a_call_without_guidance_is_refused_at_its_first_unet_call(name, more):
 
 def test_what_cannot_apply_is_refused_when_applied():
     pipe, _, _ = build("sd")
-    for target, err in [(pipe.unet, "^target: guidance_reuse needs the pipeline"),
-                        (d.DDPMPipeline(unet=tiny_unet("ddpm"), scheduler=d.DDPMScheduler()),
-                         "^target: UNet2DModel takes no conditioning"),
-                        *((_make(cls, vae=_vae(), unet=tiny_unet("sd"), scheduler=d.DDIMScheduler(**DDIM)),
-                           f"^target: {cls.__name__}")
-                          for cls in (d.StableDiffusionSAGPipeline, d.StableDiffusionPanoramaPipeline))]:
+    for target, err in [
+        (pipe.unet, "^target: guidance_reuse needs the pipeline"),
+        (
+            d.DDPMPipeline(unet=tiny_unet("ddpm"), scheduler=d.DDPMScheduler()),
+            "^target: UNet2DModel takes no conditioning",
+        ),
+        *(
+            (
+                _make(cls, vae=_vae(), unet=tiny_unet("sd"), scheduler=d.DDIMScheduler(**DDIM)),
+                f"^target: {cls.__name__}",
+            )
+            for cls in (d.StableDiffusionSAGPipeline, d.StableDiffusionPanoramaPipeline)
+        ),
+    ]:
         with pytest.raises(TypeError, match=err) as e:
             unetlab.guidance_reuse(target)
         assert "\n" not in str(e.value)
@@ -249,13 +336,22 @@ def test_what_cannot_apply_is_refused_when_applied():
     assert untouched(pipe) and untouched(pag)
 
 
-@pytest.mark.parametrize("kwargs,field", [
-    (dict(interval=0), "interval"), (dict(interval=1.5), "interval"), (dict(interval=True), "interval"),
-    (dict(reuse="taylor3"), "reuse"), (dict(reuse=None), "reuse"),
-    (dict(stop_after=0), "stop_after"), (dict(stop_after=1.5), "stop_after"), (dict(stop_after=-0.5), "stop_after"),
-    (dict(stop_after=True), "stop_after"), (dict(stop_after="0.5"), "stop_after"),
-    (dict(stop_after=float("nan")), "stop_after"),
-])
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        (dict(interval=0), "interval"),
+        (dict(interval=1.5), "interval"),
+        (dict(interval=True), "interval"),
+        (dict(reuse="taylor3"), "reuse"),
+        (dict(reuse=None), "reuse"),
+        (dict(stop_after=0), "stop_after"),
+        (dict(stop_after=1.5), "stop_after"),
+        (dict(stop_after=-0.5), "stop_after"),
+        (dict(stop_after=True), "stop_after"),
+        (dict(stop_after="0.5"), "stop_after"),
+        (dict(stop_after=float("nan")), "stop_after"),
+    ],
+)
 def test_invalid_configs_raise_one_line_errors(kwargs, field):
     pipe, _, _ = build("sd")
     with pytest.raises(ValueError) as e:
@@ -292,12 +388,24 @@ def test_stacked_equals_both_written_by_hand(under):
     with first, unetlab.guidance_reuse(pipe, interval=2):
         out = run(pipe, kw)
         # a full guidance step is a call per chunk underneath (conditional first), a cheap one the conditional only
-        assert first.calls == [(0, True), (0, True), (1, False), (2, False), (2, False), (3, True), (4, False),
-                               (4, False), (5, False)]
+        assert first.calls == [
+            (0, True),
+            (0, True),
+            (1, False),
+            (2, False),
+            (2, False),
+            (3, True),
+            (4, False),
+            (4, False),
+            (5, False),
+        ]
     assert untouched(pipe)
     with guidance_by_hand(pipe, 2, 1, interval=2, split=True) as memo:
-        hooks = (deep_by_hand(pipe.unet, DEEP, 3, memo) if under == "branch_cache"
-                 else encoder_by_hand(pipe.unet, {0, 3}, memo))
+        hooks = (
+            deep_by_hand(pipe.unet, DEEP, 3, memo)
+            if under == "branch_cache"
+            else encoder_by_hand(pipe.unet, {0, 3}, memo)
+        )
         ref = run(pipe, kw)
     for hook in hooks:
         hook.remove()
@@ -317,8 +425,10 @@ def test_stacks_remove_in_either_order():
     pipe, kw, _ = build("sd")
     plain = run(pipe, kw)
     alone = {}
-    for kind, make in (("bc", lambda: unetlab.branch_cache(pipe, interval=2)),
-                       ("gr", lambda: unetlab.guidance_reuse(pipe, interval=2))):
+    for kind, make in (
+        ("bc", lambda: unetlab.branch_cache(pipe, interval=2)),
+        ("gr", lambda: unetlab.guidance_reuse(pipe, interval=2)),
+    ):
         with make():
             alone[kind] = run(pipe, kw)
     for order in ("applied", "reversed"):
@@ -341,8 +451,10 @@ def test_the_bench_has_its_rows_and_the_tuner_searches_it():
 
     pipe, kw, _ = build("sd")
     rows = {m.name: m for m in default_methods(50, quick=True)}
-    for name, kinds in (("guidance reuse N=2", ["guidance_reuse"]),
-                        ("branch cache N=2 B=0 + guidance reuse N=2", ["branch_cache", "guidance_reuse"])):
+    for name, kinds in (
+        ("guidance reuse N=2", ["guidance_reuse"]),
+        ("branch cache N=2 B=0 + guidance reuse N=2", ["branch_cache", "guidance_reuse"]),
+    ):
         handles = rows[name].apply(pipe)
         assert [h.kind for h in handles] == kinds and rows[name].config.get("reuse", "copy") == "copy"
         run(pipe, kw)

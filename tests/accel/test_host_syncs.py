@@ -32,11 +32,20 @@ FRAMES = 2  # anchor attention: each guidance copy of a batch holds 2 frames (nu
 MOST_PER_CALL = 4
 READS = ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "__index__", "__complex__")
 aten = torch.ops.aten
-SYNC_OPS = {aten._local_scalar_dense, aten.nonzero, aten.equal, aten.masked_select, aten._unique2,
-            aten.unique_dim, aten.unique_consecutive}
+SYNC_OPS = {
+    aten._local_scalar_dense,
+    aten.nonzero,
+    aten.equal,
+    aten.masked_select,
+    aten._unique2,
+    aten.unique_dim,
+    aten.unique_consecutive,
+}
 CUDA_SYNC = "called a synchronizing CUDA operation"
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
-                                                                  reason="no CUDA device"))]
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")),
+]
 
 
 def _on(value, device: str) -> bool:
@@ -69,6 +78,7 @@ def counting(device: str):
             if _on(self, device):
                 counts[f"Tensor.{name}"] += 1
             return fn(self, *args, **kwargs)
+
         return read
 
     for name in READS:
@@ -80,8 +90,7 @@ def counting(device: str):
                 warnings.simplefilter("always")
                 torch.cuda.set_sync_debug_mode("warn")
                 stack.callback(torch.cuda.set_sync_debug_mode, "default")
-                stack.callback(lambda: counts.update(
-                    {"cuda sync": sum(CUDA_SYNC in str(w.message) for w in caught)}))
+                stack.callback(lambda: counts.update({"cuda sync": sum(CUDA_SYNC in str(w.message) for w in caught)}))
             stack.enter_context(_SyncOps(counts, device))
             yield counts
     finally:
@@ -116,8 +125,14 @@ def unet_raises_on_sync(unet):
 def _pipeline(device: str):
     g = torch.Generator().manual_seed(0)
     pos, neg = (torch.randn(1, 5, 16, generator=g).to(device) for _ in range(2))
-    kw = {"prompt_embeds": pos, "negative_prompt_embeds": neg, "height": 64, "width": 64,
-          "num_images_per_prompt": FRAMES, "output_type": "latent"}
+    kw = {
+        "prompt_embeds": pos,
+        "negative_prompt_embeds": neg,
+        "height": 64,
+        "width": 64,
+        "num_images_per_prompt": FRAMES,
+        "output_type": "latent",
+    }
     return tiny_sd_pipeline().to(device), kw
 
 
@@ -163,8 +178,9 @@ def assert_constant_per_call(applies, device: str) -> None:
             for phase in _phases(handles):
                 with phase():
                     counts = _call(pipe, kw, n, device)
-                extra.setdefault(n, []).append({k: counts[k] - plain[n][k] for k in counts | plain[n]
-                                                if counts[k] != plain[n][k]})
+                extra.setdefault(n, []).append(
+                    {k: counts[k] - plain[n][k] for k in counts | plain[n] if counts[k] != plain[n][k]}
+                )
         assert _active(handles), "the accelerators did not skip anything: the comparison would be vacuous"
     assert extra[STEPS[0]] == extra[STEPS[1]], f"host syncs change with the step count: {extra}"
     assert all(sum(map(abs, call.values())) <= MOST_PER_CALL for call in extra[STEPS[0]]), extra
@@ -175,8 +191,9 @@ def _adaptor(pipe):
 
 
 def _skip(pipe):
-    return unetlab.block_skip(pipe, [SkipWindow("mid_block", 1, STEPS[1]),
-                                     SkipWindow("up_blocks.0", 2, STEPS[1], "zeros")])
+    return unetlab.block_skip(
+        pipe, [SkipWindow("mid_block", 1, STEPS[1]), SkipWindow("up_blocks.0", 2, STEPS[1], "zeros")]
+    )
 
 
 ORDERS = ("copy", "taylor1", "taylor2")
@@ -187,10 +204,16 @@ def _ep(**config):
 
 
 SINGLE = {
-    **{f"encoder_propagation-{mode}-{r}": _ep(key_steps="uniform:3", parallel=mode == "parallel", reuse=r)
-       for mode in ("sequential", "parallel") for r in ORDERS},
-    **{f"branch_cache-{g}-{r}": functools.partial(unetlab.branch_cache, interval=3, granularity=g, reuse=r)
-       for g in ("block", "layer") for r in ORDERS},
+    **{
+        f"encoder_propagation-{mode}-{r}": _ep(key_steps="uniform:3", parallel=mode == "parallel", reuse=r)
+        for mode in ("sequential", "parallel")
+        for r in ORDERS
+    },
+    **{
+        f"branch_cache-{g}-{r}": functools.partial(unetlab.branch_cache, interval=3, granularity=g, reuse=r)
+        for g in ("block", "layer")
+        for r in ORDERS
+    },
     "branch_cache-block-branch1": functools.partial(unetlab.branch_cache, interval=3, branch=1),
     **{f"clockwork-identity-{r}": functools.partial(unetlab.clockwork, clock=3, reuse=r) for r in ORDERS},
     "clockwork-adaptor": _adaptor,
@@ -200,21 +223,37 @@ SINGLE = {
     "guidance_reuse-stop_after": functools.partial(unetlab.guidance_reuse, interval=2, stop_after=0.5),
 }
 STACKS = {
-    **{f"encoder_propagation+branch_cache-{r}": (_ep(key_steps="uniform:4", reuse=r),
-                                                 functools.partial(unetlab.branch_cache, interval=2, reuse=r))
-       for r in ORDERS},
-    **{f"encoder_propagation+clockwork-{r}": (_ep(key_steps="uniform:4", reuse=r),
-                                              functools.partial(unetlab.clockwork, clock=2, reuse=r))
-       for r in ORDERS},
+    **{
+        f"encoder_propagation+branch_cache-{r}": (
+            _ep(key_steps="uniform:4", reuse=r),
+            functools.partial(unetlab.branch_cache, interval=2, reuse=r),
+        )
+        for r in ORDERS
+    },
+    **{
+        f"encoder_propagation+clockwork-{r}": (
+            _ep(key_steps="uniform:4", reuse=r),
+            functools.partial(unetlab.clockwork, clock=2, reuse=r),
+        )
+        for r in ORDERS
+    },
     "encoder_propagation+clockwork-adaptor": (_ep(key_steps="uniform:4"), _adaptor),
-    "branch_cache+anchor_attention": (functools.partial(unetlab.branch_cache, interval=3),
-                                      functools.partial(unetlab.anchor_attention, anchors=[0])),
-    "clockwork+anchor_attention": (functools.partial(unetlab.clockwork, clock=3),
-                                   functools.partial(unetlab.anchor_attention, anchors=[0])),
-    **{f"{first}+guidance_reuse": (make, functools.partial(unetlab.guidance_reuse, interval=2, reuse="taylor1"))
-       for first, make in (("encoder_propagation", _ep(key_steps="uniform:3")),
-                           ("branch_cache", functools.partial(unetlab.branch_cache, interval=3)),
-                           ("clockwork", functools.partial(unetlab.clockwork, clock=3)))},
+    "branch_cache+anchor_attention": (
+        functools.partial(unetlab.branch_cache, interval=3),
+        functools.partial(unetlab.anchor_attention, anchors=[0]),
+    ),
+    "clockwork+anchor_attention": (
+        functools.partial(unetlab.clockwork, clock=3),
+        functools.partial(unetlab.anchor_attention, anchors=[0]),
+    ),
+    **{
+        f"{first}+guidance_reuse": (make, functools.partial(unetlab.guidance_reuse, interval=2, reuse="taylor1"))
+        for first, make in (
+            ("encoder_propagation", _ep(key_steps="uniform:3")),
+            ("branch_cache", functools.partial(unetlab.branch_cache, interval=3)),
+            ("clockwork", functools.partial(unetlab.clockwork, clock=3)),
+        )
+    },
 }
 
 
@@ -237,8 +276,12 @@ def test_tome_alone_and_after_encoder_propagation_adds_no_host_sync_per_step(dev
     assert_constant_per_call([_ep(key_steps="uniform:3"), functools.partial(tome, ratio=0.5)], device)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="DeepCache's helper finds the step with "
-                   "list(timesteps).index(t.item()) at every UNet call: O(steps) syncs per step")
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="DeepCache's helper finds the step with "
+    "list(timesteps).index(t.item()) at every UNet call: O(steps) syncs per step",
+)
 def test_deepcache_adds_host_syncs_per_step():
     pytest.importorskip("DeepCache")
     assert_constant_per_call([functools.partial(deepcache, interval=3)], "cpu")

@@ -24,9 +24,16 @@ STEPS = 6
 def _run(pipe, guidance=7.0):
     g = torch.Generator().manual_seed(0)
     pos, neg = torch.randn(1, 5, 16, generator=g), torch.randn(1, 5, 16, generator=g)
-    return pipe(prompt_embeds=pos, negative_prompt_embeds=neg if guidance > 1 else None, guidance_scale=guidance,
-                num_inference_steps=STEPS, height=128, width=128, output_type="latent",
-                generator=torch.Generator().manual_seed(1)).images
+    return pipe(
+        prompt_embeds=pos,
+        negative_prompt_embeds=neg if guidance > 1 else None,
+        guidance_scale=guidance,
+        num_inference_steps=STEPS,
+        height=128,
+        width=128,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(1),
+    ).images
 
 
 def _state(unet):
@@ -152,8 +159,11 @@ def test_tome_under_encoder_propagation_is_the_hand_written_method_on_the_merged
         assert torch.equal(_run(pipe), base) and _state(pipe.unet) == before
 
 
-PEERS = {"tgate": (tgate, dict(gate_step=2, sp_interval=2, warm_up=1)), "pab": (pab, dict(timestep_range=(0, 1000))),
-         "taylorseer": (taylorseer, dict(interval=2, warm_up=2))}
+PEERS = {
+    "tgate": (tgate, dict(gate_step=2, sp_interval=2, warm_up=1)),
+    "pab": (pab, dict(timestep_range=(0, 1000))),
+    "taylorseer": (taylorseer, dict(interval=2, warm_up=2)),
+}
 
 
 @pytest.mark.parametrize("kind", list(PEERS))

@@ -14,18 +14,28 @@ from unetlab.testing import tiny_sd_pipeline
 STEPS = 4
 APPLY = {
     "branch_cache": lambda pipe: unetlab.branch_cache(pipe, interval=2),
-    "encoder_propagation": lambda pipe: unetlab.encoder_propagation(pipe, key_steps="uniform:2", parallel=False,
-                                                                    noise_injection=None),
-    "recipe": lambda pipe: unetlab.accelerate(pipe, Recipe(STEPS, "DDIMScheduler",
-                                                           (unetlab.accel.BranchCacheConfig(interval=2),))),
+    "encoder_propagation": lambda pipe: unetlab.encoder_propagation(
+        pipe, key_steps="uniform:2", parallel=False, noise_injection=None
+    ),
+    "recipe": lambda pipe: unetlab.accelerate(
+        pipe, Recipe(STEPS, "DDIMScheduler", (unetlab.accel.BranchCacheConfig(interval=2),))
+    ),
 }
 
 
 def _run(pipe):
     g = torch.Generator().manual_seed(0)
     pos, neg = torch.randn(1, 5, 16, generator=g), torch.randn(1, 5, 16, generator=g)
-    return pipe(prompt_embeds=pos, negative_prompt_embeds=neg, guidance_scale=5.0, num_inference_steps=STEPS,
-                height=64, width=64, output_type="latent", generator=torch.Generator().manual_seed(1)).images
+    return pipe(
+        prompt_embeds=pos,
+        negative_prompt_embeds=neg,
+        guidance_scale=5.0,
+        num_inference_steps=STEPS,
+        height=64,
+        width=64,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(1),
+    ).images
 
 
 def _one_line(err) -> str:

@@ -23,8 +23,12 @@ def baseline(sampler):
     return sampler.run(sampler.items([0, 1]))
 
 
-CASES = [(c, r) for r in ("zeros", "cached", "mean", "bypass")
-         for c in ("down_blocks.1", "mid_block", "up_blocks.2", "skip.3") if not (r == "bypass" and c == "skip.3")]
+CASES = [
+    (c, r)
+    for r in ("zeros", "cached", "mean", "bypass")
+    for c in ("down_blocks.1", "mid_block", "up_blocks.2", "skip.3")
+    if not (r == "bypass" and c == "skip.3")
+]
 
 
 @pytest.mark.parametrize("component,replace", CASES)
@@ -52,8 +56,15 @@ def test_cached_block_ablation_equals_block_skip(sampler):
 
 def test_grid_metrics_and_resume(tmp_path, sampler):
     unet = sampler.unet
-    kwargs = dict(components=["mid_block", "skip.2"], windows=[(0, 0), (0, 2), (2, 5)], replace="zeros",
-                  seeds=[0, 1], num_inference_steps=STEPS, out_dir=tmp_path, progress=False)
+    kwargs = dict(
+        components=["mid_block", "skip.2"],
+        windows=[(0, 0), (0, 2), (2, 5)],
+        replace="zeros",
+        seeds=[0, 1],
+        num_inference_steps=STEPS,
+        out_dir=tmp_path,
+        progress=False,
+    )
     grid = ablate(unet, **kwargs)
     empty = grid.cell("mid_block", (0, 0))
     assert empty["mse"] == 0.0 and empty["psnr"] == float("inf") and empty["ssim"] == pytest.approx(1.0)
@@ -81,8 +92,15 @@ def test_windows_and_components():
     assert make_windows(3, 10) == [(0, 3), (3, 7), (7, 10)]
     assert make_windows([(0, 4), (4, 10)], 10) == [(0, 4), (4, 10)]
     unet = tiny_unet("sd")
-    assert components_of(unet) == ["down_blocks.0", "down_blocks.1", "down_blocks.2", "mid_block", "up_blocks.0",
-                                   "up_blocks.1", "up_blocks.2"] + [f"skip.{k}" for k in range(6)]
+    assert components_of(unet) == [
+        "down_blocks.0",
+        "down_blocks.1",
+        "down_blocks.2",
+        "mid_block",
+        "up_blocks.0",
+        "up_blocks.1",
+        "up_blocks.2",
+    ] + [f"skip.{k}" for k in range(6)]
 
 
 def test_bad_input_is_named(sampler):
@@ -111,8 +129,16 @@ def test_model_quality_column_comes_from_unetlab_eval_accuracy(monkeypatch, samp
         return {"overall": float(images.mean()), "class_counts": [1, 2]}
 
     monkeypatch.setattr(unetlab.eval, "accuracy", fake_accuracy)
-    grid = ablate(sampler.unet, components=["mid_block"], windows=1, replace="zeros", seeds=[0, 1],
-                  num_inference_steps=STEPS, model_name="digits", progress=False)
+    grid = ablate(
+        sampler.unet,
+        components=["mid_block"],
+        windows=1,
+        replace="zeros",
+        seeds=[0, 1],
+        num_inference_steps=STEPS,
+        model_name="digits",
+        progress=False,
+    )
     base = sampler.run(sampler.items([0, 1]))
     assert grid.baseline == {"quality.overall": pytest.approx(float(base.mean()))}
     ablated = ablated_sample(sampler, sampler.items([0, 1]), "mid_block", (0, STEPS), "zeros")

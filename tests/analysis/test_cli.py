@@ -13,8 +13,17 @@ def test_analyze_actions_write_outputs_and_derive_reads_them(tmp_path, capsys):
     assert main(["analyze", "ablate", *common, "--windows", "2", "--components", "mid_block,up_blocks.0"]) == 0
     assert main(["analyze", "perturb", *common, "--sigmas", "0.5"]) == 0
     assert main(["analyze", "derive", *common, "--num-keys", "2"]) == 0
-    for name in ("trace.json", "trace_change.png", "trace_norms.png", "ablation.json", "ablation_psnr.png",
-                 "perturbation.json", "perturbation.png", "trace_keys.png", "deepcache.json"):
+    for name in (
+        "trace.json",
+        "trace_change.png",
+        "trace_norms.png",
+        "ablation.json",
+        "ablation_psnr.png",
+        "perturbation.json",
+        "perturbation.png",
+        "trace_keys.png",
+        "deepcache.json",
+    ):
         assert (tmp_path / name).stat().st_size > 0, name
     keys = KeySteps.load(tmp_path / "key_steps.json")
     assert keys.num_steps == 4 and len(keys.key_steps) == 2 and keys.key_steps[0] == 0
@@ -32,6 +41,23 @@ def test_analyze_errors_are_one_line(tmp_path, capsys):
     assert "--model" in capsys.readouterr().err
     assert main(["analyze", "derive", "--model", "tiny:ddpm", "--out", str(tmp_path / "empty")]) == 2
     assert "run analyze trace / ablate first" in capsys.readouterr().err
-    assert main(["analyze", "ablate", "--model", "tiny:ddpm", "--out", str(tmp_path), "--replace", "noise",
-                 "--steps", "2", "--seeds", "1"]) == 2
+    assert (
+        main(
+            [
+                "analyze",
+                "ablate",
+                "--model",
+                "tiny:ddpm",
+                "--out",
+                str(tmp_path),
+                "--replace",
+                "noise",
+                "--steps",
+                "2",
+                "--seeds",
+                "1",
+            ]
+        )
+        == 2
+    )
     assert "replace" in capsys.readouterr().err

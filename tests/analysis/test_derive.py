@@ -5,9 +5,9 @@ import math
 import pytest
 
 from unetlab import schedules
+from unetlab.accel.block_skip import BlockSkipPlan
 from unetlab.analysis import AblationGrid, TraceResult, derive_block_skip_plan, derive_key_steps, recommend_deepcache
 from unetlab.analysis.derive import keys_by_count, keys_by_threshold
-from unetlab.accel.block_skip import BlockSkipPlan
 from unetlab.unet.anatomy import Anatomy, Part
 
 D = [0.0, 0.5, 0.3, 0.05, 0.05, 0.05, 0.2, 0.01, 0.01, 0.4, 0.02, 0.02]
@@ -15,12 +15,25 @@ D = [0.0, 0.5, 0.3, 0.05, 0.05, 0.05, 0.2, 0.01, 0.01, 0.4, 0.02, 0.02]
 
 def _trace(curves: dict[str, list[float]]) -> TraceResult:
     n = len(next(iter(curves.values())))
-    metrics = {"all": {p: {m: {"mean": c if m in ("rel_l1", "mse") else [1.0] * n, "std": [0.0] * n,
-                                "count": [1] * n}
-                           for m in ("mse", "rel_l1", "cosine", "fro_norm", "low_freq_share")}
-                       for p, c in curves.items()}}
-    return TraceResult(list(curves), {p: [4, 4] for p in curves}, list(range(n)), [999.0 - i for i in range(n)],
-                       [0.0] * n, ["all"], metrics, {"num_inference_steps": n})
+    metrics = {
+        "all": {
+            p: {
+                m: {"mean": c if m in ("rel_l1", "mse") else [1.0] * n, "std": [0.0] * n, "count": [1] * n}
+                for m in ("mse", "rel_l1", "cosine", "fro_norm", "low_freq_share")
+            }
+            for p, c in curves.items()
+        }
+    }
+    return TraceResult(
+        list(curves),
+        {p: [4, 4] for p in curves},
+        list(range(n)),
+        [999.0 - i for i in range(n)],
+        [0.0] * n,
+        ["all"],
+        metrics,
+        {"num_inference_steps": n},
+    )
 
 
 @pytest.mark.parametrize("tau", [0.0, 0.1, 0.3, 1.0, 10.0])
@@ -30,9 +43,9 @@ def test_threshold_keys_bound_the_accumulated_change(tau):
     bounds = keys + [len(D)]
     for a, b in zip(bounds, bounds[1:]):
         for u in range(a + 1, b):  # every non-key step is within tau of its key step
-            assert sum(D[a + 1:u + 1]) <= tau
+            assert sum(D[a + 1 : u + 1]) <= tau
         if b < len(D):
-            assert sum(D[a + 1:b + 1]) > tau  # and each key step is needed
+            assert sum(D[a + 1 : b + 1]) > tau  # and each key step is needed
 
 
 @pytest.mark.parametrize("k", range(1, len(D) + 1))
@@ -64,17 +77,36 @@ def _anatomy() -> Anatomy:
 
 def test_block_skip_plan_is_greedy_and_within_the_psnr_budget(tmp_path):
     windows = [[0, 2], [2, 6], [6, 10]]
-    mse = {("down_blocks.0", 0): 1e-2, ("down_blocks.0", 1): 2e-4, ("down_blocks.0", 2): 1e-4,
-           ("mid_block", 0): 1e-5, ("mid_block", 1): 1e-6, ("mid_block", 2): 1e-6,
-           ("up_blocks.0", 0): 5e-2, ("up_blocks.0", 1): 8e-4, ("up_blocks.0", 2): 3e-4}
+    mse = {
+        ("down_blocks.0", 0): 1e-2,
+        ("down_blocks.0", 1): 2e-4,
+        ("down_blocks.0", 2): 1e-4,
+        ("mid_block", 0): 1e-5,
+        ("mid_block", 1): 1e-6,
+        ("mid_block", 2): 1e-6,
+        ("up_blocks.0", 0): 5e-2,
+        ("up_blocks.0", 1): 8e-4,
+        ("up_blocks.0", 2): 3e-4,
+    }
     cells = {f"{c}@{windows[i][0]}-{windows[i][1]}": {"mse": v} for (c, i), v in mse.items()}
     cells.update({f"skip.0@{a}-{b}": {"mse": 0.0} for a, b in windows})
-    grid = AblationGrid(["down_blocks.0", "mid_block", "up_blocks.0", "skip.0"], windows, "cached", cells,
-                        meta={"num_inference_steps": 10})
+    grid = AblationGrid(
+        ["down_blocks.0", "mid_block", "up_blocks.0", "skip.0"],
+        windows,
+        "cached",
+        cells,
+        meta={"num_inference_steps": 10},
+    )
     plan = derive_block_skip_plan(grid, _anatomy(), min_psnr=30.0)  # MSE budget 1e-3
     chosen = {(w.component, w.start) for w in plan.windows}
-    assert chosen == {("up_blocks.0", 6), ("mid_block", 2), ("mid_block", 6), ("mid_block", 0),
-                      ("down_blocks.0", 6), ("down_blocks.0", 2)}
+    assert chosen == {
+        ("up_blocks.0", 6),
+        ("mid_block", 2),
+        ("mid_block", 6),
+        ("mid_block", 0),
+        ("down_blocks.0", 6),
+        ("down_blocks.0", 2),
+    }
     assert plan.meta["predicted_mse"] <= 1e-3
     saved = 300 * 4 + 10 * 4 + 10 * 4 + 10 * 1 + 100 * 4 + 100 * 4
     assert plan.meta["flops_saved"] == saved
@@ -87,10 +119,18 @@ def test_block_skip_plan_is_greedy_and_within_the_psnr_budget(tmp_path):
 
 def test_deepcache_interval_from_constant_change():
     trace = _trace({"up_blocks.0": [0.0] + [0.05] * 20, "up_blocks.1": [0.0] + [0.5] * 20, "up_blocks.2": [0.0] * 21})
-    parts = [Part(n, k, None, None, flops=f, share=f / 100) for n, k, f in
-             [("down_blocks.0", "encoder", 10), ("down_blocks.1", "encoder", 10), ("down_blocks.2", "encoder", 10),
-              ("mid_block", "bottleneck", 5), ("up_blocks.0", "decoder", 15), ("up_blocks.1", "decoder", 25),
-              ("up_blocks.2", "decoder", 25)]]
+    parts = [
+        Part(n, k, None, None, flops=f, share=f / 100)
+        for n, k, f in [
+            ("down_blocks.0", "encoder", 10),
+            ("down_blocks.1", "encoder", 10),
+            ("down_blocks.2", "encoder", 10),
+            ("mid_block", "bottleneck", 5),
+            ("up_blocks.0", "decoder", 15),
+            ("up_blocks.1", "decoder", 25),
+            ("up_blocks.2", "decoder", 25),
+        ]
+    ]
     rec = recommend_deepcache(trace, Anatomy("UNet2DModel", (8, 8), parts, 100, []), threshold=0.2)
     b0, b1 = rec["options"]
     assert b0["interval"] == 1 and b0["flops_saved_fraction"] == 0.0  # up_blocks.1 changes 0.5 per step

@@ -16,9 +16,16 @@ STEPS, SEEDS = 5, [0, 1, 2]
 def _scaling_unet() -> UNet2DModel:
     """conv_in is the identity, the head outputs eps = 0, and the mid block doubles its input."""
     torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(4, 8),
-                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-                       norm_num_groups=2).eval()
+    unet = UNet2DModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(4, 8),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=2,
+    ).eval()
     with torch.no_grad():
         unet.conv_in.weight.zero_()
         unet.conv_in.bias.zero_()
@@ -46,8 +53,8 @@ def test_trace_matches_closed_forms_under_ddim_with_zero_eps():
     assert r.log_snr[0] == pytest.approx(math.log(abar[0] / (1 - abar[0])))
     for k in range(1, STEPS):
         dc = c[k] - c[k - 1]
-        assert r.curve("stem", "mse")[k] == pytest.approx(float((dc ** 2 * power).mean()), rel=1e-6)
-        assert r.curve("stem", "mse", stat="std")[k] == pytest.approx(float((dc ** 2 * power).std()), rel=1e-5)
+        assert r.curve("stem", "mse")[k] == pytest.approx(float((dc**2 * power).mean()), rel=1e-6)
+        assert r.curve("stem", "mse", stat="std")[k] == pytest.approx(float((dc**2 * power).std()), rel=1e-5)
         assert r.curve("stem", "rel_l1")[k] == pytest.approx(abs(dc) / c[k], rel=1e-6)
         assert r.curve("stem", "cosine")[k] == pytest.approx(1.0, abs=1e-9)
         assert r.curve("stem", "fro_norm")[k] == pytest.approx(float((c[k] * fro).mean()), rel=1e-6)
@@ -110,8 +117,9 @@ def test_guided_halves_are_traced_apart():
     unet = tiny_unet("sd", in_channels=3, out_channels=3, cross_attention_dim=16)
     text = TextEncoder(vocab=shapes_vocabulary(), hidden_size=16, num_layers=1, num_heads=2).eval()
     pipe = pipeline.ShapesPipeline(unet=unet, text_encoder=text, scheduler=DDIMScheduler(clip_sample=False))
-    r = trace(pipe, ["a red circle", "a blue square"], num_inference_steps=3, seeds=[0], guidance_scale=3.0,
-              progress=False)
+    r = trace(
+        pipe, ["a red circle", "a blue square"], num_inference_steps=3, seeds=[0], guidance_scale=3.0, progress=False
+    )
     assert r.halves == ["uncond", "cond"] and r.default_half == "cond"
     assert r.metrics["cond"]["head"]["mse"]["count"][1] == 2
     assert r.curve("up_blocks.0", "mse", "cond") != r.curve("up_blocks.0", "mse", "uncond")

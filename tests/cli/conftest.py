@@ -9,8 +9,25 @@ from diffusers import DDIMPipeline, DDIMScheduler
 from unetlab.cli import main
 from unetlab.testing import tiny_unet
 
-RUN_ARGS = ["train", "ddpm", "--data", "digits", "--size", "8", "--steps", "1", "--warmup", "0",
-            "--sample-steps", "1", "--threads", "1", "--no-progress", "--seed", "0"]
+RUN_ARGS = [
+    "train",
+    "ddpm",
+    "--data",
+    "digits",
+    "--size",
+    "8",
+    "--steps",
+    "1",
+    "--warmup",
+    "0",
+    "--sample-steps",
+    "1",
+    "--threads",
+    "1",
+    "--no-progress",
+    "--seed",
+    "0",
+]
 
 
 @pytest.fixture(scope="session")
@@ -42,10 +59,12 @@ def files(tmp_path, saved):
     (tmp_path / "keys_bad.json").write_text(json.dumps({"kind": "key_steps", "num_steps": 50, "key_steps": [3, 1]}))
     plan = {"kind": "unetlab.block_skip", "version": 1, "num_inference_steps": None, "meta": {}}
     (tmp_path / "plan10.json").write_text(json.dumps({**plan, "num_inference_steps": 10, "windows": []}))
-    (tmp_path / "plan_name.json").write_text(json.dumps({**plan, "windows": [
-        {"component": "no_such_block", "start": 0, "end": 2, "replace": "cached"}]}))
-    (tmp_path / "plan_missing_block.json").write_text(json.dumps({**plan, "windows": [
-        {"component": "down_blocks.9", "start": 0, "end": 2, "replace": "cached"}]}))
+    (tmp_path / "plan_name.json").write_text(
+        json.dumps({**plan, "windows": [{"component": "no_such_block", "start": 0, "end": 2, "replace": "cached"}]})
+    )
+    (tmp_path / "plan_missing_block.json").write_text(
+        json.dumps({**plan, "windows": [{"component": "down_blocks.9", "start": 0, "end": 2, "replace": "cached"}]})
+    )
     (tmp_path / "empty_out").mkdir()
     from PIL import Image
 

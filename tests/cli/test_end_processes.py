@@ -23,8 +23,13 @@ SCRIPT = textwrap.dedent("""
 
 @pytest.mark.parametrize("command", [["info"], ["eval", "bpd", "no-such-run"]], ids=["succeeds", "fails"])
 def test_the_process_group_is_destroyed_at_exit_not_before(tmp_path, command):
-    p = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "store"), *command],
-                       capture_output=True, text=True, timeout=120, check=False)
+    p = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path / "store"), *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     lines = p.stdout.splitlines()
     # later commands of the same process still have their group; it is gone once the process exits

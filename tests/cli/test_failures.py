@@ -10,8 +10,21 @@ from unetlab import cli
 from unetlab.commands import info
 from unetlab.train import ddpm
 
-TRAIN = ["train", "ddpm", "--data", "digits", "--size", "8", "--steps", "3", "--checkpoint-every", "1",
-         "--sample-steps", "1", "--no-progress"]
+TRAIN = [
+    "train",
+    "ddpm",
+    "--data",
+    "digits",
+    "--size",
+    "8",
+    "--steps",
+    "3",
+    "--checkpoint-every",
+    "1",
+    "--sample-steps",
+    "1",
+    "--no-progress",
+]
 
 
 def _fail_at(monkeypatch, n, exc):
@@ -22,6 +35,7 @@ def _fail_at(monkeypatch, n, exc):
         if calls[0] == n:
             raise exc
         return loss(self, *a)
+
     monkeypatch.setattr(ddpm.DDPMTask, "loss", failing)
 
 
@@ -58,11 +72,29 @@ def test_interrupt_before_a_checkpoint_leaves_nothing_after_one_keeps_the_run(mo
 
 
 def test_bad_input_from_the_shell_exits_2_without_traceback(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "unetlab.cli", "train", "ddpm", "--data", "digits", "--out",
-                        str(tmp_path / "r"), "--size", "0"], capture_output=True, text=True, timeout=300, check=False)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "unetlab.cli",
+            "train",
+            "ddpm",
+            "--data",
+            "digits",
+            "--out",
+            str(tmp_path / "r"),
+            "--size",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert p.stderr.strip().splitlines() == [
-        "unetlab train ddpm: error: argument --size: expected an integer >= 1, got '0' (see unetlab train ddpm --help)"]
+        "unetlab train ddpm: error: argument --size: expected an integer >= 1, got '0' (see unetlab train ddpm --help)"
+    ]
     assert not (tmp_path / "r").exists()
 
 

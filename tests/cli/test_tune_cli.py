@@ -13,7 +13,7 @@ def _with(*extra, drop=()):
     argv = [a for a in TUNE]
     for flag in drop:
         i = argv.index(flag)
-        del argv[i:i + 2]
+        del argv[i : i + 2]
     return argv + list(extra)
 
 
@@ -23,12 +23,27 @@ CASES = [
     ("budget-syntax", _with("--budget", "psnr>35"), "budget: expected METRIC>=VALUE or METRIC<=VALUE"),
     ("budget-metric", _with("--budget", "fid<=3"), "budget: unknown metric 'fid'; valid for this model: psnr, ssim"),
     ("budget-direction", _with("--budget", "psnr<=35"), "budget: psnr is bounded below; write psnr>=35"),
-    ("budget-accuracy-no-classifier", _with("--budget", "accuracy>=0.99"),
-     "budget: accuracy needs a shipped evaluation classifier"),
-    ("budget-accuracy-range", ["tune", "--model", "digits", "--budget", "accuracy>=2", "--out", "{tmp}/r.json"],
-     "budget: accuracy must be in [0, 1]"),
-    *([] if lpips_available() else [("budget-lpips", _with("--budget", "lpips<=0.1"),
-                                      "budget: lpips needs torchmetrics' LPIPS with torchvision")]),
+    (
+        "budget-accuracy-no-classifier",
+        _with("--budget", "accuracy>=0.99"),
+        "budget: accuracy needs a shipped evaluation classifier",
+    ),
+    (
+        "budget-accuracy-range",
+        ["tune", "--model", "digits", "--budget", "accuracy>=2", "--out", "{tmp}/r.json"],
+        "budget: accuracy must be in [0, 1]",
+    ),
+    *(
+        []
+        if lpips_available()
+        else [
+            (
+                "budget-lpips",
+                _with("--budget", "lpips<=0.1"),
+                "budget: lpips needs torchmetrics' LPIPS with torchvision",
+            )
+        ]
+    ),
     ("steps-1", _with("--steps", "1"), "argument --steps: expected an integer >= 2"),
     ("time-limit-0", _with("--time-limit", "0"), "argument --time-limit: expected a duration > 0"),
     ("time-limit-word", _with("--time-limit", "soon"), "argument --time-limit: expected a duration such as"),

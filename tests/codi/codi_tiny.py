@@ -21,10 +21,17 @@ class TinyDigits:
 
 def tiny_teacher(size=8):
     torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=size, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(4, 8),
-                       down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-                       up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-                       norm_num_groups=2, attention_head_dim=4)
+    unet = UNet2DModel(
+        sample_size=size,
+        in_channels=1,
+        out_channels=1,
+        layers_per_block=1,
+        block_out_channels=(4, 8),
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=2,
+        attention_head_dim=4,
+    )
     return DDIMPipeline(unet=unet.eval(), scheduler=DDPMScheduler(beta_schedule="squaredcos_cap_v2"))
 
 

@@ -2,8 +2,8 @@ import copy
 
 import pytest
 import torch
-from diffusers import UNet2DConditionModel
 from codi_tiny import adapter_for, tiny_task, tiny_unet
+from diffusers import UNet2DConditionModel
 
 from unetlab.codi import adapted_unet
 from unetlab.unet import example_inputs

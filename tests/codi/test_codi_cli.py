@@ -7,13 +7,59 @@ from unetlab.cli import main
 
 def test_train_then_eval_codi(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "codi", "--teacher", "digits", "--task", "inpaint", "--variant", "pe-codi", "--out",
-                 str(run), "--steps", "2", "--batch-size", "4", "--checkpoint-every", "2", "--warmup", "1",
-                 "--threads", "1", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "codi",
+                "--teacher",
+                "digits",
+                "--task",
+                "inpaint",
+                "--variant",
+                "pe-codi",
+                "--out",
+                str(run),
+                "--steps",
+                "2",
+                "--batch-size",
+                "4",
+                "--checkpoint-every",
+                "2",
+                "--warmup",
+                "1",
+                "--threads",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert (run / "checkpoint-0000002" / "pipeline" / "adapter" / "config.json").is_file()
     out = tmp_path / "eval"
-    assert main(["eval", "codi", "--task", "inpaint", "--run", f"tiny={run}", "--steps", "1", "--seeds", "0,1",
-                 "--limit", "6", "--grid-examples", "2", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "codi",
+                "--task",
+                "inpaint",
+                "--run",
+                f"tiny={run}",
+                "--steps",
+                "1",
+                "--seeds",
+                "0,1",
+                "--limit",
+                "6",
+                "--grid-examples",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     table = json.loads((out / "inpaint.json").read_text())
     row = table["rows"][0]
     assert row["steps"] == 1 and row["training"]["steps"] == 2 and table["test_images"] == 6

@@ -16,8 +16,20 @@ def _images(n=6, size=16, seed=0):
 
 def test_sr4_is_the_4x4_block_mean():
     x = _images()
-    ref = torch.tensor([[[[sum(float(x[n, 0, 4 * i + a, 4 * j + b]) for a in range(4) for b in range(4)) / 16
-                           for j in range(4)] for i in range(4)]] for n in range(len(x))])
+    ref = torch.tensor(
+        [
+            [
+                [
+                    [
+                        sum(float(x[n, 0, 4 * i + a, 4 * j + b]) for a in range(4) for b in range(4)) / 16
+                        for j in range(4)
+                    ]
+                    for i in range(4)
+                ]
+            ]
+            for n in range(len(x))
+        ]
+    )
     assert torch.equal(degrade("sr4", x), ref)
     assert torch.equal(heldout_conditions("sr4", x), ref)
 
@@ -29,7 +41,7 @@ def _boxes(masks):
         rows, cols = m.any(1).nonzero().flatten(), m.any(0).nonzero().flatten()
         top, left, h, w = int(rows[0]), int(cols[0]), len(rows), len(cols)
         box = torch.zeros_like(m)
-        box[top:top + h, left:left + w] = 1
+        box[top : top + h, left : left + w] = 1
         assert torch.equal(m, box)
         out.append((h, w, top, left))
     return out

@@ -9,19 +9,23 @@ ABAR = torch.cat([torch.ones(1, dtype=torch.float64), torch.linspace(0.999, 0.02
 
 def oracle(x0):
     """An epsilon-model whose consistency function is x0 at every (z, t > 0): f = c_skip z + c_out x_hat = x0."""
+
     def model(z, t, condition):
         alpha, sigma = alpha_sigma(ABAR, t, z)
         tc = t.double().view(-1, 1, 1, 1)
         x_hat = (x0 - c_skip(tc) * z) / c_out(tc).clamp_min(1e-300)
         return torch.where(t.view(-1, 1, 1, 1) > 0, (z - alpha * x_hat) / sigma.clamp_min(1e-300), 0.0)
+
     return model
 
 
 def point_mass_teacher(x0):
     """The exact epsilon of the data distribution delta(x0): eps*(z, t) = (z - alpha_t x0) / sigma_t."""
+
     def model(z, t, condition):
         alpha, sigma = alpha_sigma(ABAR, t, z)
         return (z - alpha * x0) / sigma
+
     return model
 
 
@@ -78,8 +82,16 @@ def test_draws_are_rows_of_the_global_batch(sampling):
             calls.append((z.clone(), t.clone()))
             return torch.zeros_like(z)
 
-        codi_loss(model, model, None, x0[start:stop], cond[start:stop],
-                  Draws({"draws": StepDraws(77, start, stop, 4)}, None), ABAR, cfg)
+        codi_loss(
+            model,
+            model,
+            None,
+            x0[start:stop],
+            cond[start:stop],
+            Draws({"draws": StepDraws(77, start, stop, 4)}, None),
+            ABAR,
+            cfg,
+        )
         return calls[0]  # the online call: z_t and t
 
     (z, t), (z0, t0), (z1, t1) = seen(0, 4), seen(0, 2), seen(2, 4)

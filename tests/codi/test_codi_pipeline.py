@@ -34,12 +34,17 @@ def test_round_trip_through_save_pretrained_gives_identical_outputs(tmp_path, sa
     pipe.save_pretrained(tmp_path / "p")
     for loaded in (CoDiPipeline.from_pretrained(tmp_path / "p"), unetlab.load(tmp_path / "p")):
         assert loaded.config.sampler == sampler and loaded.config.grid_size == 8
-        again = loaded(image=cond, num_inference_steps=steps, generator=torch.Generator().manual_seed(0),
-                       output_type="pt").images
+        again = loaded(
+            image=cond, num_inference_steps=steps, generator=torch.Generator().manual_seed(0), output_type="pt"
+        ).images
         assert torch.equal(again, images)
     # the condition matters, and another seed gives other outputs (the equalities above can fail)
-    other = pipe(image=_condition(seed=9), num_inference_steps=steps, generator=torch.Generator().manual_seed(0),
-                 output_type="pt").images
+    other = pipe(
+        image=_condition(seed=9),
+        num_inference_steps=steps,
+        generator=torch.Generator().manual_seed(0),
+        output_type="pt",
+    ).images
     assert not torch.equal(other, images)
 
 
@@ -57,17 +62,20 @@ def test_pil_and_tensor_conditions_and_output_types_agree():
     assert isinstance(pil[0], PIL.Image.Image) and pil[0].size == (8, 8)
 
 
-@pytest.mark.parametrize("image, match", [
-    (torch.rand(2, 1, 3, 3), "image: size"),
-    (torch.rand(2, 2, 2, 2), "image: 2 channel"),
-    (torch.randint(0, 255, (2, 1, 2, 2), dtype=torch.uint8), "image: dtype torch.uint8"),
-    (torch.rand(1, 2, 2), "image: shape"),
-    (torch.rand(0, 1, 2, 2), "image: shape"),
-    (torch.rand(2, 1, 2, 2) * 3, "image: values"),
-    ([PIL.Image.new("L", (3, 3))], "image: PIL sizes"),
-    ([PIL.Image.new("RGB", (2, 2))], "image: PIL modes"),
-    ("cat.png", "image: str"),
-])
+@pytest.mark.parametrize(
+    "image, match",
+    [
+        (torch.rand(2, 1, 3, 3), "image: size"),
+        (torch.rand(2, 2, 2, 2), "image: 2 channel"),
+        (torch.randint(0, 255, (2, 1, 2, 2), dtype=torch.uint8), "image: dtype torch.uint8"),
+        (torch.rand(1, 2, 2), "image: shape"),
+        (torch.rand(0, 1, 2, 2), "image: shape"),
+        (torch.rand(2, 1, 2, 2) * 3, "image: values"),
+        ([PIL.Image.new("L", (3, 3))], "image: PIL sizes"),
+        ([PIL.Image.new("RGB", (2, 2))], "image: PIL modes"),
+        ("cat.png", "image: str"),
+    ],
+)
 def test_bad_conditions_get_one_line_errors(image, match):
     pipe = _pipe()
     with pytest.raises((ValueError, TypeError), match=match) as err:

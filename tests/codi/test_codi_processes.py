@@ -19,10 +19,37 @@ STEPS, LR = 4, 1e-3
 
 
 def _args(teacher, out, batch):
-    return ["train", "codi", "--teacher", str(teacher), "--data", "digits", "--task", "inpaint", "--variant", "codi",
-            "--grid-size", "5", "--steps", str(STEPS), "--warmup", "1", "--lr", str(LR), "--seed", "3",
-            "--threads", "1", "--no-progress", "--out", str(out), "--batch-size", str(batch),
-            "--checkpoint-every", "1"]
+    return [
+        "train",
+        "codi",
+        "--teacher",
+        str(teacher),
+        "--data",
+        "digits",
+        "--task",
+        "inpaint",
+        "--variant",
+        "codi",
+        "--grid-size",
+        "5",
+        "--steps",
+        str(STEPS),
+        "--warmup",
+        "1",
+        "--lr",
+        str(LR),
+        "--seed",
+        "3",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--out",
+        str(out),
+        "--batch-size",
+        str(batch),
+        "--checkpoint-every",
+        "1",
+    ]
 
 
 def _run(cmd, tmp):
@@ -41,11 +68,30 @@ def test_codi_two_processes_equal_one_with_the_same_global_batch(tmp_path):
     tiny_teacher(size=8).save_pretrained(teacher)
     one, two = tmp_path / "one", tmp_path / "two"
     _run([sys.executable, "-m", "unetlab.cli", *_args(teacher, one, 4)], tmp_path)
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
-    p = subprocess.run([*launch, "-m", "unetlab.cli", *_args(teacher, two, 2)],
-                       env={**env(tmp_path), "ACCELERATE_USE_CPU": "1"}, capture_output=True, text=True,
-                       timeout=600, check=False)
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "0",
+    ]
+    p = subprocess.run(
+        [*launch, "-m", "unetlab.cli", *_args(teacher, two, 2)],
+        env={**env(tmp_path), "ACCELERATE_USE_CPU": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     (s1, w1, e1), (s2, w2, e2) = _last(one), _last(two)
     assert s2["world_size"] == 2 and w1.keys() == w2.keys()

@@ -22,11 +22,15 @@ def test_shipped_codi_model_loads_and_beats_its_condition(name):
     task = name.split("-")[1]
     images = DigitsDataset("test", 16).images[:16]
     condition = heldout_conditions(task, images)
-    out = pipe(image=condition, num_inference_steps=4, generator=torch.Generator().manual_seed(0),
-               output_type="pt").images
+    out = pipe(
+        image=condition, num_inference_steps=4, generator=torch.Generator().manual_seed(0), output_type="pt"
+    ).images
     assert out.shape == images.shape
     # closer to the truth than the trivial guess (the condition itself, upsampled or with the box left black)
-    trivial = (torch.nn.functional.interpolate(condition, size=(16, 16), mode="bilinear") if task == "sr4"
-               else condition[:, :1])
+    trivial = (
+        torch.nn.functional.interpolate(condition, size=(16, 16), mode="bilinear")
+        if task == "sr4"
+        else condition[:, :1]
+    )
     assert psnr(out, images) > psnr(trivial, images) + 1.0
     assert condition_consistency(task, out, condition) > 20.0

@@ -1,7 +1,7 @@
 import pytest
 import torch
-from safetensors.torch import load_file
 from codi_tiny import tiny_task
+from safetensors.torch import load_file
 
 from unetlab.train import TrainConfig, train
 from unetlab.train import checkpoint as ckpt

@@ -23,8 +23,10 @@ except ImportError:  # run as a script
 
 # accelerator -> (identity config: must equal the plain pipeline, active config: must equal the reference)
 ACCELERATORS = {
-    "encoder_propagation": (EncoderPropagationConfig(key_steps="all", noise_injection=None),
-                            EncoderPropagationConfig(key_steps="uniform:2", parallel=False, noise_injection=None)),
+    "encoder_propagation": (
+        EncoderPropagationConfig(key_steps="all", noise_injection=None),
+        EncoderPropagationConfig(key_steps="uniform:2", parallel=False, noise_injection=None),
+    ),
     "branch_cache": (BranchCacheConfig(interval=1), BranchCacheConfig(interval=2, branch=0)),
     "clockwork": (ClockworkConfig(clock=1), ClockworkConfig(clock=3, level=1)),
     "block_skip": (BlockSkipConfig([]), BlockSkipConfig([SkipWindow("up_blocks.0", 1, 3)])),
@@ -39,7 +41,7 @@ NOTES = {
     "pag_no_cfg": "PAG without CFG (`chunk(2)`)",
     "panorama": "two views per step: state kept per view (call slot)",
     "sag": "two UNet calls per step (batch 2, then 1): state kept per call slot; SAG's stored attention map is "
-           "restored with the reused features",
+    "restored with the reused features",
     "sd_img2img": "steps and key steps count over the steps run (strength 0.7)",
     "sd_img2img_dpm": "DPM-Solver++ (multistep, `set_begin_index`)",
     "sdxl_inpaint": "default strength 0.9999",
@@ -53,8 +55,8 @@ NOTES = {
     "upscale_latent": "K-diffusion blocks, no mid block, Fourier time embedding (Euler)",
     "upscale_x4": "noise level as class labels",
     "sd_compiled": "`pipe.unet = torch.compile(pipe.unet)` (checked with backend `eager`; `fullgraph=True` works): the "
-                   "handles patch `_orig_mod` and decide in Python outside the graphs, the UNet (or its encoder and "
-                   "decoder) runs compiled; `.remove()` drops the graphs traced with the patches",
+    "handles patch `_orig_mod` and decide in Python outside the graphs, the UNet (or its encoder and "
+    "decoder) runs compiled; `.remove()` drops the graphs traced with the patches",
     "t2i_adapter": "the adapter's residuals enter the encoder only (encoder propagation encodes them at key steps)",
 }
 
@@ -66,8 +68,10 @@ def table() -> str:
     """The Markdown table of pipelines x accelerators (yes: identity == plain, active == reference, removal
     restores; no: refused at apply time, reason below)."""
     accels = list(ACCELERATORS)
-    lines = ["| pipeline (tiny, `tests/compat/pipelines.py`) | " + " | ".join(f"`{a}`" for a in accels) + " | note |",
-             "|---|" + "---|" * len(accels) + "---|"]
+    lines = [
+        "| pipeline (tiny, `tests/compat/pipelines.py`) | " + " | ".join(f"`{a}`" for a in accels) + " | note |",
+        "|---|" + "---|" * len(accels) + "---|",
+    ]
     reasons = []
     for name in NAMES:
         cells = []

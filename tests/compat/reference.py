@@ -24,8 +24,12 @@ def _processors(module):
 
 
 def _kept(modules):
-    return [(m.processor, {k: v for k, v in vars(m.processor).items() if torch.is_tensor(v)})
-            for mod in modules for m in _processors(mod) if hasattr(m.processor, "__dict__")]
+    return [
+        (m.processor, {k: v for k, v in vars(m.processor).items() if torch.is_tensor(v)})
+        for mod in modules
+        for m in _processors(mod)
+        if hasattr(m.processor, "__dict__")
+    ]
 
 
 def _put_back(kept):
@@ -55,9 +59,19 @@ class _Calls:
         self.slots[self.step] = self.slot
         ehs = kwargs.get("encoder_hidden_states")
         last = self.inputs.get(self.slot)
-        same = last is not None and last[0] == tuple(sample.shape) and (
-            (last[1] is None and ehs is None) or (torch.is_tensor(ehs) and last[1] is not None
-                                                  and last[1].shape == ehs.shape and torch.equal(last[1], ehs)))
+        same = (
+            last is not None
+            and last[0] == tuple(sample.shape)
+            and (
+                (last[1] is None and ehs is None)
+                or (
+                    torch.is_tensor(ehs)
+                    and last[1] is not None
+                    and last[1].shape == ehs.shape
+                    and torch.equal(last[1], ehs)
+                )
+            )
+        )
         self.full = self.is_full(self.step) or not same
         if self.full:
             self.inputs[self.slot] = (tuple(sample.shape), ehs.clone() if torch.is_tensor(ehs) else None)
@@ -89,9 +103,13 @@ def reuse_outputs(unet, names, is_full, replace="cached"):
             stored, kept = store[key]
             _put_back(kept)
             if replace == "zeros":
-                return type(stored)(torch.zeros_like(o) if torch.is_tensor(o) else o for o in stored) \
-                    if isinstance(stored, tuple) else torch.zeros_like(stored)
+                return (
+                    type(stored)(torch.zeros_like(o) if torch.is_tensor(o) else o for o in stored)
+                    if isinstance(stored, tuple)
+                    else torch.zeros_like(stored)
+                )
             return _clone(stored)
+
         return fn
 
     modules = [(n, unet.get_submodule(n)) for n in names]
@@ -123,6 +141,7 @@ def reuse_encoder(unet, keys):
             if args:
                 return (hidden_then, *args[1:]), {**kwargs, "res_hidden_states_tuple": res_then}
             return args, {**kwargs, "hidden_states": hidden_then, "res_hidden_states_tuple": res_then}
+
         return fn
 
     return _hooks(calls, [b.register_forward_pre_hook(pre(i), with_kwargs=True) for i, b in enumerate(unet.up_blocks)])

@@ -32,8 +32,9 @@ def _own_forward(m) -> bool:
     """Whether `m` has an instance forward other than a `torch.compile` wrapper's own compiled one."""
     forward = m.__dict__.get("forward")
     if isinstance(m, OptimizedModule):
-        return (getattr(forward, "_torchdynamo_orig_callable", None) != m._orig_mod.__call__
-                or any(k.startswith("_unetlab") for k in m.__dict__))
+        return getattr(forward, "_torchdynamo_orig_callable", None) != m._orig_mod.__call__ or any(
+            k.startswith("_unetlab") for k in m.__dict__
+        )
     return forward is not None
 
 
@@ -41,15 +42,20 @@ def untouched(pipe) -> bool:
     """No hook, instance forward, claim or scheduler patch is left on the pipeline's models and scheduler."""
     models = [m for m in pipe.components.values() if isinstance(m, torch.nn.Module)]
     mods = [m for model in models for m in model.modules()]
-    return (not any(_own_forward(m) or hasattr(m, "_diffusers_hook") for m in mods)
-            and not any("_unetlab_patches" in m.__dict__ for m in models)
-            and not {"step", "set_timesteps", "_unetlab_step", "_unetlab_step_source"} & set(pipe.scheduler.__dict__))
+    return (
+        not any(_own_forward(m) or hasattr(m, "_diffusers_hook") for m in mods)
+        and not any("_unetlab_patches" in m.__dict__ for m in models)
+        and not {"step", "set_timesteps", "_unetlab_step", "_unetlab_step_source"} & set(pipe.scheduler.__dict__)
+    )
 
 
 def deep_names(unet, shallow_levels=1) -> list[str]:
     n = len(unet.down_blocks)
-    return ([f"down_blocks.{i}" for i in range(shallow_levels, n)] + (["mid_block"] if unet.mid_block is not None else [])
-            + [f"up_blocks.{j}" for j in range(n - shallow_levels)])
+    return (
+        [f"down_blocks.{i}" for i in range(shallow_levels, n)]
+        + (["mid_block"] if unet.mid_block is not None else [])
+        + [f"up_blocks.{j}" for j in range(n - shallow_levels)]
+    )
 
 
 def reference_for(kind, config, pipe, num_steps):

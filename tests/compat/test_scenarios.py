@@ -59,9 +59,26 @@ def _float64(pipe, kw):
     return pipe, {k: v.double() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in kw.items()}
 
 
-@pytest.mark.parametrize("name", ["sd", "sd_img2img", "sd_img2img_dpm", "sdxl_inpaint", "sdxl_refiner", "controlnet",
-                                  "sag", "panorama", "ip_adapter", "pag", "pag_no_cfg", "text2video",
-                                  "animatediff", "animatediff_ip_adapter", "animatediff_sdxl"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "sd",
+        "sd_img2img",
+        "sd_img2img_dpm",
+        "sdxl_inpaint",
+        "sdxl_refiner",
+        "controlnet",
+        "sag",
+        "panorama",
+        "ip_adapter",
+        "pag",
+        "pag_no_cfg",
+        "text2video",
+        "animatediff",
+        "animatediff_ip_adapter",
+        "animatediff_sdxl",
+    ],
+)
 def test_parallel_decoding_equals_sequential_in_float64(name):
     pipe, kw = _float64(*build(name))
     decoder_calls = []
@@ -91,8 +108,11 @@ def test_parallel_decoding_under_an_unknown_processor_falls_back_to_sequential_w
         with unetlab.encoder_propagation(pipe, key_steps="uniform:3", parallel=False):
             sequential = run(pipe, kw)
         with unetlab.encoder_propagation(pipe, key_steps="uniform:3", parallel=True):
-            with pytest.warns(UserWarning, match=r"^encoder_propagation: parallel decoding falls back to sequential: "
-                                                 r"MixingProcessor"):
+            with pytest.warns(
+                UserWarning,
+                match=r"^encoder_propagation: parallel decoding falls back to sequential: "
+                r"MixingProcessor",
+            ):
                 parallel = run(pipe, kw)
             with warnings.catch_warnings():
                 warnings.simplefilter("error")
@@ -172,8 +192,11 @@ def _replace_prompt(pipe, step, timestep, kwargs):
 @pytest.mark.parametrize("kind", list(ACTIVE))
 def test_a_batch_or_prompt_change_mid_call_runs_full(kind, change):
     pipe, kw = build("sd")
-    callback = dict(callback_on_step_end=SDCFGCutoffCallback(cutoff_step_ratio=0.5)) if change == "cfg_cutoff" else \
-        dict(callback_on_step_end=_replace_prompt, callback_on_step_end_tensor_inputs=["prompt_embeds"])
+    callback = (
+        dict(callback_on_step_end=SDCFGCutoffCallback(cutoff_step_ratio=0.5))
+        if change == "cfg_cutoff"
+        else dict(callback_on_step_end=_replace_prompt, callback_on_step_end_tensor_inputs=["prompt_embeds"])
+    )
     with torch.no_grad(), _quiet():
         with apply(pipe, ACTIVE[kind]) as h:
             out = run(pipe, kw, **callback)
@@ -287,6 +310,7 @@ def test_a_replaced_scheduler_is_followed_with_a_controlnet():
 
 def test_a_deep_copy_of_the_scheduler_is_independent_of_the_applied_handle():
     import copy
+
     pipe, kw = build("sd")
     with torch.no_grad(), apply(pipe, ACTIVE["branch_cache"]) as h:
         expected = run(pipe, kw)
@@ -300,6 +324,7 @@ def test_a_deep_copy_of_the_scheduler_is_independent_of_the_applied_handle():
 
 def test_anchor_attention_takes_part_in_the_stacking_table():
     from unetlab.accel.anchor_attention import anchor_attention
+
     pipe, _ = build("sd")
     with anchor_attention(pipe, count=2):
         for kind in ("encoder_propagation", "branch_cache", "block_skip"):
@@ -317,6 +342,7 @@ def test_anchor_attention_takes_part_in_the_stacking_table():
 def test_anchor_attention_is_a_handle_with_a_json_config(tmp_path):
     from unetlab.accel import AnchorAttentionConfig
     from unetlab.accel.handle import Handle
+
     cfg = AnchorAttentionConfig(anchors=[0, 2], own_kv=True)
     loaded = load_config(cfg.save(tmp_path / "aa.json"))
     assert loaded == cfg and loaded.anchors == (0, 2)
@@ -333,7 +359,7 @@ def test_anchor_attention_is_a_handle_with_a_json_config(tmp_path):
                 apply(pipe, cfg)
             with b.phase_of("anchors", 1):
                 run(pipe, kw)
-            for h in ((a, b) if order == "applied" else (b, a)):
+            for h in (a, b) if order == "applied" else (b, a):
                 h.remove()
                 h.remove()
             assert untouched(pipe), order

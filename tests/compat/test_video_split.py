@@ -41,11 +41,20 @@ def test_video_split_forward_is_exact(name):
 def _sdxl_motion():
     """A tiny AnimateDiff-SDXL UNet (`addition_embed_type="text_time"`)."""
     torch.manual_seed(0)
-    return UNetMotionModel(block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4, cross_attention_dim=16,
-                           down_block_types=("CrossAttnDownBlockMotion", "DownBlockMotion"),
-                           up_block_types=("UpBlockMotion", "CrossAttnUpBlockMotion"), num_attention_heads=2,
-                           motion_num_attention_heads=2, motion_max_seq_length=8, addition_embed_type="text_time",
-                           addition_time_embed_dim=4, projection_class_embeddings_input_dim=8 + 6 * 4).eval()
+    return UNetMotionModel(
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
+        cross_attention_dim=16,
+        down_block_types=("CrossAttnDownBlockMotion", "DownBlockMotion"),
+        up_block_types=("UpBlockMotion", "CrossAttnUpBlockMotion"),
+        num_attention_heads=2,
+        motion_num_attention_heads=2,
+        motion_max_seq_length=8,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=4,
+        projection_class_embeddings_input_dim=8 + 6 * 4,
+    ).eval()
 
 
 def _ip_motion():
@@ -64,8 +73,11 @@ def test_motion_split_forward_is_exact_with_added_cond_kwargs(variant):
     unet = _sdxl_motion() if variant == "sdxl" else _ip_motion()
     g = torch.Generator().manual_seed(1)
     x, ehs = _inputs(unet, torch.float32, True)
-    added = (dict(text_embeds=torch.randn(2, 8, generator=g), time_ids=torch.randn(2, 6, generator=g) * 100)
-             if variant == "sdxl" else dict(image_embeds=[torch.randn(2, 1, 8, generator=g)]))
+    added = (
+        dict(text_embeds=torch.randn(2, 8, generator=g), time_ids=torch.randn(2, 6, generator=g) * 100)
+        if variant == "sdxl"
+        else dict(image_embeds=[torch.randn(2, 1, 8, generator=g)])
+    )
     with torch.no_grad():
         full = unet(x, 500, encoder_hidden_states=ehs, added_cond_kwargs=added).sample
         without = unet(x, 500, encoder_hidden_states=ehs, added_cond_kwargs=_map(added, torch.zeros_like)).sample

@@ -58,7 +58,7 @@ def test_shape_colour_and_background_are_rendered():
         corner_far = img[:, 0, 0] if attrs[2] in (5, 7, 8) else img[:, -1, -1]
         assert torch.allclose(corner_far, palette[attrs[3]])  # background colour
         row, col = int(attrs[2]) // 3, int(attrs[2]) % 3
-        cell = img[:, row * 8:(row + 1) * 8, col * 8:(col + 1) * 8].flatten(1)
+        cell = img[:, row * 8 : (row + 1) * 8, col * 8 : (col + 1) * 8].flatten(1)
         assert (cell - palette[attrs[1]].view(3, 1)).abs().sum(0).min() < 1e-5  # shape colour inside its cell
 
 

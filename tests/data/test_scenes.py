@@ -42,8 +42,11 @@ def test_images_labels_and_captions_agree():
 
 def test_an_object_is_drawn_in_its_colour_in_its_cell():
     _, _, labels = scenes.sample(30, seed=2)
-    images = scenes.render(labels, [[{"dx": 0, "dy": 0, "scale": 1, "angle": 0}] * 3 for _ in labels],
-                           [{"period": 9.0, "phase": 0.0}] * len(labels))
+    images = scenes.render(
+        labels,
+        [[{"dx": 0, "dy": 0, "scale": 1, "angle": 0}] * 3 for _ in labels],
+        [{"period": 9.0, "phase": 0.0}] * len(labels),
+    )
     for image, label in zip(images, labels):
         for o in label["objects"]:
             if o["shape"] == "ring":  # its centre is background
@@ -73,13 +76,16 @@ def test_grammar_covers_the_attributes():
     assert len(scenes.SHAPES) >= 8 and len(scenes.COLOURS) >= 8 and len(scenes.TEXTURES) >= 4
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"n": 0}, "n: 0 must be a positive int"),
-    ({"n": -3}, "n: -3 must be a positive int"),
-    ({"n": 2.0}, "n: 2.0 must be a positive int"),
-    ({"n": 2, "seed": -1}, "seed: -1 must be a non-negative int"),
-    ({"n": 2, "split": "val"}, "split: 'val' is not one of train, test"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"n": 0}, "n: 0 must be a positive int"),
+        ({"n": -3}, "n: -3 must be a positive int"),
+        ({"n": 2.0}, "n: 2.0 must be a positive int"),
+        ({"n": 2, "seed": -1}, "seed: -1 must be a non-negative int"),
+        ({"n": 2, "split": "val"}, "split: 'val' is not one of train, test"),
+    ],
+)
 def test_bad_input_is_one_line(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")) as err:
         scenes.sample(**kwargs)
@@ -89,8 +95,10 @@ def test_bad_input_is_one_line(kwargs, message):
 def test_captions_outside_the_grammar_are_named():
     caption = scenes.sample(1)[1][0]
     assert scenes.check_caption(caption) == caption
-    with pytest.raises(ValueError, match="prompt: 'a big zebra on a red plain background' uses words outside "
-                                         "mini-sd's caption grammar: zebra") as err:
+    with pytest.raises(
+        ValueError,
+        match="prompt: 'a big zebra on a red plain background' uses words outside mini-sd's caption grammar: zebra",
+    ) as err:
         scenes.check_caption("a big zebra on a red plain background")
     assert "\n" not in str(err.value)
 
@@ -100,15 +108,18 @@ def test_parse_caption_inverts_caption():
     for text, label in zip(captions, labels):
         stated = scenes.parse_caption(text)
         assert stated["background"] == label["background"]
-        assert [(o["shape"], o["colour"], o["size"]) for o in stated["objects"]] == \
-               [(o["shape"], o["colour"], o["size"]) for o in label["objects"]]
+        assert [(o["shape"], o["colour"], o["size"]) for o in stated["objects"]] == [
+            (o["shape"], o["colour"], o["size"]) for o in label["objects"]
+        ]
         if len(label["objects"]) == 1:
             assert stated["objects"][0]["cell"] == label["objects"][0]["cell"]
         else:
             assert stated["relation"] == label["relation"]
-    for bad, message in (("a red star", "does not follow mini-sd's caption grammar"),
-                         ("a big red red at the top on a green plain background", "'red' is not a shape"),
-                         ("a big red star at the left left on a green plain background", "the position in"),
-                         ("a big red star at the top on a green big background", "the background of")):
+    for bad, message in (
+        ("a red star", "does not follow mini-sd's caption grammar"),
+        ("a big red red at the top on a green plain background", "'red' is not a shape"),
+        ("a big red star at the left left on a green plain background", "the position in"),
+        ("a big red star at the top on a green big background", "the background of"),
+    ):
         with pytest.raises(ValueError, match=message):
             scenes.parse_caption(bad)

@@ -33,8 +33,16 @@ def test_match_steps_picks_closest_flops():
 def test_bench_end_to_end_on_tiny_pipeline(tiny_pipeline_dir, tmp_path):
     w = user_workload(str(tiny_pipeline_dir))
     out = tmp_path / "report"
-    result = bench(workload=w, out=out, steps=8, num_images=2, timing_images=2, repeats=2, quick=True,
-                   methods=["branch cache N=2 B=0", "block skip (ablation plan)"])
+    result = bench(
+        workload=w,
+        out=out,
+        steps=8,
+        num_images=2,
+        timing_images=2,
+        repeats=2,
+        quick=True,
+        methods=["branch cache N=2 B=0", "block skip (ablation plan)"],
+    )
     validate(result)
     saved = json.loads((out / "bench.json").read_text())
     validate(saved)
@@ -51,8 +59,9 @@ def test_bench_end_to_end_on_tiny_pipeline(tiny_pipeline_dir, tmp_path):
     few = [r for r in result["rows"] if r["family"] == "fewer-steps" and not r["unsupported"]]
     assert few, "a fewer-steps baseline at matched compute is added"
     # diffusers' DDIMPipeline passes DDIM's own `eta` to the scheduler's step: the other solvers cannot run there
-    assert all("unexpected keyword argument 'eta'" in by_name[f"{s} (fewer steps)"]["unsupported"]
-               for s in ("DPM++", "UniPC"))
+    assert all(
+        "unexpected keyword argument 'eta'" in by_name[f"{s} (fewer steps)"]["unsupported"] for s in ("DPM++", "UniPC")
+    )
     per_step = base["flops_per_image"] / 8
     assert few[0]["steps"] == match_steps(cached["flops_per_image"], per_step, 8)
     assert all(set(ROW_KEYS) <= set(r) for r in result["rows"])
@@ -82,9 +91,22 @@ def test_validate_rejects_bad_rows():
 def test_unsupported_reason_from_a_failing_method(tiny_pipeline_dir):
     w = user_workload(str(tiny_pipeline_dir))
     control = "guidance dropped from step 2 (T-GATE's control, no caching)"
-    result = bench(workload=w, steps=4, num_images=1, timing_images=1, repeats=2, quick=True,
-                   methods=["tomesd ratio=0.5", "guidance reuse N=2", "T-GATE pkg gate=2", control,
-                            "PAB (diffusers) spatial 2 cross 4", "TaylorSeer (diffusers) N=5 order 1"])
+    result = bench(
+        workload=w,
+        steps=4,
+        num_images=1,
+        timing_images=1,
+        repeats=2,
+        quick=True,
+        methods=[
+            "tomesd ratio=0.5",
+            "guidance reuse N=2",
+            "T-GATE pkg gate=2",
+            control,
+            "PAB (diffusers) spatial 2 cross 4",
+            "TaylorSeer (diffusers) N=5 order 1",
+        ],
+    )
     rows = {r["method"]: r for r in result["rows"]}
     assert rows["tomesd ratio=0.5"]["unsupported"]  # the DDPM UNet has no transformer blocks for ToMe to merge
     assert rows["guidance reuse N=2"]["unsupported"].startswith("TypeError: target: UNet2DModel takes no conditioning")
@@ -105,15 +127,23 @@ def test_bench_against_a_dpm_solver_baseline():
     pipe.set_progress_bar_config(disable=True)
     original = pipe.scheduler
     w = Workload("tiny-ddpm", pipe, None, None, call_kwargs={"output_type": "np"})
-    result = bench(workload=w, baseline="dpm++:6", num_images=2, timing_images=1, repeats=2, quick=True,
-                   methods=["branch cache N=2 B=0"])
+    result = bench(
+        workload=w,
+        baseline="dpm++:6",
+        num_images=2,
+        timing_images=1,
+        repeats=2,
+        quick=True,
+        methods=["branch cache N=2 B=0"],
+    )
     assert pipe.scheduler is original and result["settings"]["baseline"] == "dpm++:6"
     rows = {r["method"]: r for r in result["rows"]}
     assert result["rows"][0]["method"] == "DPM++-6" and rows["DPM++-6"]["psnr"] is None
     few = [r for r in result["rows"] if r["family"] == "fewer-steps" and not r["unsupported"]]
     assert {r["config"]["scheduler"] for r in few} == {"DPM++", "DDIM"}
-    assert {r["steps"] for r in few if r["config"]["scheduler"] == "DDIM"} == {r["steps"] for r in few
-                                                                               if r["config"]["scheduler"] == "DPM++"}
+    assert {r["steps"] for r in few if r["config"]["scheduler"] == "DDIM"} == {
+        r["steps"] for r in few if r["config"]["scheduler"] == "DPM++"
+    }
     assert all(r["psnr"] is not None and r["psnr"] < 100 for r in few)  # measured against the DPM++ baseline
     # diffusers' DDPMPipeline passes `generator` to the scheduler's step, which UniPC's does not take
     assert rows["UniPC (fewer steps)"]["unsupported"].startswith("TypeError: ")

@@ -23,6 +23,7 @@ class Clock:
         def apply(pipe):
             self.current = name
             return []
+
         return Method(family, name, {}, 10, apply)
 
     def __call__(self, run):
@@ -76,6 +77,7 @@ def test_rounds_that_spread_are_re_timed_and_a_steady_method_is_not(monkeypatch)
     # b is slowed by 60% in its first two rounds: its fastest 3 times spread more than 25%
     def disturb(i):
         return 1.6 if i < 12 and clock.current == "b" else 1.0
+
     clock = Clock(disturb)
     t = _time(monkeypatch, clock)
     assert t["b"]["timing_retimed"] == 1 and t["b"]["timing_rounds"] == 6 and t["b"]["timing_settled"]
@@ -122,8 +124,20 @@ def test_a_method_computing_the_baseline_reads_one(monkeypatch):
 def test_order_rotates_every_round(monkeypatch):
     clock = Clock(cost={"a": 1.0, "b": 1.0, "c": 1.0})
     _time(monkeypatch, clock, names=("a", "b", "c"))
-    assert [name for _, name in clock.calls] == ["a", "b", "c",  # warm-up
-                                                 "a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert [name for _, name in clock.calls] == [
+        "a",
+        "b",
+        "c",  # warm-up
+        "a",
+        "b",
+        "c",
+        "b",
+        "c",
+        "a",
+        "c",
+        "a",
+        "b",
+    ]
 
 
 @pytest.mark.parametrize("rounds", [1, 0, True])
@@ -141,6 +155,7 @@ def test_quality_images_are_sampled_in_batches_that_do_not_depend_on_the_process
         def generate(self, n, steps, seed):
             calls.append((n, seed))
             import torch
+
             return torch.full((n, 1, 2, 2), float(seed))
 
     monkeypatch.setattr(bench_mod, "unet_flops", lambda run, unet: (run(), 10))
@@ -168,9 +183,17 @@ def test_bench_rows_do_not_move_with_a_slow_call(monkeypatch):
             _, flops, ops = cost.count(run)
             calls.append(flops)
             return (flops * 1e-9 + ops * 1e-5) * (20.0 if len(calls) - 1 == slow else 1.0)
+
         monkeypatch.setattr(timing, "wall_time", clock)
-        result = bench_mod.bench(workload=w, steps=6, num_images=1, timing_images=1, repeats=2, quick=True,
-                                 methods=["branch cache N=2 B=0", "EP uniform:2"])
+        result = bench_mod.bench(
+            workload=w,
+            steps=6,
+            num_images=1,
+            timing_images=1,
+            repeats=2,
+            quick=True,
+            methods=["branch cache N=2 B=0", "EP uniform:2"],
+        )
         return {r["method"]: r["speedup_wall"] for r in result["rows"] if not r["unsupported"]}, len(calls)
 
     clean, n = rows(None)

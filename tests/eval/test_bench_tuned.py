@@ -26,11 +26,11 @@ def test_shipped_presets_run_on_held_out_seeds_only():
         for h in handles:
             h.remove()
     seen = preset("shapes:fast").tuned_on["validation_seeds"][0]
-    assert all("among the seeds the preset was tuned on" in m.unsupported
-               for m in _rows(w, seeds=range(seen, seen + 4)))
+    assert all(
+        "among the seeds the preset was tuned on" in m.unsupported for m in _rows(w, seeds=range(seen, seen + 4))
+    )
     assert all("tuned against a 50-step baseline, the bench runs 20" in m.unsupported for m in _rows(w, steps=20))
-    assert all("tuned against a DDIM baseline, the bench runs DPM++" in m.unsupported
-               for m in _rows(w, solver="dpm++"))
+    assert all("tuned against a DDIM baseline, the bench runs DPM++" in m.unsupported for m in _rows(w, solver="dpm++"))
 
 
 def test_no_preset_for_an_unknown_unet():

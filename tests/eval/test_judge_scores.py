@@ -28,8 +28,11 @@ def test_one_object_needs_its_cell_and_every_attribute():
 
 
 def test_two_objects_match_in_any_order_and_check_the_relation():
-    stated = {"objects": [obj("star", "red", "big", 3), obj("ring", "blue", "small", 5)], "background": BG,
-              "relation": "left of"}
+    stated = {
+        "objects": [obj("star", "red", "big", 3), obj("ring", "blue", "small", 5)],
+        "background": BG,
+        "relation": "left of",
+    }
     seen = {"objects": [obj("ring", "blue", "small", 1), obj("star", "red", "big", 0)], "background": BG}
     assert score_scene(stated, seen)["all_correct"]  # star (col 0) left of ring (col 1), wherever they are
     swapped = {"objects": [obj("ring", "blue", "small", 0), obj("star", "red", "big", 2)], "background": BG}

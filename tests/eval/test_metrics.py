@@ -71,4 +71,5 @@ def test_fid_without_torch_fidelity_gives_a_clear_message():
         fid(torch.rand(4, 3, 16, 16), torch.rand(4, 3, 16, 16))
     with pytest.raises(ValueError, match="images"):
         from unetlab.eval.extra import _uint8
+
         _uint8(torch.rand(4, 2, 8, 8))

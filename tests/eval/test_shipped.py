@@ -44,8 +44,9 @@ def test_digit_confidence_on_real_and_noise():
     assert noise["confident"] < acc["confident"]
 
 
-@pytest.mark.skipif(not (weights_dir("digits").parent / "digits" / "model_index.json").is_file(),
-                    reason="no shipped digits model")
+@pytest.mark.skipif(
+    not (weights_dir("digits").parent / "digits" / "model_index.json").is_file(), reason="no shipped digits model"
+)
 def test_shipped_digits_model_loads_as_diffusers_pipelines():
     from diffusers import DDIMScheduler, DDPMPipeline
 
@@ -63,8 +64,9 @@ def test_shipped_digits_model_loads_as_diffusers_pipelines():
     assert (a == b).all()
 
 
-@pytest.mark.skipif(not (weights_dir("shapes").parent / "shapes" / "model_index.json").is_file(),
-                    reason="no shipped shapes model")
+@pytest.mark.skipif(
+    not (weights_dir("shapes").parent / "shapes" / "model_index.json").is_file(), reason="no shipped shapes model"
+)
 def test_shipped_shapes_model_loads_and_is_deterministic():
     import unetlab
     from unetlab.models import ShapesPipeline
@@ -75,6 +77,7 @@ def test_shipped_shapes_model_loads_and_is_deterministic():
     assert isinstance(pipe, ShapesPipeline) and pipe.unet.config.sample_size == 24
     prompt = "a red circle at the top left on a blue background"
     a = pipe(prompt, num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="pt").images
-    b = ShapesPipeline.from_pretrained(path)(prompt, num_inference_steps=2, generator=torch.Generator().manual_seed(0),
-                                             output_type="pt").images
+    b = ShapesPipeline.from_pretrained(path)(
+        prompt, num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="pt"
+    ).images
     assert a.shape == (1, 3, 24, 24) and torch.equal(a, b)

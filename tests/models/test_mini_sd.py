@@ -61,8 +61,25 @@ def _tiny_stages(tmp_path):
     torch.manual_seed(0)
     vae = mini_sd_vae()
     vae.save_pretrained(tmp_path / "vae")
-    return ["train", "t2i", "--data", "scenes", "--vae", str(tmp_path / "vae"), "--block-channels", "16,16,32,32",
-            "--batch-size", "2", "--warmup", "1", "--threads", "1", "--no-progress", "--sample-steps", "2"]
+    return [
+        "train",
+        "t2i",
+        "--data",
+        "scenes",
+        "--vae",
+        str(tmp_path / "vae"),
+        "--block-channels",
+        "16,16,32,32",
+        "--batch-size",
+        "2",
+        "--warmup",
+        "1",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--sample-steps",
+        "2",
+    ]
 
 
 def test_t2i_on_scenes_resumes_exactly_and_saves_a_plain_sd_pipeline(tmp_path):
@@ -91,9 +108,15 @@ def test_t2i_on_scenes_resumes_exactly_and_saves_a_plain_sd_pipeline(tmp_path):
         "pipe.set_progress_bar_config(disable=True)\n"
         f"out = pipe({prompt!r}, num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type='np')\n"
         f"numpy.save({str(tmp_path / 'plain.npy')!r}, out.images)\n"
-        "assert not any(m.startswith('unetlab') for m in sys.modules), 'unetlab was imported'\n")
-    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                       env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
+        "assert not any(m.startswith('unetlab') for m in sys.modules), 'unetlab was imported'\n"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"},
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     import numpy
 
@@ -101,8 +124,19 @@ def test_t2i_on_scenes_resumes_exactly_and_saves_a_plain_sd_pipeline(tmp_path):
 
 
 def test_autoencoder_stage_resumes_exactly_and_sets_the_scaling_factor(tmp_path):
-    base = ["train", "autoencoder", "--data", "scenes", "--batch-size", "2", "--warmup", "1", "--threads", "1",
-            "--no-progress"]
+    base = [
+        "train",
+        "autoencoder",
+        "--data",
+        "scenes",
+        "--batch-size",
+        "2",
+        "--warmup",
+        "1",
+        "--threads",
+        "1",
+        "--no-progress",
+    ]
     assert main([*base, "--out", str(tmp_path / "a"), "--steps", "2", "--checkpoint-every", "2"]) == 0
     assert main([*base, "--out", str(tmp_path / "b"), "--steps", "1", "--checkpoint-every", "1"]) == 0
     assert main([*base, "--out", str(tmp_path / "b"), "--steps", "2", "--checkpoint-every", "1", "--resume"]) == 0
@@ -123,13 +157,19 @@ def test_autoencoder_stage_resumes_exactly_and_sets_the_scaling_factor(tmp_path)
     assert isinstance(AutoencoderTask, type)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["train", "t2i", "--data", "scenes", "--out", "{tmp}/o"], "vae: t2i on scenes trains in the latent space"),
-    (["train", "t2i", "--data", "scenes", "--out", "{tmp}/o", "--vae", "{tmp}/none"], "vae: {tmp}/none is not an"),
-    (["train", "t2i", "--data", "shapes", "--out", "{tmp}/o", "--vae", "{tmp}"], "vae, block-channels: only t2i on"),
-    (["train", "autoencoder", "--data", "digits", "--out", "{tmp}/o"], "data: autoencoder trains mini-sd's"),
-    (["train", "judge", "--data", "shapes", "--out", "{tmp}/o"], "data: judge trains mini-sd's judge"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "t2i", "--data", "scenes", "--out", "{tmp}/o"], "vae: t2i on scenes trains in the latent space"),
+        (["train", "t2i", "--data", "scenes", "--out", "{tmp}/o", "--vae", "{tmp}/none"], "vae: {tmp}/none is not an"),
+        (
+            ["train", "t2i", "--data", "shapes", "--out", "{tmp}/o", "--vae", "{tmp}"],
+            "vae, block-channels: only t2i on",
+        ),
+        (["train", "autoencoder", "--data", "digits", "--out", "{tmp}/o"], "data: autoencoder trains mini-sd's"),
+        (["train", "judge", "--data", "shapes", "--out", "{tmp}/o"], "data: judge trains mini-sd's judge"),
+    ],
+)
 def test_bad_stage_options_are_one_line_errors(tmp_path, capsys, argv, message):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     assert main(argv) == 2

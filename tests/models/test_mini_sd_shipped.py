@@ -41,9 +41,16 @@ def test_plain_diffusers_loads_it_without_unetlab_and_agrees(tmp_path):
         "pipe.set_progress_bar_config(disable=True)\n"
         f"out = pipe({prompt!r}, num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type='np')\n"
         f"numpy.save({str(tmp_path / 'plain.npy')!r}, out.images)\n"
-        "assert not any(m.startswith('unetlab') for m in sys.modules), 'unetlab was imported'\n")
-    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False,
-                       env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
+        "assert not any(m.startswith('unetlab') for m in sys.modules), 'unetlab was imported'\n"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"},
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     assert numpy.array_equal(numpy.load(tmp_path / "plain.npy"), ours)
 
@@ -61,8 +68,10 @@ def test_the_judge_reads_real_test_scenes():
 
 def test_eval_quality_runs_on_mini_sd(tmp_path, capsys):
     out = tmp_path / "q.json"
-    assert main(["eval", "quality", "mini-sd", "--num-samples", "3", "--steps", "2", "--seeds", "2",
-                 "--json", str(out)]) == 0
+    assert (
+        main(["eval", "quality", "mini-sd", "--num-samples", "3", "--steps", "2", "--seeds", "2", "--json", str(out)])
+        == 0
+    )
     result = json.loads(out.read_text())
     assert set(result["scores"]["all_correct"]) == {"mean", "se"} and len(result["per_seed"]) == 2
     assert result["real"]["all_correct"] >= 0.0 and result["train_test_frechet"] > 0

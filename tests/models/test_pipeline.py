@@ -84,8 +84,14 @@ def test_guided_step_moves_towards_the_clipped_x0():
     shifts = {}
     for clipped in (True, False):
         first.clear()
-        run(pipe, num_inference_steps=10, guidance_scale=5.0, latents=x_T.clone(), callback_on_step_end=keep,
-            **({} if clipped else {"use_clipped_model_output": False}))
+        run(
+            pipe,
+            num_inference_steps=10,
+            guidance_scale=5.0,
+            latents=x_T.clone(),
+            callback_on_step_end=keep,
+            **({} if clipped else {"use_clipped_model_output": False}),
+        )
         t, t_prev = first["t"], first["t"] - 100
         a, s, a_prev, s_prev = abar[t].sqrt(), (1 - abar[t]).sqrt(), abar[t_prev].sqrt(), (1 - abar[t_prev]).sqrt()
         shifts[clipped] = float((first["latents"] - s_prev / s * x_T).mean())
@@ -105,9 +111,16 @@ def test_tokenizer():
 
 def test_load_digits_style_ddim_pipeline(tmp_path):
     torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
-                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-                       norm_num_groups=4)
+    unet = UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+    )
     DDIMPipeline(unet=unet, scheduler=DDIMScheduler()).save_pretrained(tmp_path / "d")
     pipe = unetlab.load(str(tmp_path / "d"))
     assert isinstance(pipe, DDIMPipeline) and isinstance(pipe.scheduler, DDIMScheduler)

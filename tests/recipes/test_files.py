@@ -34,8 +34,11 @@ def _truncate(path):
 def test_truncated_files_are_named(tmp_path, kind):
     saved = {"recipe": RECIPE, "config": BranchCacheConfig(), "plan": BlockSkipPlan([SkipWindow("mid_block", 1, 3)])}
     path = _truncate(saved[kind].save(tmp_path / f"{kind}.json"))
-    loaders = {"recipe": [Recipe.load, as_recipe], "config": [load_config, BranchCacheConfig.load],
-               "plan": [BlockSkipPlan.load]}
+    loaders = {
+        "recipe": [Recipe.load, as_recipe],
+        "config": [load_config, BranchCacheConfig.load],
+        "plan": [BlockSkipPlan.load],
+    }
     for load in loaders[kind]:
         with pytest.raises(ValueError) as err:
             load(path)
@@ -44,10 +47,11 @@ def test_truncated_files_are_named(tmp_path, kind):
 
 @pytest.mark.parametrize("version", [2, "1", None, True])
 def test_an_unknown_version_is_refused_naming_it(tmp_path, version):
-    docs = {"recipe": (RECIPE.to_dict(), Recipe.from_dict, Recipe.load),
-            "config": (BranchCacheConfig().to_dict(), load_config, load_config),
-            "plan": (BlockSkipPlan([SkipWindow("mid_block", 1, 3)]).to_dict(), BlockSkipPlan.from_dict,
-                     BlockSkipPlan.load)}
+    docs = {
+        "recipe": (RECIPE.to_dict(), Recipe.from_dict, Recipe.load),
+        "config": (BranchCacheConfig().to_dict(), load_config, load_config),
+        "plan": (BlockSkipPlan([SkipWindow("mid_block", 1, 3)]).to_dict(), BlockSkipPlan.from_dict, BlockSkipPlan.load),
+    }
     for what, (doc, from_dict, load) in docs.items():
         doc = {**doc, "version": version}
         with pytest.raises(ValueError) as err:

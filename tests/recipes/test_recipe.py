@@ -14,15 +14,25 @@ from unetlab.recipes.presets import family, preset
 from unetlab.testing import tiny_sd_pipeline, tiny_unet
 
 STEPS = 6
-STACK = (EncoderPropagationConfig(key_steps="uniform:2", parallel=False, noise_injection=None),
-         BranchCacheConfig(interval=2, branch=0, granularity="layer"))
+STACK = (
+    EncoderPropagationConfig(key_steps="uniform:2", parallel=False, noise_injection=None),
+    BranchCacheConfig(interval=2, branch=0, granularity="layer"),
+)
 
 
 def _run(pipe, steps=STEPS):
     g = torch.Generator().manual_seed(0)
     pos, neg = torch.randn(1, 5, 16, generator=g), torch.randn(1, 5, 16, generator=g)
-    return pipe(prompt_embeds=pos, negative_prompt_embeds=neg, guidance_scale=5.0, num_inference_steps=steps,
-                height=128, width=128, output_type="latent", generator=torch.Generator().manual_seed(1)).images
+    return pipe(
+        prompt_embeds=pos,
+        negative_prompt_embeds=neg,
+        guidance_scale=5.0,
+        num_inference_steps=steps,
+        height=128,
+        width=128,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(1),
+    ).images
 
 
 def _recipe(scheduler="DDIMScheduler", accelerators=STACK, steps=STEPS):
@@ -70,20 +80,35 @@ def test_same_scheduler_class_is_kept_and_a_json_path_works(tmp_path):
     assert "_unetlab_patches" not in pipe.unet.__dict__
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"num_inference_steps": 0}, "num_inference_steps"),
-    ({"scheduler": "NoSuchScheduler"}, "scheduler"),
-    ({"accelerators": "branch_cache"}, "accelerators"),
-    ({"accelerators": [{"kind": "unetlab.branch_cache", "interval": 0}]}, "accelerators[0]: interval"),
-    ({"accelerators": [STACK[1].to_dict(), STACK[0].to_dict()]}, "encoder_propagation after branch_cache"),
-    ({"accelerators": [{"kind": "unetlab.encoder_propagation", "key_steps": "uniform:2", "parallel": False},
-                       {"kind": "unetlab.block_skip", "plan": {"kind": "unetlab.block_skip", "windows": []}}]},
-     "block_skip after encoder_propagation"),
-    ({"accelerators": [BlockSkipConfig({"kind": "unetlab.block_skip", "num_inference_steps": 9,
-                                        "windows": []}).to_dict()]}, "accelerators[0] (block_skip)"),
-    ({"tuned_on": [1]}, "tuned_on"),
-    ({"speed": 2}, "unknown field(s) speed"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"num_inference_steps": 0}, "num_inference_steps"),
+        ({"scheduler": "NoSuchScheduler"}, "scheduler"),
+        ({"accelerators": "branch_cache"}, "accelerators"),
+        ({"accelerators": [{"kind": "unetlab.branch_cache", "interval": 0}]}, "accelerators[0]: interval"),
+        ({"accelerators": [STACK[1].to_dict(), STACK[0].to_dict()]}, "encoder_propagation after branch_cache"),
+        (
+            {
+                "accelerators": [
+                    {"kind": "unetlab.encoder_propagation", "key_steps": "uniform:2", "parallel": False},
+                    {"kind": "unetlab.block_skip", "plan": {"kind": "unetlab.block_skip", "windows": []}},
+                ]
+            },
+            "block_skip after encoder_propagation",
+        ),
+        (
+            {
+                "accelerators": [
+                    BlockSkipConfig({"kind": "unetlab.block_skip", "num_inference_steps": 9, "windows": []}).to_dict()
+                ]
+            },
+            "accelerators[0] (block_skip)",
+        ),
+        ({"tuned_on": [1]}, "tuned_on"),
+        ({"speed": 2}, "unknown field(s) speed"),
+    ],
+)
 def test_invalid_recipe_is_one_line_naming_the_field(change, field):
     d = {**_recipe().to_dict(), **change}
     with pytest.raises(ValueError) as err:

@@ -24,15 +24,22 @@ def _pixel_pipe(cls=DDPMPipeline):
 
 
 def _sample(pipe, steps=4):
-    return pipe(batch_size=1, num_inference_steps=steps, output_type="np",
-                generator=torch.Generator().manual_seed(0)).images
+    return pipe(
+        batch_size=1, num_inference_steps=steps, output_type="np", generator=torch.Generator().manual_seed(0)
+    ).images
 
 
 def test_named_solvers_pin_their_options_and_threshold_pixels_only():
     dpm = resolve("dpm++", _pixel_pipe())
     assert dpm.class_name == "DPMSolverMultistepScheduler" and dpm.label == "DPM++"
-    assert dpm.config == {"algorithm_type": "dpmsolver++", "lower_order_final": True, "solver_order": 2,
-                          "solver_type": "midpoint", "thresholding": True, "use_karras_sigmas": False}
+    assert dpm.config == {
+        "algorithm_type": "dpmsolver++",
+        "lower_order_final": True,
+        "solver_order": 2,
+        "solver_type": "midpoint",
+        "thresholding": True,
+        "use_karras_sigmas": False,
+    }
     assert resolve("unipc", _pixel_pipe()).config["thresholding"] is True
     latent = resolve("dpm++", tiny_sd_pipeline())  # a latent pipeline: its DDIM config already says no thresholding
     assert "thresholding" not in latent.config and latent.config["algorithm_type"] == "dpmsolver++"
@@ -44,22 +51,29 @@ def test_named_solvers_pin_their_options_and_threshold_pixels_only():
 def test_a_solver_round_trips_and_writes_a_bare_class_name_when_nothing_differs():
     dpm = resolve("dpm++", _pixel_pipe())
     assert Solver("DDIMScheduler").to_dict() == "DDIMScheduler"
-    assert Solver.from_dict(json.loads(json.dumps(dpm.to_dict()))) == dpm and hash(dpm) == hash(Solver.from_dict(
-        dpm.to_dict()))
+    assert Solver.from_dict(json.loads(json.dumps(dpm.to_dict()))) == dpm and hash(dpm) == hash(
+        Solver.from_dict(dpm.to_dict())
+    )
     recipe = Recipe(5, dpm, (BranchCacheConfig(interval=2),), {"model": "tiny"})
     back = Recipe.from_dict(json.loads(json.dumps(recipe.to_dict())))
     assert back == recipe and back.scheduler == dpm
     assert recipe.to_dict()["scheduler"] == {"class_name": "DPMSolverMultistepScheduler", "config": dpm.config}
 
 
-@pytest.mark.parametrize("scheduler, text", [
-    ("NoScheduler", "'NoScheduler' is not a diffusers scheduler class name"),
-    ({"class_name": "DPMSolverMultistepScheduler", "config": {"warp": 1}}, "'warp' is not a config field of"),
-    ({"class_name": "DPMSolverMultistepScheduler", "config": {"solver_order": float("nan")}}, "expected a JSON value"),
-    ({"class_name": "DDIMScheduler", "config": [1]}, "config: expected an object"),
-    ({"name": "DDIMScheduler"}, "expected the fields class_name and config"),
-    (3, "expected a class name or"),
-])
+@pytest.mark.parametrize(
+    "scheduler, text",
+    [
+        ("NoScheduler", "'NoScheduler' is not a diffusers scheduler class name"),
+        ({"class_name": "DPMSolverMultistepScheduler", "config": {"warp": 1}}, "'warp' is not a config field of"),
+        (
+            {"class_name": "DPMSolverMultistepScheduler", "config": {"solver_order": float("nan")}},
+            "expected a JSON value",
+        ),
+        ({"class_name": "DDIMScheduler", "config": [1]}, "config: expected an object"),
+        ({"name": "DDIMScheduler"}, "expected the fields class_name and config"),
+        (3, "expected a class name or"),
+    ],
+)
 def test_bad_solvers_are_one_line_naming_the_field(scheduler, text):
     with pytest.raises(ValueError) as err:
         Recipe.from_dict({**Recipe(4, "DDIMScheduler").to_dict(), "scheduler": scheduler})
@@ -101,13 +115,16 @@ def test_probe_names_why_a_pipeline_cannot_step_a_solver():
     assert probe(pipe, resolve("ddim", pipe), lambda: _sample(pipe, 2)) is None
 
 
-@pytest.mark.parametrize("text, error", [
-    ("dpm++", "--baseline: expected SCHEDULER:STEPS such as ddim:50 or dpm++:25, got 'dpm++'"),
-    ("warp:25", "--baseline: 'warp' is not one of ddim, dpm++"),
-    ("dpm++:x", "--baseline: steps: expected an integer >= 2 after the colon, got 'x'"),
-    ("unipc:1", "--baseline: steps: expected an integer >= 2"),
-    (":25", "--baseline: expected SCHEDULER:STEPS"),
-])
+@pytest.mark.parametrize(
+    "text, error",
+    [
+        ("dpm++", "--baseline: expected SCHEDULER:STEPS such as ddim:50 or dpm++:25, got 'dpm++'"),
+        ("warp:25", "--baseline: 'warp' is not one of ddim, dpm++"),
+        ("dpm++:x", "--baseline: steps: expected an integer >= 2 after the colon, got 'x'"),
+        ("unipc:1", "--baseline: steps: expected an integer >= 2"),
+        (":25", "--baseline: expected SCHEDULER:STEPS"),
+    ],
+)
 def test_baseline_errors_are_one_line(text, error):
     with pytest.raises(ValueError) as err:
         parse_baseline(text)
@@ -142,5 +159,4 @@ def test_the_space_carries_the_solver_as_a_dimension():
     assert variants == [bc.with_solver(dpm)]
     gr = space.Candidate(8, (GuidanceReuseConfig(interval=2),), "guidance-reuse", dpm)
     stacks = space.combinations([bc, variants[0], gr])
-    assert [(c.solver, [a.kind for a in c.accelerators]) for c in stacks] == [(dpm, ["branch_cache",
-                                                                                      "guidance_reuse"])]
+    assert [(c.solver, [a.kind for a in c.accelerators]) for c in stacks] == [(dpm, ["branch_cache", "guidance_reuse"])]

@@ -29,8 +29,12 @@ def _workload():
 
 
 def _images(pipe, steps, seeds):
-    out = pipe(batch_size=len(seeds), num_inference_steps=steps, output_type="np",
-               generator=[torch.Generator().manual_seed(s) for s in seeds]).images
+    out = pipe(
+        batch_size=len(seeds),
+        num_inference_steps=steps,
+        output_type="np",
+        generator=[torch.Generator().manual_seed(s) for s in seeds],
+    ).images
     return torch.from_numpy(np.asarray(out)).permute(0, 3, 1, 2).float()
 
 
@@ -38,8 +42,19 @@ def _images(pipe, steps, seeds):
 def tuned(tmp_path_factory):
     out = tmp_path_factory.mktemp("tune") / "recipe.json"
     w = _workload()
-    result = tune("tiny", BUDGET, steps=STEPS, out=out, calibration=3, validation=3, families=FAMILIES,
-                  progress=False, workload=w, timing_images=2, repeats=2)
+    result = tune(
+        "tiny",
+        BUDGET,
+        steps=STEPS,
+        out=out,
+        calibration=3,
+        validation=3,
+        families=FAMILIES,
+        progress=False,
+        workload=w,
+        timing_images=2,
+        repeats=2,
+    )
     return result, w, out
 
 
@@ -47,7 +62,9 @@ def test_the_recipe_meets_its_budget_on_the_validation_seeds(tuned):
     result, w, _ = tuned
     recipe = Recipe.from_dict(json.loads(json.dumps(result.recipe.to_dict())))
     seeds = recipe.tuned_on["validation_seeds"]
-    assert seeds == [VALIDATION_SEED + i for i in range(3)] and not set(seeds) & set(recipe.tuned_on["calibration_seeds"])
+    assert seeds == [VALIDATION_SEED + i for i in range(3)] and not set(seeds) & set(
+        recipe.tuned_on["calibration_seeds"]
+    )
     assert recipe.num_inference_steps < STEPS or recipe.accelerators  # an accelerated recipe, not the baseline
     reference = _images(w.pipe, STEPS, seeds)
     with unetlab.accelerate(w.pipe, recipe) as h:
@@ -63,8 +80,9 @@ def test_the_solver_is_searched(tuned):
     solvers = result.recipe.tuned_on["solvers"]
     assert solvers["DDIM"] == "baseline" and solvers["DPM++"] == "searched"
     # DDPMPipeline passes a generator to `step`, which UniPC's does not take: skipped with the reason
-    assert solvers["UniPC"] == ("TypeError: UniPCMultistepScheduler.step() got an unexpected keyword argument "
-                                "'generator'")
+    assert solvers["UniPC"] == (
+        "TypeError: UniPCMultistepScheduler.step() got an unexpected keyword argument 'generator'"
+    )
     searched = {r["name"].split(" + ")[0] for r in result.rows}
     assert {f"{STEPS} steps DPM++", "2 steps DPM++"} <= searched and not any("UniPC" in n for n in searched)
 
@@ -72,15 +90,28 @@ def test_the_solver_is_searched(tuned):
 def test_an_impossible_budget_names_the_best_quality_reached(tuned):
     _, w, out = tuned  # the same work folder: the measurements are reused
     with pytest.raises(BudgetNotMet) as err:
-        tune("tiny", "psnr>=99", steps=STEPS, out=out, calibration=3, validation=3, families=FAMILIES,
-             progress=False, workload=w, timing_images=2, repeats=2)
+        tune(
+            "tiny",
+            "psnr>=99",
+            steps=STEPS,
+            out=out,
+            calibration=3,
+            validation=3,
+            families=FAMILIES,
+            progress=False,
+            workload=w,
+            timing_images=2,
+            repeats=2,
+        )
     message = str(err.value)
     assert "\n" not in message and "no recipe meets psnr>=99" in message
     best = float(re.search(r"best quality reached on validation seeds: psnr ([0-9.]+)", message).group(1))
     state = json.loads((out.parent / "recipe.tune" / "state.json").read_text())
-    validated = [np.mean([e["quality"][str(s)]["psnr"] for s in range(VALIDATION_SEED, VALIDATION_SEED + 3)])
-                 for k, e in state["candidates"].items()
-                 if str(VALIDATION_SEED + 2) in e["quality"] and json.loads(k) != [STEPS, []]]
+    validated = [
+        np.mean([e["quality"][str(s)]["psnr"] for s in range(VALIDATION_SEED, VALIDATION_SEED + 3)])
+        for k, e in state["candidates"].items()
+        if str(VALIDATION_SEED + 2) in e["quality"] and json.loads(k) != [STEPS, []]
+    ]
     assert best == pytest.approx(max(validated), rel=1e-3) and best < 99
 
 
@@ -95,9 +126,21 @@ def _choice(w, out, monkeypatch, slow=()):
         _, flops, ops = cost.count(run)
         calls.append(flops)
         return (flops * 1e-9 + ops * 1e-5) * (30.0 if len(calls) - 1 in slow else 1.0)
+
     monkeypatch.setattr(timing, "wall_time", clock)
-    result = tune("tiny", BUDGET, steps=STEPS, out=out, calibration=3, validation=3, families=FAMILIES,
-                  progress=False, workload=w, timing_images=2, repeats=2)
+    result = tune(
+        "tiny",
+        BUDGET,
+        steps=STEPS,
+        out=out,
+        calibration=3,
+        validation=3,
+        families=FAMILIES,
+        progress=False,
+        workload=w,
+        timing_images=2,
+        repeats=2,
+    )
     r = result.recipe
     return (r.num_inference_steps, r.scheduler, r.accelerators, r.tuned_on["speedup_wall"]), len(calls)
 
@@ -110,10 +153,17 @@ def test_one_slow_timed_call_does_not_move_the_choice(tuned, monkeypatch):
         assert _choice(w, out, monkeypatch, {k})[0] == clean, f"call {k} slowed moved the choice"
 
 
-@pytest.mark.parametrize("text, match", [
-    ("psnr>35", "expected METRIC>=VALUE"), ("fid<=3", "unknown metric 'fid'"), ("psnr<=35", "write psnr>=35"),
-    ("accuracy>=0.99", "needs a shipped evaluation classifier"), ("accuracy>=1.5", None), ("psnr>=-1", "psnr must be"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("psnr>35", "expected METRIC>=VALUE"),
+        ("fid<=3", "unknown metric 'fid'"),
+        ("psnr<=35", "write psnr>=35"),
+        ("accuracy>=0.99", "needs a shipped evaluation classifier"),
+        ("accuracy>=1.5", None),
+        ("psnr>=-1", "psnr must be"),
+    ],
+)
 def test_budget_errors_are_one_line(text, match):
     model = "digits" if text == "accuracy>=1.5" else None
     with pytest.raises(ValueError) as err:
@@ -157,8 +207,11 @@ def test_forecasts_are_one_more_dimension_of_the_survivors():
     ep = space.Candidate(10, (EncoderPropagationConfig(key_steps="uniform:2"),), "encoder-propagation")
     variants = space.forecast_variants([bc, ep, space.Candidate(8)])
     assert [(c.steps, c.family, c.accelerators[0].reuse) for c in variants] == [
-        (10, "branch-cache", "taylor1"), (10, "branch-cache", "taylor2"),
-        (10, "encoder-propagation", "taylor1"), (10, "encoder-propagation", "taylor2")]
+        (10, "branch-cache", "taylor1"),
+        (10, "branch-cache", "taylor2"),
+        (10, "encoder-propagation", "taylor1"),
+        (10, "encoder-propagation", "taylor2"),
+    ]
     assert space.forecast_variants(variants) == []  # a forecast is not forecast again
 
 
@@ -166,5 +219,8 @@ def test_the_learned_clockwork_adaptor_is_searched_where_one_ships():
     from unetlab.recipes import space
 
     assert [(c.clock, c.adaptor) for c in space.adaptor_configs(unetlab.load("shapes").unet)] == [
-        (2, "shapes"), (3, "shapes"), (4, "shapes")]
+        (2, "shapes"),
+        (3, "shapes"),
+        (4, "shapes"),
+    ]
     assert space.adaptor_configs(tiny_unet("sd")) == []

@@ -43,8 +43,11 @@ def test_resume_falls_back_to_the_previous_intact_checkpoint(tmp_path, capsys, u
     capsys.readouterr()
     state = train(tiny_task(), cfg(out, resume=True))
     said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("resume:")]
-    assert len(said) == 1 and str(bad) in said[0] and "continuing from the previous intact checkpoint " \
-        "checkpoint-0000003" in said[0]
+    assert (
+        len(said) == 1
+        and str(bad) in said[0]
+        and "continuing from the previous intact checkpoint checkpoint-0000003" in said[0]
+    )
     assert state["step"] == 6
     for a, b in zip(uninterrupted, final_weights(out)):  # steps 4-6 trained again: the same weights, bit for bit
         assert all(torch.equal(a[k], b[k]) for k in a)

@@ -34,8 +34,19 @@ def shapes_folder(tmp_path_factory):
 
 
 def _cfg(out, **kw):
-    return TrainConfig(**{"out": str(out), "steps": 4, "batch_size": 3, "lr": 1e-2, "warmup": 1,
-                          "checkpoint_every": 2, "progress": False, "seed": 0, **kw})
+    return TrainConfig(
+        **{
+            "out": str(out),
+            "steps": 4,
+            "batch_size": 3,
+            "lr": 1e-2,
+            "warmup": 1,
+            "checkpoint_every": 2,
+            "progress": False,
+            "seed": 0,
+            **kw,
+        }
+    )
 
 
 def test_examples_pair_each_cheap_step_with_the_full_step_before(ddim_folder):
@@ -75,13 +86,37 @@ def test_training_resumes_exactly_and_the_adaptor_loads_into_clockwork(shapes_fo
     assert adaptor.config.text_dim == 16 and adaptor.conv_up.weight.abs().sum() > 0
     pipe = unetlab.load(str(shapes_folder))
     with unetlab.clockwork(pipe, adaptor=tmp_path / "a") as h:  # a run folder: its latest checkpoint
-        images = pipe("a red circle at the top left on a blue background", num_inference_steps=4, output_type="pt",
-                      generator=torch.Generator().manual_seed(0)).images
+        images = pipe(
+            "a red circle at the top left on a blue background",
+            num_inference_steps=4,
+            output_type="pt",
+            generator=torch.Generator().manual_seed(0),
+        ).images
         assert h.calls == [(0, True), (1, False), (2, True), (3, False)] and torch.isfinite(images).all()
 
 
 def test_cli_trains_an_adaptor(ddim_folder, tmp_path):
-    assert main(["train", "clockwork", "--model", str(ddim_folder), "--trajectories", "2", "--trajectory-steps", "3",
-                 "--steps", "1", "--batch-size", "2", "--no-progress", "--out", str(tmp_path / "ok")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "clockwork",
+                "--model",
+                str(ddim_folder),
+                "--trajectories",
+                "2",
+                "--trajectory-steps",
+                "3",
+                "--steps",
+                "1",
+                "--batch-size",
+                "2",
+                "--no-progress",
+                "--out",
+                str(tmp_path / "ok"),
+            ]
+        )
+        == 0
+    )
     saved = ckpt.latest(tmp_path / "ok") / "pipeline"
     assert ClockworkAdaptor.from_pretrained(saved).config.level == 1

@@ -13,8 +13,10 @@ def _halves_equal_whole(task, models, batch, n):
     g = torch.Generator().manual_seed(0)  # not used for these draws: any state gives the same losses
     whole = task.loss(models, {**batch(slice(0, n)), DRAWS: step_draws(3, 7, 0, n, n)}, g)
     h = n // 2
-    parts = [task.loss(models, {**batch(slice(a, b)), DRAWS: step_draws(3, 7, a, b, n)},
-                       torch.Generator().manual_seed(9)) for a, b in ((0, h), (h, n))]
+    parts = [
+        task.loss(models, {**batch(slice(a, b)), DRAWS: step_draws(3, 7, a, b, n)}, torch.Generator().manual_seed(9))
+        for a, b in ((0, h), (h, n))
+    ]
     # float32 means over a different grouping of the same terms
     assert float(whole) == pytest.approx(float(sum(parts) / 2), rel=1e-5)
     for seed, step in ((4, 7), (3, 8)):  # the run's seed and the step decide the draws

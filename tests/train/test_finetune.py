@@ -68,9 +68,16 @@ def test_init_from_errors_are_one_line(tmp_path):
     train(tiny_task(), cfg(tmp_path / "base", steps=3))
     source = ckpt.latest(tmp_path / "base") / "pipeline"
     wide = tiny_task()
-    wide.unet = type(wide.unet)(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1,
-                                block_out_channels=(8, 32), down_block_types=("DownBlock2D", "DownBlock2D"),
-                                up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4)
+    wide.unet = type(wide.unet)(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        layers_per_block=1,
+        block_out_channels=(8, 32),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+    )
     with pytest.raises(ValueError, match=r"^init_from: .* does not fit the task's unet: \d+ tensors differ"):
         init_from(wide.modules(), source)
     with pytest.raises(ValueError, match=r"^init_from: .* has no 'text_encoder' component"):
@@ -83,8 +90,16 @@ def test_init_from_loads_a_transformers_component(tmp_path):
 
     def encoder(seed):
         torch.manual_seed(seed)
-        return CLIPTextModel(CLIPTextConfig(hidden_size=8, intermediate_size=16, num_hidden_layers=1,
-                                            num_attention_heads=2, vocab_size=20, max_position_embeddings=8))
+        return CLIPTextModel(
+            CLIPTextConfig(
+                hidden_size=8,
+                intermediate_size=16,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                vocab_size=20,
+                max_position_embeddings=8,
+            )
+        )
 
     encoder(0).save_pretrained(tmp_path / "pipe" / "text_encoder")
     (tmp_path / "pipe" / "model_index.json").write_text("{}")

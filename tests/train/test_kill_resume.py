@@ -35,6 +35,7 @@ def _after_grid(out, target, delay):
         if not deadline and len(list(out.glob("samples/*.png"))) >= target:
             deadline.append(time.monotonic() + delay)
         return bool(deadline) and time.monotonic() >= deadline[0]
+
     return ready
 
 
@@ -44,8 +45,12 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
     rng = random.Random(16)
     kills = 0
     for attempt in range(2):
-        p = subprocess.Popen(cli(tmp_path, "--out", str(out), "--checkpoint-every", "1", "--resume"),
-                             env=env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p = subprocess.Popen(
+            cli(tmp_path, "--out", str(out), "--checkpoint-every", "1", "--resume"),
+            env=env(tmp_path),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         if attempt == 0:  # the moment a checkpoint is half written
             ready = _writing(out)
         else:  # a random moment after a random one of the checkpoints 1-4 (of 5): within a step or a write

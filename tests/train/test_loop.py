@@ -39,8 +39,16 @@ def test_checkpoint_is_atomic_and_complete(tmp_path):
     train(tiny_task(), cfg(out, steps=6, resume=True))
     assert not list(out.glob(".tmp-*"))  # ... are cleaned by the next run
     last = ckpt.latest(out)
-    for name in ("unet.safetensors", "ema_unet.safetensors", "optimizer.pt", "generators.safetensors", "state.json",
-                 "samples.png", "pipeline/model_index.json", "pipeline/unet/diffusion_pytorch_model.safetensors"):
+    for name in (
+        "unet.safetensors",
+        "ema_unet.safetensors",
+        "optimizer.pt",
+        "generators.safetensors",
+        "state.json",
+        "samples.png",
+        "pipeline/model_index.json",
+        "pipeline/unet/diffusion_pytorch_model.safetensors",
+    ):
         assert (last / name).is_file(), name
     assert (out / "samples" / "step_0000006.png").is_file()
 

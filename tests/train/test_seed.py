@@ -33,9 +33,16 @@ def test_two_seed_0_runs_of_eval_classifier_are_equal(tmp_path):
     weights = {}
     for name, seed in (("a", "0"), ("b", "0")):
         out = tmp_path / name
-        assert main(["eval", "classifier", "digits", "--out", str(out), "--steps", "2", "--batch-size", "8",
-                     "--seed", seed]) == 0
-        weights[name] = {f"{f.name}:{k}": v for f in sorted((out / "classifier").glob("*.safetensors"))
-                         for k, v in load_file(f).items()}
+        assert (
+            main(
+                ["eval", "classifier", "digits", "--out", str(out), "--steps", "2", "--batch-size", "8", "--seed", seed]
+            )
+            == 0
+        )
+        weights[name] = {
+            f"{f.name}:{k}": v
+            for f in sorted((out / "classifier").glob("*.safetensors"))
+            for k, v in load_file(f).items()
+        }
     assert weights["a"].keys() == weights["b"].keys()
     assert all(torch.equal(weights["a"][k], weights["b"][k]) for k in weights["a"])  # seed 1: see the test above

@@ -30,13 +30,23 @@ def test_prediction_type_and_init_from_reach_the_task_or_fail_in_one_line(tmp_pa
     task = make_task("ddpm", "digits", prediction_type="v_prediction")
     assert task.scheduler.config.prediction_type == "v_prediction"
     assert make_task("t2i", "shapes", prediction_type="v_prediction").scheduler.config.prediction_type == "v_prediction"
-    assert main(["train", "vdm", "--data", "digits", "--out", str(tmp_path / "r"),
-                 "--prediction-type", "v_prediction"]) == 2
+    assert (
+        main(["train", "vdm", "--data", "digits", "--out", str(tmp_path / "r"), "--prediction-type", "v_prediction"])
+        == 2
+    )
     assert "--prediction-type is not an option of vdm (only of ddpm, t2i)" in capsys.readouterr().err
-    assert main(["train", "ddpm", "--data", "digits", "--out", str(tmp_path / "r"), "--steps", "1",
-                 "--init-from", "shapes"]) == 2
+    assert (
+        main(
+            ["train", "ddpm", "--data", "digits", "--out", str(tmp_path / "r"), "--steps", "1", "--init-from", "shapes"]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "init_from: " in err[0] and "holds a UNet2DConditionModel; the task trains a UNet2DModel" in err[0]
+    assert (
+        len(err) == 1
+        and "init_from: " in err[0]
+        and "holds a UNet2DConditionModel; the task trains a UNet2DModel" in err[0]
+    )
 
 
 def _refusal(parser, argv, capsys) -> str:
@@ -60,7 +70,8 @@ def test_every_option_of_another_method_is_refused_naming_it(capsys):
             assert err.startswith(f"unetlab train {name}: error: {flag} is not an option of {name} (only of "), err
     assert _refusal(parser, ["train", "ddpm", "--out", "x", "--teacher", "x", "--clock", "3"], capsys) == (
         "unetlab train ddpm: error: --teacher is not an option of ddpm (only of codi); --clock is not an option of "
-        "ddpm (only of clockwork) (see unetlab train ddpm --help)")
+        "ddpm (only of clockwork) (see unetlab train ddpm --help)"
+    )
 
 
 def test_the_run_identity_holds_only_the_methods_own_options():
@@ -73,23 +84,54 @@ def test_the_run_identity_holds_only_the_methods_own_options():
         identity = run_identity(parser.parse_args(["train", name, "--out", "x"]))
         assert set(identity) == {"command", *(o.dest for o in method.own)}, name
     assert run_identity(parser.parse_args(["train", "ddpm", "--out", "x", "--data", "digits", "--seed", "3"])) == {
-        "command": "train ddpm", "data": "digits", "size": None, "prediction_type": "epsilon"}
+        "command": "train ddpm",
+        "data": "digits",
+        "size": None,
+        "prediction_type": "epsilon",
+    }
     assert set(run_identity(parser.parse_args(["train", "clockwork", "--out", "x"]))) == {
-        "command", "model", "level", "clock", "trajectories", "trajectory_steps", "guidance_scale",
-        "adaptor_channels", "prompts"}
+        "command",
+        "model",
+        "level",
+        "clock",
+        "trajectories",
+        "trajectory_steps",
+        "guidance_scale",
+        "adaptor_channels",
+        "prompts",
+    }
 
 
 def test_a_run_stores_its_own_options_and_resumes_comparing_only_them(tmp_path, capsys):
     import json
 
     run = tmp_path / "run"
-    argv = ["train", "ddpm", "--data", "digits", "--size", "8", "--warmup", "0", "--sample-steps", "1",
-            "--threads", "1", "--no-progress", "--out", str(run)]
+    argv = [
+        "train",
+        "ddpm",
+        "--data",
+        "digits",
+        "--size",
+        "8",
+        "--warmup",
+        "0",
+        "--sample-steps",
+        "1",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--out",
+        str(run),
+    ]
     assert main([*argv, "--steps", "1"]) == 0
     state_file = run / "checkpoint-0000001" / "state.json"
     state = json.loads(state_file.read_text())
-    assert state["config"]["run"] == {"command": "train ddpm", "data": "digits", "size": 8,
-                                      "prediction_type": "epsilon"}
+    assert state["config"]["run"] == {
+        "command": "train ddpm",
+        "data": "digits",
+        "size": 8,
+        "prediction_type": "epsilon",
+    }
     # as a run stored before each method had its own options: every method's options, with their defaults
     state["config"]["run"].update(clock=2, teacher="digits", encoder="trainable", vae=None, parameterization="v")
     state_file.write_text(json.dumps(state))

@@ -18,8 +18,11 @@ def _history(out):
 def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     assert main([*TINY, "--out", str(one), "--batch-size", "4", "--checkpoint-every", "1"]) == 0
-    run(launch2(tmp_path, "--out", str(two), "--batch-size", "2", "--checkpoint-every", "1"), tmp_path,
-        ACCELERATE_USE_CPU="1")
+    run(
+        launch2(tmp_path, "--out", str(two), "--batch-size", "2", "--checkpoint-every", "1"),
+        tmp_path,
+        ACCELERATE_USE_CPU="1",
+    )
     h1, h2 = _history(one), _history(two)
     # step 1's loss is taken before any update: the same images and noise give the same mean up to the order of
     # a float32 sum of 4 x 64 terms (relative error <= 256 * 2**-24 = 1.5e-5)

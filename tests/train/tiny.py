@@ -22,9 +22,16 @@ class TinyData:
 
 def tiny_task(fail_at_loss=None, fail_in_save=False):
     torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
-                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-                       norm_num_groups=4)
+    unet = UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+    )
     task = DDPMTask(unet, TinyData(), num_samples=4, sample_steps=2)
     calls = {"loss": 0}
     loss = task.loss
@@ -37,17 +44,27 @@ def tiny_task(fail_at_loss=None, fail_in_save=False):
 
     task.loss = counting_loss
     if fail_in_save:
+
         def broken_save(models, directory):
             directory.mkdir()
             (directory / "partial").write_text("x")
             raise KeyboardInterrupt("killed while saving")
+
         task.save = broken_save
     return task
 
 
 def cfg(out, **kw):
-    base = {"out": str(out), "steps": 6, "batch_size": 5, "lr": 1e-2, "warmup": 2, "checkpoint_every": 3,
-            "progress": False, "seed": 1}
+    base = {
+        "out": str(out),
+        "steps": 6,
+        "batch_size": 5,
+        "lr": 1e-2,
+        "warmup": 2,
+        "checkpoint_every": 3,
+        "progress": False,
+        "seed": 1,
+    }
     base.update(kw)
     return TrainConfig(**base)
 

@@ -52,8 +52,9 @@ def test_controlnet_residuals(size):
     h, w = x.shape[-2:]
     image = torch.randn(2, 3, h * 8, w * 8, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
-        down, mid = net(x, 400, encoder_hidden_states=cond["encoder_hidden_states"], controlnet_cond=image,
-                        return_dict=False)
+        down, mid = net(
+            x, 400, encoder_hidden_states=cond["encoder_hidden_states"], controlnet_cond=image, return_dict=False
+        )
         assert mid.abs().sum() > 0
         kw = dict(cond, down_block_additional_residuals=down, mid_block_additional_residual=mid)
         ref = unet(x, 400, **kw).sample
@@ -135,18 +136,28 @@ def test_unet2d_residuals_zero_is_bitwise_and_each_lands_on_its_skip(family):
     t = torch.tensor([10, 700])
     with torch.no_grad():
         plain = encode(unet, x, t, **cond)
-        zeros = dict(down_block_additional_residuals=[torch.zeros_like(s) for s in plain.skips],
-                     mid_block_additional_residual=torch.zeros_like(plain.mid))
+        zeros = dict(
+            down_block_additional_residuals=[torch.zeros_like(s) for s in plain.skips],
+            mid_block_additional_residual=torch.zeros_like(plain.mid),
+        )
         ref = unet(x, t, **cond).sample
         assert torch.equal(decode(unet, plain, [t]), ref)
         assert torch.equal(decode(unet, encode(unet, x, t, **zeros, **cond), [t]), ref)
         g = torch.Generator().manual_seed(5)
         down = [torch.randn(s.shape, generator=g) for s in plain.skips]
         mid = torch.randn(plain.mid.shape, generator=g)
-        by_hand = EncoderState(skips=tuple(s + r for s, r in zip(plain.skips, down)), mid=plain.mid + mid,
-                               batch_size=2, class_emb=plain.class_emb, timesteps=plain.timesteps)
-        out = decode(unet, encode(unet, x, t, down_block_additional_residuals=down, mid_block_additional_residual=mid,
-                                  **cond), [t])
+        by_hand = EncoderState(
+            skips=tuple(s + r for s, r in zip(plain.skips, down)),
+            mid=plain.mid + mid,
+            batch_size=2,
+            class_emb=plain.class_emb,
+            timesteps=plain.timesteps,
+        )
+        out = decode(
+            unet,
+            encode(unet, x, t, down_block_additional_residuals=down, mid_block_additional_residual=mid, **cond),
+            [t],
+        )
     assert torch.equal(out, decode(unet, by_hand, [t]))
     assert _rel(out, ref) > 1e-3
     with pytest.raises(ValueError, match="expected .* tensors"):

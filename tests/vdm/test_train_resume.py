@@ -61,9 +61,7 @@ def test_resume_gives_same_parameters_as_uninterrupted(tmp_path, digits):
     run(tmp_path / "straight", digits, LikelihoodTask(cfg, digits, num_samples=2, sample_steps=2))
     with pytest.raises(Interrupt):
         run(tmp_path / "cut", digits, StopAfter(cfg, digits, num_samples=2, sample_steps=2, calls=3))
-    state = run(
-        tmp_path / "cut", digits, LikelihoodTask(cfg, digits, num_samples=2, sample_steps=2), resume=True
-    )
+    state = run(tmp_path / "cut", digits, LikelihoodTask(cfg, digits, num_samples=2, sample_steps=2), resume=True)
     assert state["step"] == 4
     for name in ("model", "ema_model"):
         a = load_file(tmp_path / "straight" / "checkpoint-0000004" / f"{name}.safetensors")
@@ -102,8 +100,22 @@ def test_eval_bpd_reports_the_mean_and_the_spread_of_its_passes(tmp_path, digits
 
     cfg = LikelihoodConfig(**MODEL)
     run(tmp_path / "run", digits, LikelihoodTask(cfg, digits, num_samples=2, sample_steps=2))
-    assert main(["eval", "bpd", str(tmp_path / "run"), "--repeats", "3", "--seed", "5",
-                 "--json", str(tmp_path / "bpd.json")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "bpd",
+                str(tmp_path / "run"),
+                "--repeats",
+                "3",
+                "--seed",
+                "5",
+                "--json",
+                str(tmp_path / "bpd.json"),
+            ]
+        )
+        == 0
+    )
     got = json.loads((tmp_path / "bpd.json").read_text())
     model, _ = load_model(tmp_path / "run" / "checkpoint-0000004" / "pipeline")
     held_out = DigitsDataset("test", 8)
@@ -122,8 +134,11 @@ def test_tracked_bound_with_several_passes_is_their_mean_and_one_pass_is_unchang
 
     held_out = DigitsDataset("test", 8)
     cfg = LikelihoodConfig(**MODEL)
-    state = run(tmp_path, digits, LikelihoodTask(cfg, digits, num_samples=2, sample_steps=2, eval_dataset=held_out,
-                                                 eval_repeats=3))
+    state = run(
+        tmp_path,
+        digits,
+        LikelihoodTask(cfg, digits, num_samples=2, sample_steps=2, eval_dataset=held_out, eval_repeats=3),
+    )
     model, _ = load_model(tmp_path / "checkpoint-0000004" / "pipeline")
     x = images_to_x(held_out[torch.arange(len(held_out))]["images"])
     passes = [evaluate_bpd(model.eval(), x, torch.Generator().manual_seed(r)) for r in range(3)]

@@ -12,7 +12,26 @@ from .guidance_reuse import GuidanceReuseConfig, guidance_reuse
 from .peers import UnsupportedPeerError
 from .stacking import COMPOSE
 
-__all__ = ["AccelConfig", "AnchorAttentionConfig", "BlockSkipConfig", "BlockSkipPlan", "BranchCacheConfig", "COMPOSE",
-           "ClockworkAdaptor", "ClockworkConfig", "EncoderPropagation", "EncoderPropagationConfig",
-           "GuidanceReuseConfig", "SkipWindow", "UnsupportedPeerError", "anchor_attention", "apply", "block_skip",
-           "branch_cache", "clockwork", "encoder_propagation", "guidance_reuse", "load_config"]
+__all__ = [
+    "AccelConfig",
+    "AnchorAttentionConfig",
+    "BlockSkipConfig",
+    "BlockSkipPlan",
+    "BranchCacheConfig",
+    "COMPOSE",
+    "ClockworkAdaptor",
+    "ClockworkConfig",
+    "EncoderPropagation",
+    "EncoderPropagationConfig",
+    "GuidanceReuseConfig",
+    "SkipWindow",
+    "UnsupportedPeerError",
+    "anchor_attention",
+    "apply",
+    "block_skip",
+    "branch_cache",
+    "clockwork",
+    "encoder_propagation",
+    "guidance_reuse",
+    "load_config",
+]

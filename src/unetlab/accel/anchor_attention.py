@@ -28,7 +28,9 @@ from .handle import Handle, uncompiled
 KIND = "anchor_attention"
 PHASES = ("anchors", "frames")
 # Step accelerators that batch several steps (or rows that are not frames) into one UNet call.
-REFUSED = {"encoder_propagation": "its parallel decoder runs several steps in one UNet batch, whose rows are not frames"}
+REFUSED = {
+    "encoder_propagation": "its parallel decoder runs several steps in one UNet batch, whose rows are not frames"
+}
 
 
 @dataclass(frozen=True)
@@ -51,10 +53,15 @@ class AnchorAttentionConfig(AccelConfig):
             object.__setattr__(self, "count", 3)
         if self.anchors is not None:
             idx = tuple(self.anchors) if isinstance(self.anchors, (list, tuple)) else None
-            if (not idx or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in idx)
-                    or any(b <= a for a, b in itertools.pairwise(idx))):
-                raise ValueError(f"anchors: expected a strictly increasing, non-empty list of frame indices >= 0, "
-                                 f"got {self.anchors!r}")
+            if (
+                not idx
+                or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in idx)
+                or any(b <= a for a, b in itertools.pairwise(idx))
+            ):
+                raise ValueError(
+                    f"anchors: expected a strictly increasing, non-empty list of frame indices >= 0, "
+                    f"got {self.anchors!r}"
+                )
             object.__setattr__(self, "anchors", idx)
         for name in ("stride", "count"):
             v = getattr(self, name)
@@ -63,7 +70,7 @@ class AnchorAttentionConfig(AccelConfig):
         if not isinstance(self.own_kv, bool):
             raise ValueError(f"own_kv: expected True or False, got {self.own_kv!r}")
 
-    def apply_to(self, target) -> "AnchorAttention":
+    def apply_to(self, target) -> AnchorAttention:
         return AnchorAttention(target, self)
 
     def indices(self, num_frames: int) -> tuple[int, ...]:
@@ -72,8 +79,10 @@ class AnchorAttentionConfig(AccelConfig):
             raise ValueError("frames: the video is empty (0 frames); give at least one frame")
         if self.anchors is not None:
             if self.anchors[-1] >= num_frames:
-                raise ValueError(f"anchors: index {self.anchors[-1]} is out of range for a video of {num_frames} "
-                                 f"frames (valid: 0 to {num_frames - 1})")
+                raise ValueError(
+                    f"anchors: index {self.anchors[-1]} is out of range for a video of {num_frames} "
+                    f"frames (valid: 0 to {num_frames - 1})"
+                )
             return self.anchors
         if self.stride is not None:
             return tuple(range(0, num_frames, self.stride))
@@ -87,8 +96,10 @@ def self_attention_layers(unet: torch.nn.Module) -> dict[str, Attention]:
     for name, module in unet.named_modules():
         if isinstance(module, Attention) and not module.is_cross_attention:
             if type(module.processor) not in (AttnProcessor, AttnProcessor2_0):
-                raise TypeError(f"anchor_attention: layer {name} uses {type(module.processor).__name__}; supported "
-                                "self-attention processors: AttnProcessor, AttnProcessor2_0")
+                raise TypeError(
+                    f"anchor_attention: layer {name} uses {type(module.processor).__name__}; supported "
+                    "self-attention processors: AttnProcessor, AttnProcessor2_0"
+                )
             layers[name] = module
     if not layers:
         raise TypeError(f"anchor_attention: this {type(unet).__name__} has no self-attention layer")
@@ -101,14 +112,17 @@ class AnchorAttnProcessor:
     def __init__(self, handle: AnchorAttention, name: str, original):
         self.handle, self.name, self.original = handle, name, original
 
-    def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states=None,
-                 attention_mask=None, temb=None):
+    def __call__(
+        self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states=None, attention_mask=None, temb=None
+    ):
         h = self.handle
         if h.phase is None:
             return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
         if encoder_hidden_states is not None or attention_mask is not None:
-            raise RuntimeError(f"anchor_attention: layer {self.name} got encoder_hidden_states or an attention mask; "
-                               "anchor attention replaces plain self-attention only")
+            raise RuntimeError(
+                f"anchor_attention: layer {self.name} got encoder_hidden_states or an attention mask; "
+                "anchor attention replaces plain self-attention only"
+            )
         residual = hidden_states
         if attn.spatial_norm is not None:
             hidden_states = attn.spatial_norm(hidden_states, temb)
@@ -146,7 +160,7 @@ def _by_copy(x: torch.Tensor, copies: int) -> torch.Tensor:
 class _Processors:
     """The anchor processors installed on the self-attention layers; `.remove()` puts the originals back."""
 
-    def __init__(self, handle: "AnchorAttention", layers: dict[str, Attention]):
+    def __init__(self, handle: AnchorAttention, layers: dict[str, Attention]):
         self.layers = layers
         self.originals = {name: attn.processor for name, attn in layers.items()}
         for name, attn in layers.items():
@@ -231,8 +245,10 @@ class AnchorAttention(Handle):
     def _on_start(self) -> None:
         self._step, self._slot = -1, 0
         if self.phase == "frames" and self._anchor_timesteps not in (None, self.clock.timesteps):
-            raise RuntimeError("anchor_attention: this call's timesteps differ from the anchors' call; use the same "
-                               "num_inference_steps and scheduler for every batch of frames")
+            raise RuntimeError(
+                "anchor_attention: this call's timesteps differ from the anchors' call; use the same "
+                "num_inference_steps and scheduler for every batch of frames"
+            )
 
     def _forward(self, original, *args, **kwargs):
         self._enter(False)
@@ -246,8 +262,10 @@ class AnchorAttention(Handle):
                     raise RuntimeError(f"anchor_attention: does not compose with {kind} ({why}); remove it")
             batch = (args[0] if args else kwargs["sample"]).shape[0]
             if batch % self._frames:
-                raise RuntimeError(f"anchor_attention: the UNet batch of {batch} rows is not a multiple of the "
-                                   f"{self._frames} frames of this {self.phase!r} phase")
+                raise RuntimeError(
+                    f"anchor_attention: the UNet batch of {batch} rows is not a multiple of the "
+                    f"{self._frames} frames of this {self.phase!r} phase"
+                )
             self._copies = batch // self._frames
         return original(*args, **kwargs)
 
@@ -259,22 +277,31 @@ class AnchorAttention(Handle):
         if self.phase == "anchors":
             self._cache[key] = (_by_copy(k, g).detach(), _by_copy(v, g).detach())
         if key not in self._cache:
-            raise RuntimeError(f"anchor_attention: step {self._step} (call {self._slot}) of layer {name} has no "
-                               "cached anchor keys/values; run every batch with the anchors' steps and strength")
+            raise RuntimeError(
+                f"anchor_attention: step {self._step} (call {self._slot}) of layer {name} has no "
+                "cached anchor keys/values; run every batch with the anchors' steps and strength"
+            )
         k_a, v_a = self._cache[key]
         if k_a.shape[0] != g:
-            raise RuntimeError(f"anchor_attention: this batch has {g} guidance copies and the anchors had "
-                               f"{k_a.shape[0]}; use the same guidance settings for every batch")
+            raise RuntimeError(
+                f"anchor_attention: this batch has {g} guidance copies and the anchors had "
+                f"{k_a.shape[0]}; use the same guidance settings for every batch"
+            )
         if self.phase == "anchors" or k is None:
-            return F.scaled_dot_product_attention(_by_copy(q, g), k_a, v_a).view(
-                g, q.shape[1], -1, *q.shape[2:]).transpose(1, 2).reshape(q.shape)
+            return (
+                F.scaled_dot_product_attention(_by_copy(q, g), k_a, v_a)
+                .view(g, q.shape[1], -1, *q.shape[2:])
+                .transpose(1, 2)
+                .reshape(q.shape)
+            )
         m = q.shape[0] // g
         k_all = torch.cat([k_a.repeat_interleave(m, dim=0), k], dim=2)
         v_all = torch.cat([v_a.repeat_interleave(m, dim=0), v], dim=2)
         return F.scaled_dot_product_attention(q, k_all, v_all)
 
 
-def anchor_attention(target, anchors=None, stride: int | None = None, count: int | None = None,
-                     own_kv: bool = False) -> AnchorAttention:
+def anchor_attention(
+    target, anchors=None, stride: int | None = None, count: int | None = None, own_kv: bool = False
+) -> AnchorAttention:
     """Apply anchor attention to a diffusers pipeline or bare UNet; returns a handle (context manager, `.remove()`)."""
     return AnchorAttention(target, AnchorAttentionConfig(anchors=anchors, stride=stride, count=count, own_kv=own_kv))

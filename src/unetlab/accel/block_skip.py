@@ -46,7 +46,9 @@ class SkipWindow:
 
     def __post_init__(self):
         if not _COMPONENT.match(str(self.component)):
-            raise ValueError(f"component: {self.component!r} is not a block name (down_blocks.i, mid_block, up_blocks.j)")
+            raise ValueError(
+                f"component: {self.component!r} is not a block name (down_blocks.i, mid_block, up_blocks.j)"
+            )
         if not (isinstance(self.start, int) and isinstance(self.end, int) and 0 <= self.start <= self.end):
             raise ValueError(f"window: expected integers 0 <= start <= end, got start={self.start!r}, end={self.end!r}")
         if self.replace not in REPLACES:
@@ -73,18 +75,25 @@ class BlockSkipPlan:
             ws = sorted(ws, key=lambda w: w.start)
             for a, b in zip(ws, ws[1:]):
                 if b.start < a.end:
-                    raise ValueError(f"windows: {name} has overlapping windows [{a.start}, {a.end}) and [{b.start}, {b.end})")
+                    raise ValueError(
+                        f"windows: {name} has overlapping windows [{a.start}, {a.end}) and [{b.start}, {b.end})"
+                    )
         if self.num_inference_steps is not None:
             late = [w for w in self.windows if w.end > self.num_inference_steps]
             if late:
                 raise ValueError(f"windows: {late[0]} ends after num_inference_steps={self.num_inference_steps}")
 
     def to_dict(self) -> dict:
-        return {"kind": "unetlab.block_skip", "version": 1, "num_inference_steps": self.num_inference_steps,
-                "windows": [asdict(w) for w in self.windows], "meta": self.meta}
+        return {
+            "kind": "unetlab.block_skip",
+            "version": 1,
+            "num_inference_steps": self.num_inference_steps,
+            "windows": [asdict(w) for w in self.windows],
+            "meta": self.meta,
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "BlockSkipPlan":
+    def from_dict(cls, d: dict) -> BlockSkipPlan:
         if d.get("kind") != "unetlab.block_skip":
             raise ValueError(f"plan: expected kind 'unetlab.block_skip', got {d.get('kind')!r}")
         check_version(d, "plan")
@@ -95,7 +104,7 @@ class BlockSkipPlan:
         return write_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path) -> "BlockSkipPlan":
+    def load(cls, path) -> BlockSkipPlan:
         return in_file(cls.from_dict, path, "plan")
 
 
@@ -124,7 +133,7 @@ class BlockSkipConfig(AccelConfig):
     def __post_init__(self):
         object.__setattr__(self, "plan", as_plan(self.plan))
 
-    def apply_to(self, target) -> "BlockSkip":
+    def apply_to(self, target) -> BlockSkip:
         return BlockSkip(target, self)
 
 
@@ -146,7 +155,9 @@ class BlockSkip(Accelerator):
             if w.component not in valid:
                 raise ValueError(f"plan: component {w.component!r} is not in this UNet; valid: {', '.join(valid)}")
         if self.clock is None:
-            raise ValueError("scheduler: required for a bare UNet (steps are counted from scheduler.set_timesteps/step)")
+            raise ValueError(
+                "scheduler: required for a bare UNet (steps are counted from scheduler.set_timesteps/step)"
+            )
         self.calls_skipped = 0
         self._windows: dict[str, list[SkipWindow]] = {}
         for w in self.plan.windows:
@@ -196,6 +207,7 @@ class BlockSkip(Accelerator):
             out = original(*args, **kwargs)
             self.cache[key] = (out, side_state.snapshot(attention))
             return out
+
         return forward
 
 

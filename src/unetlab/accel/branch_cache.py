@@ -48,10 +48,16 @@ class BranchCacheConfig(AccelConfig):
                 raise ValueError(f"schedule: expected 'uniform' or a list of full-step indices, got {self.schedule!r}")
             return
         steps = tuple(self.schedule) if isinstance(self.schedule, (list, tuple)) else None
-        if (not steps or any(isinstance(s, bool) or not isinstance(s, int) for s in steps)
-                or steps[0] != 0 or any(b <= a for a, b in zip(steps, steps[1:]))):
-            raise ValueError("schedule: expected 'uniform' or a strictly increasing list of int step indices "
-                             f"starting with 0, got {self.schedule!r}")
+        if (
+            not steps
+            or any(isinstance(s, bool) or not isinstance(s, int) for s in steps)
+            or steps[0] != 0
+            or any(b <= a for a, b in zip(steps, steps[1:]))
+        ):
+            raise ValueError(
+                "schedule: expected 'uniform' or a strictly increasing list of int step indices "
+                f"starting with 0, got {self.schedule!r}"
+            )
         object.__setattr__(self, "schedule", steps)
 
     def is_full(self, step: int) -> bool:
@@ -63,8 +69,10 @@ class BranchCacheConfig(AccelConfig):
     def check_steps(self, num_steps: int) -> None:
         """Raise when an explicit schedule names a step the pipeline call does not run."""
         if self.schedule != "uniform" and self.schedule[-1] >= num_steps:
-            raise ValueError(f"schedule: full step {self.schedule[-1]} is out of range for a call with "
-                             f"{num_steps} steps (valid: 0 to {num_steps - 1})")
+            raise ValueError(
+                f"schedule: full step {self.schedule[-1]} is out of range for a call with "
+                f"{num_steps} steps (valid: 0 to {num_steps - 1})"
+            )
 
     def deep(self, unet) -> list:
         """The deep path this config reuses on `unet`; a one-line error when `branch` does not fit it."""
@@ -78,7 +86,7 @@ class BranchCacheConfig(AccelConfig):
             raise ValueError(f"branch: expected 0 to {n - 2} for this {n}-level UNet, got {self.branch}")
         return deep_modules(unet, self.branch + 1)
 
-    def apply_to(self, target) -> "BranchCache":
+    def apply_to(self, target) -> BranchCache:
         return BranchCache(target, self)
 
 
@@ -86,8 +94,11 @@ class BranchCache(DeepReuse):
     kind = "branch_cache"
 
 
-def branch_cache(target, interval: int = 3, branch: int = 0, schedule="uniform",
-                 granularity: str = "block", reuse: str = "copy") -> BranchCache:
+def branch_cache(
+    target, interval: int = 3, branch: int = 0, schedule="uniform", granularity: str = "block", reuse: str = "copy"
+) -> BranchCache:
     """Apply branch caching to a diffusers pipeline or bare UNet; returns a handle (context manager, `.remove()`)."""
-    return BranchCache(target, BranchCacheConfig(interval=interval, branch=branch, schedule=schedule,
-                                                 granularity=granularity, reuse=reuse))
+    return BranchCache(
+        target,
+        BranchCacheConfig(interval=interval, branch=branch, schedule=schedule, granularity=granularity, reuse=reuse),
+    )

@@ -44,8 +44,9 @@ class ClockworkConfig(AccelConfig):
             raise ValueError(f"clock: expected an int >= 1 (1 = every step full), got {self.clock!r}")
         check_spec(self.adaptor)
         if self.adaptor is not None and self.reuse != "copy":
-            raise ValueError(f"reuse: forecasting replaces the identity adaptor; with adaptor= use reuse='copy', "
-                             f"got {self.reuse!r}")
+            raise ValueError(
+                f"reuse: forecasting replaces the identity adaptor; with adaptor= use reuse='copy', got {self.reuse!r}"
+            )
         if self.adaptor is not None and not isinstance(self.adaptor, ClockworkAdaptor):
             object.__setattr__(self, "adaptor", os.fspath(self.adaptor))
         if self.level is None:
@@ -72,12 +73,14 @@ class ClockworkConfig(AccelConfig):
         d = super().to_dict()
         if isinstance(self.adaptor, ClockworkAdaptor):
             if self.adaptor.source is None:
-                raise ValueError("adaptor: an adaptor built in memory has no name to save; save it with "
-                                 "adaptor.save_pretrained(folder) and pass the folder")
+                raise ValueError(
+                    "adaptor: an adaptor built in memory has no name to save; save it with "
+                    "adaptor.save_pretrained(folder) and pass the folder"
+                )
             d["adaptor"] = self.adaptor.source
         return d
 
-    def apply_to(self, target) -> "Clockwork":
+    def apply_to(self, target) -> Clockwork:
         return Clockwork(target, self)
 
 
@@ -94,8 +97,9 @@ class Clockwork(DeepReuse):
 
         modules = self.config.deep(self.unet)
         self.adaptor = load_adaptor(self.config.adaptor)
-        self.deep = self._add(AdaptorPath(self.unet, self.config.level, modules, self.adaptor,
-                                          name=f"unetlab.{self.kind}.deep"))
+        self.deep = self._add(
+            AdaptorPath(self.unet, self.config.level, modules, self.adaptor, name=f"unetlab.{self.kind}.deep")
+        )
 
     def forward(self, original, call, args, kwargs):
         if self.adaptor is not None:

@@ -51,41 +51,60 @@ def unet_dims(unet, level: int) -> dict:
     cfg = unet.config
     down = unet.down_blocks[level - 1]
     if not getattr(down, "downsamplers", None):
-        raise ValueError(f"adaptor: down_blocks.{level - 1} has no downsampler, so the cut at level {level} has no "
-                         "high-resolution input to read")
+        raise ValueError(
+            f"adaptor: down_blocks.{level - 1} has no downsampler, so the cut at level {level} has no "
+            "high-resolution input to read"
+        )
     last = unet.up_blocks[n - level - 1]
     if hasattr(last, "skip_conv") or hasattr(last, "skip_norm"):
-        raise ValueError(f"adaptor: {type(last).__name__} returns a skip image besides its feature; the learned "
-                         "adaptor needs up blocks that return one tensor (use the identity adaptor, adaptor=None)")
+        raise ValueError(
+            f"adaptor: {type(last).__name__} returns a skip image besides its feature; the learned "
+            "adaptor needs up blocks that return one tensor (use the identity adaptor, adaptor=None)"
+        )
     proj = getattr(unet.down_blocks[level].resnets[0], "time_emb_proj", None)
     if not isinstance(proj, nn.Linear):
         raise ValueError(f"adaptor: down_blocks.{level}'s resnets take no time embedding; the adaptor conditions on it")
     text_dim = None
     if isinstance(unet, UNet2DConditionModel):
         text_dim = cfg.encoder_hid_dim or cfg.cross_attention_dim
-    return {"in_channels": cfg.block_out_channels[level - 1], "out_channels": cfg.block_out_channels[level],
-            "temb_channels": proj.in_features, "text_dim": text_dim, "level": level}
+    return {
+        "in_channels": cfg.block_out_channels[level - 1],
+        "out_channels": cfg.block_out_channels[level],
+        "temb_channels": proj.in_features,
+        "text_dim": text_dim,
+        "level": level,
+    }
 
 
 class ClockworkAdaptor(ModelMixin, ConfigMixin):
     """phi(r_in, r_prev, temb, text) = r_prev + ConvT(Res(Res(Conv_s2(r_in) + W text, temb), temb)) (Sec. 3.2)."""
 
     @register_to_config
-    def __init__(self, in_channels: int = 32, out_channels: int = 64, temb_channels: int = 128,
-                 text_dim: int | None = None, channels: int = 64, groups: int = 8, level: int = 1):
+    def __init__(
+        self,
+        in_channels: int = 32,
+        out_channels: int = 64,
+        temb_channels: int = 128,
+        text_dim: int | None = None,
+        channels: int = 64,
+        groups: int = 8,
+        level: int = 1,
+    ):
         super().__init__()
         groups = _groups(channels, groups)
         self.conv_down = nn.Conv2d(in_channels, channels, 3, stride=2, padding=1)
         self.text_proj = nn.Linear(text_dim, channels) if text_dim else None
-        self.resnets = nn.ModuleList(ResnetBlock2D(in_channels=channels, out_channels=channels,
-                                                   temb_channels=temb_channels, groups=groups) for _ in range(2))
+        self.resnets = nn.ModuleList(
+            ResnetBlock2D(in_channels=channels, out_channels=channels, temb_channels=temb_channels, groups=groups)
+            for _ in range(2)
+        )
         self.conv_up = nn.ConvTranspose2d(channels, out_channels, 3, stride=2, padding=1)
         nn.init.zeros_(self.conv_up.weight)
         nn.init.zeros_(self.conv_up.bias)
         self.source: str | None = None  # the shipped name or folder it was loaded from
 
     @classmethod
-    def from_unet(cls, unet, level: int = 1, channels: int | None = None, seed: int = 0) -> "ClockworkAdaptor":
+    def from_unet(cls, unet, level: int = 1, channels: int | None = None, seed: int = 0) -> ClockworkAdaptor:
         """An identity-initialised adaptor for `unet` at `level`; `channels` defaults to the width of r_in (the level
         it reads from: about 5% of a full step's FLOPs on the shipped models, 1% on SD 1.5); the other weights are
         drawn from torch's default initialisation seeded by `seed`."""
@@ -108,8 +127,9 @@ class ClockworkAdaptor(ModelMixin, ConfigMixin):
             diff = ", ".join(f"{k} {have[k]} (this UNet: {need[k]})" for k in need if have[k] != need[k])
             raise ValueError(f"adaptor: made for another UNet or cut level: {diff}")
 
-    def forward(self, r_in: torch.Tensor, r_prev: torch.Tensor, temb: torch.Tensor,
-                text: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, r_in: torch.Tensor, r_prev: torch.Tensor, temb: torch.Tensor, text: torch.Tensor | None = None
+    ) -> torch.Tensor:
         h = self.conv_down(r_in)
         if self.text_proj is not None:
             if text is None:
@@ -152,12 +172,15 @@ def check_spec(adaptor) -> None:
     if adaptor is None or isinstance(adaptor, ClockworkAdaptor):
         return
     if not isinstance(adaptor, (str, os.PathLike)):
-        raise TypeError(f"adaptor: expected None (the identity adaptor), a ClockworkAdaptor, a shipped name "
-                        f"({', '.join(CLOCKWORK_ADAPTORS)}) or a save_pretrained folder, got {type(adaptor).__name__}")
+        raise TypeError(
+            f"adaptor: expected None (the identity adaptor), a ClockworkAdaptor, a shipped name "
+            f"({', '.join(CLOCKWORK_ADAPTORS)}) or a save_pretrained folder, got {type(adaptor).__name__}"
+        )
     name = os.fspath(adaptor)
     if name not in CLOCKWORK_ADAPTORS and not Path(name).is_dir():
-        raise ValueError(f"adaptor: {name!r} is neither a shipped adaptor ({', '.join(CLOCKWORK_ADAPTORS)}) nor a "
-                         "folder")
+        raise ValueError(
+            f"adaptor: {name!r} is neither a shipped adaptor ({', '.join(CLOCKWORK_ADAPTORS)}) nor a folder"
+        )
 
 
 def adaptor_level(adaptor) -> int | None:
@@ -179,6 +202,8 @@ def shipped_adaptor_for(unet) -> str:
     for name in CLOCKWORK_ADAPTORS:
         if source and Path(source).resolve() == (weights_path(name) / "unet").resolve():
             return name
-    raise ValueError(f"adaptor: no shipped adaptor was distilled for this UNet (shipped: "
-                     f"{', '.join(CLOCKWORK_ADAPTORS)}, for the shipped models of those names); distil one with "
-                     "`unetlab train clockwork --model PATH`")
+    raise ValueError(
+        f"adaptor: no shipped adaptor was distilled for this UNet (shipped: "
+        f"{', '.join(CLOCKWORK_ADAPTORS)}, for the shipped models of those names); distil one with "
+        "`unetlab train clockwork --model PATH`"
+    )

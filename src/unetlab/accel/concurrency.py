@@ -65,7 +65,9 @@ class RunOwner:
             return
         with self._lock:
             if self.thread not in (None, me) and _running(self.thread, self.entry):
-                raise RuntimeError(f"{self.kind}: a second pipeline call entered this accelerated UNet from another "
-                                   "thread while a call is running; one handle serves one call at a time (wait for "
-                                   "it, or give each thread its own pipeline and handle)")
+                raise RuntimeError(
+                    f"{self.kind}: a second pipeline call entered this accelerated UNet from another "
+                    "thread while a call is running; one handle serves one call at a time (wait for "
+                    "it, or give each thread its own pipeline and handle)"
+                )
             self.thread, self.entry = me, _entry(self.codes)

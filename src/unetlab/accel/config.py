@@ -24,8 +24,10 @@ def check_version(d: dict, what: str) -> None:
     """Refuse a document of another format version (a newer unetlab's) instead of reading it as this one."""
     v = d.get("version", VERSION)
     if v != VERSION or isinstance(v, bool):
-        raise ValueError(f"{what}: version {v!r} is not supported: this unetlab reads version {VERSION} (a file "
-                         "written by a newer unetlab needs that unetlab)")
+        raise ValueError(
+            f"{what}: version {v!r} is not supported: this unetlab reads version {VERSION} (a file "
+            "written by a newer unetlab needs that unetlab)"
+        )
 
 
 def read_json(path, what: str):
@@ -71,11 +73,14 @@ class AccelConfig:
             _KINDS[cls.kind] = cls
 
     def to_dict(self) -> dict:
-        return {"kind": f"unetlab.{self.kind}", "version": 1,
-                **{f.name: _plain(getattr(self, f.name)) for f in fields(self)}}
+        return {
+            "kind": f"unetlab.{self.kind}",
+            "version": 1,
+            **{f.name: _plain(getattr(self, f.name)) for f in fields(self)},
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "AccelConfig":
+    def from_dict(cls, d: dict) -> AccelConfig:
         if not isinstance(d, dict) or d.get("kind") != f"unetlab.{cls.kind}":
             got = d.get("kind") if isinstance(d, dict) else type(d).__name__
             raise ValueError(f"config: expected kind 'unetlab.{cls.kind}', got {got!r}")
@@ -83,7 +88,9 @@ class AccelConfig:
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names - {"kind", "version"})
         if unknown:
-            raise ValueError(f"config: unknown field(s) {', '.join(unknown)} for {cls.kind}; valid: {', '.join(sorted(names))}")
+            raise ValueError(
+                f"config: unknown field(s) {', '.join(unknown)} for {cls.kind}; valid: {', '.join(sorted(names))}"
+            )
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def save(self, path) -> Path:
@@ -94,7 +101,7 @@ class AccelConfig:
         raise NotImplementedError
 
     @classmethod
-    def load(cls, path) -> "AccelConfig":
+    def load(cls, path) -> AccelConfig:
         return in_file(cls.from_dict, path, "config")
 
 
@@ -105,8 +112,10 @@ def load_config(source) -> AccelConfig:
     d = source
     kind = str(d.get("kind", "")).removeprefix("unetlab.") if isinstance(d, dict) else ""
     if kind not in _KINDS:
-        raise ValueError(f"config: kind {d.get('kind') if isinstance(d, dict) else None!r} is not an accelerator; "
-                         f"valid: {', '.join('unetlab.' + k for k in sorted(_KINDS))}")
+        raise ValueError(
+            f"config: kind {d.get('kind') if isinstance(d, dict) else None!r} is not an accelerator; "
+            f"valid: {', '.join('unetlab.' + k for k in sorted(_KINDS))}"
+        )
     return _KINDS[kind].from_dict(d)
 
 

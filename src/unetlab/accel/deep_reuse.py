@@ -70,7 +70,7 @@ class DeepPath:
             if key not in reused:
                 fc = store[key][0] if key in store and not self.restart else Forecast(self.order)
                 h = fc.spacings(self.step)
-                self._pending[key] = (fc, fc.diffs[:len(h)], [torch.tensor(hi) for hi in h])
+                self._pending[key] = (fc, fc.diffs[: len(h)], [torch.tensor(hi) for hi in h])
         self._prepared = dict(self._pending)
 
     def settle(self) -> None:
@@ -108,8 +108,9 @@ class DeepReuse(Accelerator):
     partial UNet elsewhere. `calls` lists (step, full?) for every UNet call of the current run."""
 
     def install(self) -> None:
-        self.deep = self._add(DeepPath(self.config.deep(self.unet), name=f"unetlab.{self.kind}.deep",
-                                       order=order(self.config.reuse)))
+        self.deep = self._add(
+            DeepPath(self.config.deep(self.unet), name=f"unetlab.{self.kind}.deep", order=order(self.config.reuse))
+        )
 
     def start(self, run) -> None:
         if run.num_steps is not None:

@@ -39,11 +39,10 @@ from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 from .. import schedules
 from ..patching import ForwardPatch, claims
 from ..unet import check_supported, decode, encode
-from . import deep_reuse, side_state
+from . import deep_reuse, parallel, side_state
 from .config import AccelConfig
 from .forecast import Forecast, order
 from .handle import Accelerator, Call, call_signature, forward_signature
-from . import parallel
 
 KIND = "encoder_propagation"
 
@@ -67,16 +66,23 @@ class EncoderPropagationConfig(AccelConfig):
     def __post_init__(self):
         order(self.reuse)
         if isinstance(self.key_steps, dict):
-            object.__setattr__(self, "key_steps", schedules.KeySteps(
-                self.key_steps.get("num_steps"), tuple(self.key_steps.get("key_steps", ())),
-                str(self.key_steps.get("source", ""))))
+            object.__setattr__(
+                self,
+                "key_steps",
+                schedules.KeySteps(
+                    self.key_steps.get("num_steps"),
+                    tuple(self.key_steps.get("key_steps", ())),
+                    str(self.key_steps.get("source", "")),
+                ),
+            )
         elif isinstance(self.key_steps, list):
             object.__setattr__(self, "key_steps", tuple(self.key_steps))
         schedules.check_spec(self.key_steps)
-        _check_args(self.parallel, self.noise_injection, self.injection_threshold, self.max_parallel,
-                    self.num_inference_steps)
+        _check_args(
+            self.parallel, self.noise_injection, self.injection_threshold, self.max_parallel, self.num_inference_steps
+        )
 
-    def apply_to(self, target) -> "EncoderPropagation":
+    def apply_to(self, target) -> EncoderPropagation:
         return EncoderPropagation(target, self)
 
 
@@ -93,14 +99,17 @@ class EncoderPropagation(Accelerator):
         check_supported(self.unet)
         cfg = self.config
         if self.pipe is not None and cfg.num_inference_steps is not None:
-            raise ValueError("num_inference_steps: only for a bare UNet; a pipeline's step count comes from its "
-                             "scheduler at each call")
+            raise ValueError(
+                "num_inference_steps: only for a bare UNet; a pipeline's step count comes from its "
+                "scheduler at each call"
+            )
         if self.pipe is None:
             self._bare = _bare_keys(cfg.key_steps, cfg.num_inference_steps)  # (key steps, calls per image)
         self._order = order(cfg.reuse)
         self._output = UNet2DConditionOutput if isinstance(self.unet, UNet2DConditionModel) else UNet2DOutput
-        self._encoder = side_state.holders([*self.unet.down_blocks, *([self.unet.mid_block] if self.unet.mid_block
-                                                                     is not None else [])])
+        self._encoder = side_state.holders(
+            [*self.unet.down_blocks, *([self.unet.mid_block] if self.unet.mid_block is not None else [])]
+        )
         self._warned = self._warned_all = False
         controlnet = getattr(self.pipe, "controlnet", None)
         if isinstance(controlnet, torch.nn.Module):
@@ -136,8 +145,11 @@ class EncoderPropagation(Accelerator):
         spec = self.config.key_steps
         if isinstance(spec, str) and spec != "all" and len(self._keys) == run.num_steps and not self._warned_all:
             self._warned_all = True
-            warnings.warn(f"encoder_propagation: key_steps={spec!r} makes every one of this call's {run.num_steps} "
-                          "steps a key step; nothing is skipped (pass an explicit list or 'uniform:N')", stacklevel=2)
+            warnings.warn(
+                f"encoder_propagation: key_steps={spec!r} makes every one of this call's {run.num_steps} "
+                "steps a key step; nothing is skipped (pass an explicit list or 'uniform:N')",
+                stacklevel=2,
+            )
         self._sequential = run.offset is None or bool(claims(self.unet) & deep_reuse.KINDS)
         self._groups = 1
         if self.config.parallel and not self._sequential:
@@ -146,8 +158,11 @@ class EncoderPropagation(Accelerator):
                 self._sequential = True
                 if not self._warned:
                     self._warned = True
-                    warnings.warn(f"encoder_propagation: parallel decoding falls back to sequential: {culprit} does "
-                                  "not treat batch elements independently", stacklevel=2)
+                    warnings.warn(
+                        f"encoder_propagation: parallel decoding falls back to sequential: {culprit} does "
+                        "not treat batch elements independently",
+                        stacklevel=2,
+                    )
 
     # ----------------------------------------------------------------- the patched calls
     def forward(self, original, call: Call, args, kwargs):
@@ -158,8 +173,10 @@ class EncoderPropagation(Accelerator):
         step, slot = call.step, call.slot
         n = self.run.num_steps if self.pipe is not None else self._bare[1]
         if self.pipe is None and n is not None and step >= n:
-            raise RuntimeError(f"encoder_propagation: UNet call {step + 1} is beyond num_inference_steps={n}; "
-                               "call handle.reset() to start a new image")
+            raise RuntimeError(
+                f"encoder_propagation: UNet call {step + 1} is beyond num_inference_steps={n}; "
+                "call handle.reset() to start a new image"
+            )
         restart = not call.fresh or slot not in self._states
         full = step in self._key_set or restart
         if full:
@@ -206,7 +223,7 @@ class EncoderPropagation(Accelerator):
             return self.compiled(decode)(self.unet, state, [timestep])
         ts = self.clock.scheduler.timesteps
         start = self.run.offset + step
-        timesteps = [timestep] + list(ts[start + 1:start + end - step].unbind())
+        timesteps = [timestep] + list(ts[start + 1 : start + end - step].unbind())
         g = self._groups
         if g > 1 and state.batch_size % g:
             return self.compiled(decode)(self.unet, state, [timestep])
@@ -219,7 +236,7 @@ class EncoderPropagation(Accelerator):
             eps = self.compiled(decode)(self.unet, state, timesteps)
         b = state.batch_size
         for k, j in enumerate(range(step + 1, end), start=1):
-            self._ready[call.slot][j] = eps[k * b:(k + 1) * b]
+            self._ready[call.slot][j] = eps[k * b : (k + 1) * b]
         return eps[:b]
 
     def _controlnet_forward(self, original, *args, **kwargs):
@@ -254,17 +271,26 @@ def _bare_keys(spec, num_inference_steps):
     if isinstance(spec, (list, tuple)):
         return schedules.resolve(spec, num_inference_steps or max(spec) + 1), num_inference_steps
     if num_inference_steps is None and not isinstance(spec, schedules.KeySteps) and not str(spec).endswith(".json"):
-        raise ValueError(f"num_inference_steps: required for a bare UNet with key_steps={spec!r} (the number of "
-                         "UNet calls per image), or pass an explicit list of key steps")
-    n = num_inference_steps or (spec if isinstance(spec, schedules.KeySteps) else schedules.KeySteps.load(spec)).num_steps
+        raise ValueError(
+            f"num_inference_steps: required for a bare UNet with key_steps={spec!r} (the number of "
+            "UNet calls per image), or pass an explicit list of key steps"
+        )
+    n = (
+        num_inference_steps
+        or (spec if isinstance(spec, schedules.KeySteps) else schedules.KeySteps.load(spec)).num_steps
+    )
     return schedules.resolve(spec, n), n
 
 
 def _check_args(parallel, noise_injection, injection_threshold, max_parallel, num_inference_steps) -> None:
     if not isinstance(parallel, bool):
         raise TypeError(f"parallel: expected True or False, got {parallel!r}")
-    if noise_injection is not None and (isinstance(noise_injection, bool) or not isinstance(noise_injection, (int, float))
-                                        or not math.isfinite(noise_injection) or noise_injection < 0):
+    if noise_injection is not None and (
+        isinstance(noise_injection, bool)
+        or not isinstance(noise_injection, (int, float))
+        or not math.isfinite(noise_injection)
+        or noise_injection < 0
+    ):
         raise ValueError(f"noise_injection: expected a finite number >= 0 or None (off), got {noise_injection!r}")
     if isinstance(injection_threshold, bool) or not isinstance(injection_threshold, (int, float)):
         raise ValueError(f"injection_threshold: expected a timestep value (number), got {injection_threshold!r}")
@@ -273,10 +299,20 @@ def _check_args(parallel, noise_injection, injection_threshold, max_parallel, nu
             raise ValueError(f"{name}: expected a positive int or None, got {v!r}")
 
 
-def encoder_propagation(target, key_steps="paper", parallel: bool = True, noise_injection: float | None = 0.003,
-                        injection_threshold: float = 500, max_parallel: int | None = None,
-                        num_inference_steps: int | None = None, reuse: str = "copy") -> EncoderPropagation:
+def encoder_propagation(
+    target,
+    key_steps="paper",
+    parallel: bool = True,
+    noise_injection: float | None = 0.003,
+    injection_threshold: float = 500,
+    max_parallel: int | None = None,
+    num_inference_steps: int | None = None,
+    reuse: str = "copy",
+) -> EncoderPropagation:
     """Apply encoder propagation (Faster Diffusion) to a diffusers pipeline or a bare UNet; returns the handle."""
-    return EncoderPropagation(target, EncoderPropagationConfig(key_steps, parallel, noise_injection,
-                                                               injection_threshold, max_parallel, num_inference_steps,
-                                                               reuse))
+    return EncoderPropagation(
+        target,
+        EncoderPropagationConfig(
+            key_steps, parallel, noise_injection, injection_threshold, max_parallel, num_inference_steps, reuse
+        ),
+    )

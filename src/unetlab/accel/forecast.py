@@ -1,4 +1,6 @@
-"""TaylorSeer forecasting (Liu et al., arXiv 2503.06923): F(s) ≈ Σ_{i≤O} Δ^i F · Π_{j<i} (s − s_j), Δ^i F the i-th backward divided difference over the last full steps s_0 > s_1 > … (uniform spacing N, k = s − s_0: F + ∇F·k/N + ∇²F·k(k+N)/2N²).
+"""TaylorSeer forecasting (Liu et al., arXiv 2503.06923): F(s) ≈ Σ_{i≤O} Δ^i F · Π_{j<i} (s − s_j), Δ^i F the i-th
+backward divided difference over the last full steps s_0 > s_1 > …
+(uniform spacing N, k = s − s_0: F + ∇F·k/N + ∇²F·k(k+N)/2N²).
 
 This is the order-O Taylor expansion around the last full step with its derivatives estimated from backward
 differences to order O (Newton's backward form): exact for a feature that is a polynomial of degree ≤ O in the
@@ -59,16 +61,16 @@ class Forecast:
     def update(self, F, s: int) -> None:
         """Full step `s` (later than the stored ones) computed `F`."""
         h = self.spacings(s)
-        self.diffs = differences(F, self.diffs[:len(h)], h)
+        self.diffs = differences(F, self.diffs[: len(h)], h)
         self.advance(s)
 
     def spacings(self, s: int) -> list[int]:
         """h_i = s − s_{i-1}, i = 1 … min(O, steps stored): the divisors of the differences full step `s` adds."""
-        return [s - sj for sj in self.steps[:self.order]]
+        return [s - sj for sj in self.steps[: self.order]]
 
     def advance(self, s: int) -> None:
         """Record full step `s` (its differences taken: `differences`)."""
-        self.steps = [s, *self.steps][:self.order + 1]
+        self.steps = [s, *self.steps][: self.order + 1]
 
     def at(self, s: int):
         """The forecast of the feature at step `s` (after the full steps), in fresh tensors: a copy when one full

@@ -61,8 +61,9 @@ def recognise(pipe, kind: str) -> tuple[Layout, bool | None]:
         cfg, pag = bool(pipe.do_classifier_free_guidance), bool(pipe.do_perturbed_attention_guidance)
         return ((PAG_CFG if cfg else PAG) if pag else CFG), cfg or pag
     flag = getattr(type(pipe), "do_classifier_free_guidance", None)
-    return (PIX2PIX if kind == "instruct_pix2pix" else CFG), (bool(pipe.do_classifier_free_guidance)
-                                                             if isinstance(flag, property) else None)
+    return (PIX2PIX if kind == "instruct_pix2pix" else CFG), (
+        bool(pipe.do_classifier_free_guidance) if isinstance(flag, property) else None
+    )
 
 
 def copies(sample: torch.Tensor, layout: Layout, channels: int) -> bool:
@@ -78,7 +79,7 @@ def rows(value, batch: int, layout: Layout, index: int):
         if value.ndim == 0 or value.shape[0] != batch:
             return value
         size = batch // layout.chunks
-        return value[index * size:(index + 1) * size]
+        return value[index * size : (index + 1) * size]
     if isinstance(value, dict):
         return {k: rows(v, batch, layout, index) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -52,8 +52,9 @@ class GuidanceReuseConfig(AccelConfig):
         if isinstance(self.interval, bool) or not isinstance(self.interval, int) or self.interval < 1:
             raise ValueError(f"interval: expected an int >= 1 (1 = every step full), got {self.interval!r}")
         f = self.stop_after
-        if f is not None and (isinstance(f, bool) or not isinstance(f, (int, float)) or not math.isfinite(f)
-                              or not 0 < f <= 1):
+        if f is not None and (
+            isinstance(f, bool) or not isinstance(f, (int, float)) or not math.isfinite(f) or not 0 < f <= 1
+        ):
             raise ValueError(f"stop_after: expected None or a fraction of the steps in (0, 1], got {f!r}")
 
     def apply_to(self, target) -> GuidanceReuse:
@@ -72,25 +73,38 @@ class GuidanceReuse(Accelerator):
 
     def install(self) -> None:
         if self.pipe is None:
-            raise TypeError("target: guidance_reuse needs the pipeline (its guidance layout), got a bare "
-                            f"{type(self.unet).__name__}")
+            raise TypeError(
+                "target: guidance_reuse needs the pipeline (its guidance layout), got a bare "
+                f"{type(self.unet).__name__}"
+            )
         if "encoder_hidden_states" not in self._signature.parameters:
-            raise TypeError(f"target: {type(self.unet).__name__} takes no conditioning, so its pipeline has no "
-                            "guidance batch to reuse")
+            raise TypeError(
+                f"target: {type(self.unet).__name__} takes no conditioning, so its pipeline has no "
+                "guidance batch to reuse"
+            )
         from diffusers import StableDiffusionPanoramaPipeline, StableDiffusionSAGPipeline
 
-        for cls, why in ((StableDiffusionSAGPipeline, "reads the attention map of both guidance halves from the "
-                          "UNet, which a cheap step does not compute"),
-                         (StableDiffusionPanoramaPipeline, "guides while its do_classifier_free_guidance says False, "
-                          "and interleaves the guidance rows of its views")):
+        for cls, why in (
+            (
+                StableDiffusionSAGPipeline,
+                "reads the attention map of both guidance halves from the UNet, which a cheap step does not compute",
+            ),
+            (
+                StableDiffusionPanoramaPipeline,
+                "guides while its do_classifier_free_guidance says False, "
+                "and interleaves the guidance rows of its views",
+            ),
+        ):
             if isinstance(self.pipe, cls):
                 raise TypeError(f"target: {cls.__name__} {why}")
         self._family = family(self.pipe)
         under = sorted(claims(self.unet) & UNDER)
         if under and self._family == "pag":
-            raise RuntimeError(f"guidance_reuse: {under[0]} is applied and PAG's processors split the batch "
-                               "themselves, so the guidance chunks cannot run as separate calls under it; apply "
-                               "guidance_reuse alone on a PAG pipeline")
+            raise RuntimeError(
+                f"guidance_reuse: {under[0]} is applied and PAG's processors split the batch "
+                "themselves, so the guidance chunks cannot run as separate calls under it; apply "
+                "guidance_reuse alone on a PAG pipeline"
+            )
         self._order = order(self.config.reuse)
 
     def clear(self) -> None:
@@ -106,9 +120,11 @@ class GuidanceReuse(Accelerator):
     # ------------------------------------------------------------------ the patched call
     def forward(self, original, call: Call, args, kwargs):
         if self._split and call.slot:
-            raise RuntimeError(f"guidance_reuse: {type(self.pipe).__name__} calls the UNet more than once per step, "
-                               f"and stacked on {', '.join(sorted(claims(self.unet) & UNDER))} the guidance chunks of "
-                               "its calls would share their call slots; apply guidance_reuse alone")
+            raise RuntimeError(
+                f"guidance_reuse: {type(self.pipe).__name__} calls the UNet more than once per step, "
+                f"and stacked on {', '.join(sorted(claims(self.unet) & UNDER))} the guidance chunks of "
+                "its calls would share their call slots; apply guidance_reuse alone"
+            )
         layout = self._guidance(call)
         if layout is None:
             self.calls.append((call.step, True))
@@ -145,9 +161,11 @@ class GuidanceReuse(Accelerator):
         if guided is None and n % layout.chunks == 0:
             guided = copies(sample, layout, min(sample.shape[1], self.unet.config.out_channels))
         if not guided or n % layout.chunks:
-            raise ValueError(f"guidance_reuse: this {type(self.pipe).__name__} call has no guidance batch (the "
-                             f"UNet's {n} rows are not {layout.chunks} guidance copies of the sample): nothing to "
-                             "reuse; call it with guidance (e.g. guidance_scale > 1) or remove the handle")
+            raise ValueError(
+                f"guidance_reuse: this {type(self.pipe).__name__} call has no guidance batch (the "
+                f"UNet's {n} rows are not {layout.chunks} guidance copies of the sample): nothing to "
+                "reuse; call it with guidance (e.g. guidance_scale > 1) or remove the handle"
+            )
         self._batch = n
         if layout.name.startswith("pag"):
             self._perturbed = perturbed_layers(self.pipe, self.unet)

@@ -39,8 +39,16 @@ from . import stacking
 from .concurrency import RunOwner
 
 # Forward arguments that change at every step by design and only feed the encoder side (control residuals).
-PER_STEP = frozenset({"sample", "timestep", "return_dict", "down_block_additional_residuals",
-                      "mid_block_additional_residual", "down_intrablock_additional_residuals"})
+PER_STEP = frozenset(
+    {
+        "sample",
+        "timestep",
+        "return_dict",
+        "down_block_additional_residuals",
+        "mid_block_additional_residual",
+        "down_intrablock_additional_residuals",
+    }
+)
 
 
 def signature(value) -> Any:
@@ -60,8 +68,14 @@ def signature(value) -> Any:
 def same_values(a, b) -> bool:
     """Whether two (nested) argument values are equal element for element (tensors: same shape, dtype, values)."""
     if torch.is_tensor(a) or torch.is_tensor(b):
-        return (torch.is_tensor(a) and torch.is_tensor(b) and a.shape == b.shape and a.dtype == b.dtype
-                and a.device == b.device and bool(torch.equal(a, b)))
+        return (
+            torch.is_tensor(a)
+            and torch.is_tensor(b)
+            and a.shape == b.shape
+            and a.dtype == b.dtype
+            and a.device == b.device
+            and bool(torch.equal(a, b))
+        )
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(same_values(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
@@ -76,8 +90,10 @@ def step_independent(bound: dict) -> dict:
 def call_signature(bound: dict) -> tuple:
     """What a cached result depends on beyond the step: the sample's shape and the step-independent arguments."""
     sample = bound["sample"]
-    return ((tuple(sample.shape), sample.dtype, sample.device),
-            tuple((k, signature(v)) for k, v in bound.items() if k not in PER_STEP))
+    return (
+        (tuple(sample.shape), sample.dtype, sample.device),
+        tuple((k, signature(v)) for k, v in bound.items() if k not in PER_STEP),
+    )
 
 
 def position(timestep, timesteps) -> int | None:
@@ -166,8 +182,10 @@ class Handle:
 
     def __enter__(self):
         if not self._claimed:
-            raise RuntimeError(f"{self.kind}: this handle was removed (by .remove() or the end of a with block); "
-                               "apply it again for a new handle")
+            raise RuntimeError(
+                f"{self.kind}: this handle was removed (by .remove() or the end of a with block); "
+                "apply it again for a new handle"
+            )
         return self
 
     def __exit__(self, *exc) -> None:
@@ -216,8 +234,9 @@ class Accelerator(Handle):
 
     # ------------------------------------------------------------------ lifecycle
     def _listen(self, scheduler) -> None:
-        self.clock = StepClock(scheduler, on_start=self._on_start, before_step=self._before_step,
-                               on_enter=self.owner.enter)
+        self.clock = StepClock(
+            scheduler, on_start=self._on_start, before_step=self._before_step, on_enter=self.owner.enter
+        )
 
     def _on_start(self) -> None:
         if self.pipe is not None:
@@ -308,8 +327,9 @@ class Accelerator(Handle):
             self.start(self.run)
         sig = call_signature(bound)
         last = self._fresh.get(slot)
-        fresh = last is not None and (last[0] == sig or (last[0][0] == sig[0] and
-                                                        same_values(last[1], step_independent(bound))))
+        fresh = last is not None and (
+            last[0] == sig or (last[0][0] == sig[0] and same_values(last[1], step_independent(bound)))
+        )
         return self.forward(original, Call(step, slot, fresh, sig, bound), args, kwargs)
 
     def mark_full(self, call: Call) -> None:
@@ -332,4 +352,6 @@ class Accelerator(Handle):
             if timestep.device.type != "cpu" or timestep.numel() != 1:
                 return False
             timestep = timestep.reshape(()).tolist()
-        return isinstance(timestep, (int, float)) and abs(float(timestep) - float(host[expected])) <= 1e-6 * max(1.0, abs(float(host[expected])))
+        return isinstance(timestep, (int, float)) and abs(float(timestep) - float(host[expected])) <= 1e-6 * max(
+            1.0, abs(float(host[expected]))
+        )

@@ -18,15 +18,35 @@ import torch
 from .side_state import holders
 
 # diffusers processors that compute every batch element on its own (the batch is only a leading dimension).
-BATCH_INDEPENDENT = frozenset({
-    "AttnProcessor", "AttnProcessor2_0", "XFormersAttnProcessor", "SlicedAttnProcessor", "FusedAttnProcessor2_0",
-    "AttnAddedKVProcessor", "AttnAddedKVProcessor2_0", "SlicedAttnAddedKVProcessor", "XFormersAttnAddedKVProcessor",
-    "AttnProcessorNPU", "CrossAttnStoreProcessor", "IPAdapterAttnProcessor", "IPAdapterAttnProcessor2_0",
-})
+BATCH_INDEPENDENT = frozenset(
+    {
+        "AttnProcessor",
+        "AttnProcessor2_0",
+        "XFormersAttnProcessor",
+        "SlicedAttnProcessor",
+        "FusedAttnProcessor2_0",
+        "AttnAddedKVProcessor",
+        "AttnAddedKVProcessor2_0",
+        "SlicedAttnAddedKVProcessor",
+        "XFormersAttnAddedKVProcessor",
+        "AttnProcessorNPU",
+        "CrossAttnStoreProcessor",
+        "IPAdapterAttnProcessor",
+        "IPAdapterAttnProcessor2_0",
+    }
+)
 # processors that split the batch into this many equal groups
 GROUPED = {"PAGIdentitySelfAttnProcessor2_0": 2, "PAGCFGIdentitySelfAttnProcessor2_0": 3}
-_BATCH_FIELDS = ("skips", "mid", "class_emb", "aug_emb", "timestep_cond", "encoder_hidden_states", "attention_mask",
-                 "encoder_attention_mask")
+_BATCH_FIELDS = (
+    "skips",
+    "mid",
+    "class_emb",
+    "aug_emb",
+    "timestep_cond",
+    "encoder_hidden_states",
+    "attention_mask",
+    "encoder_attention_mask",
+)
 
 
 def plan(modules) -> tuple[int, str | None]:
@@ -59,8 +79,9 @@ def grouped_state(states: list, timesteps: list, groups: int):
     """(the k states, one per timestep, as one state of k*B rows laid out group-major; per-row timesteps) for
     decoding k timesteps in one batch."""
     k, b, state = len(timesteps), states[0].batch_size, states[0]
-    tiled = dataclasses.replace(state, batch_size=k * b,
-                                **{f: _group_major([getattr(s, f) for s in states], groups) for f in _BATCH_FIELDS})
+    tiled = dataclasses.replace(
+        state, batch_size=k * b, **{f: _group_major([getattr(s, f) for s in states], groups) for f in _BATCH_FIELDS}
+    )
     device = state.mid.device
     per_copy = torch.stack([torch.as_tensor(t, device=device).reshape(()) for t in timesteps])
     rows = per_copy[None, :, None].expand(groups, k, b // groups).reshape(-1)

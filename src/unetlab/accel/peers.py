@@ -27,7 +27,8 @@ def _import(module: str, package: str):
         return importlib.import_module(module)
     except ImportError as e:
         raise UnsupportedPeerError(
-            f"{package} is not installed ({e}); install it with: pip install 'unetlab[peers]'") from None
+            f"{package} is not installed ({e}); install it with: pip install 'unetlab[peers]'"
+        ) from None
 
 
 class _Undo:
@@ -52,18 +53,21 @@ def check_deepcache(target, branch: int = 0) -> None:
     _import("DeepCache", "DeepCache")
     pipe, unet = resolve(target)
     if pipe is None:
-        raise UnsupportedPeerError("deepcache: DeepCacheSDHelper needs a pipeline (it reads pipe.scheduler.timesteps), "
-                                   "got a bare UNet")
+        raise UnsupportedPeerError(
+            "deepcache: DeepCacheSDHelper needs a pipeline (it reads pipe.scheduler.timesteps), got a bare UNet"
+        )
     if unet.mid_block is None:
         raise UnsupportedPeerError("deepcache: DeepCacheSDHelper needs a UNet with a mid_block")
     if branch != 0 and unet.config.layers_per_block != 2:
         raise UnsupportedPeerError(
             f"deepcache: branch ids other than 0 assume 3 skips per level (layers_per_block=2); this UNet has "
-            f"layers_per_block={unet.config.layers_per_block}")
+            f"layers_per_block={unet.config.layers_per_block}"
+        )
 
 
 def deepcache(target, interval: int = 3, branch: int = 0) -> PeerHandle:
-    """DeepCache's own helper: `DeepCacheSDHelper(pipe).set_params(cache_interval, cache_branch_id)` then `.enable()`."""
+    """DeepCache's own helper: `DeepCacheSDHelper(pipe).set_params(cache_interval, cache_branch_id)` then
+    `.enable()`."""
     if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
         raise ValueError(f"interval: expected an int >= 1, got {interval!r}")
     if isinstance(branch, bool) or not isinstance(branch, int) or branch < 0:
@@ -102,8 +106,9 @@ def check_tome(target) -> None:
     _, unet = resolve(target)
     blocks = _transformer_blocks(unet)
     if not blocks:
-        raise UnsupportedPeerError(f"tome: tomesd merges tokens inside diffusers BasicTransformerBlocks; this "
-                                   f"{type(unet).__name__} has none")
+        raise UnsupportedPeerError(
+            f"tome: tomesd merges tokens inside diffusers BasicTransformerBlocks; this {type(unet).__name__} has none"
+        )
     norms = sorted({b.norm_type for b in blocks} - {"layer_norm"})
     if norms:
         raise UnsupportedPeerError(f"tome: tomesd's block forward supports norm_type 'layer_norm' only, got {norms}")
@@ -113,30 +118,43 @@ def _first_attention_downsample(unet) -> int:
     """The downsampling factor of the highest-resolution level with transformer blocks (1 on SD, 2 on SDXL)."""
     for i, block in enumerate(getattr(unet, "down_blocks", [])):
         if any(type(m).__name__ == "BasicTransformerBlock" for m in block.modules()):
-            return min(2 ** i, 8)
+            return min(2**i, 8)
     return 1
 
 
-def tome(target, ratio: float = 0.5, max_downsample: int | None = None, sx: int = 2, sy: int = 2,
-         use_rand: bool = True, merge_attn: bool = True, merge_crossattn: bool = False, merge_mlp: bool = False,
-         seed: int = 0) -> PeerHandle:
+def tome(
+    target,
+    ratio: float = 0.5,
+    max_downsample: int | None = None,
+    sx: int = 2,
+    sy: int = 2,
+    use_rand: bool = True,
+    merge_attn: bool = True,
+    merge_crossattn: bool = False,
+    merge_mlp: bool = False,
+    seed: int = 0,
+) -> PeerHandle:
     """`tomesd.apply_patch` with its own arguments; `max_downsample=None` is the first level with attention (tomesd's
     default 1 merges nothing on SDXL, whose first level has none); its random draws use a generator seeded with
     `seed` at every pipeline call (tomesd would otherwise fork the global RNG)."""
     if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 <= ratio < 1 - 1 / (sx * sy):
         raise ValueError(f"ratio: expected a float in [0, {1 - 1 / (sx * sy)}) for sx={sx}, sy={sy}, got {ratio!r}")
     if max_downsample not in (None, 1, 2, 4, 8):
-        raise ValueError(f"max_downsample: expected 1, 2, 4, 8 or None (the first level with attention), got "
-                         f"{max_downsample!r}")
+        raise ValueError(
+            f"max_downsample: expected 1, 2, 4, 8 or None (the first level with attention), got {max_downsample!r}"
+        )
     check_tome(target)
     tomesd = _import("tomesd", "tomesd")
     pipe, unet = resolve(target)
     max_downsample = max_downsample or _first_attention_downsample(unet)
-    handle = PeerHandle(unet, "tome", dict(ratio=ratio, max_downsample=max_downsample, sx=sx, sy=sy,
-                                           use_rand=use_rand, seed=seed))
+    handle = PeerHandle(
+        unet, "tome", dict(ratio=ratio, max_downsample=max_downsample, sx=sx, sy=sy, use_rand=use_rand, seed=seed)
+    )
     blocks = _transformer_blocks(unet)
-    had = {name: {id(b) for b in blocks if name in b.__dict__} for name in ("use_ada_layer_norm",
-                                                                             "use_ada_layer_norm_zero")}
+    had = {
+        name: {id(b) for b in blocks if name in b.__dict__}
+        for name in ("use_ada_layer_norm", "use_ada_layer_norm_zero")
+    }
     generator = torch.Generator(device=unet.device)
 
     def reseed():
@@ -144,8 +162,17 @@ def tome(target, ratio: float = 0.5, max_downsample: int | None = None, sx: int 
 
     reseed()
     try:
-        tomesd.apply_patch(unet, ratio=ratio, max_downsample=max_downsample, sx=sx, sy=sy, use_rand=use_rand,
-                           merge_attn=merge_attn, merge_crossattn=merge_crossattn, merge_mlp=merge_mlp)
+        tomesd.apply_patch(
+            unet,
+            ratio=ratio,
+            max_downsample=max_downsample,
+            sx=sx,
+            sy=sy,
+            use_rand=use_rand,
+            merge_attn=merge_attn,
+            merge_crossattn=merge_crossattn,
+            merge_mlp=merge_mlp,
+        )
         unet._tome_info["args"]["generator"] = generator
         clock = StepClock(pipe.scheduler, on_start=reseed) if pipe is not None else None
     except Exception:
@@ -187,8 +214,10 @@ def check_tgate(target) -> None:
     if pipe is None:
         raise UnsupportedPeerError("tgate: T-GATE replaces a pipeline's call (pipe.tgate), got a bare UNet")
     if _sd_loader(pipe) is None:
-        raise UnsupportedPeerError(f"tgate: TgateSDLoader/TgateSDXLLoader run the steps of a StableDiffusion(XL)"
-                                   f"Pipeline (encode_prompt, vae, image_processor); got {type(pipe).__name__}")
+        raise UnsupportedPeerError(
+            f"tgate: TgateSDLoader/TgateSDXLLoader run the steps of a StableDiffusion(XL)"
+            f"Pipeline (encode_prompt, vae, image_processor); got {type(pipe).__name__}"
+        )
 
 
 def tgate(target, gate_step: int = 10, sp_interval: int = 5, fi_interval: int = 1, warm_up: int = 2) -> PeerHandle:
@@ -196,8 +225,12 @@ def tgate(target, gate_step: int = 10, sp_interval: int = 5, fi_interval: int = 
     these arguments (cross-attention cached and guidance dropped from step `gate_step` on, self-attention cached
     every `sp_interval` / `fi_interval` steps before / after it); `.remove()` undoes the loader and its attention
     patches, which T-GATE itself leaves in place after a call."""
-    for name, value, low in (("gate_step", gate_step, 0), ("sp_interval", sp_interval, 1),
-                             ("fi_interval", fi_interval, 1), ("warm_up", warm_up, 0)):
+    for name, value, low in (
+        ("gate_step", gate_step, 0),
+        ("sp_interval", sp_interval, 1),
+        ("fi_interval", fi_interval, 1),
+        ("warm_up", warm_up, 0),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name}: expected an int >= {low} (T-GATE's argument), got {value!r}")
     check_tgate(target)
@@ -272,8 +305,10 @@ def _drop_new(modules, before: dict) -> None:
 def _needs_pipeline(target, kind: str):
     pipe, unet = resolve(target)
     if pipe is None:
-        raise UnsupportedPeerError(f"{kind}: needs a pipeline (its state is reset at the start of every call and "
-                                   "read from the scheduler's step), got a bare UNet")
+        raise UnsupportedPeerError(
+            f"{kind}: needs a pipeline (its state is reset at the start of every call and "
+            "read from the scheduler's step), got a bare UNet"
+        )
     return pipe, unet
 
 
@@ -294,15 +329,23 @@ def pab(target, spatial: int = 2, cross: int = 4, timestep_range: tuple = (100, 
         return ts[min(begin + clock_ref[0].step_index, len(ts) - 1)] if ts else 0.0
 
     clock_ref = [StepClock(pipe.scheduler)]
-    cfg = PyramidAttentionBroadcastConfig(spatial_attention_block_skip_range=spatial,
-                                          cross_attention_block_skip_range=cross,
-                                          spatial_attention_timestep_skip_range=tuple(timestep_range),
-                                          cross_attention_timestep_skip_range=tuple(timestep_range),
-                                          current_timestep_callback=timestep)
+    cfg = PyramidAttentionBroadcastConfig(
+        spatial_attention_block_skip_range=spatial,
+        cross_attention_block_skip_range=cross,
+        spatial_attention_timestep_skip_range=tuple(timestep_range),
+        cross_attention_timestep_skip_range=tuple(timestep_range),
+        current_timestep_callback=timestep,
+    )
     try:
-        handle = _diffusers_hooks(pipe, unet, "pab", "pyramid_attention_broadcast",
-                                  lambda: apply_pyramid_attention_broadcast(unet, cfg), _reset,
-                                  dict(spatial=spatial, cross=cross, timestep_range=list(timestep_range)))
+        handle = _diffusers_hooks(
+            pipe,
+            unet,
+            "pab",
+            "pyramid_attention_broadcast",
+            lambda: apply_pyramid_attention_broadcast(unet, cfg),
+            _reset,
+            dict(spatial=spatial, cross=cross, timestep_range=list(timestep_range)),
+        )
     except Exception:
         clock_ref[0].remove()
         raise
@@ -332,14 +375,25 @@ def taylorseer(target, interval: int = 5, order: int = 1, warm_up: int = 3) -> P
     from diffusers.hooks.taylorseer_cache import apply_taylorseer_cache
 
     names = [re.escape(n) for n, m in unet.named_modules() if type(m).__name__ in ("Attention", "FeedForward")]
-    cfg = TaylorSeerCacheConfig(cache_interval=interval, disable_cache_before_step=warm_up, max_order=order,
-                                taylor_factors_dtype=torch.float32, cache_identifiers=names)
+    cfg = TaylorSeerCacheConfig(
+        cache_interval=interval,
+        disable_cache_before_step=warm_up,
+        max_order=order,
+        taylor_factors_dtype=torch.float32,
+        cache_identifiers=names,
+    )
 
     def start(hooked) -> None:
         _reset(hooked)
         for m in hooked:
             m._diffusers_hook.get_hook("taylorseer_cache").state_manager.set_context(CacheContext("unetlab"))
 
-    return _diffusers_hooks(pipe, unet, "taylorseer", "taylorseer_cache",
-                            lambda: apply_taylorseer_cache(unet, cfg) if names else None, start,
-                            dict(interval=interval, order=order, warm_up=warm_up))
+    return _diffusers_hooks(
+        pipe,
+        unet,
+        "taylorseer",
+        "taylorseer_cache",
+        lambda: apply_taylorseer_cache(unet, cfg) if names else None,
+        start,
+        dict(interval=interval, order=order, warm_up=warm_up),
+    )

@@ -1,4 +1,5 @@
-"""Reused module outputs: copies of (nested) outputs, and the state attention processors keep between calls (SAG's store processor keeps the mid block's attention
+"""Reused module outputs: copies of (nested) outputs, and the state attention processors keep between calls (SAG's
+store processor keeps the mid block's attention
 map), saved when a module runs and put back when its output is reused instead, so that what the pipeline
 reads next belongs to the same call slot as the reused output."""
 

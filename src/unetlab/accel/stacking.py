@@ -1,20 +1,20 @@
 """Which accelerators compose on one UNet, and in which order; everything else is refused when applied.
 
-| applied first          | then                          | why it composes                                              |
-|------------------------|-------------------------------|--------------------------------------------------------------|
-| `encoder_propagation`  | `branch_cache` or `clockwork` | the reuse patch wraps encoder propagation's forward; at a     |
-|                        |                               | non-key step the decoder's deep up blocks are reused as well; |
-|                        |                               | decoding is sequential while stacked (deep features belong to |
-|                        |                               | one step)                                                     |
-| `branch_cache` or      | `anchor_attention`            | anchor attention replaces self-attention processors only; the |
-| `clockwork`            |                               | reuse patch decides which blocks run                          |
-| `encoder_propagation`  | `tome`                        | tomesd merges tokens inside the transformer blocks that the   |
-|                        |                               | split forward runs (Faster Diffusion's SD + ToMe row)         |
-| `encoder_propagation`, | `guidance_reuse`              | guidance reuse decides which guidance rows run; at a full     |
-| `branch_cache` or      |                               | step each guidance chunk is a call (slot) of its own under    |
-| `clockwork`            |                               | it, the conditional first, so the reuse caches hold one       |
-|                        |                               | chunk's rows and a cheap step reuses the conditional slot's   |
-|                        |                               | cache                                                         |
+| applied first          | then                          | why it composes                                             |
+|------------------------|-------------------------------|-------------------------------------------------------------|
+| `encoder_propagation`  | `branch_cache` or `clockwork` | the reuse patch wraps encoder propagation's forward; at a   |
+|                        |                               | non-key step the decoder's deep up blocks are reused as     |
+|                        |                               | well; decoding is sequential while stacked (deep features   |
+|                        |                               | belong to one step)                                         |
+| `branch_cache` or      | `anchor_attention`            | anchor attention replaces self-attention processors only;   |
+| `clockwork`            |                               | the reuse patch decides which blocks run                    |
+| `encoder_propagation`  | `tome`                        | tomesd merges tokens inside the transformer blocks that the |
+|                        |                               | split forward runs (Faster Diffusion's SD + ToMe row)       |
+| `encoder_propagation`, | `guidance_reuse`              | guidance reuse decides which guidance rows run; at a full   |
+| `branch_cache` or      |                               | step each guidance chunk is a call (slot) of its own under  |
+| `clockwork`            |                               | it, the conditional first, so the reuse caches hold one     |
+|                        |                               | chunk's rows and a cheap step reuses the conditional slot's |
+|                        |                               | cache                                                       |
 
 Refused, with the reason:
 - `branch_cache` + `clockwork`: both replace the same deep path;
@@ -34,12 +34,31 @@ from __future__ import annotations
 
 from ..patching import claims
 
-ACCELERATORS = ("encoder_propagation", "branch_cache", "clockwork", "block_skip", "deepcache", "tome",
-                "anchor_attention", "guidance_reuse", "tgate", "pab", "taylorseer")
-COMPOSE = frozenset({("encoder_propagation", "branch_cache"), ("encoder_propagation", "clockwork"),
-                     ("branch_cache", "anchor_attention"), ("clockwork", "anchor_attention"),
-                     ("encoder_propagation", "tome"), ("encoder_propagation", "guidance_reuse"),
-                     ("branch_cache", "guidance_reuse"), ("clockwork", "guidance_reuse")})
+ACCELERATORS = (
+    "encoder_propagation",
+    "branch_cache",
+    "clockwork",
+    "block_skip",
+    "deepcache",
+    "tome",
+    "anchor_attention",
+    "guidance_reuse",
+    "tgate",
+    "pab",
+    "taylorseer",
+)
+COMPOSE = frozenset(
+    {
+        ("encoder_propagation", "branch_cache"),
+        ("encoder_propagation", "clockwork"),
+        ("branch_cache", "anchor_attention"),
+        ("clockwork", "anchor_attention"),
+        ("encoder_propagation", "tome"),
+        ("encoder_propagation", "guidance_reuse"),
+        ("branch_cache", "guidance_reuse"),
+        ("clockwork", "guidance_reuse"),
+    }
+)
 _REASONS = {
     frozenset({"branch_cache", "clockwork"}): "both replace its deep path",
     frozenset({"block_skip", "anchor_attention"}): "both decide which blocks run at a step",
@@ -70,8 +89,12 @@ def check(unet, kind: str) -> None:
         if (other, kind) in COMPOSE:
             continue
         if (kind, other) in COMPOSE:
-            raise RuntimeError(f"{kind}: apply it before {other} (the only order in which they compose); remove "
-                               f"the {other} handle, apply {kind}, then {other}")
-        raise RuntimeError(f"{kind}: {other} is already applied to this UNet and they do not compose "
-                           f"({_reason(kind, other)}); call .remove() on the {other} handle first; composable: "
-                           + ", ".join(f"{a} then {b}" for a, b in sorted(COMPOSE)))
+            raise RuntimeError(
+                f"{kind}: apply it before {other} (the only order in which they compose); remove "
+                f"the {other} handle, apply {kind}, then {other}"
+            )
+        raise RuntimeError(
+            f"{kind}: {other} is already applied to this UNet and they do not compose "
+            f"({_reason(kind, other)}); call .remove() on the {other} handle first; composable: "
+            + ", ".join(f"{a} then {b}" for a, b in sorted(COMPOSE))
+        )

@@ -103,9 +103,12 @@ def ablation(unet, scheduler, component: str, window: tuple[int, int], replace: 
     if replace == "bypass":
         taps = Taps(unet, scheduler)
         block = unet.get_submodule(component)
-        handles = [r.register_forward_hook(
-            lambda m, args, out: _shortcut(m, args) if window[0] <= taps.clock.step_index < window[1] else None)
-            for r in block.resnets]
+        handles = [
+            r.register_forward_hook(
+                lambda m, args, out: _shortcut(m, args) if window[0] <= taps.clock.step_index < window[1] else None
+            )
+            for r in block.resnets
+        ]
         try:
             yield
         finally:
@@ -118,8 +121,9 @@ def ablation(unet, scheduler, component: str, window: tuple[int, int], replace: 
         k = int(component.split(".")[1])
         taps = Taps(unet, scheduler, on_skip=lambda i, step, x: f(step, x) if i == k else None, on_start=reset)
     else:
-        taps = Taps(unet, scheduler, on_part=lambda name, step, out: f(step, out) if name == component else None,
-                    on_start=reset)
+        taps = Taps(
+            unet, scheduler, on_part=lambda name, step, out: f(step, out) if name == component else None, on_start=reset
+        )
     try:
         yield
     finally:
@@ -157,7 +161,7 @@ class AblationGrid:
         return write_json(path, self.to_dict(), indent=1)
 
     @classmethod
-    def load(cls, path) -> "AblationGrid":
+    def load(cls, path) -> AblationGrid:
         return cls(**json.loads(Path(path).read_text()))
 
 
@@ -165,12 +169,25 @@ def cell_key(component: str, window) -> str:
     return f"{component}@{window[0]}-{window[1]}"
 
 
-def ablate(pipe_or_unet, components=None, windows=4, replace: str = "zeros", seeds=(0,), prompts_or_batch=None,
-           num_inference_steps: int = 20, guidance_scale: float | None = None, out_dir=None,
-           model_name: str | None = None, batch_size: int | None = None, scheduler=None,
-           progress: bool = True, accelerator=None) -> AblationGrid:
+def ablate(
+    pipe_or_unet,
+    components=None,
+    windows=4,
+    replace: str = "zeros",
+    seeds=(0,),
+    prompts_or_batch=None,
+    num_inference_steps: int = 20,
+    guidance_scale: float | None = None,
+    out_dir=None,
+    model_name: str | None = None,
+    batch_size: int | None = None,
+    scheduler=None,
+    progress: bool = True,
+    accelerator=None,
+) -> AblationGrid:
     """For each (component, window) cell: MSE, PSNR, SSIM of the final output against the unablated run with the
-    same noise, and `unetlab.eval.accuracy` results ("quality.*") when `model_name` names a shipped classifier; cells are cached in `out_dir/ablation_cells` and reused on rerun. Under `accelerate launch`, pass the
+    same noise, and `unetlab.eval.accuracy` results ("quality.*") when `model_name` names a shipped classifier; cells
+    are cached in `out_dir/ablation_cells` and reused on rerun. Under `accelerate launch`, pass the
     `accelerator` to share the sampling chunks among the processes."""
     sampler = Sampler(pipe_or_unet, prompts_or_batch, num_inference_steps, guidance_scale, scheduler)
     components = list(components) if components is not None else components_of(sampler.unet)
@@ -181,10 +198,16 @@ def ablate(pipe_or_unet, components=None, windows=4, replace: str = "zeros", see
     wins = make_windows(windows, num_inference_steps)
     items = sampler.items(seeds)
     batch_size = chunk_size(batch_size, len(items), accelerator)
-    chunks = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
-    config = dict(replace=replace, num_inference_steps=num_inference_steps, seeds=[int(s) for s in seeds],
-                  conds=[str(c) for c in sampler.conds], guidance_scale=guidance_scale,
-                  model=_fingerprint(sampler.unet), quality_model=model_name)
+    chunks = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+    config = dict(
+        replace=replace,
+        num_inference_steps=num_inference_steps,
+        seeds=[int(s) for s in seeds],
+        conds=[str(c) for c in sampler.conds],
+        guidance_scale=guidance_scale,
+        model=_fingerprint(sampler.unet),
+        quality_model=model_name,
+    )
     baselines = map_chunks(sampler.run, chunks, accelerator)
     labels = [c for c, _ in items]
     baseline = model_accuracy(model_name, torch.cat(baselines), labels) if model_name is not None else None
@@ -200,8 +223,7 @@ def ablate(pipe_or_unet, components=None, windows=4, replace: str = "zeros", see
             if isinstance(saved, dict) and saved.get("config") == config:
                 cells[key] = saved["metrics"]
                 continue
-        images = map_chunks(lambda chunk, c=c, w=w: ablated_sample(sampler, chunk, c, w, replace), chunks,
-                            accelerator)
+        images = map_chunks(lambda chunk, c=c, w=w: ablated_sample(sampler, chunk, c, w, replace), chunks, accelerator)
         per_sample = [image_metrics(a, b) for a, b in zip(images, baselines)]
         metrics = summarize({m: torch.cat([p[m] for p in per_sample]) for m in per_sample[0]})
         if baseline:

@@ -53,11 +53,16 @@ def keys_by_count(d: list[float], k: int) -> list[int]:
         lo, hi = (lo, mid) if len(keys_by_threshold(d, mid)) <= k else (mid, hi)
     keys = keys_by_threshold(d, hi)
     rest = sorted((s for s in range(n) if s not in keys), key=lambda s: -d[s])
-    return sorted(keys + rest[:k - len(keys)])
+    return sorted(keys + rest[: k - len(keys)])
 
 
-def derive_key_steps(trace: TraceResult, num_keys: int | None = None, threshold: float | None = None,
-                     metric: str = "rel_l1", half: str | None = None) -> KeySteps:
+def derive_key_steps(
+    trace: TraceResult,
+    num_keys: int | None = None,
+    threshold: float | None = None,
+    metric: str = "rel_l1",
+    half: str | None = None,
+) -> KeySteps:
     """Key steps for `unetlab.encoder_propagation(..., key_steps=...)` under a budget of `num_keys` keys or an
     accumulated-change `threshold`; step 0 is always key."""
     if (num_keys is None) == (threshold is None):
@@ -78,8 +83,10 @@ def derive_block_skip_plan(grid: AblationGrid, anatomy, min_psnr: float = 30.0) 
     """Greedy by FLOPs saved per unit of MSE lost over the grid's block cells, while the summed MSE of the
     chosen cells stays within the PSNR budget (MSE <= 10^(-min_psnr/10), outputs in [0, 1])."""
     if grid.replace not in SKIP_REPLACES:
-        raise ValueError(f"grid: replace={grid.replace!r} cannot be executed by block_skip; ablate with one of "
-                         f"{', '.join(SKIP_REPLACES)}")
+        raise ValueError(
+            f"grid: replace={grid.replace!r} cannot be executed by block_skip; ablate with one of "
+            f"{', '.join(SKIP_REPLACES)}"
+        )
     n = grid.meta["num_inference_steps"]
     budget = 10 ** (-min_psnr / 10)
     candidates = []
@@ -99,15 +106,26 @@ def derive_block_skip_plan(grid: AblationGrid, anatomy, min_psnr: float = 30.0) 
             chosen.append(SkipWindow(c, w[0], w[1], grid.replace))
             total_mse += mse
             total_saved += saved
-    meta = dict(min_psnr=min_psnr, predicted_mse=total_mse,
-                predicted_psnr=10 * math.log10(1 / total_mse) if total_mse > 0 else math.inf,
-                flops_saved=total_saved, flops_baseline=n * anatomy.total_flops,
-                flops_saved_fraction=total_saved / (n * anatomy.total_flops), source="derive_block_skip_plan")
+    meta = dict(
+        min_psnr=min_psnr,
+        predicted_mse=total_mse,
+        predicted_psnr=10 * math.log10(1 / total_mse) if total_mse > 0 else math.inf,
+        flops_saved=total_saved,
+        flops_baseline=n * anatomy.total_flops,
+        flops_saved_fraction=total_saved / (n * anatomy.total_flops),
+        source="derive_block_skip_plan",
+    )
     return BlockSkipPlan(chosen, n, meta)
 
 
-def recommend_deepcache(trace: TraceResult, anatomy, threshold: float = 0.2, max_interval: int = 10,
-                        metric: str = "rel_l1", half: str | None = None) -> dict:
+def recommend_deepcache(
+    trace: TraceResult,
+    anatomy,
+    threshold: float = 0.2,
+    max_interval: int = 10,
+    metric: str = "rel_l1",
+    half: str | None = None,
+) -> dict:
     """For each branch b, the largest interval N for which the cached feature (the output of up block L-2-b)
     changes on average by at most `threshold` (`metric` accumulated within an N-step span, averaged over the
     spans of the run); returns the branch saving the most FLOPs."""
@@ -119,8 +137,11 @@ def recommend_deepcache(trace: TraceResult, anatomy, threshold: float = 0.2, max
     for b in range(levels - 1):
         cached = f"up_blocks.{levels - 2 - b}"
         d = trace.curve(cached, metric, half)
-        deep = [f"down_blocks.{i}" for i in range(b + 1, levels)] + ["mid_block"] + \
-               [f"up_blocks.{j}" for j in range(levels - 1 - b)]
+        deep = (
+            [f"down_blocks.{i}" for i in range(b + 1, levels)]
+            + ["mid_block"]
+            + [f"up_blocks.{j}" for j in range(levels - 1 - b)]
+        )
         share = sum(p.share for p in anatomy.parts if p.name in deep)
         interval = 1
         for N in range(2, max_interval + 1):
@@ -128,8 +149,20 @@ def recommend_deepcache(trace: TraceResult, anatomy, threshold: float = 0.2, max
             if sum(spans) / len(spans) <= threshold:
                 interval = N
         full_steps = math.ceil(n / interval)
-        options.append(dict(branch=b, interval=interval, cached_part=cached, deep_flops_share=share,
-                            flops_saved_fraction=share * (1 - full_steps / n)))
+        options.append(
+            dict(
+                branch=b,
+                interval=interval,
+                cached_part=cached,
+                deep_flops_share=share,
+                flops_saved_fraction=share * (1 - full_steps / n),
+            )
+        )
     best = max(options, key=lambda o: o["flops_saved_fraction"])
-    return dict(best, threshold=threshold, metric=metric, options=options,
-                usage=f"unetlab.branch_cache(pipe, interval={best['interval']}, branch={best['branch']})")
+    return dict(
+        best,
+        threshold=threshold,
+        metric=metric,
+        options=options,
+        usage=f"unetlab.branch_cache(pipe, interval={best['interval']}, branch={best['branch']})",
+    )

@@ -50,8 +50,13 @@ def perturbation(unet, scheduler, resolution: int, sigma: float, noise_seed: int
         new = noisy(main_tensor(out))
         return None if new is None else with_main(out, new)
 
-    taps = Taps(unet, scheduler, on_part=on_part, on_skip=lambda k, step, x: noisy(x),
-                on_start=lambda: generator.manual_seed(noise_seed))
+    taps = Taps(
+        unet,
+        scheduler,
+        on_part=on_part,
+        on_skip=lambda k, step, x: noisy(x),
+        on_start=lambda: generator.manual_seed(noise_seed),
+    )
     try:
         yield
     finally:
@@ -81,13 +86,24 @@ class Sensitivity:
         return write_json(path, self.to_dict(), indent=1)
 
     @classmethod
-    def load(cls, path) -> "Sensitivity":
+    def load(cls, path) -> Sensitivity:
         return cls(**json.loads(Path(path).read_text()))
 
 
-def perturb(pipe_or_unet, sigmas=(0.1, 0.3, 1.0), levels=None, seeds=(0,), prompts_or_batch=None,
-            num_inference_steps: int = 20, guidance_scale: float | None = None, noise_seed: int = 0,
-            batch_size: int | None = None, scheduler=None, progress: bool = True, accelerator=None) -> Sensitivity:
+def perturb(
+    pipe_or_unet,
+    sigmas=(0.1, 0.3, 1.0),
+    levels=None,
+    seeds=(0,),
+    prompts_or_batch=None,
+    num_inference_steps: int = 20,
+    guidance_scale: float | None = None,
+    noise_seed: int = 0,
+    batch_size: int | None = None,
+    scheduler=None,
+    progress: bool = True,
+    accelerator=None,
+) -> Sensitivity:
     """Output change (MSE, PSNR, SSIM against the clean run, same noise) per resolution level and sigma; under
     `accelerate launch`, pass the `accelerator` to share the sampling chunks among the processes."""
     sampler = Sampler(pipe_or_unet, prompts_or_batch, num_inference_steps, guidance_scale, scheduler)
@@ -101,7 +117,7 @@ def perturb(pipe_or_unet, sigmas=(0.1, 0.3, 1.0), levels=None, seeds=(0,), promp
         raise ValueError(f"sigmas: expected non-negative relative noise scales, got {sigmas}")
     items = sampler.items(seeds)
     batch_size = chunk_size(batch_size, len(items), accelerator)
-    chunks = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
+    chunks = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
     clean = map_chunks(sampler.run, chunks, accelerator)
     cells = {}
     for r, s in tqdm([(r, s) for r in levels for s in sigmas], desc="perturb", disable=not progress):
@@ -110,6 +126,12 @@ def perturb(pipe_or_unet, sigmas=(0.1, 0.3, 1.0), levels=None, seeds=(0,), promp
             outs = map_chunks(sampler.run, chunks, accelerator)
         per_sample = [image_metrics(a, b) for a, b in zip(outs, clean)]
         cells[f"{r}@{s:g}"] = summarize({m: torch.cat([p[m] for p in per_sample]) for m in per_sample[0]})
-    meta = dict(num_inference_steps=num_inference_steps, seeds=[int(x) for x in seeds], samples=len(items),
-                noise_seed=noise_seed, guidance_scale=guidance_scale, model_class=type(sampler.unet).__name__)
+    meta = dict(
+        num_inference_steps=num_inference_steps,
+        seeds=[int(x) for x in seeds],
+        samples=len(items),
+        noise_seed=noise_seed,
+        guidance_scale=guidance_scale,
+        model_class=type(sampler.unet).__name__,
+    )
     return Sensitivity(levels, sigmas, cells, meta)

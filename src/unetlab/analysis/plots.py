@@ -44,8 +44,15 @@ def _colours(parts: list[str]) -> dict[str, object]:
     return out
 
 
-def plot_change_curves(trace: TraceResult, path, metric: str = "mse", x: str = "step", half: str | None = None,
-                       key_steps=None, skips: bool = False) -> Path:
+def plot_change_curves(
+    trace: TraceResult,
+    path,
+    metric: str = "mse",
+    x: str = "step",
+    half: str | None = None,
+    key_steps=None,
+    skips: bool = False,
+) -> Path:
     """Adjacent-step change per part over the steps (encoder blue, decoder red); key steps as vertical lines."""
     if x not in ("step", "log_snr"):
         raise ValueError(f"x: {x!r} is not one of step, log_snr")
@@ -67,8 +74,10 @@ def plot_change_curves(trace: TraceResult, path, metric: str = "mse", x: str = "
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("sampling step" if x == "step" else "log-SNR  log(ᾱ/(1−ᾱ))")
     ax.set_ylabel(f"{metric} to previous step")
-    ax.set_title(f"Per-part change across steps ({trace.meta.get('model_class', '')}, "
-                 f"{trace.meta.get('num_inference_steps')} steps, {half or trace.default_half})")
+    ax.set_title(
+        f"Per-part change across steps ({trace.meta.get('model_class', '')}, "
+        f"{trace.meta.get('num_inference_steps')} steps, {half or trace.default_half})"
+    )
     ax.legend(fontsize=7, ncol=2, loc="best")
     return _save(fig, path)
 
@@ -102,8 +111,15 @@ def plot_ablation_heatmap(grid: AblationGrid, path, metric: str = "psnr") -> Pat
     for i, row in enumerate(m):
         for j, v in enumerate(row):
             bright = im.norm(v) > 0.6 if metric == "psnr" else im.norm(v) < 0.4
-            ax.text(j, i, f"{v:.1f}" if metric == "psnr" else f"{v:.2g}", ha="center", va="center", fontsize=7,
-                    color="black" if bright else "white")
+            ax.text(
+                j,
+                i,
+                f"{v:.1f}" if metric == "psnr" else f"{v:.2g}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="black" if bright else "white",
+            )
     ax.set_xlabel("step window (first-last step)")
     ax.set_ylabel("eliminated component")
     fig.colorbar(im, ax=ax, label=f"{metric} vs unablated" + (" (dB)" if metric == "psnr" else ""))

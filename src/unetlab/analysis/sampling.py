@@ -20,8 +20,14 @@ from ..unet import example_inputs
 class Sampler:
     """Draws final outputs in [0, 1] as (n, C, H, W) float32 for lists of seeds, with a fixed conditioning."""
 
-    def __init__(self, pipe_or_unet, prompts_or_batch=None, num_inference_steps: int = 20,
-                 guidance_scale: float | None = None, scheduler=None):
+    def __init__(
+        self,
+        pipe_or_unet,
+        prompts_or_batch=None,
+        num_inference_steps: int = 20,
+        guidance_scale: float | None = None,
+        scheduler=None,
+    ):
         if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
             raise ValueError(f"num_inference_steps: expected a positive int, got {num_inference_steps!r}")
         self.pipe, self.unet = resolve(pipe_or_unet)
@@ -33,16 +39,23 @@ class Sampler:
             self.cond_arg = next((a for a in ("prompt", "class_labels") if a in params), None)
             if prompts_or_batch is not None and self.cond_arg is None:
                 raise ValueError(f"prompts_or_batch: {type(self.pipe).__name__} takes no prompt or class labels")
-            self.conds = list(prompts_or_batch) if isinstance(prompts_or_batch, (list, tuple)) else (
-                [prompts_or_batch] if prompts_or_batch is not None else [None])
+            self.conds = (
+                list(prompts_or_batch)
+                if isinstance(prompts_or_batch, (list, tuple))
+                else ([prompts_or_batch] if prompts_or_batch is not None else [None])
+            )
             self.pipe.set_progress_bar_config(disable=True)
         else:
             self.scheduler = scheduler or DDIMScheduler(num_train_timesteps=1000, clip_sample=False)
             if prompts_or_batch is not None and not isinstance(prompts_or_batch, dict):
-                raise TypeError("prompts_or_batch: for a bare UNet, expected a dict of forward kwargs "
-                                "(e.g. encoder_hidden_states) with batch 1, or None")
+                raise TypeError(
+                    "prompts_or_batch: for a bare UNet, expected a dict of forward kwargs "
+                    "(e.g. encoder_hidden_states) with batch 1, or None"
+                )
             if prompts_or_batch is None:
-                _, prompts_or_batch = example_inputs(self.unet, 1, seq_len=8, generator=torch.Generator().manual_seed(0))
+                _, prompts_or_batch = example_inputs(
+                    self.unet, 1, seq_len=8, generator=torch.Generator().manual_seed(0)
+                )
             self.cond = prompts_or_batch
             self.conds = [None]
 

@@ -86,8 +86,9 @@ class Running:
 
     def std(self) -> list[float]:
         """Sample standard deviation per step (0 for a single value, NaN for none)."""
-        return [math.sqrt(m2 / (n - 1)) if n > 1 else (0.0 if n == 1 else float("nan"))
-                for n, m2 in zip(self.n, self.m2)]
+        return [
+            math.sqrt(m2 / (n - 1)) if n > 1 else (0.0 if n == 1 else float("nan")) for n, m2 in zip(self.n, self.m2)
+        ]
 
     def to_dict(self, num_steps: int) -> dict:
         pad = num_steps - len(self.n)

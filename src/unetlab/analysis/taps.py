@@ -8,7 +8,7 @@ hooks: the modules still run, which is what measurement wants (`unetlab.block_sk
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -63,19 +63,29 @@ class Taps(Handle):
 
     kind = "taps"
 
-    def __init__(self, unet, scheduler, on_part: PartFn | None = None, on_skip: SkipFn | None = None,
-                 on_start: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        unet,
+        scheduler,
+        on_part: PartFn | None = None,
+        on_skip: SkipFn | None = None,
+        on_start: Callable[[], None] | None = None,
+    ):
         super().__init__(unet)
         self.clock = self._add(StepClock(scheduler, on_start=on_start))
         if on_part is not None:
             for name, module in part_modules(unet).items():
-                self._add(module.register_forward_hook(
-                    lambda m, a, out, name=name: on_part(name, self.clock.step_index, out)))
+                self._add(
+                    module.register_forward_hook(lambda m, a, out, name=name: on_part(name, self.clock.step_index, out))
+                )
         if on_skip is not None:
             for block, indices in zip(unet.up_blocks, skip_wiring(unet)):
-                self._add(block.register_forward_pre_hook(
-                    lambda m, args, kwargs, indices=indices: self._skips(on_skip, indices, args, kwargs),
-                    with_kwargs=True))
+                self._add(
+                    block.register_forward_pre_hook(
+                        lambda m, args, kwargs, indices=indices: self._skips(on_skip, indices, args, kwargs),
+                        with_kwargs=True,
+                    )
+                )
 
     def _skips(self, on_skip: SkipFn, indices, args, kwargs):
         positional = "res_hidden_states_tuple" not in kwargs

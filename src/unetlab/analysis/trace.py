@@ -21,8 +21,14 @@ from .shard import chunk_size
 from .stats import CHANGE_METRICS, METRICS, Running, change_metrics, state_metrics
 from .taps import Taps, main_tensor
 
-KINDS = {"stem": "stem", "down_blocks": "encoder", "skip": "skip", "mid_block": "bottleneck",
-         "up_blocks": "decoder", "head": "head"}
+KINDS = {
+    "stem": "stem",
+    "down_blocks": "encoder",
+    "skip": "skip",
+    "mid_block": "bottleneck",
+    "up_blocks": "decoder",
+    "head": "head",
+}
 
 
 def part_kind(name: str) -> str:
@@ -67,7 +73,7 @@ class TraceResult:
         return write_json(path, self.to_dict(), indent=1)
 
     @classmethod
-    def load(cls, path) -> "TraceResult":
+    def load(cls, path) -> TraceResult:
         return cls(**json.loads(Path(path).read_text()))
 
 
@@ -78,9 +84,17 @@ def split_halves(x: torch.Tensor, n: int) -> list[tuple[str, torch.Tensor]]:
     return [("all", x)]
 
 
-def trace(pipe_or_unet, prompts_or_batch=None, num_inference_steps: int = 20, seeds=(0,),
-          guidance_scale: float | None = None, batch_size: int | None = None, scheduler=None,
-          progress: bool = True, accelerator=None) -> TraceResult:
+def trace(
+    pipe_or_unet,
+    prompts_or_batch=None,
+    num_inference_steps: int = 20,
+    seeds=(0,),
+    guidance_scale: float | None = None,
+    batch_size: int | None = None,
+    scheduler=None,
+    progress: bool = True,
+    accelerator=None,
+) -> TraceResult:
     """Per part and step: MSE, relative L1 and cosine to the previous step, channel-mean Frobenius norm, and
     low-frequency energy share; mean and spread over (prompt, seed) samples, guided halves apart. Under
     `accelerate launch`, pass the `accelerator` to share the sampling chunks among the processes."""
@@ -116,7 +130,7 @@ def trace(pipe_or_unet, prompts_or_batch=None, num_inference_steps: int = 20, se
     def on_skip(k, step, x):
         observe(f"skip.{k}", step, x)
 
-    chunks = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
+    chunks = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
     multi = accelerator is not None and accelerator.num_processes > 1
     if multi:
         with accelerator.split_between_processes(chunks) as mine:
@@ -131,9 +145,14 @@ def trace(pipe_or_unet, prompts_or_batch=None, num_inference_steps: int = 20, se
     order.sort(key=_part_order)
     n = len(timesteps)
     metrics = {h: {p: {m: stats[(h, p, m)].to_dict(n) for m in METRICS} for p in order} for h in halves}
-    meta = dict(num_inference_steps=num_inference_steps, seeds=[int(s) for s in seeds], samples=len(items),
-                guidance_scale=guidance_scale, model_class=type(sampler.unet).__name__,
-                scheduler=type(sampler.scheduler).__name__)
+    meta = dict(
+        num_inference_steps=num_inference_steps,
+        seeds=[int(s) for s in seeds],
+        samples=len(items),
+        guidance_scale=guidance_scale,
+        model_class=type(sampler.unet).__name__,
+        scheduler=type(sampler.scheduler).__name__,
+    )
     return TraceResult(order, resolutions, list(range(n)), timesteps, log_snr, halves, metrics, meta)
 
 

@@ -32,4 +32,3 @@ def fit_plan(sampler: Sampler, plan: BlockSkipPlan, min_psnr: float, seeds=(0,))
             candidate.meta["measured"] = measured
             return candidate, measured
         windows = windows[:-1]
-

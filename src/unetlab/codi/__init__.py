@@ -7,6 +7,19 @@ from .loss import CoDiLossConfig, codi_loss, diffusion_loss
 from .pipeline import CoDiPipeline
 from .task import VARIANTS, CoDiTask, CoDiTaskConfig
 
-__all__ = ["TASKS", "VARIANTS", "AdaptedUNet", "CoDiAdapter", "CoDiLossConfig", "CoDiPipeline", "CoDiTask",
-           "CoDiTaskConfig", "adapted_unet", "codi_loss", "condition_consistency", "degrade", "diffusion_loss",
-           "heldout_conditions"]
+__all__ = [
+    "TASKS",
+    "VARIANTS",
+    "AdaptedUNet",
+    "CoDiAdapter",
+    "CoDiLossConfig",
+    "CoDiPipeline",
+    "CoDiTask",
+    "CoDiTaskConfig",
+    "adapted_unet",
+    "codi_loss",
+    "condition_consistency",
+    "degrade",
+    "diffusion_loss",
+    "heldout_conditions",
+]

@@ -14,8 +14,17 @@ from torch import nn
 from ..unet import check_supported, decode, encode
 
 UNET_CLASSES = {c.__name__: c for c in (UNet2DModel, UNet2DConditionModel, UNet3DConditionModel, UNetMotionModel)}
-ENCODER_PREFIXES = ("conv_in.", "transformer_in.", "time_proj.", "time_embedding.", "class_embedding.",
-                    "add_embedding.", "encoder_hid_proj.", "down_blocks.", "mid_block.")
+ENCODER_PREFIXES = (
+    "conv_in.",
+    "transformer_in.",
+    "time_proj.",
+    "time_embedding.",
+    "class_embedding.",
+    "add_embedding.",
+    "encoder_hid_proj.",
+    "down_blocks.",
+    "mid_block.",
+)
 
 
 def skip_channels(unet_config: dict) -> list[int]:
@@ -48,8 +57,14 @@ class CoDiAdapter(ModelMixin, ConfigMixin):
     """
 
     @register_to_config
-    def __init__(self, unet_class: str = "UNet2DModel", unet_config: dict | None = None, condition_channels: int = 1,
-                 condition_size: int = 16, embedding_channels: tuple = (16, 32)):
+    def __init__(
+        self,
+        unet_class: str = "UNet2DModel",
+        unet_config: dict | None = None,
+        condition_channels: int = 1,
+        condition_size: int = 16,
+        embedding_channels: tuple = (16, 32),
+    ):
         super().__init__()
         if unet_class not in UNET_CLASSES:
             raise ValueError(f"unet_class: {unet_class!r} is not one of {', '.join(UNET_CLASSES)}")
@@ -70,13 +85,20 @@ class CoDiAdapter(ModelMixin, ConfigMixin):
         self.mid_zero_conv = _zero_conv(unet_config["block_out_channels"][-1])
 
     @classmethod
-    def from_unet(cls, unet, condition_channels: int, condition_size: int, generator: torch.Generator,
-                  embedding_channels: tuple = (16, 32)) -> "CoDiAdapter":
+    def from_unet(
+        cls,
+        unet,
+        condition_channels: int,
+        condition_size: int,
+        generator: torch.Generator,
+        embedding_channels: tuple = (16, 32),
+    ) -> CoDiAdapter:
         """An adapter for `unet` whose encoder copies the teacher's weights; the condition CNN's inner convs are
         drawn from `generator` (PyTorch's default conv init), its last conv and all 1x1 convs are zero."""
         check_supported(unet)
-        adapter = cls(type(unet).__name__, dict(unet.config), condition_channels, condition_size,
-                      tuple(embedding_channels))
+        adapter = cls(
+            type(unet).__name__, dict(unet.config), condition_channels, condition_size, tuple(embedding_channels)
+        )
         teacher = {k: v for k, v in unet.state_dict().items() if k.startswith(ENCODER_PREFIXES)}
         adapter.encoder.load_state_dict(teacher, strict=True)
         with torch.no_grad():
@@ -107,12 +129,14 @@ class CoDiAdapter(ModelMixin, ConfigMixin):
         return down, self.mid_zero_conv(state.mid)
 
 
-def adapted_unet(unet, adapter: CoDiAdapter, sample: torch.Tensor, timestep, condition: torch.Tensor,
-                 **cond) -> torch.Tensor:
+def adapted_unet(
+    unet, adapter: CoDiAdapter, sample: torch.Tensor, timestep, condition: torch.Tensor, **cond
+) -> torch.Tensor:
     """The teacher's output with the adapter's residuals on its skips and bottleneck (the CoDi student)."""
     down, mid = adapter(sample, timestep, condition, **cond)
-    state = encode(unet, sample, timestep, down_block_additional_residuals=down, mid_block_additional_residual=mid,
-                   **cond)
+    state = encode(
+        unet, sample, timestep, down_block_additional_residuals=down, mid_block_additional_residual=mid, **cond
+    )
     return decode(unet, state, [timestep])
 
 

@@ -25,8 +25,9 @@ def alpha_sigma(alphas_cumprod: torch.Tensor, timestep: torch.Tensor, like: torc
     return abar.sqrt().to(like.dtype), (1 - abar).sqrt().to(like.dtype)
 
 
-def predicted_x0(output: torch.Tensor, z: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor,
-                 prediction_type: str) -> torch.Tensor:
+def predicted_x0(
+    output: torch.Tensor, z: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor, prediction_type: str
+) -> torch.Tensor:
     """x_hat from the network output: (z - sigma eps_hat) / alpha (epsilon) or alpha z - sigma v_hat (v)."""
     if prediction_type == "epsilon":
         return (z - sigma * output) / alpha

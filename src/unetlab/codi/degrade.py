@@ -38,7 +38,7 @@ def box_masks(n: int, size: int, generator: torch.Generator) -> torch.Tensor:
         h, w = sizes[int(torch.randint(len(sizes), (1,), generator=generator))]
         top = int(torch.randint(size - h + 1, (1,), generator=generator))
         left = int(torch.randint(size - w + 1, (1,), generator=generator))
-        masks[i, :, top:top + h, left:left + w] = 1
+        masks[i, :, top : top + h, left : left + w] = 1
     return masks
 
 
@@ -52,12 +52,13 @@ def drawn_box_masks(n: int, size: int, draws) -> torch.Tensor:
         h, w = sizes[int(pick[i])]
         top = min(int(u_top[i] * (size - h + 1)), size - h)
         left = min(int(u_left[i] * (size - w + 1)), size - w)
-        masks[i, :, top:top + h, left:left + w] = 1
+        masks[i, :, top : top + h, left : left + w] = 1
     return masks
 
 
-def degrade(task: str, images: torch.Tensor, generator: torch.Generator | None = None,
-            masks: torch.Tensor | None = None) -> torch.Tensor:
+def degrade(
+    task: str, images: torch.Tensor, generator: torch.Generator | None = None, masks: torch.Tensor | None = None
+) -> torch.Tensor:
     """sr4: 4x4 area average (a 4x smaller image); inpaint: [image * (1 - m), m] with `masks` or boxes drawn
     from `generator`."""
     if task == "sr4":

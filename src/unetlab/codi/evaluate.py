@@ -32,17 +32,24 @@ def sample(pipe, conditions: torch.Tensor, steps: int, seed: int, batch_size: in
     generator = torch.Generator().manual_seed(seed)
     outputs, t0 = [], time.perf_counter()
     for i in range(0, len(conditions), batch_size):
-        outputs.append(pipe(image=conditions[i:i + batch_size], num_inference_steps=steps, generator=generator,
-                            output_type="pt").images)
+        outputs.append(
+            pipe(
+                image=conditions[i : i + batch_size], num_inference_steps=steps, generator=generator, output_type="pt"
+            ).images
+        )
     return torch.cat(outputs), time.perf_counter() - t0
 
 
 def metrics(data: Heldout, outputs: torch.Tensor, seconds: float) -> dict[str, float]:
     """The metrics of one sampling run (see `METRICS`)."""
-    return {"psnr": psnr(outputs, data.images), "ssim": ssim(outputs, data.images),
-            "consistency_psnr": condition_consistency(data.task, outputs, data.conditions),
-            "accuracy": accuracy("digits", outputs, data.labels)["accuracy"],
-            "frechet": frechet_distance("digits", outputs), "seconds_per_image": seconds / len(outputs)}
+    return {
+        "psnr": psnr(outputs, data.images),
+        "ssim": ssim(outputs, data.images),
+        "consistency_psnr": condition_consistency(data.task, outputs, data.conditions),
+        "accuracy": accuracy("digits", outputs, data.labels)["accuracy"],
+        "frechet": frechet_distance("digits", outputs),
+        "seconds_per_image": seconds / len(outputs),
+    }
 
 
 def mean_stderr(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:

@@ -3,8 +3,8 @@ target at (z_hat_s, s), the boundary-parameterised f, and the x_0 (conditional g
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -47,8 +47,9 @@ class CoDiLossConfig:
         if self.ode_solver not in ODE_SOLVERS:
             raise ValueError(f"ode_solver: {self.ode_solver!r} is not one of {', '.join(ODE_SOLVERS)}")
         if self.timestep_sampling not in TIMESTEP_SAMPLING:
-            raise ValueError(f"timestep_sampling: {self.timestep_sampling!r} is not one of "
-                             f"{', '.join(TIMESTEP_SAMPLING)}")
+            raise ValueError(
+                f"timestep_sampling: {self.timestep_sampling!r} is not one of {', '.join(TIMESTEP_SAMPLING)}"
+            )
 
 
 def as_draws(draws: Draws | torch.Generator) -> Draws:
@@ -65,9 +66,17 @@ def sample_grid_index(batch: int, cfg: CoDiLossConfig, draws: Draws) -> torch.Te
     return n.expand(batch).clone()
 
 
-def codi_loss(online: Model, target: Model, teacher: Model | None, x0: torch.Tensor, condition: torch.Tensor,
-              draws: Draws | torch.Generator, alphas_cumprod: torch.Tensor, cfg: CoDiLossConfig,
-              prediction_type: str = "epsilon") -> dict[str, torch.Tensor]:
+def codi_loss(
+    online: Model,
+    target: Model,
+    teacher: Model | None,
+    x0: torch.Tensor,
+    condition: torch.Tensor,
+    draws: Draws | torch.Generator,
+    alphas_cumprod: torch.Tensor,
+    cfg: CoDiLossConfig,
+    prediction_type: str = "epsilon",
+) -> dict[str, torch.Tensor]:
     """The loss terms: consistency ||f_t - sg(f_s^-)||^2, reconstruction ||f_t - x_0||^2 and (if enabled) noise
     consistency, each a mean over elements; "total" is their sum. Random draws (n, eps) come from `draws` (the
     training loop's step draws, the same however many processes share the batch, or a generator)."""
@@ -104,8 +113,14 @@ def codi_loss(online: Model, target: Model, teacher: Model | None, x0: torch.Ten
     return terms
 
 
-def diffusion_loss(model: Model, x0: torch.Tensor, condition: torch.Tensor, draws: Draws | torch.Generator,
-                   alphas_cumprod: torch.Tensor, prediction_type: str = "epsilon") -> torch.Tensor:
+def diffusion_loss(
+    model: Model,
+    x0: torch.Tensor,
+    condition: torch.Tensor,
+    draws: Draws | torch.Generator,
+    alphas_cumprod: torch.Tensor,
+    prediction_type: str = "epsilon",
+) -> torch.Tensor:
     """The plain conditional diffusion loss of the ControlNet baseline: ||target - model(z_t, t, c)||^2
     (Ho et al. 2020, Eq. 14), t uniform over the training timesteps; draws as in `codi_loss`."""
     draws = as_draws(draws)

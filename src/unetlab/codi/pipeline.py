@@ -10,8 +10,7 @@ from diffusers import DDIMScheduler, DiffusionPipeline, ImagePipelineOutput, Sch
 from diffusers.utils.torch_utils import randn_tensor
 
 from .adapter import CoDiAdapter, adapted_unet
-from .consistency import (alpha_sigma, consistency_function, ddim_step, implied_noise, predicted_x0,
-                          sampling_timesteps)
+from .consistency import alpha_sigma, consistency_function, ddim_step, implied_noise, predicted_x0, sampling_timesteps
 from .loss import T_MAX
 
 SAMPLERS = ("consistency", "ddim")
@@ -63,8 +62,15 @@ class CoDiPipeline(DiffusionPipeline):
 
     model_cpu_offload_seq = "adapter->unet"
 
-    def __init__(self, unet, adapter: CoDiAdapter, scheduler: SchedulerMixin, sampler: str = "consistency",
-                 grid_size: int = 20, t_max: int = T_MAX):
+    def __init__(
+        self,
+        unet,
+        adapter: CoDiAdapter,
+        scheduler: SchedulerMixin,
+        sampler: str = "consistency",
+        grid_size: int = 20,
+        t_max: int = T_MAX,
+    ):
         super().__init__()
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler: {sampler!r} is not one of {', '.join(SAMPLERS)}")
@@ -72,8 +78,14 @@ class CoDiPipeline(DiffusionPipeline):
         self.register_to_config(sampler=sampler, grid_size=grid_size, t_max=t_max)
 
     @torch.no_grad()
-    def __call__(self, image, num_inference_steps: int = 4, generator: torch.Generator | list | None = None,
-                 output_type: str = "pil", return_dict: bool = True):
+    def __call__(
+        self,
+        image,
+        num_inference_steps: int = 4,
+        generator: torch.Generator | list | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ):
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type: {output_type!r} is not one of {', '.join(OUTPUT_TYPES)}")
         cfg = self.adapter.config

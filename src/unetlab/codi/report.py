@@ -8,8 +8,14 @@ import torch
 
 from ..train.grid import save_grid
 
-COLUMNS = [("psnr", "PSNR ↑", 2), ("ssim", "SSIM ↑", 3), ("consistency_psnr", "cond. PSNR ↑", 2),
-           ("accuracy", "accuracy ↑", 3), ("frechet", "Fréchet ↓", 1), ("seconds_per_image", "ms / image", 1)]
+COLUMNS = [
+    ("psnr", "PSNR ↑", 2),
+    ("ssim", "SSIM ↑", 3),
+    ("consistency_psnr", "cond. PSNR ↑", 2),
+    ("accuracy", "accuracy ↑", 3),
+    ("frechet", "Fréchet ↓", 1),
+    ("seconds_per_image", "ms / image", 1),
+]
 
 
 def _cell(stat: dict, digits: int, scale: float = 1.0) -> str:

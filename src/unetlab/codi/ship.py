@@ -17,39 +17,63 @@ from ..models.registry import CODI_MODELS, weights_path
 from ..train.checkpoint import latest
 
 HARDWARE = "a 2-core CPU shared with other jobs (no GPU), one torch thread"
-TASK_TEXT = {"sr4": "4x super-resolution: condition = the 4x4 area average of a 16x16 digit",
-             "inpaint": "inpainting: condition = [image with one box zeroed, box mask], the box a quarter to a half "
-                        "of the image at a random position"}
+TASK_TEXT = {
+    "sr4": "4x super-resolution: condition = the 4x4 area average of a 16x16 digit",
+    "inpaint": "inpainting: condition = [image with one box zeroed, box mask], the box a quarter to a half "
+    "of the image at a random position",
+}
 VARIANT_TEXT = {"codi": "CoDi: adapter and UNet trained", "pe-codi": "PE-CoDi: adapter trained, teacher UNet frozen"}
 
 
 def _command(cfg: dict, args_line: str) -> str:
-    return (f"unetlab train codi --teacher digits --out runs/{Path(cfg['out']).name} "
-            f"--batch-size {cfg['batch_size']} --lr {cfg['lr']} --warmup {cfg['warmup']} --steps {cfg['steps']} "
-            f"--checkpoint-every {cfg['checkpoint_every']} "
-            f"--threads 1 --seed {cfg['seed']} {args_line}")
+    return (
+        f"unetlab train codi --teacher digits --out runs/{Path(cfg['out']).name} "
+        f"--batch-size {cfg['batch_size']} --lr {cfg['lr']} --warmup {cfg['warmup']} --steps {cfg['steps']} "
+        f"--checkpoint-every {cfg['checkpoint_every']} "
+        f"--threads 1 --seed {cfg['seed']} {args_line}"
+    )
 
 
-def model_card(name: str, task: str, variant: str, state: dict, pipe_config: dict, quality: list[dict],
-               size_mb: float, command: str, eval_command: str) -> str:
-    lines = [f"# unetlab `{name}` model", "", f"Shipped with unetlab; load with `unetlab.load(\"{name}\")`, call with "
-             "`pipe(image=condition, num_inference_steps=4, generator=..., output_type=\"pil\"|\"np\"|\"pt\")`.", "",
-             f"- **Task**: {TASK_TEXT[task]}.",
-             f"- **Method**: {VARIANT_TEXT[variant]} (Mei et al., CVPR 2024); teacher: the shipped `digits` DDPM "
-             f"`UNet2DModel`; consistency grid N = {pipe_config['grid_size']} up to timestep {pipe_config['t_max']}, "
-             "EMA target (decay 0.999), ODE step by the adapted model, noise-consistency term on, one t per example.",
-             "- **Data**: the digits train split (1,438 images, `unetlab.data.DigitsDataset(\"train\", 16)`); "
-             "conditions degraded on the fly; the test split (359 images) is never seen in training.",
-             f"- **Training**: {state['step']} optimiser steps, batch 32, AdamW lr {state['config']['lr']} "
-             f"(warm-up {state['config']['warmup']}, cosine to 0.1x), grad-clip 1.0, seed {state['config']['seed']}; "
-             "these are the EMA weights, stored as float16.",
-             f"- **Time and hardware**: {state['elapsed_s'] / 60:.1f} min of training on {HARDWARE}.",
-             f"- **Size**: {size_mb:.1f} MB of safetensors.", "", "## Quality (held-out test split)", ""]
+def model_card(
+    name: str,
+    task: str,
+    variant: str,
+    state: dict,
+    pipe_config: dict,
+    quality: list[dict],
+    size_mb: float,
+    command: str,
+    eval_command: str,
+) -> str:
+    lines = [
+        f"# unetlab `{name}` model",
+        "",
+        f'Shipped with unetlab; load with `unetlab.load("{name}")`, call with '
+        '`pipe(image=condition, num_inference_steps=4, generator=..., output_type="pil"|"np"|"pt")`.',
+        "",
+        f"- **Task**: {TASK_TEXT[task]}.",
+        f"- **Method**: {VARIANT_TEXT[variant]} (Mei et al., CVPR 2024); teacher: the shipped `digits` DDPM "
+        f"`UNet2DModel`; consistency grid N = {pipe_config['grid_size']} up to timestep {pipe_config['t_max']}, "
+        "EMA target (decay 0.999), ODE step by the adapted model, noise-consistency term on, one t per example.",
+        '- **Data**: the digits train split (1,438 images, `unetlab.data.DigitsDataset("train", 16)`); '
+        "conditions degraded on the fly; the test split (359 images) is never seen in training.",
+        f"- **Training**: {state['step']} optimiser steps, batch 32, AdamW lr {state['config']['lr']} "
+        f"(warm-up {state['config']['warmup']}, cosine to 0.1x), grad-clip 1.0, seed {state['config']['seed']}; "
+        "these are the EMA weights, stored as float16.",
+        f"- **Time and hardware**: {state['elapsed_s'] / 60:.1f} min of training on {HARDWARE}.",
+        f"- **Size**: {size_mb:.1f} MB of safetensors.",
+        "",
+        "## Quality (held-out test split)",
+        "",
+    ]
     if quality:
         from .report import table
 
-        lines += [table(quality), "", "Mean ± standard error over the sampling seeds; see docs/codi.md for the "
-                  "baselines."]
+        lines += [
+            table(quality),
+            "",
+            "Mean ± standard error over the sampling seeds; see docs/codi.md for the baselines.",
+        ]
     else:
         lines.append("Not measured yet.")
     lines += ["", "## Reproduce", "", "```", command, eval_command, "```", ""]
@@ -66,7 +90,7 @@ def ship(name: str, run: Path, table_json: Path | None, eval_command: str) -> Pa
         raise FileNotFoundError(f"run: {run} has no checkpoint")
     state = json.loads((checkpoint / "state.json").read_text())
     pipe = load(str(checkpoint / "pipeline"))
-    log = (run.parent / f"{run.name}.log")
+    log = run.parent / f"{run.name}.log"
     _, task, variant = name.split("-", 2)
     extra = f"--task {task} --variant {variant} --resume --no-progress"
     quality = []
@@ -76,12 +100,28 @@ def ship(name: str, run: Path, table_json: Path | None, eval_command: str) -> Pa
 
     def fill(tmp: Path) -> None:
         pipe.to(torch.float16).save_pretrained(tmp)
-        write_json(tmp / "training.json", {"steps": state["step"], "elapsed_s": state["elapsed_s"],
-                                           "hardware": HARDWARE, "history": state["history"],
-                                           "log": log.name if log.is_file() else None})
+        write_json(
+            tmp / "training.json",
+            {
+                "steps": state["step"],
+                "elapsed_s": state["elapsed_s"],
+                "hardware": HARDWARE,
+                "history": state["history"],
+                "log": log.name if log.is_file() else None,
+            },
+        )
         size_mb = sum(p.stat().st_size for p in tmp.rglob("*.safetensors")) / 1e6
-        card = model_card(name, task, variant, state, dict(pipe.config), quality, size_mb,
-                          _command(state["config"], extra), eval_command)
+        card = model_card(
+            name,
+            task,
+            variant,
+            state,
+            dict(pipe.config),
+            quality,
+            size_mb,
+            _command(state["config"], extra),
+            eval_command,
+        )
         (tmp / "README.md").write_text(card)
 
     return write(weights_path(name), fill)

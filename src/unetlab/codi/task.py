@@ -51,8 +51,9 @@ class CoDiTask:
         self.alphas_cumprod = self.scheduler.alphas_cumprod
         channels, size = self.teacher.config.in_channels, self.teacher.config.sample_size
         cond_channels, cond_size = condition_shape(cfg.task, channels, size)
-        self.adapter = CoDiAdapter.from_unet(self.teacher, cond_channels, cond_size,
-                                             torch.Generator().manual_seed(cfg.seed))
+        self.adapter = CoDiAdapter.from_unet(
+            self.teacher, cond_channels, cond_size, torch.Generator().manual_seed(cfg.seed)
+        )
         if cfg.variant == "codi":
             self._modules = {"student": AdaptedUNet(self.adapter, copy.deepcopy(self.teacher).requires_grad_(True))}
         else:
@@ -99,24 +100,31 @@ class CoDiTask:
         def teacher(z, t, c):
             return self.teacher(z, t).sample
 
-        terms = codi_loss(online, target, teacher, x0, condition, draws, self.alphas_cumprod, self.cfg.loss,
-                          self.prediction_type)
+        terms = codi_loss(
+            online, target, teacher, x0, condition, draws, self.alphas_cumprod, self.cfg.loss, self.prediction_type
+        )
         return terms["total"]
 
     def pipeline(self, models: dict) -> CoDiPipeline:
         sampler = "ddim" if self.cfg.variant == "controlnet" else "consistency"
         unet, adapter = self._parts(models)
-        return CoDiPipeline(unet=unet, adapter=adapter,
-                            scheduler=DDIMScheduler.from_config(self.scheduler.config), sampler=sampler,
-                            grid_size=self.cfg.loss.grid_size, t_max=self.cfg.loss.t_max)
+        return CoDiPipeline(
+            unet=unet,
+            adapter=adapter,
+            scheduler=DDIMScheduler.from_config(self.scheduler.config),
+            sampler=sampler,
+            grid_size=self.cfg.loss.grid_size,
+            t_max=self.cfg.loss.t_max,
+        )
 
     def sample(self, models: dict, generator: torch.Generator) -> torch.Tensor:
         pipe = self.pipeline(models)
         pipe.set_progress_bar_config(disable=True)
         steps = 20 if self.cfg.variant == "controlnet" else 4
         device = next(self._parts(models)[1].parameters()).device
-        return pipe(image=self.sample_conditions.to(device), num_inference_steps=steps, generator=generator,
-                    output_type="pt").images.cpu()
+        return pipe(
+            image=self.sample_conditions.to(device), num_inference_steps=steps, generator=generator, output_type="pt"
+        ).images.cpu()
 
     def save(self, models: dict, directory: Path) -> None:
         self.pipeline(models).save_pretrained(directory)

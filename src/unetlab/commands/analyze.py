@@ -18,14 +18,19 @@ SHIPPED = ("digits", "shapes")
 def register(sub) -> None:
     p = sub.add_parser("analyze", help="temporal dynamics of a model's UNet: trace, ablate, perturb, derive")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    helps = {"trace": "per-part feature change, norm and spectrum across steps",
-             "ablate": "component x step-window ablation grid (resumable)",
-             "perturb": "output sensitivity to noise at each resolution level",
-             "derive": "key steps, block-skip plan and DeepCache setting from trace.json / ablation.json in --out"}
+    helps = {
+        "trace": "per-part feature change, norm and spectrum across steps",
+        "ablate": "component x step-window ablation grid (resumable)",
+        "perturb": "output sensitivity to noise at each resolution level",
+        "derive": "key steps, block-skip plan and DeepCache setting from trace.json / ablation.json in --out",
+    }
     for name, text in helps.items():
         a = actions.add_parser(name, help=text)
-        a.add_argument("--model", required=True,
-                       help="'digits', 'shapes', a pipeline folder (model_index.json), a UNet folder, or tiny:FAMILY")
+        a.add_argument(
+            "--model",
+            required=True,
+            help="'digits', 'shapes', a pipeline folder (model_index.json), a UNet folder, or tiny:FAMILY",
+        )
         a.add_argument("--out", required=True, help="output folder")
         a.add_argument("--steps", type=positive_int, default=20, help="sampling steps (default 20)")
         a.add_argument("--seeds", type=positive_int, default=4, help="number of seeds 0..N-1 (default 4)")
@@ -35,18 +40,35 @@ def register(sub) -> None:
         a.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
         if name == "ablate":
             a.add_argument("--windows", type=positive_int, default=4, help="number of equal step windows (default 4)")
-            a.add_argument("--replace", default="cached", choices=("zeros", "cached", "mean", "bypass"),
-                           help="what replaces the ablated component (default cached)")
+            a.add_argument(
+                "--replace",
+                default="cached",
+                choices=("zeros", "cached", "mean", "bypass"),
+                help="what replaces the ablated component (default cached)",
+            )
             a.add_argument("--components", default=None, help="comma-separated components (default: all)")
-            a.add_argument("--eval-as", default=None, choices=SHIPPED,
-                           help="score outputs with this shipped classifier (default: --model when it is shipped)")
+            a.add_argument(
+                "--eval-as",
+                default=None,
+                choices=SHIPPED,
+                help="score outputs with this shipped classifier (default: --model when it is shipped)",
+            )
         if name == "perturb":
-            a.add_argument("--sigmas", type=positive_float, nargs="+", default=[0.05, 0.1, 0.2, 0.5, 1.0],
-                           help="relative noise scales (default 0.05 0.1 0.2 0.5 1)")
+            a.add_argument(
+                "--sigmas",
+                type=positive_float,
+                nargs="+",
+                default=[0.05, 0.1, 0.2, 0.5, 1.0],
+                help="relative noise scales (default 0.05 0.1 0.2 0.5 1)",
+            )
         if name == "derive":
-            a.add_argument("--num-keys", type=positive_int, default=None, help="key-step budget (default: steps // 4 + 1)")
+            a.add_argument(
+                "--num-keys", type=positive_int, default=None, help="key-step budget (default: steps // 4 + 1)"
+            )
             a.add_argument("--threshold", type=positive_float, default=None, help="accumulated-change budget instead")
-            a.add_argument("--min-psnr", type=any_float, default=30.0, help="block-skip quality budget in dB (default 30)")
+            a.add_argument(
+                "--min-psnr", type=any_float, default=30.0, help="block-skip quality budget in dB (default 30)"
+            )
             a.add_argument("--no-verify", action="store_true", help="do not run the plan to measure PSNR and FLOPs")
         a.set_defaults(func=run)
 
@@ -76,14 +98,19 @@ def _default_prompts(pipe) -> list[str] | None:
     """Two shapes captions for a text-conditioned pipeline, else None."""
     if pipe is None or not hasattr(pipe, "text_encoder"):
         return None
-    return ["a red circle at the center on a blue background", "a yellow triangle at the top left on a black background"]
+    return [
+        "a red circle at the center on a blue background",
+        "a yellow triangle at the top left on a black background",
+    ]
 
 
 def run(args) -> int:
     import torch
 
     if getattr(args, "windows", 1) > args.steps:
-        raise ValueError(f"--windows: {args.windows} windows do not fit in --steps {args.steps}; expected 1..{args.steps}")
+        raise ValueError(
+            f"--windows: {args.windows} windows do not fit in --steps {args.steps}; expected 1..{args.steps}"
+        )
     from accelerate import Accelerator
 
     torch.set_num_threads(args.threads)
@@ -91,8 +118,13 @@ def run(args) -> int:
     model = load_model(args.model)
     pipe = model if hasattr(model, "scheduler") else None
     prompts = args.prompts or _default_prompts(pipe)
-    common = dict(prompts_or_batch=prompts, num_inference_steps=args.steps, seeds=list(range(args.seeds)),
-                  guidance_scale=args.guidance_scale, batch_size=args.batch_size)
+    common = dict(
+        prompts_or_batch=prompts,
+        num_inference_steps=args.steps,
+        seeds=list(range(args.seeds)),
+        guidance_scale=args.guidance_scale,
+        batch_size=args.batch_size,
+    )
     if args.action != "derive":
         common["accelerator"] = accelerator
     if accelerator.is_main_process:
@@ -136,5 +168,7 @@ def command_line(args) -> str:
 def _header(args) -> str:
     cmd = command_line(args)
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return (f"# unetlab analyze {args.action}: {args.model}\n\n`{cmd}`\n\n"
-            f"Machine: {os.cpu_count()}-core {platform.machine()} CPU, {args.threads} thread(s), no GPU; {date}.\n\n")
+    return (
+        f"# unetlab analyze {args.action}: {args.model}\n\n`{cmd}`\n\n"
+        f"Machine: {os.cpu_count()}-core {platform.machine()} CPU, {args.threads} thread(s), no GPU; {date}.\n\n"
+    )

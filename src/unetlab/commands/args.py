@@ -32,8 +32,9 @@ def _number(kind, text: str):
     try:
         value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") \
-            from None
+        raise argparse.ArgumentTypeError(
+            f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+        ) from None
     if kind is float and not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value
@@ -41,11 +42,13 @@ def _number(kind, text: str):
 
 def int_at_least(low: int):
     """An integer >= `low`."""
+
     def parse(text: str) -> int:
         value = _number(int, text)
         if value < low:
             raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
         return value
+
     parse.__name__ = f"integer >= {low}"
     return parse
 

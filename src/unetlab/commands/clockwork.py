@@ -12,14 +12,30 @@ OPTIONS = (
     Option("--level", type=positive_int, default=1, help="cut level: how many high-resolution levels run"),
     Option("--clock", type=int_at_least(2), default=2, help="full UNet every CLOCK steps; the adaptor between"),
     Option("--trajectories", type=positive_int, default=128, help="recorded sampling calls (one image each)"),
-    Option("--trajectory-steps", type=int_at_least(2), default=50,
-           help="steps of the recorded calls, with the pipeline's own scheduler (the bench's: 50)"),
-    Option("--guidance-scale", type=positive_float, default=None,
-           help="guidance of the recorded calls (default: the pipeline's; shapes: 5, as the bench)"),
-    Option("--adaptor-channels", type=positive_int, default=None,
-           help="adaptor width (default: the channels of the high-resolution input it reads)"),
-    Option("--prompts", default=None, metavar="FILE",
-           help="prompts, one a line, for text-conditional pipelines other than shapes"),
+    Option(
+        "--trajectory-steps",
+        type=int_at_least(2),
+        default=50,
+        help="steps of the recorded calls, with the pipeline's own scheduler (the bench's: 50)",
+    ),
+    Option(
+        "--guidance-scale",
+        type=positive_float,
+        default=None,
+        help="guidance of the recorded calls (default: the pipeline's; shapes: 5, as the bench)",
+    ),
+    Option(
+        "--adaptor-channels",
+        type=positive_int,
+        default=None,
+        help="adaptor width (default: the channels of the high-resolution input it reads)",
+    ),
+    Option(
+        "--prompts",
+        default=None,
+        metavar="FILE",
+        help="prompts, one a line, for text-conditional pipelines other than shapes",
+    ),
 )
 
 
@@ -44,7 +60,13 @@ def make_task(args: argparse.Namespace):
     if args.model is None:
         raise ValueError("model: --model is required for clockwork (digits, shapes or a pipeline folder)")
     check_exists(args.model)
-    cfg = ClockworkTaskConfig(level=args.level, clock=args.clock, trajectories=args.trajectories,
-                              num_inference_steps=args.trajectory_steps, guidance_scale=args.guidance_scale,
-                              channels=args.adaptor_channels, seed=args.seed)
+    cfg = ClockworkTaskConfig(
+        level=args.level,
+        clock=args.clock,
+        trajectories=args.trajectories,
+        num_inference_steps=args.trajectory_steps,
+        guidance_scale=args.guidance_scale,
+        channels=args.adaptor_channels,
+        seed=args.seed,
+    )
     return make_task(args.model, cfg, read_prompts(args.prompts))

@@ -11,15 +11,27 @@ from .args import Option
 
 OPTIONS = (
     Option("--data", default=None, help="digits, the teacher's data (the default; nothing else is valid)"),
-    Option("--teacher", default="digits", help="the unconditional pipeline to adapt: digits, or a DDPM/DDIM "
-           "save_pretrained folder whose dataset is --data"),
+    Option(
+        "--teacher",
+        default="digits",
+        help="the unconditional pipeline to adapt: digits, or a DDPM/DDIM "
+        "save_pretrained folder whose dataset is --data",
+    ),
     Option("--task", choices=TASKS, default="sr4", help="sr4: 4x super-resolution; inpaint: a masked box"),
-    Option("--variant", choices=VARIANTS, default="codi",
-           help="codi: adapter + UNet trained; pe-codi: adapter only; controlnet: plain diffusion loss"),
+    Option(
+        "--variant",
+        choices=VARIANTS,
+        default="codi",
+        help="codi: adapter + UNet trained; pe-codi: adapter only; controlnet: plain diffusion loss",
+    ),
     Option("--grid-size", type=int, default=20, help="N, the consistency grid's number of intervals"),
     Option("--t-max", type=int, default=T_MAX, help="the grid's top training timestep"),
-    Option("--ode-solver", choices=ODE_SOLVERS, default="adapted",
-           help="the ODE step z_t -> z_s by the adapted model's f or by the frozen teacher"),
+    Option(
+        "--ode-solver",
+        choices=ODE_SOLVERS,
+        default="adapted",
+        help="the ODE step z_t -> z_s by the adapted model's f or by the frozen teacher",
+    ),
     Option("--no-noise-consistency", action="store_true", help="drop the noise-consistency term"),
     Option("--timestep-sampling", choices=TIMESTEP_SAMPLING, default="per_example"),
 )
@@ -36,7 +48,12 @@ def make_task(args: argparse.Namespace):
         raise ValueError(f"data: codi trains on digits (the teacher's data); got {data!r}")
     teacher = load(args.teacher)
     size = teacher.unet.config.sample_size
-    loss = CoDiLossConfig(grid_size=args.grid_size, t_max=args.t_max, ode_solver=args.ode_solver,
-                          noise_consistency=not args.no_noise_consistency, timestep_sampling=args.timestep_sampling)
+    loss = CoDiLossConfig(
+        grid_size=args.grid_size,
+        t_max=args.t_max,
+        ode_solver=args.ode_solver,
+        noise_consistency=not args.no_noise_consistency,
+        timestep_sampling=args.timestep_sampling,
+    )
     cfg = CoDiTaskConfig(task=args.task, variant=args.variant, loss=loss, seed=args.seed)
     return CoDiTask(teacher, dataset(data, "train", size), cfg)

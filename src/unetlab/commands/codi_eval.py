@@ -16,11 +16,20 @@ HARDWARE = "2-core shared CPU, 1 torch thread"
 
 
 def register_eval(sub) -> None:
-    p = sub.add_parser("codi", help="CoDi / PE-CoDi / ControlNet-baseline table on the test split",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "codi",
+        help="CoDi / PE-CoDi / ControlNet-baseline table on the test split",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--task", choices=("sr4", "inpaint"), required=True)
-    p.add_argument("--run", action="append", default=[], metavar="LABEL=PATH[@STEPS]",
-                   help="a training folder (latest checkpoint), pipeline folder or shipped name; STEPS e.g. 4,20")
+    p.add_argument(
+        "--run",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH[@STEPS]",
+        help="a training folder (latest checkpoint), pipeline folder or shipped name; STEPS e.g. 4,20",
+    )
     p.add_argument("--steps", default="1,2,4", help="steps of consistency-sampled models")
     p.add_argument("--ddim-steps", default="4,20,50,250", help="steps of DDIM-sampled models (ControlNet baseline)")
     p.add_argument("--seeds", default="0,1,2", help="sampling seeds (mean ± standard error over them)")
@@ -109,18 +118,33 @@ def run_eval(args: argparse.Namespace) -> int:
                 first = load_file(stem.with_suffix(".safetensors"))["outputs"]
             else:
                 summary, outputs = evaluate(pipe, data, step, seeds, args.batch_size)
-                row = {"key": key, "label": label, "sampler": sampler, "steps": step, "metrics": summary,
-                       "training": training, "hardware": HARDWARE, "test_images": n, "seeds": seeds}
+                row = {
+                    "key": key,
+                    "label": label,
+                    "sampler": sampler,
+                    "steps": step,
+                    "metrics": summary,
+                    "training": training,
+                    "hardware": HARDWARE,
+                    "test_images": n,
+                    "seeds": seeds,
+                }
                 first = outputs[:k].contiguous()
                 save_file({"outputs": first}, stem.with_suffix(".safetensors"))
                 write_json(stem.with_suffix(".json"), row)
-            print(f"{label} {sampler} {step}: " + ", ".join(f"{m} {v['mean']:.4g}±{v['stderr']:.2g}"
-                                                            for m, v in row["metrics"].items()))
+            print(
+                f"{label} {sampler} {step}: "
+                + ", ".join(f"{m} {v['mean']:.4g}±{v['stderr']:.2g}" for m, v in row["metrics"].items())
+            )
             rows.append(row)
             firsts.append(first)
     (out / f"{args.task}.md").write_text(table(rows) + "\n")
     write_json(out / f"{args.task}.json", {"task": args.task, "test_images": n, "seeds": seeds, "rows": rows})
-    grid(condition_preview(args.task, data.conditions[:k], images.shape[-1]), firsts, images[:k],
-         out / f"{args.task}-grid.png")
+    grid(
+        condition_preview(args.task, data.conditions[:k], images.shape[-1]),
+        firsts,
+        images[:k],
+        out / f"{args.task}-grid.png",
+    )
     print(f"wrote {out / (args.task + '.md')}, {args.task}.json and {args.task}-grid.png")
     return 0

@@ -23,8 +23,10 @@ def run(args) -> int:
     from unetlab.unet.configs import sd15_like
 
     if args.sample_size % 8:
-        raise ValueError(f"--sample-size: {args.sample_size} does not fit the UNet's three downsamplings; "
-                         "expected a multiple of 8 (e.g. 32, 64)")
+        raise ValueError(
+            f"--sample-size: {args.sample_size} does not fit the UNet's three downsamplings; "
+            "expected a multiple of 8 (e.g. 32, 64)"
+        )
     torch.manual_seed(0)
     unet = sd15_like(scale=10).eval()
     a = anatomy(unet, args.sample_size)

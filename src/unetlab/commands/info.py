@@ -9,9 +9,12 @@ from .args import positive_int
 
 def register(sub) -> None:
     p = sub.add_parser("info", help="print versions and, with --unet, a UNet's anatomy and FLOP shares")
-    p.add_argument("--unet", metavar="CONFIG_OR_PATH",
-                   help="a UNet config.json, a saved UNet folder, or a saved pipeline folder")
-    p.add_argument("--sample-size", type=positive_int, default=None, help="spatial size for the FLOP count (default: config)")
+    p.add_argument(
+        "--unet", metavar="CONFIG_OR_PATH", help="a UNet config.json, a saved UNet folder, or a saved pipeline folder"
+    )
+    p.add_argument(
+        "--sample-size", type=positive_int, default=None, help="spatial size for the FLOP count (default: config)"
+    )
     p.set_defaults(func=run)
 
 

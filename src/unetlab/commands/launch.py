@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import sys
 
-HINT = ("accelerate launch started one process (with --cpu it runs one whatever --num_processes says); for several "
-        "CPU processes use `ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N` (docs/scale-out.md)")
+HINT = (
+    "accelerate launch started one process (with --cpu it runs one whatever --num_processes says); for several "
+    "CPU processes use `ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N` (docs/scale-out.md)"
+)
 
 
 def single_process_launch() -> bool:

@@ -12,28 +12,57 @@ SIZES = {"digits": 8, "shapes": 24}  # the native image size when none is given 
 SIZE = Option("--size", type=positive_int, default=None, help="image size (default: 8 digits, 24 shapes, 32 folders)")
 # The options vdm and diffenc share; each adds its own below.
 MODEL = (
-    Option("--schedule", choices=("fixed", "learned", "monotone"), default="fixed",
-           help="γ(t): fixed linear, learned endpoints, learned monotone network"),
+    Option(
+        "--schedule",
+        choices=("fixed", "learned", "monotone"),
+        default="fixed",
+        help="γ(t): fixed linear, learned endpoints, learned monotone network",
+    ),
     Option("--channels", type=positive_int, default=64, help="score net width"),
     Option("--blocks", type=positive_int, default=4, help="score net resnet blocks per side"),
     Option("--no-attention", action="store_true", help="drop the score net's middle attention"),
-    Option("--fourier-exponents", type=nonnegative_int, nargs="*", default=[6, 7], metavar="N",
-           help="score net input features sin, cos(2ⁿ·2π·z) (default: VDM's 6 7; none: no features)"),
-    Option("--track-test", action="store_true",
-           help="score the EMA model's bound on the test split at every checkpoint (the training curve)"),
-    Option("--track-repeats", type=positive_int, default=1, metavar="N",
-           help="--track-test: passes of noise per score, pass r with seed r (default 1; more: a steadier curve)"),
+    Option(
+        "--fourier-exponents",
+        type=nonnegative_int,
+        nargs="*",
+        default=[6, 7],
+        metavar="N",
+        help="score net input features sin, cos(2ⁿ·2π·z) (default: VDM's 6 7; none: no features)",
+    ),
+    Option(
+        "--track-test",
+        action="store_true",
+        help="score the EMA model's bound on the test split at every checkpoint (the training curve)",
+    ),
+    Option(
+        "--track-repeats",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="--track-test: passes of noise per score, pass r with seed r (default 1; more: a steadier curve)",
+    ),
 )
-VDM_OPTIONS = (Option("--parameterization", choices=("eps", "v"), default="v",
-                      help="what the score net predicts: ε or v (default v)"),)
+VDM_OPTIONS = (
+    Option(
+        "--parameterization", choices=("eps", "v"), default="v", help="what the score net predicts: ε or v (default v)"
+    ),
+)
 DIFFENC_OPTIONS = (
-    Option("--encoder", choices=("trainable", "nt"), default="trainable",
-           help="trainable: x_φ(x, t), a learned encoder; nt: α_t² x (DiffEnc-nt)"),
+    Option(
+        "--encoder",
+        choices=("trainable", "nt"),
+        default="trainable",
+        help="trainable: x_φ(x, t), a learned encoder; nt: α_t² x (DiffEnc-nt)",
+    ),
     Option("--encoder-channels", type=positive_int, default=32, help="encoder width (trainable)"),
     Option("--encoder-blocks", type=positive_int, default=2, help="encoder resnet blocks (trainable)"),
 )
-SAMPLE_STEPS = Option("--sample-steps", type=positive_int, default=None,
-                      help="steps of the checkpoint sample grids (default 100, ancestral)")
+SAMPLE_STEPS = Option(
+    "--sample-steps",
+    type=positive_int,
+    default=None,
+    help="steps of the checkpoint sample grids (default 100, ancestral)",
+)
 
 
 def image_size(data: str, size: int | None) -> int:
@@ -66,8 +95,13 @@ def make_task(args: argparse.Namespace):
     if args.track_repeats > 1 and not args.track_test:
         raise ValueError(f"track-repeats: {args.track_repeats} passes need --track-test (the curve they score)")
     held_out = dataset(args.data, "test", size, args.seed) if args.track_test else None
-    return LikelihoodTask(cfg, data, sample_steps=100 if args.sample_steps is None else args.sample_steps,
-                          eval_dataset=held_out, eval_repeats=args.track_repeats)
+    return LikelihoodTask(
+        cfg,
+        data,
+        sample_steps=100 if args.sample_steps is None else args.sample_steps,
+        eval_dataset=held_out,
+        eval_repeats=args.track_repeats,
+    )
 
 
 def register_bpd(subparsers) -> None:
@@ -83,7 +117,9 @@ def register_bpd(subparsers) -> None:
     p.add_argument("--size", type=positive_int, default=None, help="image size (default: 8 for digits)")
     p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument(
-        "--repeats", type=positive_int, default=1,
+        "--repeats",
+        type=positive_int,
+        default=1,
         help="passes over the data (fresh noise and t each pass); with 2 or more, also the evaluation noise",
     )
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the evaluation noise")
@@ -101,9 +137,7 @@ def model_dir(run: str | Path) -> Path:
     pointer = run / "latest"
     if pointer.is_file():
         return run / pointer.read_text().strip() / "pipeline"
-    raise FileNotFoundError(
-        f"run: {run} is neither a saved VDM/DiffEnc model nor a training folder with a checkpoint"
-    )
+    raise FileNotFoundError(f"run: {run} is neither a saved VDM/DiffEnc model nor a training folder with a checkpoint")
 
 
 def run_bpd(args: argparse.Namespace) -> int:

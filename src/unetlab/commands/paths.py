@@ -80,14 +80,21 @@ def check_safetensors(path: Path, arg: str) -> None:
             raise UsageError(f"{bad} (corrupt header)") from None
     if not isinstance(header, dict):
         raise UsageError(f"{bad} (corrupt header)")
-    end = max((v["data_offsets"][1] for k, v in header.items()
-               if k != "__metadata__" and isinstance(v, dict) and "data_offsets" in v), default=0)
+    end = max(
+        (
+            v["data_offsets"][1]
+            for k, v in header.items()
+            if k != "__metadata__" and isinstance(v, dict) and "data_offsets" in v
+        ),
+        default=0,
+    )
     if 8 + n + end != size:
         raise UsageError(f"{bad} (truncated: tensors need {8 + n + end} bytes, file has {size})")
 
 
 def check_input(path: str | Path, arg: str) -> None:
-    """Every JSON and safetensors file at or under an existing `path` parses; a missing path is the command's to judge."""
+    """Every JSON and safetensors file at or under an existing `path` parses; a missing path is the command's to
+    judge."""
     path = Path(path)
     if not path.exists():
         return

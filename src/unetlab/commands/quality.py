@@ -36,11 +36,17 @@ def run_classifier(args: argparse.Namespace) -> int:
 
 
 def register_quality(sub) -> None:
-    p = sub.add_parser("quality", help="measure the quality bars of the digits, shapes or mini-sd model (or a saved one)")
+    p = sub.add_parser(
+        "quality", help="measure the quality bars of the digits, shapes or mini-sd model (or a saved one)"
+    )
     p.add_argument("model", help="digits | shapes | mini-sd | path to a saved pipeline of one of these kinds")
     p.add_argument("--kind", choices=KINDS, default=None, help="kind of a model given by path")
-    p.add_argument("--num-samples", type=positive_int, default=None,
-                   help="default: 1000 digits, 500 shapes; mini-sd: 500 test-split captions (each sampled --seeds times)")
+    p.add_argument(
+        "--num-samples",
+        type=positive_int,
+        default=None,
+        help="default: 1000 digits, 500 shapes; mini-sd: 500 test-split captions (each sampled --seeds times)",
+    )
     p.add_argument("--steps", type=positive_int, default=50, help="DDIM steps")
     p.add_argument("--guidance-scale", type=nonnegative_float, default=None, help="default: 5 shapes, 7.5 mini-sd")
     p.add_argument("--seeds", type=positive_int, default=3, help="mini-sd: noise seeds (scores: mean ± s.e. over them)")
@@ -65,14 +71,28 @@ def run_quality(args: argparse.Namespace) -> int:
     if kind == "mini-sd":
         from ..eval.mini_sd import measure_model
 
-        result = measure_model(args.model, num_captions=args.num_samples or 500, steps=args.steps,
-                               guidance_scale=7.5 if args.guidance_scale is None else args.guidance_scale,
-                               seeds=args.seeds, batch_size=min(args.batch_size, 100), json_path=args.json,
-                               grid_path=args.grid)
+        result = measure_model(
+            args.model,
+            num_captions=args.num_samples or 500,
+            steps=args.steps,
+            guidance_scale=7.5 if args.guidance_scale is None else args.guidance_scale,
+            seeds=args.seeds,
+            batch_size=min(args.batch_size, 100),
+            json_path=args.json,
+            grid_path=args.grid,
+        )
         print(json.dumps(result, indent=2))
         return 0
-    result = measure_quality(args.model, kind, num_samples=args.num_samples, steps=args.steps,
-                             guidance_scale=5.0 if args.guidance_scale is None else args.guidance_scale,
-                             batch_size=args.batch_size, seed=args.seed, json_path=args.json, grid_path=args.grid)
+    result = measure_quality(
+        args.model,
+        kind,
+        num_samples=args.num_samples,
+        steps=args.steps,
+        guidance_scale=5.0 if args.guidance_scale is None else args.guidance_scale,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        json_path=args.json,
+        grid_path=args.grid,
+    )
     print(json.dumps(result, indent=2))
     return 0

@@ -19,15 +19,19 @@ class MethodParser(Parser):
         namespace, extras = super().parse_known_args(args, namespace)
         if extras:
             flags = [e.split("=")[0] for e in extras if e.startswith("--")]
-            foreign = [f"{f} is not an option of {self.method} (only of {', '.join(owners(f))})" for f in flags
-                       if owners(f)]
+            foreign = [
+                f"{f} is not an option of {self.method} (only of {', '.join(owners(f))})" for f in flags if owners(f)
+            ]
             self.error("; ".join(foreign) if foreign else f"unrecognized arguments: {' '.join(extras)}")
         return namespace, extras
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train a model on the shared loop: " + ", ".join(METHODS)
-                              + " (HF Accelerate; CPU or GPUs)", description=__doc__)
+    p = subparsers.add_parser(
+        "train",
+        help="train a model on the shared loop: " + ", ".join(METHODS) + " (HF Accelerate; CPU or GPUs)",
+        description=__doc__,
+    )
     methods = p.add_subparsers(dest="method", required=True, parser_class=MethodParser)
     for name, method in METHODS.items():
         m = methods.add_parser(name, help=method.help, description=f"{name}: {method.help}", method=name)
@@ -57,13 +61,25 @@ def run(args: argparse.Namespace) -> int:
     if method.data and args.data is None:
         raise ValueError(f"data: --data is required for {args.method} ({method.data})")
     task = method.task(args)
-    cfg = TrainConfig(out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
-                      min_lr_ratio=args.min_lr_ratio, ema_decay=args.ema_decay,
-                      checkpoint_every=args.checkpoint_every, seed=args.seed, resume=args.resume,
-                      init_from=getattr(args, "init_from", None), progress=not args.no_progress,
-                      run=run_identity(args))
+    cfg = TrainConfig(
+        out=args.out,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup=args.warmup,
+        min_lr_ratio=args.min_lr_ratio,
+        ema_decay=args.ema_decay,
+        checkpoint_every=args.checkpoint_every,
+        seed=args.seed,
+        resume=args.resume,
+        init_from=getattr(args, "init_from", None),
+        progress=not args.no_progress,
+        run=run_identity(args),
+    )
     state = train(task, cfg)
     if PartialState().is_main_process:  # under `accelerate launch`, one line for the run
-        print(f"trained {args.method} to step {state['step']} (loss {state['loss_avg']:.4f}, "
-              f"{state['elapsed_s']:.0f} s); checkpoints in {args.out}")
+        print(
+            f"trained {args.method} to step {state['step']} (loss {state['loss_avg']:.4f}, "
+            f"{state['elapsed_s']:.0f} s); checkpoints in {args.out}"
+        )
     return 0

@@ -25,8 +25,9 @@ LOOP = (
     Option("--batch-size", type=positive_int, default=128, help="per process"),
     Option("--lr", type=positive_float, default=1e-3),
     Option("--warmup", type=nonnegative_int, default=200),
-    Option("--min-lr-ratio", type=unit_float, default=0.1,
-           help="the cosine decay ends at this fraction of --lr (0 to 1)"),
+    Option(
+        "--min-lr-ratio", type=unit_float, default=0.1, help="the cosine decay ends at this fraction of --lr (0 to 1)"
+    ),
     Option("--ema-decay", type=open_unit_float, default=0.999),
     Option("--checkpoint-every", type=positive_int, default=500),
     Option("--seed", type=nonnegative_int, default=0),
@@ -34,12 +35,24 @@ LOOP = (
     Option("--resume", action="store_true", help="continue from the latest checkpoint in --out"),
     Option("--no-progress", action="store_true"),
 )
-INIT_FROM = Option("--init-from", default=None, metavar="PIPELINE", help="start from this pipeline's weights "
-                   "(a save_pretrained folder or a shipped name): fine-tuning")
-DDIM_SAMPLES = Option("--sample-steps", type=positive_int, default=None,
-                      help="DDIM steps of the checkpoint sample grids (default 50; t2i on scenes: 25)")
-PREDICTION_TYPE = Option("--prediction-type", choices=PREDICTION_TYPES, default="epsilon",
-                         help="what the UNet predicts (v_prediction: Salimans & Ho 2022)")
+INIT_FROM = Option(
+    "--init-from",
+    default=None,
+    metavar="PIPELINE",
+    help="start from this pipeline's weights (a save_pretrained folder or a shipped name): fine-tuning",
+)
+DDIM_SAMPLES = Option(
+    "--sample-steps",
+    type=positive_int,
+    default=None,
+    help="DDIM steps of the checkpoint sample grids (default 50; t2i on scenes: 25)",
+)
+PREDICTION_TYPE = Option(
+    "--prediction-type",
+    choices=PREDICTION_TYPES,
+    default="epsilon",
+    help="what the UNet predicts (v_prediction: Salimans & Ho 2022)",
+)
 IMAGES = "digits | shapes | path to an image folder"
 
 
@@ -73,37 +86,76 @@ class Method:
 
 METHODS = {
     "ddpm": Method(
-        "unconditional UNet2DModel (DDPM, Ho et al. 2020)", IMAGES,
-        (Option("--size", type=positive_int, default=None,
-                help="image size (default: 16 digits/folders, 24 shapes)"),
-         PREDICTION_TYPE),
-        (INIT_FROM, DDIM_SAMPLES), image_task),
+        "unconditional UNet2DModel (DDPM, Ho et al. 2020)",
+        IMAGES,
+        (
+            Option(
+                "--size", type=positive_int, default=None, help="image size (default: 16 digits/folders, 24 shapes)"
+            ),
+            PREDICTION_TYPE,
+        ),
+        (INIT_FROM, DDIM_SAMPLES),
+        image_task,
+    ),
     "t2i": Method(
         "text-conditional UNet and text encoder (on scenes: mini-sd's latent UNet and CLIP text encoder)",
         "shapes | scenes",
-        (Option("--size", type=positive_int, default=None,
-                help="image size on shapes (default 24; scenes are mini-sd's 64x64)"),
-         PREDICTION_TYPE,
-         Option("--vae", default=None, metavar="FOLDER",
+        (
+            Option(
+                "--size",
+                type=positive_int,
+                default=None,
+                help="image size on shapes (default 24; scenes are mini-sd's 64x64)",
+            ),
+            PREDICTION_TYPE,
+            Option(
+                "--vae",
+                default=None,
+                metavar="FOLDER",
                 help="scenes: the AutoencoderKL folder whose latents it learns (<run>/checkpoint-N/pipeline of "
-                     "`unetlab train autoencoder --data scenes`)"),
-         Option("--block-channels", type=channel_list, default=None, metavar="C1,C2,C3,C4",
-                help="scenes: the UNet's widths (default 32,64,128,128; the GPU configuration 64,128,256,256)")),
-        (INIT_FROM, DDIM_SAMPLES), image_task),
+                "`unetlab train autoencoder --data scenes`)",
+            ),
+            Option(
+                "--block-channels",
+                type=channel_list,
+                default=None,
+                metavar="C1,C2,C3,C4",
+                help="scenes: the UNet's widths (default 32,64,128,128; the GPU configuration 64,128,256,256)",
+            ),
+        ),
+        (INIT_FROM, DDIM_SAMPLES),
+        image_task,
+    ),
     "autoencoder": Method("mini-sd's AutoencoderKL", "scenes", (), (INIT_FROM,), image_task),
     "judge": Method("mini-sd's scene judge (the classifier that scores its images)", "scenes", (), (), image_task),
     "vdm": Method(
         "Variational Diffusion Model: the likelihood bound in bits per dimension (Kingma et al. 2021)",
-        likelihood.DATA_HELP, (likelihood.SIZE, *likelihood.VDM_OPTIONS, *likelihood.MODEL),
-        (likelihood.SAMPLE_STEPS,), likelihood.make_task),
+        likelihood.DATA_HELP,
+        (likelihood.SIZE, *likelihood.VDM_OPTIONS, *likelihood.MODEL),
+        (likelihood.SAMPLE_STEPS,),
+        likelihood.make_task,
+    ),
     "diffenc": Method(
         "DiffEnc: VDM with a time-dependent encoder of the data, in bits per dimension (Nielsen et al. 2024)",
-        likelihood.DATA_HELP, (likelihood.SIZE, *likelihood.DIFFENC_OPTIONS, *likelihood.MODEL),
-        (likelihood.SAMPLE_STEPS,), likelihood.make_task),
-    "codi": Method("conditional distillation of --teacher (CoDi, Mei et al. 2024)", None, codi.OPTIONS,
-                   (INIT_FROM,), codi.make_task),
-    "clockwork": Method("Clockwork's learned adaptor of --model, distilled on its own trajectories", None,
-                        clockwork.OPTIONS, (), clockwork.make_task),
+        likelihood.DATA_HELP,
+        (likelihood.SIZE, *likelihood.DIFFENC_OPTIONS, *likelihood.MODEL),
+        (likelihood.SAMPLE_STEPS,),
+        likelihood.make_task,
+    ),
+    "codi": Method(
+        "conditional distillation of --teacher (CoDi, Mei et al. 2024)",
+        None,
+        codi.OPTIONS,
+        (INIT_FROM,),
+        codi.make_task,
+    ),
+    "clockwork": Method(
+        "Clockwork's learned adaptor of --model, distilled on its own trajectories",
+        None,
+        clockwork.OPTIONS,
+        (),
+        clockwork.make_task,
+    ),
 }
 
 

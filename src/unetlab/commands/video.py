@@ -13,17 +13,25 @@ def _indices(text: str) -> list[int]:
     try:
         return [int(v) for v in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated frame indices such as 0,8,15, got {text!r}") \
-            from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated frame indices such as 0,8,15, got {text!r}"
+        ) from None
 
 
 def register(sub) -> None:
     p = sub.add_parser("edit-video", help="edit a video frame by frame (SDEdit / img2img), with anchor attention")
-    p.add_argument("--model", default="shapes", help="shapes (shipped), a saved image-editing pipeline folder or a "
-                                                    "hub id (default: shapes)")
+    p.add_argument(
+        "--model",
+        default="shapes",
+        help="shapes (shipped), a saved image-editing pipeline folder or a hub id (default: shapes)",
+    )
     p.add_argument("--input", required=True, help="a folder of frames (sorted by name) or an animated GIF")
-    p.add_argument("--prompt", required=True, action="append",
-                   help="the edit caption; repeat it once per frame for per-frame captions")
+    p.add_argument(
+        "--prompt",
+        required=True,
+        action="append",
+        help="the edit caption; repeat it once per frame for per-frame captions",
+    )
     p.add_argument("--out", required=True, help="new folder for frame_0000.png ... and video.gif")
     anchors = p.add_mutually_exclusive_group()
     anchors.add_argument("--anchors", type=_indices, help="anchor frame indices, e.g. 0,8,15")
@@ -60,9 +68,21 @@ def run(args) -> int:
         AnchorAttentionConfig(anchors=args.anchors, stride=args.stride, count=count).indices(len(frames))
     pipe = load(args.model)
     with tqdm(total=len(frames), desc="edit-video", unit="frame") as bar:
-        edited = edit_video(pipe, frames, prompt, anchors=args.anchors, stride=args.stride, count=count,
-                            own_kv=args.own_kv, batch_size=args.batch_size, seed=args.seed, progress=bar.update,
-                            strength=args.strength, num_inference_steps=args.steps, guidance_scale=args.guidance)
+        edited = edit_video(
+            pipe,
+            frames,
+            prompt,
+            anchors=args.anchors,
+            stride=args.stride,
+            count=count,
+            own_kv=args.own_kv,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            progress=bar.update,
+            strength=args.strength,
+            num_inference_steps=args.steps,
+            guidance_scale=args.guidance,
+        )
     write_frames(edited, out, fps=args.fps, scale=args.scale)
     print(f"wrote {len(edited)} frames and video.gif to {out}")
     return 0

@@ -5,5 +5,14 @@ from .digits import DigitsDataset, load_digits
 from .folder import FolderDataset, load_folder
 from .shapes import ShapesDataset, caption, heldout_captions, parse_caption
 
-__all__ = ["DigitsDataset", "FolderDataset", "ShapesDataset", "caption", "dataset", "heldout_captions", "load_digits",
-           "load_folder", "parse_caption"]
+__all__ = [
+    "DigitsDataset",
+    "FolderDataset",
+    "ShapesDataset",
+    "caption",
+    "dataset",
+    "heldout_captions",
+    "load_digits",
+    "load_folder",
+    "parse_caption",
+]

@@ -22,9 +22,14 @@ import torch.nn.functional as F
 
 SHAPES = ("circle", "square", "triangle", "star", "heart", "ring", "cross", "diamond")
 COLOURS = {
-    "red": (0.90, 0.10, 0.10), "orange": (1.00, 0.55, 0.00), "yellow": (0.95, 0.90, 0.10),
-    "green": (0.10, 0.70, 0.20), "blue": (0.15, 0.25, 0.95), "purple": (0.60, 0.15, 0.80),
-    "white": (0.95, 0.95, 0.95), "black": (0.05, 0.05, 0.05),
+    "red": (0.90, 0.10, 0.10),
+    "orange": (1.00, 0.55, 0.00),
+    "yellow": (0.95, 0.90, 0.10),
+    "green": (0.10, 0.70, 0.20),
+    "blue": (0.15, 0.25, 0.95),
+    "purple": (0.60, 0.15, 0.80),
+    "white": (0.95, 0.95, 0.95),
+    "black": (0.05, 0.05, 0.05),
 }
 COLOUR_NAMES = tuple(COLOURS)
 SIZES = ("small", "big")
@@ -53,8 +58,10 @@ def check_caption(text: str) -> str:
     """`text` if every word is in the grammar's vocabulary (what mini-sd's tokenizer spells as one token each)."""
     unknown = [w for w in text.lower().split() if w not in _VOCABULARY]
     if unknown:
-        raise ValueError(f"prompt: {text!r} uses words outside mini-sd's caption grammar: {', '.join(unknown)} "
-                         f"(known words: {', '.join(_VOCABULARY)})")
+        raise ValueError(
+            f"prompt: {text!r} uses words outside mini-sd's caption grammar: {', '.join(unknown)} "
+            f"(known words: {', '.join(_VOCABULARY)})"
+        )
     return text
 
 
@@ -66,8 +73,10 @@ def heldout_triples() -> frozenset[tuple[str, str, str]]:
 
 
 _VOCABULARY = vocabulary()
-_EXAMPLE = {"objects": [{"shape": "star", "colour": "red", "size": "big", "cell": 0}],
-            "background": {"colour": "green", "texture": "striped"}}
+_EXAMPLE = {
+    "objects": [{"shape": "star", "colour": "red", "size": "big", "cell": 0}],
+    "background": {"colour": "green", "texture": "striped"},
+}
 _HELDOUT = heldout_triples()
 _HELDOUT_SORTED = sorted(_HELDOUT)
 
@@ -157,8 +166,15 @@ def parse_caption(text: str) -> dict:
 
 def _jitter(rng: random.Random, label: dict) -> list[dict]:
     """Per-object continuous draws: centre offset (fraction of a cell), radius scale, rotation (radians)."""
-    return [{"dx": rng.uniform(-0.12, 0.12), "dy": rng.uniform(-0.12, 0.12), "scale": rng.uniform(0.9, 1.1),
-             "angle": rng.uniform(-math.pi / 12, math.pi / 12)} for _ in label["objects"]]
+    return [
+        {
+            "dx": rng.uniform(-0.12, 0.12),
+            "dy": rng.uniform(-0.12, 0.12),
+            "scale": rng.uniform(0.9, 1.1),
+            "angle": rng.uniform(-math.pi / 12, math.pi / 12),
+        }
+        for _ in label["objects"]
+    ]
 
 
 def _shape_masks(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -172,8 +188,16 @@ def _shape_masks(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     heart = (hx**2 + hy**2 - 1) ** 3 - hx**2 * hy**3 <= 0
     triangle = (v >= -1) & (v <= 0.75) & (u.abs() <= (v + 1) / 1.75)
     cross = ((u.abs() <= 0.3) & (v.abs() <= 0.95)) | ((v.abs() <= 0.3) & (u.abs() <= 0.95))
-    masks = (rho <= 1, torch.maximum(u.abs(), v.abs()) <= 0.8, triangle, star, heart, (rho <= 1) & (rho >= 0.55),
-             cross, u.abs() + v.abs() <= 1)
+    masks = (
+        rho <= 1,
+        torch.maximum(u.abs(), v.abs()) <= 0.8,
+        triangle,
+        star,
+        heart,
+        (rho <= 1) & (rho >= 0.55),
+        cross,
+        u.abs() + v.abs() <= 1,
+    )
     return torch.stack(masks).float()
 
 
@@ -191,9 +215,11 @@ def _background(labels: list[dict], rng_params: list[dict], n: int) -> torch.Ten
     checker = (torch.floor(x / period + phase) + torch.floor(y / period + phase)).remainder(2) < 1
     gradient = (y / SIZE).clamp(0, 1)
     texture = torch.tensor([TEXTURES.index(lab["background"]["texture"]) for lab in labels]).view(b, 1, 1)
-    mix = torch.where(texture == 0, torch.zeros_like(gradient),
-                      torch.where(texture == 1, stripes.float(),
-                                  torch.where(texture == 2, checker.float(), gradient)))
+    mix = torch.where(
+        texture == 0,
+        torch.zeros_like(gradient),
+        torch.where(texture == 1, stripes.float(), torch.where(texture == 2, checker.float(), gradient)),
+    )
     return base * (1 - mix.unsqueeze(1)) + shade * mix.unsqueeze(1)
 
 

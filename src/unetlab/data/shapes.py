@@ -14,8 +14,12 @@ import torch.nn.functional as F
 
 SHAPES = ("circle", "square", "triangle")
 COLOURS = {
-    "red": (0.9, 0.1, 0.1), "green": (0.1, 0.75, 0.2), "blue": (0.15, 0.25, 0.95),
-    "yellow": (0.95, 0.9, 0.1), "white": (0.95, 0.95, 0.95), "black": (0.05, 0.05, 0.05),
+    "red": (0.9, 0.1, 0.1),
+    "green": (0.1, 0.75, 0.2),
+    "blue": (0.15, 0.25, 0.95),
+    "yellow": (0.95, 0.9, 0.1),
+    "white": (0.95, 0.95, 0.95),
+    "black": (0.05, 0.05, 0.05),
 }
 COLOUR_NAMES = tuple(COLOURS)
 POSITIONS = ("top left", "top", "top right", "left", "center", "right", "bottom left", "bottom", "bottom right")
@@ -36,8 +40,9 @@ def parse_caption(text: str) -> dict[str, str]:
     """The attributes {"shape", "colour", "position", "background"} of a caption made by `caption`."""
     match = _CAPTION.match(text.strip().lower())
     if not match:
-        raise ValueError(f"caption: {text!r} is not of the form 'a <colour> <shape> at the <position> on a <colour> "
-                         "background'")
+        raise ValueError(
+            f"caption: {text!r} is not of the form 'a <colour> <shape> at the <position> on a <colour> background'"
+        )
     colour, shape, position, background = match.groups()
     attrs = {"shape": shape, "colour": colour, "position": position, "background": background}
     for key, value in attrs.items():

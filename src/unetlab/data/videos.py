@@ -75,12 +75,19 @@ def synthetic_clip(index: int, num_frames: int = 16, size: int = 24, seed: int =
     mask = _masks(torch.full((num_frames,), shape), centres[:, 0], centres[:, 1], radii, size)
     frames = mask * colour.view(-1, 3, 1, 1) + (1 - mask) * _COLOUR[bg].view(1, 3, 1, 1)
     names = ATTRIBUTES["colour"]
-    edit = ("shape", SHAPES[(shape + 1 + pick(2)) % 3]) if motion == "recolour" or index // 3 % 2 else \
-        ("colour", names[new_colour])
+    edit = (
+        ("shape", SHAPES[(shape + 1 + pick(2)) % 3])
+        if motion == "recolour" or index // 3 % 2
+        else ("colour", names[new_colour])
+    )
     caps, edited = [], []
     for k in range(num_frames):
-        attrs = {"shape": SHAPES[shape], "colour": names[fg_end if mix[k] > 0.5 else fg],
-                 "position": _nearest_position(*centres[k].tolist(), size), "background": names[bg]}
+        attrs = {
+            "shape": SHAPES[shape],
+            "colour": names[fg_end if mix[k] > 0.5 else fg],
+            "position": _nearest_position(*centres[k].tolist(), size),
+            "background": names[bg],
+        }
         caps.append(caption(**attrs))
         edited.append(caption(**{**attrs, edit[0]: edit[1]}))
     return Clip(frames.clamp(0, 1), caps, edited, centres, radii, motion, edit)

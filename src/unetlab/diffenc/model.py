@@ -1,4 +1,5 @@
-"""DiffEnc: VDM with a time-dependent encoder in the forward mean, v-parameterised (Nielsen et al. 2024; REFERENCE.md §5)."""
+"""DiffEnc: VDM with a time-dependent encoder in the forward mean, v-parameterised (Nielsen et al. 2024; REFERENCE.md
+§5)."""
 
 from __future__ import annotations
 
@@ -15,14 +16,10 @@ class DiffEnc(VDM):
 
     counter_term = True
 
-    def __init__(
-        self, score_net: nn.Module, schedule: nn.Module, encoder: TrainableEncoder | NonTrainableEncoder
-    ):
+    def __init__(self, score_net: nn.Module, schedule: nn.Module, encoder: TrainableEncoder | NonTrainableEncoder):
         super().__init__(score_net, schedule, parameterization="v")
         if not isinstance(encoder, (TrainableEncoder, NonTrainableEncoder)):
-            raise TypeError(
-                f"encoder must be a TrainableEncoder or NonTrainableEncoder, got {type(encoder).__name__}"
-            )
+            raise TypeError(f"encoder must be a TrainableEncoder or NonTrainableEncoder, got {type(encoder).__name__}")
         self.encoder = encoder
 
     def encode(self, x: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:

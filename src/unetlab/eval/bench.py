@@ -29,8 +29,10 @@ PSNR_CAP = 100.0  # dB; identical images (infinite PSNR) are reported at the cap
 def machine() -> str:
     """A one-line description of where the benchmark ran."""
     dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads, {dev}; " \
-           f"torch {torch.__version__}".replace("  ", " ")
+    return (
+        f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads, {dev}; "
+        f"torch {torch.__version__}".replace("  ", " ")
+    )
 
 
 def workload_for(model: str, arch: str | None = None, random_weights: bool = False) -> Workload:
@@ -69,16 +71,31 @@ def baseline_of(baseline: str | None, steps: int | None) -> tuple[str, int]:
         return "ddim", 50 if steps is None else steps
     name, n = parse_baseline(baseline)
     if steps is not None and steps != n:
-        raise ValueError(f"--steps: {steps} disagrees with --baseline {baseline}; give the step count in --baseline "
-                         "only")
+        raise ValueError(
+            f"--steps: {steps} disagrees with --baseline {baseline}; give the step count in --baseline only"
+        )
     return name, n
 
 
-def bench(model: str | list[str] = SHIPPED, out: str | Path | None = None, steps: int | None = None,
-          num_images: int = 32, timing_images: int = 8, repeats: int = 3, methods: list[str] | None = None,
-          seed: int = 0, arch: str | None = None, random_weights: bool = False, key_steps: str | None = None,
-          block_skip_plan: str | None = None, quick: bool = False, workload: Workload | None = None,
-          batch_size: int = 32, accelerator=None, baseline: str | None = None) -> dict:
+def bench(
+    model: str | list[str] = SHIPPED,
+    out: str | Path | None = None,
+    steps: int | None = None,
+    num_images: int = 32,
+    timing_images: int = 8,
+    repeats: int = 3,
+    methods: list[str] | None = None,
+    seed: int = 0,
+    arch: str | None = None,
+    random_weights: bool = False,
+    key_steps: str | None = None,
+    block_skip_plan: str | None = None,
+    quick: bool = False,
+    workload: Workload | None = None,
+    batch_size: int = 32,
+    accelerator=None,
+    baseline: str | None = None,
+) -> dict:
     """Benchmark the methods on each model against `baseline` ("SCHEDULER:STEPS", default "ddim:50"; `steps` alone
     means DDIM at that many steps); return `{"machine", "date", "rows"}` and write reports to `out`.
 
@@ -86,8 +103,13 @@ def bench(model: str | list[str] = SHIPPED, out: str | Path | None = None, steps
     processes) the batches are shared among the processes and the main process times, merges and reports.
     """
     solver_name, steps = baseline_of(baseline, steps)
-    for name, value, low in (("steps", steps, 2), ("num_images", num_images, 1), ("timing_images", timing_images, 1),
-                             ("repeats", repeats, MIN_ROUNDS), ("batch_size", batch_size, 1)):
+    for name, value, low in (
+        ("steps", steps, 2),
+        ("num_images", num_images, 1),
+        ("timing_images", timing_images, 1),
+        ("repeats", repeats, MIN_ROUNDS),
+        ("batch_size", batch_size, 1),
+    ):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
     known = {m.name for m in default_methods(steps, key_steps, block_skip_plan, quick=quick)}  # fail before loading
@@ -106,24 +128,43 @@ def bench(model: str | list[str] = SHIPPED, out: str | Path | None = None, steps
     else:
         workloads = [workload_for(m) for m in ([model] if isinstance(model, str) else model)]
     rows, images = [], {}
-    settings = {"steps": steps, "num_images": num_images, "timing_images": timing_images, "repeats": repeats,
-                "seed": seed, "batch_size": batch_size}
+    settings = {
+        "steps": steps,
+        "num_images": num_images,
+        "timing_images": timing_images,
+        "repeats": repeats,
+        "seed": seed,
+        "batch_size": batch_size,
+    }
     for w in workloads:
         solver = resolve(solver_name, w.pipe)
         others = [s for s in dict.fromkeys(resolve(name, w.pipe) for name in FEWER_SOLVERS) if s != solver]
         swap = None if solver.matches(w.pipe.scheduler) else SchedulerSwap(w.pipe, solver)
         try:
-            r, im = _bench_one(w, methods, key_steps, block_skip_plan, quick, accelerator, solver, others,
-                               swap.original if swap else w.pipe.scheduler, **settings)
+            r, im = _bench_one(
+                w,
+                methods,
+                key_steps,
+                block_skip_plan,
+                quick,
+                accelerator,
+                solver,
+                others,
+                swap.original if swap else w.pipe.scheduler,
+                **settings,
+            )
         finally:
             if swap is not None:
                 swap.remove()
         rows += r
         images.update({(w.name, k): v for k, v in im.items()})
-    result = {"machine": machine(), "date": datetime.date.today().isoformat(),
-              "speed_only": all(w.speed_only for w in workloads),
-              "settings": {**settings, "baseline": f"{solver_name}:{steps}", "processes": _processes(accelerator)},
-              "rows": rows}
+    result = {
+        "machine": machine(),
+        "date": datetime.date.today().isoformat(),
+        "speed_only": all(w.speed_only for w in workloads),
+        "settings": {**settings, "baseline": f"{solver_name}:{steps}", "processes": _processes(accelerator)},
+        "rows": rows,
+    }
     if out is not None and _is_main(accelerator):
         from .bench_report import write_report
 
@@ -139,8 +180,9 @@ def _is_main(accelerator) -> bool:
     return accelerator is None or accelerator.is_main_process
 
 
-def sample_batched(w: Workload, num_images: int, steps: int, seed: int, batch_size: int,
-                   accelerator=None) -> tuple[torch.Tensor, int]:
+def sample_batched(
+    w: Workload, num_images: int, steps: int, seed: int, batch_size: int, accelerator=None
+) -> tuple[torch.Tensor, int]:
     """Images 0..num_images-1 (image i from seed + i) in batches of `batch_size`, and the UNet FLOPs spent.
 
     Batch k always holds images k*batch_size.. whichever process samples it, so the images do not depend on the
@@ -173,8 +215,24 @@ def fewer_steps(n: int, solver, baseline, original) -> Method:
     return Method("fewer-steps", f"{solver.label}-{n}", config, n, lambda pipe: [SchedulerSwap(pipe, solver, original)])
 
 
-def _bench_one(w: Workload, methods, key_steps, block_skip_plan, quick, accelerator, solver, others, original, *,
-               steps, num_images, timing_images, repeats, seed, batch_size) -> tuple[list[dict], dict]:
+def _bench_one(
+    w: Workload,
+    methods,
+    key_steps,
+    block_skip_plan,
+    quick,
+    accelerator,
+    solver,
+    others,
+    original,
+    *,
+    steps,
+    num_images,
+    timing_images,
+    repeats,
+    seed,
+    batch_size,
+) -> tuple[list[dict], dict]:
     """Rows and per-method sample images for one workload, sampled with `solver`; fewer-steps rows also with the
     `others` (built from the pipeline's own scheduler, `original`)."""
     candidates = default_methods(steps, key_steps, block_skip_plan, quick=quick, baseline=solver.label)
@@ -190,7 +248,7 @@ def _bench_one(w: Workload, methods, key_steps, block_skip_plan, quick, accelera
         if m.user_input is not None:
             try:
                 applied(m, w.pipe, lambda: None)
-            except Exception as err:  # noqa: BLE001 - whatever apply refuses, named with the option
+            except Exception as err:
                 raise ValueError(f"{m.user_input}: {m.name} cannot run on {w.name}: {err}") from None
     main = _is_main(accelerator)
     if accelerator is not None:
@@ -200,8 +258,9 @@ def _bench_one(w: Workload, methods, key_steps, block_skip_plan, quick, accelera
 
     def sample(m: Method) -> None:
         """The quality images of `m`, sampled under a FLOP counter (the counter's cost is per op, not per image)."""
-        images[m.name], total = applied(m, w.pipe, lambda: sample_batched(w, num_images, m.steps, seed, batch_size,
-                                                                        accelerator))
+        images[m.name], total = applied(
+            m, w.pipe, lambda: sample_batched(w, num_images, m.steps, seed, batch_size, accelerator)
+        )
         flops[m.name] = total / num_images
         bar.update(1)
 
@@ -210,7 +269,7 @@ def _bench_one(w: Workload, methods, key_steps, block_skip_plan, quick, accelera
             try:
                 sample(m)
                 continue
-            except Exception as err:  # noqa: BLE001 - any failure to apply is reported, not hidden
+            except Exception as err:
                 if m.user_input is not None:
                     raise ValueError(f"{m.user_input}: {m.name} failed on {w.name}: {err}") from None
                 m.unsupported = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
@@ -226,8 +285,9 @@ def _bench_one(w: Workload, methods, key_steps, block_skip_plan, quick, accelera
         if reason is None:
             runs.append(s)
         else:
-            candidates.append(Method("fewer-steps", f"{s.label} (fewer steps)", {"scheduler": s.label}, steps,
-                                     unsupported=reason))
+            candidates.append(
+                Method("fewer-steps", f"{s.label} (fewer steps)", {"scheduler": s.label}, steps, unsupported=reason)
+            )
     for n in matched:  # the honest alternative: fewer full steps at matched UNet FLOPs, of each solver
         for s in [solver, *runs]:
             m = fewer_steps(n, s, solver, original)
@@ -249,13 +309,36 @@ def _bench_one(w: Workload, methods, key_steps, block_skip_plan, quick, accelera
 
     rows = []
     for m in candidates:
-        row = {"model": w.name, "method": m.name, "family": m.family, "config": m.config, "steps": m.steps,
-               "seconds_per_image": None, "speedup_wall": None, "speedup_wall_min": None, "speedup_wall_max": None,
-               "timing_rounds": None, "timing_spread": None, "timing_settled": None, "timing_retimed": None,
-               "timing_disagrees": None, "speedup_flops": None, "flops_per_image": None, "peak_mem_mb": None,
-               "psnr": None, "ssim": None, "accuracy": None, "fd": None, "unsupported": m.unsupported}
+        row = {
+            "model": w.name,
+            "method": m.name,
+            "family": m.family,
+            "config": m.config,
+            "steps": m.steps,
+            "seconds_per_image": None,
+            "speedup_wall": None,
+            "speedup_wall_min": None,
+            "speedup_wall_max": None,
+            "timing_rounds": None,
+            "timing_spread": None,
+            "timing_settled": None,
+            "timing_retimed": None,
+            "timing_disagrees": None,
+            "speedup_flops": None,
+            "flops_per_image": None,
+            "peak_mem_mb": None,
+            "psnr": None,
+            "ssim": None,
+            "accuracy": None,
+            "fd": None,
+            "unsupported": m.unsupported,
+        }
         if m.unsupported is None and main:
-            row.update(flops_per_image=flops[m.name], speedup_flops=flops[base.name] / flops[m.name],
-                       **timing[m.name], **quality[m.name])
+            row.update(
+                flops_per_image=flops[m.name],
+                speedup_flops=flops[base.name] / flops[m.name],
+                **timing[m.name],
+                **quality[m.name],
+            )
         rows.append(row)
     return rows, images

@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Callable
 
 import torch
-
 from torch.utils.flop_counter import FlopCounterMode
 
 

@@ -10,11 +10,35 @@ import torch
 
 from ..atomic import write, write_text
 
-ROW_KEYS = ("model", "method", "config", "steps", "seconds_per_image", "speedup_wall", "speedup_flops",
-            "peak_mem_mb", "psnr", "ssim", "accuracy", "fd")
-_MARKERS = {"encoder-propagation": "o", "branch-cache": "s", "clockwork": "^", "block-skip": "D", "deepcache": "P",
-            "tome": "X", "tgate": "p", "pab": "<", "taylorseer": ">", "guidance-reuse": "v", "combination": "*",
-            "tuned": "h", "baseline": "k"}
+ROW_KEYS = (
+    "model",
+    "method",
+    "config",
+    "steps",
+    "seconds_per_image",
+    "speedup_wall",
+    "speedup_flops",
+    "peak_mem_mb",
+    "psnr",
+    "ssim",
+    "accuracy",
+    "fd",
+)
+_MARKERS = {
+    "encoder-propagation": "o",
+    "branch-cache": "s",
+    "clockwork": "^",
+    "block-skip": "D",
+    "deepcache": "P",
+    "tome": "X",
+    "tgate": "p",
+    "pab": "<",
+    "taylorseer": ">",
+    "guidance-reuse": "v",
+    "combination": "*",
+    "tuned": "h",
+    "baseline": "k",
+}
 
 
 def validate(result: dict) -> None:
@@ -46,27 +70,35 @@ def _unsettled(row: dict) -> str:
 
 def markdown(result: dict) -> str:
     """The table as Markdown: one row per method, unsupported methods with their reason."""
-    lines = [f"Machine: {result['machine']}  ", f"Date: {result['date']}  ",
-             "Speed-up = the baseline's minimum seconds / the method's minimum seconds over the rounds of one run "
-             "(one warm-up call each, then the method order rotated every round; a method whose fastest rounds spread "
-             "by more than 25% or whose speed-up is more than 2x off its FLOPs ratio re-timed with the baseline, "
-             "twice at most; † still so afterwards), min–max of the per-round paired ratios in brackets; "
-             "FLOPs = UNet FLOPs per image (torch.utils.flop_counter); PSNR/SSIM against the baseline sample from "
-             "the same noise (PSNR 100 = identical); peak MB = resident-set growth during one timed call (CPU) or "
-             "allocated CUDA memory growth." + (" **Speed only: random weights, no quality columns.**" if result.get("speed_only")
-                                  else ""), "",
-             "| model | method | steps | s/image | speed-up (wall) | speed-up (FLOPs) | peak MB | PSNR | SSIM | "
-             "accuracy | FD |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Machine: {result['machine']}  ",
+        f"Date: {result['date']}  ",
+        "Speed-up = the baseline's minimum seconds / the method's minimum seconds over the rounds of one run "
+        "(one warm-up call each, then the method order rotated every round; a method whose fastest rounds spread "
+        "by more than 25% or whose speed-up is more than 2x off its FLOPs ratio re-timed with the baseline, "
+        "twice at most; † still so afterwards), min–max of the per-round paired ratios in brackets; "
+        "FLOPs = UNet FLOPs per image (torch.utils.flop_counter); PSNR/SSIM against the baseline sample from "
+        "the same noise (PSNR 100 = identical); peak MB = resident-set growth during one timed call (CPU) or "
+        "allocated CUDA memory growth."
+        + (" **Speed only: random weights, no quality columns.**" if result.get("speed_only") else ""),
+        "",
+        "| model | method | steps | s/image | speed-up (wall) | speed-up (FLOPs) | peak MB | PSNR | SSIM | "
+        "accuracy | FD |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in result["rows"]:
         if r.get("unsupported"):
-            lines.append(f"| {r['model']} | {r['method']} | {r['steps']} | unsupported: {r['unsupported']} "
-                         "| | | | | | | |")
+            lines.append(
+                f"| {r['model']} | {r['method']} | {r['steps']} | unsupported: {r['unsupported']} | | | | | | | |"
+            )
             continue
-        lines.append(f"| {r['model']} | {r['method']} | {r['steps']} | {_fmt(r['seconds_per_image'], '.4f')} | "
-                     f"{_fmt(r['speedup_wall'], '.2f')}×{_spread(r)}{_unsettled(r)} | "
-                     f"{_fmt(r['speedup_flops'], '.2f')}× | "
-                     f"{_fmt(r['peak_mem_mb'], '.0f')} | {_fmt(r['psnr'], '.2f')} | {_fmt(r['ssim'], '.3f')} | "
-                     f"{_fmt(r['accuracy'], '.3f')} | {_fmt(r['fd'], '.2f')} |")
+        lines.append(
+            f"| {r['model']} | {r['method']} | {r['steps']} | {_fmt(r['seconds_per_image'], '.4f')} | "
+            f"{_fmt(r['speedup_wall'], '.2f')}×{_spread(r)}{_unsettled(r)} | "
+            f"{_fmt(r['speedup_flops'], '.2f')}× | "
+            f"{_fmt(r['peak_mem_mb'], '.0f')} | {_fmt(r['psnr'], '.2f')} | {_fmt(r['ssim'], '.3f')} | "
+            f"{_fmt(r['accuracy'], '.3f')} | {_fmt(r['fd'], '.2f')} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -81,22 +113,44 @@ def pareto_plot(result: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.5), squeeze=False)
     for ax, model in zip(axes[0], models):
         rows = [r for r in result["rows"] if r["model"] == model and r["speedup_wall"] is not None]
-        few = sorted((r for r in rows if r["family"] == "fewer-steps" and r["psnr"] is not None),
-                     key=lambda r: r["speedup_wall"])
+        few = sorted(
+            (r for r in rows if r["family"] == "fewer-steps" and r["psnr"] is not None), key=lambda r: r["speedup_wall"]
+        )
         if few:
-            ax.plot([1.0] + [r["speedup_wall"] for r in few], [60] + [min(r["psnr"], 60) for r in few], "k--", lw=1,
-                    marker=".", label="fewer DDIM steps (baseline at 60)")
+            ax.plot(
+                [1.0] + [r["speedup_wall"] for r in few],
+                [60] + [min(r["psnr"], 60) for r in few],
+                "k--",
+                lw=1,
+                marker=".",
+                label="fewer DDIM steps (baseline at 60)",
+            )
         for i, (fam, marker) in enumerate(_MARKERS.items()):
             for forecast in (False, True):  # reuse="taylor1"/"taylor2" rows hollow, in their family's colour
-                pts = [r for r in rows if r["family"] == fam and r["psnr"] is not None and fam != "baseline"
-                       and (r["config"].get("reuse", "copy") != "copy") == forecast]
+                pts = [
+                    r
+                    for r in rows
+                    if r["family"] == fam
+                    and r["psnr"] is not None
+                    and fam != "baseline"
+                    and (r["config"].get("reuse", "copy") != "copy") == forecast
+                ]
                 if pts:
                     colour = dict(facecolors="none", edgecolors=f"C{i}") if forecast else dict(color=f"C{i}")
-                    ax.scatter([r["speedup_wall"] for r in pts], [min(r["psnr"], 60) for r in pts], marker=marker,
-                               s=50, label=f"{fam}, forecast" if forecast else fam, **colour)
+                    ax.scatter(
+                        [r["speedup_wall"] for r in pts],
+                        [min(r["psnr"], 60) for r in pts],
+                        marker=marker,
+                        s=50,
+                        label=f"{fam}, forecast" if forecast else fam,
+                        **colour,
+                    )
         ax.axhline(30, color="grey", lw=0.5, ls=":")
-        ax.set(title=f"{model}: speed vs fidelity", xlabel="wall-time speed-up vs baseline (×)",
-               ylabel="PSNR vs baseline sample (dB, capped at 60)")
+        ax.set(
+            title=f"{model}: speed vs fidelity",
+            xlabel="wall-time speed-up vs baseline (×)",
+            ylabel="PSNR vs baseline sample (dB, capped at 60)",
+        )
         ax.legend(fontsize=7)
     fig.tight_layout()
     write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
@@ -113,10 +167,11 @@ def sample_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
     grid = torch.ones(c, rows * (h + 2), nrow * (w + 2))
     for i in range(n):
         r, col = divmod(i, nrow)
-        grid[:, r * (h + 2): r * (h + 2) + h, col * (w + 2): col * (w + 2) + w] = x[i]
+        grid[:, r * (h + 2) : r * (h + 2) + h, col * (w + 2) : col * (w + 2) + w] = x[i]
     arr = (grid.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
-    img = Image.fromarray(arr[..., 0] if c == 1 else arr[..., :3]).resize((arr.shape[1] * 3, arr.shape[0] * 3),
-                                                                          Image.NEAREST)
+    img = Image.fromarray(arr[..., 0] if c == 1 else arr[..., :3]).resize(
+        (arr.shape[1] * 3, arr.shape[0] * 3), Image.NEAREST
+    )
     write(path, lambda tmp: img.save(tmp, format="PNG"))
 
 

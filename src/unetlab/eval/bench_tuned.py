@@ -38,8 +38,12 @@ def resolve(m, w, steps: int, seeds: range, solver) -> None:
         m.unsupported = f"the preset was tuned against a {tuned_against.label} baseline, the bench runs {solver.label}"
     elif t.get("baseline_steps", steps) != steps:
         m.unsupported = f"the preset was tuned against a {t['baseline_steps']}-step baseline, the bench runs {steps}"
-    elif t.get("guidance_scale") is not None and w.guidance_scale is not None and t["guidance_scale"] != w.guidance_scale:
-        m.unsupported = f"the preset was tuned at guidance {t['guidance_scale']}, the bench samples at {w.guidance_scale}"
+    elif (
+        t.get("guidance_scale") is not None and w.guidance_scale is not None and t["guidance_scale"] != w.guidance_scale
+    ):
+        m.unsupported = (
+            f"the preset was tuned at guidance {t['guidance_scale']}, the bench samples at {w.guidance_scale}"
+        )
     elif seen & set(seeds):
         m.unsupported = f"the bench's seeds {min(seen & set(seeds))}.. are among the seeds the preset was tuned on"
     else:

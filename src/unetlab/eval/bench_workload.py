@@ -8,8 +8,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-DEFAULT_PROMPTS = ["a photograph of an astronaut riding a horse", "a red circle at the top left on a blue background",
-                   "a watercolor painting of a lighthouse", "a bowl of fruit on a wooden table"]
+DEFAULT_PROMPTS = [
+    "a photograph of an astronaut riding a horse",
+    "a red circle at the top left on a blue background",
+    "a watercolor painting of a lighthouse",
+    "a bowl of fruit on a wooden table",
+]
 
 
 @dataclass
@@ -67,13 +71,20 @@ def shipped_workload(name: str) -> Workload:
     if name == "shapes":
         from ..data.shapes import heldout_captions
 
-        return Workload(name, pipe, heldout_captions(500), "shapes", guidance_scale=5.0,
-                        call_kwargs={"output_type": "np"})
+        return Workload(
+            name, pipe, heldout_captions(500), "shapes", guidance_scale=5.0, call_kwargs={"output_type": "np"}
+        )
     if name == "mini-sd":
         from ..data.scenes import sample
 
-        return Workload(name, pipe, sample(500, seed=0, split="test")[1], "mini-sd", guidance_scale=7.5,
-                        call_kwargs={"output_type": "np"})
+        return Workload(
+            name,
+            pipe,
+            sample(500, seed=0, split="test")[1],
+            "mini-sd",
+            guidance_scale=7.5,
+            call_kwargs={"output_type": "np"},
+        )
     return Workload(name, pipe, None, "digits", call_kwargs={"output_type": "np"})
 
 
@@ -84,8 +95,9 @@ def user_workload(path: str, prompts: list[str] | None = None) -> Workload:
     pipe = load(path)
     pipe.set_progress_bar_config(disable=True)
     takes_prompt = "prompt" in inspect.signature(pipe.__call__).parameters
-    return Workload(str(path), pipe, (prompts or DEFAULT_PROMPTS) if takes_prompt else None, None,
-                    call_kwargs={"output_type": "np"})
+    return Workload(
+        str(path), pipe, (prompts or DEFAULT_PROMPTS) if takes_prompt else None, None, call_kwargs={"output_type": "np"}
+    )
 
 
 def sd15_random_pipeline(scale: int = 10, sample_size: int = 64, seed: int = 0):
@@ -97,11 +109,25 @@ def sd15_random_pipeline(scale: int = 10, sample_size: int = 64, seed: int = 0):
 
     torch.manual_seed(seed)
     unet = sd15_like(scale=scale, sample_size=sample_size).eval()
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                              set_alpha_to_one=False, steps_offset=1)
-    pipe = StableDiffusionPipeline(vae=None, text_encoder=None, tokenizer=None, unet=unet, scheduler=scheduler,
-                                   safety_checker=None, feature_extractor=None, image_encoder=None,
-                                   requires_safety_checker=False)
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    pipe = StableDiffusionPipeline(
+        vae=None,
+        text_encoder=None,
+        tokenizer=None,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        image_encoder=None,
+        requires_safety_checker=False,
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -113,5 +139,12 @@ def sd15_workload(seed: int = 0, sample_size: int = 64, scale: int = 10) -> Work
     unet = pipe.unet
     embeds = torch.randn(1, 77, unet.config.cross_attention_dim, generator=torch.Generator().manual_seed(seed))
     size = sample_size * 8
-    return Workload(f"sd15-random/{scale}", pipe, None, None, guidance_scale=7.5, speed_only=True,
-                    call_kwargs={"embeds": embeds, "height": size, "width": size, "output_type": "latent"})
+    return Workload(
+        f"sd15-random/{scale}",
+        pipe,
+        None,
+        None,
+        guidance_scale=7.5,
+        speed_only=True,
+        call_kwargs={"embeds": embeds, "height": size, "width": size, "output_type": "latent"},
+    )

@@ -20,8 +20,14 @@ class Classifier(ModelMixin, ConfigMixin):
     """conv-conv-pool x2, conv, flatten (keeps position), 128-d feature layer, one linear head per attribute."""
 
     @register_to_config
-    def __init__(self, in_channels: int = 1, sample_size: int = 16, outputs: dict | None = None, width: int = 32,
-                 feature_dim: int = 128):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        sample_size: int = 16,
+        outputs: dict | None = None,
+        width: int = 32,
+        feature_dim: int = 128,
+    ):
         super().__init__()
         outputs = outputs or {"digit": 10}
         w = width
@@ -29,16 +35,26 @@ class Classifier(ModelMixin, ConfigMixin):
         def block(cin, cout):
             return [nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.SiLU()]
 
-        self.body = nn.Sequential(*block(in_channels, w), *block(w, w), nn.MaxPool2d(2), *block(w, 2 * w),
-                                  *block(2 * w, 2 * w), nn.MaxPool2d(2), *block(2 * w, 2 * w), nn.Flatten(),
-                                  nn.Linear(2 * w * (sample_size // 4) ** 2, feature_dim), nn.SiLU())
+        self.body = nn.Sequential(
+            *block(in_channels, w),
+            *block(w, w),
+            nn.MaxPool2d(2),
+            *block(w, 2 * w),
+            *block(2 * w, 2 * w),
+            nn.MaxPool2d(2),
+            *block(2 * w, 2 * w),
+            nn.Flatten(),
+            nn.Linear(2 * w * (sample_size // 4) ** 2, feature_dim),
+            nn.SiLU(),
+        )
         self.heads = nn.ModuleDict({name: nn.Linear(feature_dim, n) for name, n in outputs.items()})
 
     def check_input(self, images: torch.Tensor) -> None:
         shape = (self.config.in_channels, self.config.sample_size, self.config.sample_size)
         if images.ndim != 4 or tuple(images.shape[1:]) != shape:
-            raise ValueError(f"images: shape {tuple(images.shape)} is not (N, {', '.join(map(str, shape))}) "
-                             "float in [0, 1]")
+            raise ValueError(
+                f"images: shape {tuple(images.shape)} is not (N, {', '.join(map(str, shape))}) float in [0, 1]"
+            )
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Penultimate (feature_dim) activations of images (N, C, S, S) in [0, 1]."""
@@ -74,7 +90,9 @@ def load_classifier(name: str) -> Classifier:
     if name not in _CACHE:
         path = weights_dir(name)
         if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"classifier: no shipped weights for {name!r} in {path}; train them with "
-                                    f"`unetlab eval classifier {name} --out {path}`")
+            raise FileNotFoundError(
+                f"classifier: no shipped weights for {name!r} in {path}; train them with "
+                f"`unetlab eval classifier {name} --out {path}`"
+            )
         _CACHE[name] = Classifier.from_pretrained(path).eval()
     return _CACHE[name]

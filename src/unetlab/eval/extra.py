@@ -8,8 +8,10 @@ INSTALL = "pip install 'unetlab[metrics]'"
 
 
 def _missing(metric: str, err: Exception) -> RuntimeError:
-    return RuntimeError(f"{metric}: needs torchmetrics[image] and its pretrained weights ({INSTALL}; the weights are "
-                        f"downloaded on first use, or set TORCH_HOME to a folder that holds them): {err}")
+    return RuntimeError(
+        f"{metric}: needs torchmetrics[image] and its pretrained weights ({INSTALL}; the weights are "
+        f"downloaded on first use, or set TORCH_HOME to a folder that holds them): {err}"
+    )
 
 
 def _uint8(images: torch.Tensor) -> torch.Tensor:

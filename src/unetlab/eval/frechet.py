@@ -21,7 +21,8 @@ def _sqrtm_psd(a: torch.Tensor) -> torch.Tensor:
 
 
 def frechet_gaussian(mu_1: torch.Tensor, sigma_1: torch.Tensor, mu_2: torch.Tensor, sigma_2: torch.Tensor) -> float:
-    """d^2 = ||mu_1 - mu_2||^2 + Tr(sigma_1 + sigma_2 - 2 (sigma_1^1/2 sigma_2 sigma_1^1/2)^1/2) (Heusel 2017, Eq. 6)."""
+    """d^2 = ||mu_1 - mu_2||^2 + Tr(sigma_1 + sigma_2 - 2 (sigma_1^1/2 sigma_2 sigma_1^1/2)^1/2) (Heusel 2017, Eq.
+    6)."""
     s1_half = _sqrtm_psd(sigma_1.double())
     cross = torch.linalg.eigvalsh(s1_half @ sigma_2.double() @ s1_half).clamp_min(0).sqrt().sum()
     d2 = (mu_1.double() - mu_2.double()).pow(2).sum() + sigma_1.double().trace() + sigma_2.double().trace() - 2 * cross

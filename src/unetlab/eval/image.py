@@ -15,8 +15,9 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     from torchmetrics.functional.image import peak_signal_noise_ratio
 
     _check(a, b)
-    return float(peak_signal_noise_ratio(a.float(), b.float(), data_range=1.0, dim=(1, 2, 3),
-                                         reduction="elementwise_mean"))
+    return float(
+        peak_signal_noise_ratio(a.float(), b.float(), data_range=1.0, dim=(1, 2, 3), reduction="elementwise_mean")
+    )
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> float:

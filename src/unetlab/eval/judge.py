@@ -88,8 +88,12 @@ def perceptual(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
     return float((a - b).norm(dim=1).mean())
 
 
-def fidelity(images: torch.Tensor, baseline: torch.Tensor, features: torch.Tensor,
-             baseline_features: torch.Tensor) -> dict[str, float]:
+def fidelity(
+    images: torch.Tensor, baseline: torch.Tensor, features: torch.Tensor, baseline_features: torch.Tensor
+) -> dict[str, float]:
     """Fidelity to the baseline's images from the same noise: mean per-image PSNR, SSIM, judge-feature distance."""
-    return {"psnr": psnr(images, baseline), "ssim": ssim(images, baseline),
-            "perceptual": perceptual(features, baseline_features)}
+    return {
+        "psnr": psnr(images, baseline),
+        "ssim": ssim(images, baseline),
+        "perceptual": perceptual(features, baseline_features),
+    }

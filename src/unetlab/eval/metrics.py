@@ -21,7 +21,7 @@ REFERENCE_FILE = "reference_stats.safetensors"
 def features(model_name: str, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
     """Penultimate-layer features (N, 128) of images NCHW in [0, 1] under the shipped `model_name` classifier."""
     net = load_classifier(model_name)
-    return torch.cat([net.features(images[i:i + batch].float()) for i in range(0, len(images), batch)])
+    return torch.cat([net.features(images[i : i + batch].float()) for i in range(0, len(images), batch)])
 
 
 @torch.no_grad()
@@ -29,7 +29,7 @@ def _probabilities(model_name: str, images: torch.Tensor, batch: int = 500) -> d
     net = load_classifier(model_name)
     out: dict[str, list] = {}
     for i in range(0, len(images), batch):
-        for k, v in net(images[i:i + batch].float()).items():
+        for k, v in net(images[i : i + batch].float()).items():
             out.setdefault(k, []).append(v.softmax(-1))
     return {k: torch.cat(v) for k, v in out.items()}
 
@@ -53,8 +53,11 @@ def accuracy(model_name: str, images: torch.Tensor, prompts_or_labels=None) -> d
         p = probs["digit"]
         conf, pred = p.max(-1)
         counts = torch.bincount(pred, minlength=10)
-        result = {"confident": float((conf >= CONFIDENCE).float().mean()), "classes_present": int((counts > 0).sum()),
-                  "class_counts": counts.tolist()}
+        result = {
+            "confident": float((conf >= CONFIDENCE).float().mean()),
+            "classes_present": int((counts > 0).sum()),
+            "class_counts": counts.tolist(),
+        }
         if prompts_or_labels is not None:
             labels = torch.as_tensor(prompts_or_labels).reshape(-1)
             result["accuracy"] = float((pred == labels).float().mean())

@@ -16,8 +16,10 @@ def _check(frames: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor) -> 
     if frames.ndim != 4 or len(frames) < 2 or frames.shape[-1] != frames.shape[-2]:
         raise ValueError(f"frames: expected (T >= 2, C, S, S), got {tuple(frames.shape)}")
     if tuple(centres.shape) != (len(frames), 2) or tuple(radii.shape) != (len(frames),):
-        raise ValueError(f"centres, radii: expected ({len(frames)}, 2) and ({len(frames)},), got "
-                         f"{tuple(centres.shape)} and {tuple(radii.shape)}")
+        raise ValueError(
+            f"centres, radii: expected ({len(frames)}, 2) and ({len(frames)},), got "
+            f"{tuple(centres.shape)} and {tuple(radii.shape)}"
+        )
 
 
 def warp_next(frames: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:

@@ -39,14 +39,22 @@ def disagrees(measured: float, expected: float | None) -> bool:
     return expected is not None and not 1 / DISAGREE <= measured / expected <= DISAGREE
 
 
-def time_rounds(w, methods: list[Method], timing_images: int, rounds: int, seed: int, bar=None,
-                expected: dict[str, float] | None = None) -> dict[str, dict]:
+def time_rounds(
+    w,
+    methods: list[Method],
+    timing_images: int,
+    rounds: int,
+    seed: int,
+    bar=None,
+    expected: dict[str, float] | None = None,
+) -> dict[str, dict]:
     """Per configuration (`methods[0]` is the baseline): seconds per image and the wall speed-up over the baseline
     from minimum times, the min-max of the paired per-round ratios, the rounds, their spread, whether it was
     re-timed, and peak memory. `expected` maps names to predicted speed-ups (see the module docstring)."""
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < MIN_ROUNDS:
-        raise ValueError(f"repeats: expected an integer >= {MIN_ROUNDS} (a minimum over one round is not robust), "
-                         f"got {rounds!r}")
+        raise ValueError(
+            f"repeats: expected an integer >= {MIN_ROUNDS} (a minimum over one round is not robust), got {rounds!r}"
+        )
     expected = expected or {}
     base = methods[0].name
 
@@ -94,9 +102,18 @@ def time_rounds(w, methods: list[Method], timing_images: int, rounds: int, seed:
         for m in todo:
             retimed[m.name] += 1
         run([methods[0], *todo])
-    return {m.name: {"seconds_per_image": min(times[m.name]) / timing_images, "speedup_wall": speedup(m.name),
-                     "speedup_wall_min": min(ratios[m.name]), "speedup_wall_max": max(ratios[m.name]),
-                     "timing_rounds": len(times[m.name]), "timing_spread": spread(times[m.name], rounds),
-                     "timing_settled": spread(times[m.name], rounds) <= SPREAD, "timing_retimed": retimed[m.name],
-                     "timing_disagrees": disagrees(speedup(m.name), expected.get(m.name)),
-                     "peak_mem_mb": peak[m.name]} for m in methods}
+    return {
+        m.name: {
+            "seconds_per_image": min(times[m.name]) / timing_images,
+            "speedup_wall": speedup(m.name),
+            "speedup_wall_min": min(ratios[m.name]),
+            "speedup_wall_max": max(ratios[m.name]),
+            "timing_rounds": len(times[m.name]),
+            "timing_spread": spread(times[m.name], rounds),
+            "timing_settled": spread(times[m.name], rounds) <= SPREAD,
+            "timing_retimed": retimed[m.name],
+            "timing_disagrees": disagrees(speedup(m.name), expected.get(m.name)),
+            "peak_mem_mb": peak[m.name],
+        }
+        for m in methods
+    }

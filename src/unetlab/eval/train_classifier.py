@@ -19,7 +19,7 @@ def _shift(images: torch.Tensor, max_shift: int, draw: Draws) -> torch.Tensor:
     n, _, h, w = images.shape
     padded = F.pad(images, (max_shift,) * 4, mode="replicate")
     offsets = torch.stack([draw.randint(2 * max_shift + 1, n), draw.randint(2 * max_shift + 1, n)], 1)
-    return torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(offsets.tolist())])
+    return torch.stack([padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offsets.tolist())])
 
 
 class ClassifierTask:
@@ -79,13 +79,21 @@ def heldout_accuracy(classifier: Classifier, name: str, n: int = 2000) -> dict[s
 def _batched_logits(classifier: Classifier, images: torch.Tensor, batch: int = 500) -> dict[str, list]:
     out: dict[str, list] = {}
     for i in range(0, len(images), batch):
-        for k, v in classifier(images[i:i + batch]).items():
+        for k, v in classifier(images[i : i + batch]).items():
             out.setdefault(k, []).append(v)
     return out
 
 
-def fit_classifier(name: str, out: str | Path, steps: int = 1500, batch_size: int = 64, lr: float = 2e-3,
-                   seed: int = 0, resume: bool = False, progress: bool = True) -> tuple[Path, dict[str, float]]:
+def fit_classifier(
+    name: str,
+    out: str | Path,
+    steps: int = 1500,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    seed: int = 0,
+    resume: bool = False,
+    progress: bool = True,
+) -> tuple[Path, dict[str, float]]:
     """Train the `name` classifier in unetlab's loop, then write to `out`/classifier its EMA weights, its held-out
     accuracy (metrics.json) and the held-out reference feature statistics for the Fréchet distance."""
     from safetensors.torch import save_file
@@ -96,9 +104,19 @@ def fit_classifier(name: str, out: str | Path, steps: int = 1500, batch_size: in
     from .metrics import REFERENCE_FILE
 
     task = ClassifierTask(name, seed)
-    cfg = TrainConfig(out=str(out), steps=steps, batch_size=batch_size, lr=lr, warmup=50, ema_decay=0.995,
-                      checkpoint_every=max(1, steps // 4), seed=seed, resume=resume, progress=progress,
-                      run={"command": "eval classifier", "name": name})
+    cfg = TrainConfig(
+        out=str(out),
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        warmup=50,
+        ema_decay=0.995,
+        checkpoint_every=max(1, steps // 4),
+        seed=seed,
+        resume=resume,
+        progress=progress,
+        run={"command": "eval classifier", "name": name},
+    )
     state = train(task, cfg)
     exported = latest(Path(out)) / "pipeline"
     classifier = Classifier.from_pretrained(exported).eval()
@@ -109,7 +127,14 @@ def fit_classifier(name: str, out: str | Path, steps: int = 1500, batch_size: in
     final.mkdir(parents=True, exist_ok=True)
     classifier.save_pretrained(final)
     save_file({"mu": mu, "sigma": sigma}, final / REFERENCE_FILE)
-    report = {"heldout_accuracy": acc, "steps": state["step"], "final_loss": state["history"][-1]["loss"],
-              "train_seconds": state["elapsed_s"], "batch_size": batch_size, "lr": lr, "seed": seed}
+    report = {
+        "heldout_accuracy": acc,
+        "steps": state["step"],
+        "final_loss": state["history"][-1]["loss"],
+        "train_seconds": state["elapsed_s"],
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+    }
     write_json(final / "metrics.json", report)
     return final, acc

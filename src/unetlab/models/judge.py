@@ -46,7 +46,9 @@ def cell_crops(images: torch.Tensor) -> torch.Tensor:
     half = CROP // 2
     padded = nn.functional.pad(images, (half,) * 4, mode="replicate")
     centres = [round((i + 0.5) * scenes.SIZE / 3) + half for i in range(3)]
-    return torch.stack([padded[:, :, cy - half:cy + half, cx - half:cx + half] for cy in centres for cx in centres], 1)
+    return torch.stack(
+        [padded[:, :, cy - half : cy + half, cx - half : cx + half] for cy in centres for cx in centres], 1
+    )
 
 
 def _block(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
@@ -63,11 +65,23 @@ class SceneJudge(ModelMixin, ConfigMixin):
         super().__init__()
         w = width
         self.cell = nn.Sequential(
-            *_block(3, w), *_block(w, w), nn.MaxPool2d(2), *_block(w, 2 * w), *_block(2 * w, 2 * w), nn.MaxPool2d(2),
-            *_block(2 * w, 4 * w), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * w * 16, 128), nn.SiLU(),
-            nn.Linear(128, cell_dim), nn.SiLU())
-        self.scene = nn.Sequential(*_block(3, 16, 2), *_block(16, 32, 2), *_block(32, cell_dim, 2),
-                                   nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            *_block(3, w),
+            *_block(w, w),
+            nn.MaxPool2d(2),
+            *_block(w, 2 * w),
+            *_block(2 * w, 2 * w),
+            nn.MaxPool2d(2),
+            *_block(2 * w, 4 * w),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(4 * w * 16, 128),
+            nn.SiLU(),
+            nn.Linear(128, cell_dim),
+            nn.SiLU(),
+        )
+        self.scene = nn.Sequential(
+            *_block(3, 16, 2), *_block(16, 32, 2), *_block(32, cell_dim, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+        )
         self.cell_heads = nn.ModuleDict({a: nn.Linear(cell_dim, len(c)) for a, c in CELL_HEADS.items()})
         self.scene_heads = nn.ModuleDict({a: nn.Linear(cell_dim, len(c)) for a, c in SCENE_HEADS.items()})
 
@@ -94,15 +108,27 @@ class SceneJudge(ModelMixin, ConfigMixin):
         in cell order), and the images' features."""
         labels, feats = [], []
         for i in range(0, len(images), batch_size):
-            chunk = images[i:i + batch_size].to(self.device)
+            chunk = images[i : i + batch_size].to(self.device)
             feats.append(self.features(chunk).float().cpu())
             picks = {name: logits.argmax(1).tolist() for name, logits in self(chunk).items()}
             for j in range(len(chunk)):
-                objects = [{"shape": CELL_HEADS["shape"][picks[f"cell{k}.shape"][j]],
-                            "colour": scenes.COLOUR_NAMES[picks[f"cell{k}.colour"][j]],
-                            "size": scenes.SIZES[picks[f"cell{k}.size"][j]], "cell": k}
-                           for k in range(9) if picks[f"cell{k}.shape"][j] != 0]
-                labels.append({"objects": objects,
-                               "background": {"colour": scenes.COLOUR_NAMES[picks["background_colour"][j]],
-                                              "texture": scenes.TEXTURES[picks["texture"][j]]}})
+                objects = [
+                    {
+                        "shape": CELL_HEADS["shape"][picks[f"cell{k}.shape"][j]],
+                        "colour": scenes.COLOUR_NAMES[picks[f"cell{k}.colour"][j]],
+                        "size": scenes.SIZES[picks[f"cell{k}.size"][j]],
+                        "cell": k,
+                    }
+                    for k in range(9)
+                    if picks[f"cell{k}.shape"][j] != 0
+                ]
+                labels.append(
+                    {
+                        "objects": objects,
+                        "background": {
+                            "colour": scenes.COLOUR_NAMES[picks["background_colour"][j]],
+                            "texture": scenes.TEXTURES[picks["texture"][j]],
+                        },
+                    }
+                )
         return labels, torch.cat(feats)

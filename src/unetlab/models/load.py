@@ -12,8 +12,12 @@ from ..codi.pipeline import CoDiPipeline
 from .pipeline import ShapesPipeline
 from .registry import FLOAT16_STORED, SHIPPED, weights_path
 
-_OURS = {"ShapesPipeline": ShapesPipeline, "DDIMPipeline": DDIMPipeline, "DDPMPipeline": DDIMPipeline,
-         "CoDiPipeline": CoDiPipeline}
+_OURS = {
+    "ShapesPipeline": ShapesPipeline,
+    "DDIMPipeline": DDIMPipeline,
+    "DDPMPipeline": DDIMPipeline,
+    "CoDiPipeline": CoDiPipeline,
+}
 
 
 def _from_folder(path: Path, **kwargs) -> DiffusionPipeline:
@@ -34,7 +38,8 @@ def _looks_local(name: str) -> bool:
 
 
 def check_exists(name: str) -> None:
-    """Raise FileNotFoundError when `name` is meant as a local folder (not a shipped name or a Hub id) and is missing."""
+    """Raise FileNotFoundError when `name` is meant as a local folder (not a shipped name or a Hub id) and is
+    missing."""
     if name not in SHIPPED and _looks_local(name) and not Path(name).exists():
         raise FileNotFoundError(f"load: no such folder {name} (and not a shipped name: {', '.join(SHIPPED)})")
 
@@ -61,8 +66,10 @@ def load(name_or_path: str | Path, **kwargs) -> DiffusionPipeline:
             pipe = DiffusionPipeline.from_pretrained(name, **kwargs)
         except Exception as err:
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise RuntimeError(f"load: {name!r} is not a shipped name ({', '.join(SHIPPED)}) or a local folder, "
-                               f"and the Hugging Face Hub could not provide it ({type(err).__name__}: "
-                               f"{reason[:160]})") from None
+            raise RuntimeError(
+                f"load: {name!r} is not a shipped name ({', '.join(SHIPPED)}) or a local folder, "
+                f"and the Hugging Face Hub could not provide it ({type(err).__name__}: "
+                f"{reason[:160]})"
+            ) from None
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -74,8 +74,9 @@ class ShapesPipeline(DiffusionPipeline):
             raise ValueError("prompt: give exactly one of `prompt` and `prompt_embeds`")
         for name in callback_on_step_end_tensor_inputs:
             if name not in self._callback_tensor_inputs:
-                raise ValueError(f"callback_on_step_end_tensor_inputs: {name!r} is not one of "
-                                 f"{self._callback_tensor_inputs}")
+                raise ValueError(
+                    f"callback_on_step_end_tensor_inputs: {name!r} is not one of {self._callback_tensor_inputs}"
+                )
         if prompt_embeds is None:
             prompt_embeds = self.encode_prompt(prompt, num_images_per_prompt)
         batch = prompt_embeds.shape[0]
@@ -116,16 +117,20 @@ class ShapesPipeline(DiffusionPipeline):
                 noise_pred = noise_uncond + guidance_scale * (noise_cond - noise_uncond)
             latents = self.scheduler.step(noise_pred, t, latents, **extra, return_dict=False)[0]
             if callback_on_step_end is not None:
-                local = {"latents": latents, "prompt_embeds": prompt_embeds,
-                         "negative_prompt_embeds": negative_prompt_embeds}
+                local = {
+                    "latents": latents,
+                    "prompt_embeds": prompt_embeds,
+                    "negative_prompt_embeds": negative_prompt_embeds,
+                }
                 outputs = callback_on_step_end(self, i, t, {k: local[k] for k in callback_on_step_end_tensor_inputs})
                 latents = outputs.pop("latents", latents)
                 prompt_embeds = outputs.pop("prompt_embeds", prompt_embeds)
                 negative_prompt_embeds = outputs.pop("negative_prompt_embeds", negative_prompt_embeds)
                 embeds = torch.cat([negative_prompt_embeds, prompt_embeds]) if do_cfg else prompt_embeds
 
-        images = self.image_processor.postprocess(latents, output_type=output_type) if output_type != "latent" \
-            else latents
+        images = (
+            self.image_processor.postprocess(latents, output_type=output_type) if output_type != "latent" else latents
+        )
         self.maybe_free_model_hooks()
         if not return_dict:
             return (images,)
@@ -139,12 +144,16 @@ class ShapesPipeline(DiffusionPipeline):
             raise ValueError(f"strength: expected a number in (0, 1], got {strength!r}")
         x0 = self.image_processor.preprocess(image).to(device=device, dtype=self.unet.dtype)
         if tuple(x0.shape[1:]) != shape[1:] or len(x0) not in (1, shape[0]):
-            raise ValueError(f"image: shape {tuple(x0.shape)} is not (1 or {shape[0]}, {', '.join(map(str, shape[1:]))})")
+            raise ValueError(
+                f"image: shape {tuple(x0.shape)} is not (1 or {shape[0]}, {', '.join(map(str, shape[1:]))})"
+            )
         order = self.scheduler.order
         n_run = int(len(self.scheduler.timesteps) // order * strength)
         if n_run < 1:
-            raise ValueError(f"strength: {strength} of {len(self.scheduler.timesteps) // order} steps runs no step; "
-                             "raise strength or num_inference_steps")
+            raise ValueError(
+                f"strength: {strength} of {len(self.scheduler.timesteps) // order} steps runs no step; "
+                "raise strength or num_inference_steps"
+            )
         start = len(self.scheduler.timesteps) - n_run * order
         timesteps = self.scheduler.timesteps[start:]
         if hasattr(self.scheduler, "set_begin_index"):

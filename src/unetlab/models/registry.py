@@ -8,7 +8,10 @@ from pathlib import Path
 CODI_MODELS = ("digits-sr4-codi", "digits-sr4-pe-codi", "digits-inpaint-codi", "digits-inpaint-pe-codi")
 SHIPPED = ("digits", "shapes", "mini-sd", *CODI_MODELS)
 FLOAT16_STORED = ("mini-sd", *CODI_MODELS)  # stored as float16 to stay small; loaded as float32 unless asked
-CLOCKWORK_ADAPTORS = ("digits", "shapes")  # Clockwork adaptors distilled for these models: weights/clockwork-adaptor-<name>
+CLOCKWORK_ADAPTORS = (
+    "digits",
+    "shapes",
+)  # Clockwork adaptors distilled for these models: weights/clockwork-adaptor-<name>
 
 
 def weights_path(name: str) -> Path:

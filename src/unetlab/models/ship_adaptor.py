@@ -17,65 +17,104 @@ from ..train.checkpoint import latest
 from .registry import CLOCKWORK_ADAPTORS
 
 HARDWARE = "a 2-core CPU shared with other jobs (no GPU), one torch thread"
-PROMPTS = {"digits": "none: the shipped `digits` model is unconditional, so the trajectories start from noise only",
-           "shapes": "captions of the shapes caption grammar over the training attribute combinations (drawn with "
-                     "the run's seed); guidance 5 (the bench's), so each trajectory gives the UNet's unconditional "
-                     "and conditional rows; the held-out evaluation uses held-out combinations"}
+PROMPTS = {
+    "digits": "none: the shipped `digits` model is unconditional, so the trajectories start from noise only",
+    "shapes": "captions of the shapes caption grammar over the training attribute combinations (drawn with "
+    "the run's seed); guidance 5 (the bench's), so each trajectory gives the UNet's unconditional "
+    "and conditional rows; the held-out evaluation uses held-out combinations",
+}
 
 
 def _command(run: dict, cfg: dict) -> str:
-    return (f"unetlab train clockwork --model {run['model']} --out runs/{Path(cfg['out']).name} "
-            f"--trajectories {run['trajectories']} --trajectory-steps {run['trajectory_steps']} "
-            f"--level {run['level']} --clock {run['clock']} --steps {cfg['steps']} --batch-size {cfg['batch_size']} "
-            f"--lr {cfg['lr']} --warmup {cfg['warmup']} --checkpoint-every {cfg['checkpoint_every']} --threads 1 "
-            f"--seed {cfg['seed']}")
+    return (
+        f"unetlab train clockwork --model {run['model']} --out runs/{Path(cfg['out']).name} "
+        f"--trajectories {run['trajectories']} --trajectory-steps {run['trajectory_steps']} "
+        f"--level {run['level']} --clock {run['clock']} --steps {cfg['steps']} --batch-size {cfg['batch_size']} "
+        f"--lr {cfg['lr']} --warmup {cfg['warmup']} --checkpoint-every {cfg['checkpoint_every']} --threads 1 "
+        f"--seed {cfg['seed']}"
+    )
 
 
 def _bench_table(rows: list[dict]) -> str:
-    lines = ["| method | FLOPs × | wall × (min–max) | PSNR to DDIM-50 (dB) | SSIM | accuracy |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| method | FLOPs × | wall × (min–max) | PSNR to DDIM-50 (dB) | SSIM | accuracy |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in rows:
-        wall = "—" if r["speedup_wall"] is None else \
-            f"{r['speedup_wall']:.2f} ({r['speedup_wall_min']:.2f}–{r['speedup_wall_max']:.2f})"
+        wall = (
+            "—"
+            if r["speedup_wall"] is None
+            else f"{r['speedup_wall']:.2f} ({r['speedup_wall_min']:.2f}–{r['speedup_wall_max']:.2f})"
+        )
         psnr = "—" if r["psnr"] is None else f"{r['psnr']:.2f}"
         ssim = "—" if r["ssim"] is None else f"{r['ssim']:.4f}"
         lines.append(f"| {r['method']} | {r['speedup_flops']:.3f} | {wall} | {psnr} | {ssim} | {r['accuracy']:.3f} |")
     return "\n".join(lines)
 
 
-def model_card(name: str, state: dict, adaptor_config: dict, bench_rows: list[dict], size_mb: float, wall_s: float,
-               bench_command: str) -> str:
+def model_card(
+    name: str,
+    state: dict,
+    adaptor_config: dict,
+    bench_rows: list[dict],
+    size_mb: float,
+    wall_s: float,
+    bench_command: str,
+) -> str:
     cfg, run = state["config"], state["config"]["run"]
     last = state["history"][-1]
     params = adaptor_config
-    lines = [f"# unetlab Clockwork adaptor for `{name}`", "",
-             f"Shipped with unetlab; use with `unetlab.clockwork(unetlab.load(\"{name}\"), clock={run['clock']}, "
-             f"adaptor=\"{name}\")`.", "",
-             "- **Method**: Clockwork's learned adaptor (Habibian et al., CVPR 2024, Sec. 3.2): strided conv, "
-             + ("projection of the pooled text embedding, " if params.get("text_dim") else "")
-             + f"two ResNet blocks on the UNet's time embedding, transposed conv, residual from the previous step's "
-             f"low-resolution output; cut level {params['level']} (in {params['in_channels']} channels, out "
-             f"{params['out_channels']}, width {params['channels']}).",
-             f"- **Data**: {run['trajectories']} sampling trajectories of the shipped `{name}` model itself "
-             f"(DDIM, {run['trajectory_steps']} steps, the bench's sampler), recorded at seeds from 10,000 (the "
-             f"bench samples from seed 0); prompts: {PROMPTS.get(name, 'from --prompts')}. No image data. The "
-             f"adaptor is trained at the steps it runs at with clock {run['clock']} (step % {run['clock']} != 0), "
-             "on the L2 distance to the full UNet's low-resolution output.",
-             f"- **Training**: {state['step']} optimiser steps, batch {cfg['batch_size']}, AdamW lr {cfg['lr']} "
-             f"(warm-up {cfg['warmup']}, cosine to {cfg['min_lr_ratio']}x), grad-clip {cfg['grad_clip']}, EMA "
-             f"{cfg['ema_decay']}, seed {cfg['seed']}; these are the EMA weights.",
-             f"- **Time and hardware**: {wall_s / 60:.1f} min of wall time in all (recording the trajectories and "
-             f"{state['elapsed_s'] / 60:.1f} min of the training loop) on {HARDWARE}.",
-             f"- **Size**: {size_mb:.2f} MB of safetensors (float32).", "",
-             "## Quality", "",
-             f"Held-out trajectories (other seeds{', held-out captions' if name == 'shapes' else ''}): mean squared "
-             f"error of the low-resolution output {last['eval_mse']:.3g} against the identity adaptor's "
-             f"{last['identity_mse']:.3g} (ratio {last['mse_ratio']:.3f}).", ""]
+    lines = [
+        f"# unetlab Clockwork adaptor for `{name}`",
+        "",
+        f'Shipped with unetlab; use with `unetlab.clockwork(unetlab.load("{name}"), clock={run["clock"]}, '
+        f'adaptor="{name}")`.',
+        "",
+        "- **Method**: Clockwork's learned adaptor (Habibian et al., CVPR 2024, Sec. 3.2): strided conv, "
+        + ("projection of the pooled text embedding, " if params.get("text_dim") else "")
+        + f"two ResNet blocks on the UNet's time embedding, transposed conv, residual from the previous step's "
+        f"low-resolution output; cut level {params['level']} (in {params['in_channels']} channels, out "
+        f"{params['out_channels']}, width {params['channels']}).",
+        f"- **Data**: {run['trajectories']} sampling trajectories of the shipped `{name}` model itself "
+        f"(DDIM, {run['trajectory_steps']} steps, the bench's sampler), recorded at seeds from 10,000 (the "
+        f"bench samples from seed 0); prompts: {PROMPTS.get(name, 'from --prompts')}. No image data. The "
+        f"adaptor is trained at the steps it runs at with clock {run['clock']} (step % {run['clock']} != 0), "
+        "on the L2 distance to the full UNet's low-resolution output.",
+        f"- **Training**: {state['step']} optimiser steps, batch {cfg['batch_size']}, AdamW lr {cfg['lr']} "
+        f"(warm-up {cfg['warmup']}, cosine to {cfg['min_lr_ratio']}x), grad-clip {cfg['grad_clip']}, EMA "
+        f"{cfg['ema_decay']}, seed {cfg['seed']}; these are the EMA weights.",
+        f"- **Time and hardware**: {wall_s / 60:.1f} min of wall time in all (recording the trajectories and "
+        f"{state['elapsed_s'] / 60:.1f} min of the training loop) on {HARDWARE}.",
+        f"- **Size**: {size_mb:.2f} MB of safetensors (float32).",
+        "",
+        "## Quality",
+        "",
+        f"Held-out trajectories (other seeds{', held-out captions' if name == 'shapes' else ''}): mean squared "
+        f"error of the low-resolution output {last['eval_mse']:.3g} against the identity adaptor's "
+        f"{last['identity_mse']:.3g} (ratio {last['mse_ratio']:.3f}).",
+        "",
+    ]
     if bench_rows:
-        lines += ["`unetlab bench` (DDIM-50 baseline; PSNR to its images; accuracy by the shipped classifier):", "",
-                  _bench_table(bench_rows), "", "```", bench_command, "```", ""]
-    lines += ["## Reproduce", "", "```", _command(run, cfg), f"python -m unetlab.models.ship_adaptor {name} "
-              f"runs/{Path(cfg['out']).name} --wall-s {wall_s:.0f} --bench BENCH_JSON", "```", ""]
+        lines += [
+            "`unetlab bench` (DDIM-50 baseline; PSNR to its images; accuracy by the shipped classifier):",
+            "",
+            _bench_table(bench_rows),
+            "",
+            "```",
+            bench_command,
+            "```",
+            "",
+        ]
+    lines += [
+        "## Reproduce",
+        "",
+        "```",
+        _command(run, cfg),
+        f"python -m unetlab.models.ship_adaptor {name} "
+        f"runs/{Path(cfg['out']).name} --wall-s {wall_s:.0f} --bench BENCH_JSON",
+        "```",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -95,9 +134,17 @@ def ship(name: str, run: Path, bench_json: Path | None, wall_s: float, bench_com
     def fill(tmp: Path) -> None:
         shutil.copytree(checkpoint / "pipeline", tmp)
         adaptor_config = json.loads((tmp / "config.json").read_text())
-        write_json(tmp / "training.json", {"steps": state["step"], "elapsed_s": state["elapsed_s"], "wall_s": wall_s,
-                                           "hardware": HARDWARE, "history": state["history"],
-                                           "run": state["config"]["run"]})
+        write_json(
+            tmp / "training.json",
+            {
+                "steps": state["step"],
+                "elapsed_s": state["elapsed_s"],
+                "wall_s": wall_s,
+                "hardware": HARDWARE,
+                "history": state["history"],
+                "run": state["config"]["run"],
+            },
+        )
         size_mb = sum(p.stat().st_size for p in tmp.rglob("*.safetensors")) / 1e6
         (tmp / "README.md").write_text(model_card(name, state, adaptor_config, rows, size_mb, wall_s, bench_command))
 

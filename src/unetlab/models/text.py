@@ -49,13 +49,20 @@ class TextEncoder(ModelMixin, ConfigMixin):
     """Token + position embeddings, a pre-norm Transformer encoder, final LayerNorm -> (B, L, hidden_size)."""
 
     @register_to_config
-    def __init__(self, vocab: list[str] = (), max_length: int = 12, hidden_size: int = 64, num_layers: int = 2,
-                 num_heads: int = 4):
+    def __init__(
+        self,
+        vocab: list[str] = (),
+        max_length: int = 12,
+        hidden_size: int = 64,
+        num_layers: int = 2,
+        num_heads: int = 4,
+    ):
         super().__init__()
         self.token_embedding = nn.Embedding(len(vocab), hidden_size)
         self.position_embedding = nn.Parameter(torch.zeros(max_length, hidden_size))
-        layer = nn.TransformerEncoderLayer(hidden_size, num_heads, 4 * hidden_size, dropout=0.0, activation="gelu",
-                                           batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            hidden_size, num_heads, 4 * hidden_size, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.final_norm = nn.LayerNorm(hidden_size)
         nn.init.normal_(self.position_embedding, std=0.02)

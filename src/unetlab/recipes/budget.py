@@ -64,36 +64,44 @@ def parse_budget(text: str, quality_model: str | None = None) -> Budget:
     valid = metrics_for(quality_model)
     m = _FORM.match(str(text))
     if not m:
-        raise ValueError(f"budget: expected METRIC>=VALUE or METRIC<=VALUE (e.g. psnr>=35, accuracy>=0.99, "
-                         f"lpips<=0.1), got {text!r}")
+        raise ValueError(
+            f"budget: expected METRIC>=VALUE or METRIC<=VALUE (e.g. psnr>=35, accuracy>=0.99, lpips<=0.1), got {text!r}"
+        )
     metric, op, raw = m.groups()
     if metric not in LOWER:
         raise ValueError(f"budget: unknown metric {metric!r}; valid for this model: {', '.join(valid)}")
     if metric not in valid:
-        why = ("needs torchmetrics' LPIPS with torchvision, which is not installed"
-               if metric == "lpips" else "needs a shipped evaluation classifier (digits, shapes)")
+        why = (
+            "needs torchmetrics' LPIPS with torchvision, which is not installed"
+            if metric == "lpips"
+            else "needs a shipped evaluation classifier (digits, shapes)"
+        )
         raise ValueError(f"budget: {metric} {why}; valid for this model: {', '.join(valid)}")
     if op != LOWER[metric]:
-        raise ValueError(f"budget: {metric} is bounded {'below' if LOWER[metric] == '>=' else 'above'}; write "
-                         f"{metric}{LOWER[metric]}{raw}")
+        raise ValueError(
+            f"budget: {metric} is bounded {'below' if LOWER[metric] == '>=' else 'above'}; write "
+            f"{metric}{LOWER[metric]}{raw}"
+        )
     try:
         value = float(raw)
     except ValueError:
         raise ValueError(f"budget: {raw!r} is not a number") from None
     lo, hi = RANGES[metric]
     if not (math.isfinite(value) and lo <= value <= hi) or (metric == "lpips" and value == 0):
-        raise ValueError(f"budget: {metric} must be in [{lo:g}, {hi:g}]{' and > 0' if metric == 'lpips' else ''}, "
-                         f"got {raw}")
+        raise ValueError(
+            f"budget: {metric} must be in [{lo:g}, {hi:g}]{' and > 0' if metric == 'lpips' else ''}, got {raw}"
+        )
     return Budget(metric, op, value)
 
 
-def per_image(images: torch.Tensor, reference: torch.Tensor, quality_model: str | None, labels,
-              metrics: list[str]) -> dict[str, list[float]]:
+def per_image(
+    images: torch.Tensor, reference: torch.Tensor, quality_model: str | None, labels, metrics: list[str]
+) -> dict[str, list[float]]:
     """Each metric's value for every image against its reference (same noise)."""
     from ..eval import psnr, ssim
 
     out: dict[str, list[float]] = {}
-    pairs = [(images[i:i + 1], reference[i:i + 1]) for i in range(len(images))]
+    pairs = [(images[i : i + 1], reference[i : i + 1]) for i in range(len(images))]
     if "psnr" in metrics:
         out["psnr"] = [min(float(psnr(a, b)), PSNR_CAP) for a, b in pairs]
     if "ssim" in metrics:
@@ -114,6 +122,6 @@ def _accuracy(quality_model: str, images: torch.Tensor, labels) -> list[float]:
 
     values = []
     for i in range(len(images)):
-        acc = accuracy(quality_model, images[i:i + 1], None if labels is None else labels[i:i + 1])
+        acc = accuracy(quality_model, images[i : i + 1], None if labels is None else labels[i : i + 1])
         values.append(float(acc["overall"] if "overall" in acc else acc["confident"]))
     return values

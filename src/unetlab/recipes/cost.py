@@ -46,8 +46,11 @@ def _sdpa(q, k, v, *rest, **kw) -> int:
     return 2 * batch * q.shape[-2] * k.shape[-2] * (q.shape[-1] + v.shape[-1])
 
 
-_FORMULAS = {torch.ops.aten.linear.default: _linear, torch.ops.aten.conv2d.default: _conv,
-             torch.ops.aten.scaled_dot_product_attention.default: _sdpa}
+_FORMULAS = {
+    torch.ops.aten.linear.default: _linear,
+    torch.ops.aten.conv2d.default: _conv,
+    torch.ops.aten.scaled_dot_product_attention.default: _sdpa,
+}
 
 
 class Counter(TorchDispatchMode):

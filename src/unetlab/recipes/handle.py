@@ -31,11 +31,14 @@ class RecipeHandle(Handle):
         unet = uncompiled(resolve(pipe)[1])[0]  # a torch.compile'd UNet: the accelerators claim the model inside
         on = sorted(claims(unet) & set(stacking.ACCELERATORS))
         if self.kind in claims(unet):
-            raise RuntimeError(f"recipe: already applied to this {type(unet).__name__}; call .remove() on the first "
-                               "handle")
+            raise RuntimeError(
+                f"recipe: already applied to this {type(unet).__name__}; call .remove() on the first handle"
+            )
         if on:
-            raise RuntimeError(f"recipe: {', '.join(on)} is already applied to this UNet; remove it first (a recipe "
-                               "brings its own accelerators)")
+            raise RuntimeError(
+                f"recipe: {', '.join(on)} is already applied to this UNet; remove it first (a recipe "
+                "brings its own accelerators)"
+            )
         super().__init__(unet, recipe)
         self.pipe, self.handles = pipe, []
         try:
@@ -76,18 +79,24 @@ def check_provenance(pipe, recipe: Recipe) -> None:
     if not isinstance(tuned, (str, os.PathLike)) or not isinstance(source, (str, os.PathLike)) or not str(source):
         return
     if not _names(tuned) & _names(source):
-        warnings.warn(f"recipe: tuned_on.model is {os.fspath(tuned)!r}, but this pipeline was loaded from "
-                      f"{os.fspath(source)!r}; its speed and quality were measured on the other model (run `unetlab "
-                      "tune` on this one)", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"recipe: tuned_on.model is {os.fspath(tuned)!r}, but this pipeline was loaded from "
+            f"{os.fspath(source)!r}; its speed and quality were measured on the other model (run `unetlab "
+            "tune` on this one)",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def accelerate(pipe, recipe) -> RecipeHandle:
     """Apply a recipe (a `Recipe`, its dict, a JSON path or a preset name such as "fast") to a diffusers pipeline;
-    returns one handle (context manager, `.remove()`); call `pipe(..., num_inference_steps=handle.num_inference_steps)`."""
+    returns one handle (context manager, `.remove()`); call `pipe(...,
+    num_inference_steps=handle.num_inference_steps)`."""
     pipe_, unet = resolve(pipe)
     if pipe_ is None:
-        raise TypeError("pipe: expected a diffusers pipeline (a recipe sets its scheduler and step count), got a "
-                        "bare UNet")
+        raise TypeError(
+            "pipe: expected a diffusers pipeline (a recipe sets its scheduler and step count), got a bare UNet"
+        )
     recipe = as_recipe(recipe, uncompiled(unet)[0])
     check_provenance(pipe, recipe)
     return RecipeHandle(pipe, recipe)

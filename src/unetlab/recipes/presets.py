@@ -21,8 +21,16 @@ from pathlib import Path
 from .recipe import Recipe
 
 FAMILIES = ("digits", "shapes", "sd15", "sdxl")
-_ARCH = ("block_out_channels", "down_block_types", "up_block_types", "sample_size", "in_channels", "out_channels",
-         "cross_attention_dim", "layers_per_block")
+_ARCH = (
+    "block_out_channels",
+    "down_block_types",
+    "up_block_types",
+    "sample_size",
+    "in_channels",
+    "out_channels",
+    "cross_attention_dim",
+    "layers_per_block",
+)
 SD15_BLOCKS = ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D")
 SDXL_BLOCKS = ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D")
 
@@ -68,11 +76,14 @@ def preset(name: str, unet=None) -> Recipe:
     if not fam:
         fam = family(unet) if unet is not None else None
         if fam is None:
-            raise ValueError(f"recipe: no shipped preset fits this UNet (presets exist for {', '.join(FAMILIES)}: "
-                             f"the shipped models and SD-1.5/SDXL-shaped UNets); name one as 'sd15:{name}', give a "
-                             "recipe JSON, or make one with `unetlab tune`")
+            raise ValueError(
+                f"recipe: no shipped preset fits this UNet (presets exist for {', '.join(FAMILIES)}: "
+                f"the shipped models and SD-1.5/SDXL-shaped UNets); name one as 'sd15:{name}', give a "
+                "recipe JSON, or make one with `unetlab tune`"
+            )
     table = json.loads((presets_dir() / f"{fam}.json").read_text())
     if short not in table:
-        raise ValueError(f"recipe: {name!r} is neither a JSON file nor a preset; presets for {fam}: "
-                         f"{', '.join(sorted(table))}")
+        raise ValueError(
+            f"recipe: {name!r} is neither a JSON file nor a preset; presets for {fam}: {', '.join(sorted(table))}"
+        )
     return Recipe.from_dict(table[short])

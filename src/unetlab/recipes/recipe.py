@@ -35,8 +35,10 @@ def check_order(kinds: list[str]) -> None:
             if earlier == later:
                 raise ValueError(f"recipe: accelerators: {later} appears twice (one handle per kind)")
             if (earlier, later) not in stacking.COMPOSE:
-                raise ValueError(f"recipe: accelerators: {later} after {earlier} is not a valid stacking order; "
-                                 "valid: " + ", ".join(f"{a} then {b}" for a, b in sorted(stacking.COMPOSE)))
+                raise ValueError(
+                    f"recipe: accelerators: {later} after {earlier} is not a valid stacking order; "
+                    "valid: " + ", ".join(f"{a} then {b}" for a, b in sorted(stacking.COMPOSE))
+                )
 
 
 def _check_steps(cfg: AccelConfig, n: int, i: int) -> None:
@@ -71,8 +73,9 @@ class Recipe:
             raise ValueError(f"recipe: num_inference_steps: expected an int >= 1, got {n!r}")
         object.__setattr__(self, "scheduler", Solver.from_dict(self.scheduler))
         if not isinstance(self.accelerators, (list, tuple)):
-            raise ValueError(f"recipe: accelerators: expected a list of accelerator configs, got "
-                             f"{type(self.accelerators).__name__}")
+            raise ValueError(
+                f"recipe: accelerators: expected a list of accelerator configs, got {type(self.accelerators).__name__}"
+            )
         configs = []
         for i, a in enumerate(self.accelerators):
             if isinstance(a, AccelConfig):
@@ -92,9 +95,14 @@ class Recipe:
             raise ValueError(f"recipe: tuned_on: expected a dict, got {type(self.tuned_on).__name__}")
 
     def to_dict(self) -> dict:
-        return {"kind": KIND, "version": 1, "num_inference_steps": self.num_inference_steps,
-                "scheduler": self.scheduler.to_dict(), "accelerators": [c.to_dict() for c in self.accelerators],
-                "tuned_on": self.tuned_on}
+        return {
+            "kind": KIND,
+            "version": 1,
+            "num_inference_steps": self.num_inference_steps,
+            "scheduler": self.scheduler.to_dict(),
+            "accelerators": [c.to_dict() for c in self.accelerators],
+            "tuned_on": self.tuned_on,
+        }
 
     @classmethod
     def from_dict(cls, d) -> Recipe:
@@ -126,8 +134,9 @@ def as_recipe(source, unet=None) -> Recipe:
         return source
     if isinstance(source, dict):
         return Recipe.from_dict(source)
-    if isinstance(source, os.PathLike) or (isinstance(source, str) and (source.endswith(".json") or
-                                                                       Path(source).is_file())):
+    if isinstance(source, os.PathLike) or (
+        isinstance(source, str) and (source.endswith(".json") or Path(source).is_file())
+    ):
         return Recipe.load(source)
     if isinstance(source, str):
         from .presets import preset

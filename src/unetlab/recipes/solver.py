@@ -23,18 +23,44 @@ import inspect
 import json
 from dataclasses import dataclass, field
 
-DPM = {"algorithm_type": "dpmsolver++", "solver_order": 2, "solver_type": "midpoint", "lower_order_final": True,
-       "use_karras_sigmas": False}
-UNIPC = {"solver_order": 2, "solver_type": "bh2", "predict_x0": True, "lower_order_final": True,
-         "use_karras_sigmas": False}
-NAMED = {"ddim": ("DDIMScheduler", {}), "dpm++": ("DPMSolverMultistepScheduler", DPM), "dpm": (
-    "DPMSolverMultistepScheduler", DPM), "unipc": ("UniPCMultistepScheduler", UNIPC), "ddpm": ("DDPMScheduler", {}),
-         "pndm": ("PNDMScheduler", {}), "euler": ("EulerDiscreteScheduler", {}), "euler_a": (
-    "EulerAncestralDiscreteScheduler", {}), "heun": ("HeunDiscreteScheduler", {}), "lms": ("LMSDiscreteScheduler", {})}
+DPM = {
+    "algorithm_type": "dpmsolver++",
+    "solver_order": 2,
+    "solver_type": "midpoint",
+    "lower_order_final": True,
+    "use_karras_sigmas": False,
+}
+UNIPC = {
+    "solver_order": 2,
+    "solver_type": "bh2",
+    "predict_x0": True,
+    "lower_order_final": True,
+    "use_karras_sigmas": False,
+}
+NAMED = {
+    "ddim": ("DDIMScheduler", {}),
+    "dpm++": ("DPMSolverMultistepScheduler", DPM),
+    "dpm": ("DPMSolverMultistepScheduler", DPM),
+    "unipc": ("UniPCMultistepScheduler", UNIPC),
+    "ddpm": ("DDPMScheduler", {}),
+    "pndm": ("PNDMScheduler", {}),
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler_a": ("EulerAncestralDiscreteScheduler", {}),
+    "heun": ("HeunDiscreteScheduler", {}),
+    "lms": ("LMSDiscreteScheduler", {}),
+}
 THRESHOLDED = ("dpm++", "dpm", "unipc")  # dynamic thresholding where the model samples pixels
-LABELS = {"DDIMScheduler": "DDIM", "DPMSolverMultistepScheduler": "DPM++", "UniPCMultistepScheduler": "UniPC",
-          "DDPMScheduler": "DDPM", "PNDMScheduler": "PNDM", "EulerDiscreteScheduler": "Euler",
-          "EulerAncestralDiscreteScheduler": "EulerA", "HeunDiscreteScheduler": "Heun", "LMSDiscreteScheduler": "LMS"}
+LABELS = {
+    "DDIMScheduler": "DDIM",
+    "DPMSolverMultistepScheduler": "DPM++",
+    "UniPCMultistepScheduler": "UniPC",
+    "DDPMScheduler": "DDPM",
+    "PNDMScheduler": "PNDM",
+    "EulerDiscreteScheduler": "Euler",
+    "EulerAncestralDiscreteScheduler": "EulerA",
+    "HeunDiscreteScheduler": "Heun",
+    "LMSDiscreteScheduler": "LMS",
+}
 
 
 def scheduler_class(name: str) -> type:
@@ -44,8 +70,10 @@ def scheduler_class(name: str) -> type:
 
     cls = getattr(diffusers, name, None) if isinstance(name, str) and name.endswith("Scheduler") else None
     if not (isinstance(cls, type) and issubclass(cls, SchedulerMixin)):
-        raise ValueError(f"recipe: scheduler: {name!r} is not a diffusers scheduler class name "
-                         "(e.g. 'DDIMScheduler', 'DPMSolverMultistepScheduler')")
+        raise ValueError(
+            f"recipe: scheduler: {name!r} is not a diffusers scheduler class name "
+            "(e.g. 'DDIMScheduler', 'DPMSolverMultistepScheduler')"
+        )
     return cls
 
 
@@ -59,13 +87,16 @@ class Solver:
     def __post_init__(self):
         cls = scheduler_class(self.class_name)
         if not isinstance(self.config, dict):
-            raise ValueError(f"recipe: scheduler: config: expected an object of config fields, got "
-                             f"{type(self.config).__name__}")
+            raise ValueError(
+                f"recipe: scheduler: config: expected an object of config fields, got {type(self.config).__name__}"
+            )
         known = set(inspect.signature(cls.__init__).parameters) - {"self"}
         for k, v in self.config.items():
             if k not in known:
-                raise ValueError(f"recipe: scheduler: config: {k!r} is not a config field of {self.class_name} "
-                                 f"(e.g. {', '.join(sorted(known)[:4])})")
+                raise ValueError(
+                    f"recipe: scheduler: config: {k!r} is not a config field of {self.class_name} "
+                    f"(e.g. {', '.join(sorted(known)[:4])})"
+                )
             try:
                 json.dumps(v, allow_nan=False)
             except (TypeError, ValueError):
@@ -95,8 +126,9 @@ class Solver:
         if isinstance(d, str):
             return cls(d)
         if not isinstance(d, dict):
-            raise ValueError(f"recipe: scheduler: expected a class name or {{\"class_name\", \"config\"}}, got "
-                             f"{type(d).__name__}")
+            raise ValueError(
+                f'recipe: scheduler: expected a class name or {{"class_name", "config"}}, got {type(d).__name__}'
+            )
         unknown = sorted(set(d) - {"class_name", "config"})
         if unknown or "class_name" not in d:
             raise ValueError(f"recipe: scheduler: expected the fields class_name and config, got {sorted(d)}")
@@ -105,7 +137,8 @@ class Solver:
     def matches(self, scheduler) -> bool:
         """Whether `scheduler` is already this solver (its class, and every field of `config` as set here)."""
         return type(scheduler).__name__ == self.class_name and all(
-            scheduler.config.get(k) == v for k, v in self.config.items())
+            scheduler.config.get(k) == v for k, v in self.config.items()
+        )
 
     def build(self, scheduler):
         """A new scheduler of this class from `scheduler`'s config with `config` set."""
@@ -170,7 +203,7 @@ def probe(pipe, solver: Solver, run, base=None) -> str | None:
     swap = SchedulerSwap(pipe, solver, base)
     try:
         run()
-    except Exception as err:  # noqa: BLE001 - whatever the pipeline refuses is the reason
+    except Exception as err:
         return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
     finally:
         swap.remove()

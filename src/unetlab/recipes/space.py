@@ -46,8 +46,7 @@ INTERVALS = (2, 3, 4, 5)
 BRANCHES = (("block", 0), ("layer", 0), ("layer", 1))
 UNIFORM = (2, 3, 4)
 GUIDANCE = (GuidanceReuseConfig(interval=2), GuidanceReuseConfig(interval=3), GuidanceReuseConfig(stop_after=0.5))
-FAMILIES = ("steps", "encoder-propagation", "branch-cache", "clockwork", "block-skip", "guidance-reuse",
-            "combination")
+FAMILIES = ("steps", "encoder-propagation", "branch-cache", "clockwork", "block-skip", "guidance-reuse", "combination")
 REUSE_FAMILIES = ("encoder-propagation", "branch-cache", "guidance-reuse")  # those with a `reuse` to forecast
 SOLVERS = ("ddim", "dpm++", "unipc")
 
@@ -186,8 +185,9 @@ def guided(unet, guidance_scale: float | None) -> bool:
     return conditional and (guidance_scale is None or guidance_scale > 1)
 
 
-def singles(unet, steps: int, derived: dict, plans: list, guidance: bool = False,
-            solvers: tuple = ()) -> list[Candidate]:
+def singles(
+    unet, steps: int, derived: dict, plans: list, guidance: bool = False, solvers: tuple = ()
+) -> list[Candidate]:
     """Every single-method candidate (and fewer steps alone, of the baseline's solver and of each of `solvers`) of
     the space; guidance reuse where `guidance`."""
     out = []
@@ -221,8 +221,11 @@ def best_solvers(plain: list[Candidate], quality) -> dict[int, Solver]:
 
 def solver_variants(survivors: list[Candidate], best: dict[int, Solver]) -> list[Candidate]:
     """Every surviving single accelerator of the baseline's solver again with the best solver at its step count."""
-    return [c.with_solver(best[c.steps]) for c in survivors
-            if len(c.accelerators) == 1 and c.solver is None and c.steps in best]
+    return [
+        c.with_solver(best[c.steps])
+        for c in survivors
+        if len(c.accelerators) == 1 and c.solver is None and c.steps in best
+    ]
 
 
 def combinations(survivors: list[Candidate], per_kind: int = 3) -> list[Candidate]:
@@ -230,18 +233,22 @@ def combinations(survivors: list[Candidate], per_kind: int = 3) -> list[Candidat
     from the first-round survivors at each step count and solver: the `per_kind` best-ranked settings of each
     (survivors are given best first)."""
     out = []
-    groups = sorted({(c.steps, c.solver) for c in survivors}, key=lambda g: (-g[0], g[1] is not None,
-                                                                          g[1].key if g[1] else ""))
+    groups = sorted(
+        {(c.steps, c.solver) for c in survivors}, key=lambda g: (-g[0], g[1] is not None, g[1].key if g[1] else "")
+    )
     for n, solver in groups:
+
         def best(*families, n=n, solver=solver):
-            return [c.accelerators[0] for c in survivors
-                    if c.steps == n and c.solver == solver and c.family in families][:per_kind]
+            return [
+                c.accelerators[0] for c in survivors if c.steps == n and c.solver == solver and c.family in families
+            ][:per_kind]
 
         eps = [replace(ep, parallel=False) for ep in best("encoder-propagation")]
         reuse = best("branch-cache", "clockwork")
         out += [Candidate(n, (ep, r), "combination", solver) for ep in eps for r in reuse]
-        out += [Candidate(n, (first, g), "combination", solver) for first in eps + reuse
-                for g in best("guidance-reuse")]
+        out += [
+            Candidate(n, (first, g), "combination", solver) for first in eps + reuse for g in best("guidance-reuse")
+        ]
     return out
 
 

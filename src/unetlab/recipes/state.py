@@ -30,8 +30,10 @@ class State:
         if data is not None and data.get("settings") != settings:
             old = data.get("settings", {})
             diff = next((k for k in settings if old.get(k) != settings[k]), "settings")
-            raise ValueError(f"--out: the work folder {self.folder} was measured with {diff}={old.get(diff)!r}, "
-                             f"this run has {settings.get(diff)!r}; delete the folder or give another --out")
+            raise ValueError(
+                f"--out: the work folder {self.folder} was measured with {diff}={old.get(diff)!r}, "
+                f"this run has {settings.get(diff)!r}; delete the folder or give another --out"
+            )
         self.data = data or {"settings": settings, "candidates": {}}
         self.candidates: dict = self.data["candidates"]
 
@@ -43,13 +45,15 @@ class State:
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"--out: {self.path} is not valid JSON ({err}); {fix}") from None
         if not isinstance(data, dict) or not isinstance(data.get("candidates"), dict):
-            raise ValueError(f"--out: {self.path} is not a tune state (expected an object with settings and "
-                             f"candidates); {fix}")
+            raise ValueError(
+                f"--out: {self.path} is not a tune state (expected an object with settings and candidates); {fix}"
+            )
         return data
 
     def entry(self, key: str, name: str, family: str) -> dict:
-        return self.candidates.setdefault(key, {"name": name, "family": family, "counts": None, "quality": {},
-                                                "times": []})
+        return self.candidates.setdefault(
+            key, {"name": name, "family": family, "counts": None, "quality": {}, "times": []}
+        )
 
     def save(self) -> None:
         write_json(self.path, self.data)
@@ -72,11 +76,15 @@ class State:
         try:
             return {int(k): v for k, v in load_file(path).items()}
         except (SafetensorError, OSError, ValueError) as err:
-            raise ValueError(f"--out: {path} is not a readable safetensors file ({' '.join(str(err).split())}); "
-                             "delete it to measure the baseline again") from None
+            raise ValueError(
+                f"--out: {path} is not a readable safetensors file ({' '.join(str(err).split())}); "
+                "delete it to measure the baseline again"
+            ) from None
 
     def save_reference(self, images: dict[int, torch.Tensor]) -> None:
         from safetensors.torch import save_file
 
-        write(self.folder / "reference.safetensors",
-              lambda tmp: save_file({str(k): v.contiguous() for k, v in images.items()}, tmp))
+        write(
+            self.folder / "reference.safetensors",
+            lambda tmp: save_file({str(k): v.contiguous() for k, v in images.items()}, tmp),
+        )

@@ -73,9 +73,22 @@ class TuneResult:
 class Tuner:
     """One tuning run; `run()` returns a `TuneResult` (see the module docstring)."""
 
-    def __init__(self, workload, budget: Budget, steps: int, solver: Solver, time_limit: float, out,
-                 calibration: int, validation: int, families, progress: bool, timing_images: int, repeats: int,
-                 solvers: tuple = ()):
+    def __init__(
+        self,
+        workload,
+        budget: Budget,
+        steps: int,
+        solver: Solver,
+        time_limit: float,
+        out,
+        calibration: int,
+        validation: int,
+        families,
+        progress: bool,
+        timing_images: int,
+        repeats: int,
+        solvers: tuple = (),
+    ):
         self.w, self.budget, self.steps, self.solver = workload, budget, steps, solver
         self.solvers = tuple(s for s in solvers if s != solver)  # the other solvers searched
         self.t0, self.time_limit, self.progress = time.monotonic(), time_limit, progress
@@ -86,10 +99,17 @@ class Tuner:
         self.metrics = sorted({"psnr", budget.metric} | ({"accuracy"} if workload.quality_model else set()))
         from ..analysis.ablate import _fingerprint
 
-        settings = {"model": workload.name, "weights": _fingerprint(workload.unet), "steps": steps,
-                    "scheduler": solver.to_dict(), "guidance_scale": workload.guidance_scale,
-                    "calibration": calibration, "validation": validation, "metrics": self.metrics,
-                    "unetlab": __version__}
+        settings = {
+            "model": workload.name,
+            "weights": _fingerprint(workload.unet),
+            "steps": steps,
+            "scheduler": solver.to_dict(),
+            "guidance_scale": workload.guidance_scale,
+            "calibration": calibration,
+            "validation": validation,
+            "metrics": self.metrics,
+            "unetlab": __version__,
+        }
         self.work = work_dir(out)
         self.state = State(self.work, settings)
         self.base = space.Candidate(steps)
@@ -121,8 +141,12 @@ class Tuner:
         from ..accel import load_config
 
         steps, configs, *solver = json.loads(key)
-        return space.Candidate(steps, tuple(load_config(c) for c in configs), self.state.candidates[key]["family"],
-                               Solver.from_dict(solver[0]) if solver else None)
+        return space.Candidate(
+            steps,
+            tuple(load_config(c) for c in configs),
+            self.state.candidates[key]["family"],
+            Solver.from_dict(solver[0]) if solver else None,
+        )
 
     def _generate(self, c: space.Candidate, start: int, n: int):
         with accelerate(self.w.pipe, self.recipe(c)):
@@ -221,12 +245,13 @@ class Tuner:
         ok.sort(key=lambda c: self.predicted(c, coef))
         sure.sort(key=lambda c: self.predicted(c, coef))
         k = max(minimum, math.ceil(len(ok) / 2))
-        keep = sure[:math.ceil(k / 2)]
-        keep += [c for c in ok if c not in keep][:k - len(keep)]
+        keep = sure[: math.ceil(k / 2)]
+        keep += [c for c in ok if c not in keep][: k - len(keep)]
         return sorted(keep, key=lambda c: self.predicted(c, coef))
 
     def _solvers(self) -> None:
         """Refuse a baseline solver the pipeline cannot step with; drop such solvers from the search, noting why."""
+
         def call():
             return self.w.generate(1, 2, self.cal[0])
 
@@ -241,9 +266,12 @@ class Tuner:
         self._solvers()
         self._baseline()
         guidance = space.guided(w.unet, w.guidance_scale)
-        pool = [c for c in space.singles(w.unet, self.steps, self._derived(), self._plans(), guidance, self.solvers)
-                if c.family in self.families]
-        s1, s2 = cal[:min(2, len(cal))], cal[:min(4, len(cal))]
+        pool = [
+            c
+            for c in space.singles(w.unet, self.steps, self._derived(), self._plans(), guidance, self.solvers)
+            if c.family in self.families
+        ]
+        s1, s2 = cal[: min(2, len(cal))], cal[: min(4, len(cal))]
         self.measure(self.base, s1, counted=True)
         measured = self._round(pool, s1, True, "tune: round 1")
         survivors = self._prune(measured, s1)
@@ -278,8 +306,9 @@ class Tuner:
         e = self.entry(self.base)
         for seeds in (self.cal, self.val):
             out = {}
-            seconds = wall_time(lambda seeds=seeds, out=out: out.setdefault(
-                "x", self._generate(self.base, seeds[0], len(seeds))))
+            seconds = wall_time(
+                lambda seeds=seeds, out=out: out.setdefault("x", self._generate(self.base, seeds[0], len(seeds)))
+            )
             e["times"].append([len(seeds), seconds])
             self.reference.update({s: out["x"][i] for i, s in enumerate(seeds)})
         self.state.save_reference(self.reference)
@@ -300,8 +329,14 @@ class Tuner:
         for n in space.step_counts(self.steps):
             if str(n) not in saved and self.left(SEARCH_SHARE):
                 with self._baseline_solver():
-                    r = trace(self.w.pipe, self._prompt(), n, seeds=(self.cal[0],),
-                              guidance_scale=self.w.guidance_scale, progress=False)
+                    r = trace(
+                        self.w.pipe,
+                        self._prompt(),
+                        n,
+                        seeds=(self.cal[0],),
+                        guidance_scale=self.w.guidance_scale,
+                        progress=False,
+                    )
                 saved[str(n)] = derive_key_steps(r, num_keys=math.ceil(n / 3)).to_dict()
                 self.state.set_extra("derived", saved)
             if str(n) in saved:
@@ -320,9 +355,17 @@ class Tuner:
         saved = self.state.extra("plans")
         if saved is None:
             with self._baseline_solver():
-                grid = ablate(self.w.pipe, windows=4, replace="cached", seeds=(self.cal[0],),
-                              prompts_or_batch=self._prompt(), num_inference_steps=self.steps,
-                              guidance_scale=self.w.guidance_scale, out_dir=self.work, progress=False)
+                grid = ablate(
+                    self.w.pipe,
+                    windows=4,
+                    replace="cached",
+                    seeds=(self.cal[0],),
+                    prompts_or_batch=self._prompt(),
+                    num_inference_steps=self.steps,
+                    guidance_scale=self.w.guidance_scale,
+                    out_dir=self.work,
+                    progress=False,
+                )
             a = anatomy(self.w.unet)
             plans = {}
             for p in (30.0, 35.0, 40.0):
@@ -337,8 +380,10 @@ class Tuner:
     def _validate(self, finalists, measured, wanted: int = 4) -> TuneResult:
         """Finalists on the validation seeds, cheapest first, until `wanted` meet the budget there; when none does,
         the best four by calibration quality. Those that meet it are timed; the fastest measured is the recipe."""
-        order = finalists + [c for c in sorted(measured, key=lambda c: -self._oriented(c, self.cal))
-                             if c not in finalists][:4]
+        order = (
+            finalists
+            + [c for c in sorted(measured, key=lambda c: -self._oriented(c, self.cal)) if c not in finalists][:4]
+        )
         passed = []
         for i, c in enumerate(order):
             if len(passed) >= wanted or (i >= len(finalists) and passed) or not self.left():
@@ -371,22 +416,36 @@ class Tuner:
             measured = [c for c in map(self.candidate, self.state.candidates) if c != self.base]
             best = max(measured, key=lambda c: self._oriented(c, self.cal), default=None)
             where = "calibration seeds (none was validated)"
-        reached = "nothing was measured" if best is None else \
-            f"{self.budget.metric} {self.quality(best, self.val if validated else self.cal)[0]:.4g} ({best.name})"
+        reached = (
+            "nothing was measured"
+            if best is None
+            else f"{self.budget.metric} {self.quality(best, self.val if validated else self.cal)[0]:.4g} ({best.name})"
+        )
         if not validated and not self.left():
-            raise TimeLimitReached(f"tune: the time limit ran out before a recipe met {self.budget} on the validation "
-                               f"seeds; best so far on {where}: {reached}; run the same command again to resume from "
-                               f"{self.work}")
-        raise BudgetNotMet(f"tune: no recipe meets {self.budget} on the validation seeds; best quality reached on "
-                           f"{where}: {reached}")
+            raise TimeLimitReached(
+                f"tune: the time limit ran out before a recipe met {self.budget} on the validation "
+                f"seeds; best so far on {where}: {reached}; run the same command again to resume from "
+                f"{self.work}"
+            )
+        raise BudgetNotMet(
+            f"tune: no recipe meets {self.budget} on the validation seeds; best quality reached on {where}: {reached}"
+        )
 
     def _time(self, cands, predicted: dict) -> dict:
         """The baseline and the candidates timed as the bench times them (`eval.timing.time_rounds`), a candidate
         whose wall speed-up is more than 2x off the cost model's `predicted` one re-measured."""
         from ..eval.bench_methods import Method
 
-        methods = [Method("baseline" if c == self.base else "combination", c.key, {}, c.steps,
-                          lambda pipe, c=c: [accelerate(pipe, self.recipe(c))]) for c in cands]
+        methods = [
+            Method(
+                "baseline" if c == self.base else "combination",
+                c.key,
+                {},
+                c.steps,
+                lambda pipe, c=c: [accelerate(pipe, self.recipe(c))],
+            )
+            for c in cands
+        ]
         bar = tqdm(total=len(methods) * (1 + self.repeats), desc="tune: timing", disable=not self.progress, leave=False)
         out = time_rounds(self.w, methods, self.timing_images, self.repeats, VALIDATION_SEED, bar, predicted)
         bar.close()
@@ -401,36 +460,49 @@ class Tuner:
             c = self.candidate(key)
             if e["counts"] is None or c == self.base:
                 continue
-            row = {"name": e["name"], "family": e["family"], "key": key,
-                   "speedup_predicted": self.predicted(self.base, coef) / self.predicted(c, coef),
-                   "speedup_flops": base_counts["flops"] / e["counts"]["flops"],
-                   "calibration": self.quality(c, self.cal)[0], "calibration_seeds": sum(
-                       str(s) in e["quality"] for s in self.cal),
-                   "validation": self.quality(c, self.val)[0] if str(self.val[0]) in e["quality"] else None,
-                   "speedup_wall": timed.get(key, {}).get("speedup_wall")}
+            row = {
+                "name": e["name"],
+                "family": e["family"],
+                "key": key,
+                "speedup_predicted": self.predicted(self.base, coef) / self.predicted(c, coef),
+                "speedup_flops": base_counts["flops"] / e["counts"]["flops"],
+                "calibration": self.quality(c, self.cal)[0],
+                "calibration_seeds": sum(str(s) in e["quality"] for s in self.cal),
+                "validation": self.quality(c, self.val)[0] if str(self.val[0]) in e["quality"] else None,
+                "speedup_wall": timed.get(key, {}).get("speedup_wall"),
+            }
             rows.append(row)
         front = pareto(rows, self.budget.op == ">=")
         val = {m: statistics.fmean(self.entry(chosen)["quality"][str(s)][m] for s in self.val) for m in self.metrics}
         t = timed[chosen.key]
-        tuned_on = {"model": self.w.name, "guidance_scale": self.w.guidance_scale, "budget": str(self.budget),
-                    "baseline": f"{self.solver.class_name}, {self.steps} steps", "baseline_steps": self.steps,
-                    "baseline_scheduler": self.solver.to_dict(),
-                    "solvers": {self.solver.label: "baseline", **{k: v or "searched" for k, v in self.skipped.items()}},
-                    "validation": val,
-                    "speedup_wall": t["speedup_wall"], "speedup_wall_min": t["speedup_wall_min"],
-                    "speedup_wall_max": t["speedup_wall_max"],
-                    "speedup_flops": base_counts["flops"] / self.entry(chosen)["counts"]["flops"],
-                    "timing": f"minimum time over {t['timing_rounds']} rotated rounds of {self.timing_images} images "
-                              f"(re-timed {t['timing_retimed']}x; spread of the fastest {t['timing_spread']:.0%}), "
-                              f"paired ratios min-max; {machine()}",
-                    "calibration_seeds": self.cal, "validation_seeds": self.val,
-                    "date": datetime.date.today().isoformat(), "tune_seconds": round(time.monotonic() - self.t0, 1),
-                    "unetlab": __version__}
+        tuned_on = {
+            "model": self.w.name,
+            "guidance_scale": self.w.guidance_scale,
+            "budget": str(self.budget),
+            "baseline": f"{self.solver.class_name}, {self.steps} steps",
+            "baseline_steps": self.steps,
+            "baseline_scheduler": self.solver.to_dict(),
+            "solvers": {self.solver.label: "baseline", **{k: v or "searched" for k, v in self.skipped.items()}},
+            "validation": val,
+            "speedup_wall": t["speedup_wall"],
+            "speedup_wall_min": t["speedup_wall_min"],
+            "speedup_wall_max": t["speedup_wall_max"],
+            "speedup_flops": base_counts["flops"] / self.entry(chosen)["counts"]["flops"],
+            "timing": f"minimum time over {t['timing_rounds']} rotated rounds of {self.timing_images} images "
+            f"(re-timed {t['timing_retimed']}x; spread of the fastest {t['timing_spread']:.0%}), "
+            f"paired ratios min-max; {machine()}",
+            "calibration_seeds": self.cal,
+            "validation_seeds": self.val,
+            "date": datetime.date.today().isoformat(),
+            "tune_seconds": round(time.monotonic() - self.t0, 1),
+            "unetlab": __version__,
+        }
         recipe = self.recipe(chosen, tuned_on)
         for r in rows:
             r["chosen"] = r["key"] == chosen.key
-        return TuneResult(recipe, self.budget, rows, front, tuned_on["tune_seconds"], self.work,
-                          {"name": chosen.name, **tuned_on})
+        return TuneResult(
+            recipe, self.budget, rows, front, tuned_on["tune_seconds"], self.work, {"name": chosen.name, **tuned_on}
+        )
 
 
 def credited(timing: dict, predicted: float) -> float:
@@ -452,14 +524,32 @@ def pareto(rows: list[dict], higher_is_better: bool = True) -> list[dict]:
     return front
 
 
-def tune(model, budget: str | Budget, steps: int = 50, scheduler: str = "ddim", time_limit: float = 600.0,
-         out="recipe.json", calibration: int = 8, validation: int = 8, families=None, progress: bool = True,
-         workload=None, timing_images: int = 4, repeats: int = 2, solvers=space.SOLVERS) -> TuneResult:
+def tune(
+    model,
+    budget: str | Budget,
+    steps: int = 50,
+    scheduler: str = "ddim",
+    time_limit: float = 600.0,
+    out="recipe.json",
+    calibration: int = 8,
+    validation: int = 8,
+    families=None,
+    progress: bool = True,
+    workload=None,
+    timing_images: int = 4,
+    repeats: int = 2,
+    solvers=space.SOLVERS,
+) -> TuneResult:
     """Search the space for the fastest recipe meeting `budget` (e.g. "psnr>=35") on the validation seeds, against
     the baseline `scheduler` (a short name of `solver.NAMED` or a class name) at `steps` steps, with `solvers` as a
     dimension; writes nothing but the work folder next to `out` (the command writes the recipe and the plot)."""
-    for name, value, low in (("steps", steps, 2), ("calibration", calibration, 1), ("validation", validation, 1),
-                             ("timing_images", timing_images, 1), ("repeats", repeats, MIN_ROUNDS)):
+    for name, value, low in (
+        ("steps", steps, 2),
+        ("calibration", calibration, 1),
+        ("validation", validation, 1),
+        ("timing_images", timing_images, 1),
+        ("repeats", repeats, MIN_ROUNDS),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
     if not (isinstance(time_limit, (int, float)) and time_limit > 0):
@@ -479,5 +569,18 @@ def tune(model, budget: str | Budget, steps: int = 50, scheduler: str = "ddim", 
         workload = workload_for(str(model))
     b = budget if isinstance(budget, Budget) else parse_budget(budget, workload.quality_model)
     searched = tuple(resolve(s, workload.pipe) for s in solvers)
-    return Tuner(workload, b, steps, resolve(scheduler, workload.pipe), float(time_limit), out, calibration,
-                 validation, families, progress, timing_images, repeats, searched).run()
+    return Tuner(
+        workload,
+        b,
+        steps,
+        resolve(scheduler, workload.pipe),
+        float(time_limit),
+        out,
+        calibration,
+        validation,
+        families,
+        progress,
+        timing_images,
+        repeats,
+        searched,
+    ).run()

@@ -27,7 +27,8 @@ class AutoencoderTask:
         return {"vae": self.vae}
 
     def loss(self, models: dict, batch: dict, generator: torch.Generator) -> torch.Tensor:
-        """|| D(z) - x ||^2 + w KL(q(z|x) || N(0, I)) per element, z = mu + sigma eps (Kingma & Welling 2014, Eq. 10)."""
+        """|| D(z) - x ||^2 + w KL(q(z|x) || N(0, I)) per element, z = mu + sigma eps (Kingma & Welling 2014, Eq.
+        10)."""
         vae = models["vae"]
         x = batch["images"] * 2 - 1
         posterior = vae.encode(x).latent_dist

@@ -107,11 +107,13 @@ def read(path: Path, names, rank: int, check=None) -> dict:
     state = _read(path / "state.json", _state)
     if check is not None:
         check(state)
-    return {"state": state,
-            "weights": {n: _read(path / f"{n}.safetensors", load_file) for n in names},
-            "ema": {n: _read(path / f"ema_{n}.safetensors", load_file) for n in names},
-            "optimizer": _read(path / "optimizer.pt", lambda p: torch.load(p, weights_only=True)),
-            "generator": _read(path / "generators.safetensors", lambda p: load_file(p)[f"rank{rank}"])}
+    return {
+        "state": state,
+        "weights": {n: _read(path / f"{n}.safetensors", load_file) for n in names},
+        "ema": {n: _read(path / f"ema_{n}.safetensors", load_file) for n in names},
+        "optimizer": _read(path / "optimizer.pt", lambda p: torch.load(p, weights_only=True)),
+        "generator": _read(path / "generators.safetensors", lambda p: load_file(p)[f"rank{rank}"]),
+    }
 
 
 def read_newest(out: Path, names, rank: int, say=print, check=None) -> tuple[Path, dict] | None:
@@ -129,6 +131,8 @@ def read_newest(out: Path, names, rank: int, say=print, check=None) -> tuple[Pat
             say(f"resume: {err}; continuing from the previous intact checkpoint {path.name}")
         return path, loaded
     if errors:
-        raise CorruptCheckpoint(f"resume: {errors[0]}; no intact checkpoint in {out} to fall back to (delete the "
-                                "folder to start again, or choose another --out)")
+        raise CorruptCheckpoint(
+            f"resume: {errors[0]}; no intact checkpoint in {out} to fall back to (delete the "
+            "folder to start again, or choose another --out)"
+        )
     return None

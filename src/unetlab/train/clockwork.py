@@ -47,11 +47,14 @@ class ClockworkTaskConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
         if isinstance(self.clock, bool) or not isinstance(self.clock, int) or self.clock < 2:
-            raise ValueError(f"clock: expected an int >= 2 (the adaptor runs at the steps between full ones), "
-                             f"got {self.clock!r}")
+            raise ValueError(
+                f"clock: expected an int >= 2 (the adaptor runs at the steps between full ones), got {self.clock!r}"
+            )
         if self.num_inference_steps < 2:
-            raise ValueError(f"num_inference_steps: expected >= 2 (the adaptor needs a previous step), got "
-                             f"{self.num_inference_steps}")
+            raise ValueError(
+                f"num_inference_steps: expected >= 2 (the adaptor needs a previous step), got "
+                f"{self.num_inference_steps}"
+            )
 
 
 class Bank:
@@ -64,8 +67,13 @@ class Bank:
         def record(module, args, kwargs):
             sample = args[0] if args else kwargs["sample"]
             timestep = args[1] if len(args) > 1 else kwargs["timestep"]
-            calls.append((sample.detach().clone(), torch.as_tensor(timestep).detach().clone().reshape(()),
-                          kwargs.get("encoder_hidden_states")))
+            calls.append(
+                (
+                    sample.detach().clone(),
+                    torch.as_tensor(timestep).detach().clone().reshape(()),
+                    kwargs.get("encoder_hidden_states"),
+                )
+            )
 
         hook = workload.unet.register_forward_pre_hook(record, with_kwargs=True)
         try:
@@ -73,8 +81,10 @@ class Bank:
                 calls.clear()
                 workload.generate(min(batch, n - start), steps, seed + start)
                 if len(calls) != steps:
-                    raise ValueError(f"model: the pipeline called its UNet {len(calls)} times for {steps} steps; "
-                                     "the adaptor trainer needs one UNet call per step")
+                    raise ValueError(
+                        f"model: the pipeline called its UNet {len(calls)} times for {steps} steps; "
+                        "the adaptor trainer needs one UNet call per step"
+                    )
                 samples.append(torch.stack([c[0] for c in calls], dim=1))
                 texts.append(None if calls[0][2] is None else calls[0][2].detach().clone())
                 ts = torch.stack([c[1] for c in calls])
@@ -114,10 +124,12 @@ class Features:
         down, deep = unet.down_blocks[level - 1].downsamplers[0], unet.down_blocks[level]
         last = unet.up_blocks[num_levels(unet) - level - 1]
         self._hooks = [
-            down.register_forward_pre_hook(lambda m, a, k: self._keep("r_in", a[0] if a else k["hidden_states"]),
-                                           with_kwargs=True),
-            deep.register_forward_pre_hook(lambda m, a, k: self._keep("temb", k["temb"] if "temb" in k else a[1]),
-                                           with_kwargs=True),
+            down.register_forward_pre_hook(
+                lambda m, a, k: self._keep("r_in", a[0] if a else k["hidden_states"]), with_kwargs=True
+            ),
+            deep.register_forward_pre_hook(
+                lambda m, a, k: self._keep("temb", k["temb"] if "temb" in k else a[1]), with_kwargs=True
+            ),
             last.register_forward_hook(lambda m, a, out: self._keep("r_out", out)),
         ]
 
@@ -153,10 +165,11 @@ class ClockworkTask:
         self.steps = [k for k in range(1, cfg.num_inference_steps) if k % cfg.clock]
         self.bank = Bank(workload, cfg.trajectories, cfg.num_inference_steps, seed, cfg.batch)
         self.dataset = Examples(len(self.bank), self.steps)
-        eval_bank = Bank(eval_workload, cfg.eval_trajectories, cfg.num_inference_steps,
-                         seed + EVAL_OFFSET, cfg.batch)
-        self.eval_set = [self._teacher(eval_bank, **Examples(len(eval_bank), self.steps)[i])
-                         for i in torch.arange(len(Examples(len(eval_bank), self.steps))).split(cfg.batch)]
+        eval_bank = Bank(eval_workload, cfg.eval_trajectories, cfg.num_inference_steps, seed + EVAL_OFFSET, cfg.batch)
+        self.eval_set = [
+            self._teacher(eval_bank, **Examples(len(eval_bank), self.steps)[i])
+            for i in torch.arange(len(Examples(len(eval_bank), self.steps))).split(cfg.batch)
+        ]
 
     def modules(self) -> dict:
         return {"adaptor": self.adaptor}
@@ -173,8 +186,13 @@ class ClockworkTask:
         timestep = torch.cat([bank.timestep[step - 1], bank.timestep[step]]).to(device)
         text = None if bank.text is None else bank.text[row].to(device)
         f = self.features(sample, timestep, None if text is None else torch.cat([text, text]))
-        return {"r_in": f["r_in"][b:], "temb": f["temb"][b:], "text": pooled_text(text), "r_prev": f["r_out"][:b],
-                "target": f["r_out"][b:]}
+        return {
+            "r_in": f["r_in"][b:],
+            "temb": f["temb"][b:],
+            "text": pooled_text(text),
+            "r_prev": f["r_out"][:b],
+            "target": f["r_out"][b:],
+        }
 
     def loss(self, models: dict, batch: dict, generator: torch.Generator) -> torch.Tensor:
         """|| r_out^t - phi(r_in^t, r_out^{t+1}, t, text) ||^2, the mean over elements (Sec. 3.2)."""
@@ -224,12 +242,17 @@ def make_task(model: str, cfg: ClockworkTaskConfig, prompts: list[str] | None = 
     if prompts is None:
         if not isinstance(pipe, ShapesPipeline):
             raise ValueError(f"prompts: {model} is text-conditional; give prompts (--prompts FILE, one a line)")
-        train, held = shapes_captions(cfg.trajectories, cfg.seed), shapes_captions(cfg.eval_trajectories, cfg.seed,
-                                                                                  "heldout")
+        train, held = (
+            shapes_captions(cfg.trajectories, cfg.seed),
+            shapes_captions(cfg.eval_trajectories, cfg.seed, "heldout"),
+        )
     elif not prompts:
         raise ValueError("prompts: the list is empty")
     else:
         train, held = prompts, prompts
     kwargs = {"output_type": "np"} if isinstance(pipe, ShapesPipeline) else {}
-    return ClockworkTask(Workload(str(model), pipe, train, None, call_kwargs=kwargs), cfg,
-                         Workload(str(model), pipe, held, None, call_kwargs=kwargs))
+    return ClockworkTask(
+        Workload(str(model), pipe, train, None, call_kwargs=kwargs),
+        cfg,
+        Workload(str(model), pipe, held, None, call_kwargs=kwargs),
+    )

@@ -16,8 +16,14 @@ class DDPMTask:
     """Unconditional DDPM on images in [0, 1] (scaled to [-1, 1]); samples and saves a `DDIMPipeline`.
     The UNet predicts what `scheduler.config.prediction_type` names (default: `training_scheduler()`, epsilon)."""
 
-    def __init__(self, unet: UNet2DModel, dataset, scheduler: DDPMScheduler | None = None, num_samples: int = 64,
-                 sample_steps: int = 50):
+    def __init__(
+        self,
+        unet: UNet2DModel,
+        dataset,
+        scheduler: DDPMScheduler | None = None,
+        num_samples: int = 64,
+        sample_steps: int = 50,
+    ):
         self.unet, self.dataset = unet, dataset
         self.scheduler = scheduler or training_scheduler()
         self.num_samples, self.sample_steps = num_samples, sample_steps
@@ -27,7 +33,8 @@ class DDPMTask:
         return {"unet": self.unet}
 
     def loss(self, models: dict, batch: dict, generator: torch.Generator) -> torch.Tensor:
-        """E_{x0, eps, t} || target - f_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t) ||^2 (Ho et al. 2020, Eq. 14)."""
+        """E_{x0, eps, t} || target - f_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t) ||^2 (Ho et al. 2020, Eq.
+        14)."""
         x0 = batch["images"] * 2 - 1
         b = x0.shape[0]
         draw = Draws(batch, generator)
@@ -44,8 +51,9 @@ class DDPMTask:
     def sample(self, models: dict, generator: torch.Generator) -> torch.Tensor:
         pipe = self.pipeline(models)
         pipe.set_progress_bar_config(disable=True)
-        images = pipe(batch_size=self.num_samples, generator=generator, num_inference_steps=self.sample_steps,
-                      output_type="np").images
+        images = pipe(
+            batch_size=self.num_samples, generator=generator, num_inference_steps=self.sample_steps, output_type="np"
+        ).images
         return torch.from_numpy(images).permute(0, 3, 1, 2)
 
     def save(self, models: dict, directory: Path) -> None:

@@ -23,7 +23,9 @@ def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 1, scal
     grid = torch.ones(3, ncol * (h + pad) + pad, nrow * (w + pad) + pad)
     for i in range(n):
         r, c = divmod(i, nrow)
-        grid[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = images[i]
+        grid[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = images[
+            i
+        ]
     grid = grid.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
     return (grid.permute(1, 2, 0) * 255).round().to(torch.uint8)
 

@@ -14,8 +14,10 @@ def pipeline_folder(source: str | Path) -> Path:
 
     path = weights_path(str(source)) if str(source) in SHIPPED else Path(source)
     if not (path / "model_index.json").is_file():
-        raise FileNotFoundError(f"init_from: {source} is neither a shipped model ({', '.join(SHIPPED)}) nor a "
-                                "save_pretrained pipeline folder (no model_index.json)")
+        raise FileNotFoundError(
+            f"init_from: {source} is neither a shipped model ({', '.join(SHIPPED)}) nor a "
+            "save_pretrained pipeline folder (no model_index.json)"
+        )
     return path
 
 
@@ -41,9 +43,12 @@ def init_from(modules: dict[str, nn.Module], source: str | Path) -> None:
         if saved != type(module).__name__:
             raise ValueError(f"init_from: {path / name} holds a {saved}; the task trains a {type(module).__name__}")
         state, own = type(module).from_pretrained(path / name).state_dict(), module.state_dict()
-        differ = sorted(k for k in own.keys() | state.keys() if k not in own or k not in state
-                        or own[k].shape != state[k].shape)
+        differ = sorted(
+            k for k in own.keys() | state.keys() if k not in own or k not in state or own[k].shape != state[k].shape
+        )
         if differ:
-            raise ValueError(f"init_from: {path / name} does not fit the task's {name}: {len(differ)} tensors differ "
-                             f"in name or shape (first: {differ[0]})")
+            raise ValueError(
+                f"init_from: {path / name} does not fit the task's {name}: {len(differ)} tensors differ "
+                f"in name or shape (first: {differ[0]})"
+            )
         module.load_state_dict(state)

@@ -29,17 +29,27 @@ def sd_training_scheduler() -> DDPMScheduler:
 
 def sd_sampling_scheduler() -> DDIMScheduler:
     """The DDIM scheduler of Stable Diffusion 1.5's `scheduler_config.json`."""
-    return DDIMScheduler(**SD_SCHEDULE, clip_sample=False, set_alpha_to_one=False, steps_offset=1,
-                         prediction_type="epsilon")
+    return DDIMScheduler(
+        **SD_SCHEDULE, clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon"
+    )
 
 
 class LatentTextToImageTask:
     """Trains `unet` and `text_encoder` on {"images", "captions"} batches: x0 = `scaling_factor` * mean of
     q(z|x) under the frozen `vae`; captions dropped to "" with probability `p_uncond`."""
 
-    def __init__(self, unet: UNet2DConditionModel, text_encoder, tokenizer, vae: AutoencoderKL, dataset,
-                 sample_prompts: list[str], p_uncond: float = 0.1, guidance_scale: float = 7.5,
-                 sample_steps: int = 25):
+    def __init__(
+        self,
+        unet: UNet2DConditionModel,
+        text_encoder,
+        tokenizer,
+        vae: AutoencoderKL,
+        dataset,
+        sample_prompts: list[str],
+        p_uncond: float = 0.1,
+        guidance_scale: float = 7.5,
+        sample_steps: int = 25,
+    ):
         if not 0.0 <= p_uncond < 1.0:
             raise ValueError(f"p_uncond: {p_uncond!r} must lie in [0, 1)")
         self.unet, self.text_encoder, self.tokenizer, self.dataset = unet, text_encoder, tokenizer, dataset
@@ -56,8 +66,13 @@ class LatentTextToImageTask:
         self.vae.to(device)
 
     def token_ids(self, captions: list[str]) -> torch.Tensor:
-        return self.tokenizer(captions, padding="max_length", max_length=self.tokenizer.model_max_length,
-                              truncation=True, return_tensors="pt").input_ids
+        return self.tokenizer(
+            captions,
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
 
     def loss(self, models: dict, batch: dict, generator: torch.Generator) -> torch.Tensor:
         """|| eps - eps_theta(sqrt(abar_t) z0 + sqrt(1 - abar_t) eps, t, tau(y)) ||^2 (Rombach et al. 2022, Eq. 3)."""
@@ -76,15 +91,27 @@ class LatentTextToImageTask:
         return F.mse_loss(prediction, target(self.scheduler, x0, eps, t))
 
     def pipeline(self, models: dict) -> StableDiffusionPipeline:
-        return StableDiffusionPipeline(vae=self.vae, text_encoder=models["text_encoder"], tokenizer=self.tokenizer,
-                                       unet=models["unet"], scheduler=sd_sampling_scheduler(), safety_checker=None,
-                                       feature_extractor=None, requires_safety_checker=False)
+        return StableDiffusionPipeline(
+            vae=self.vae,
+            text_encoder=models["text_encoder"],
+            tokenizer=self.tokenizer,
+            unet=models["unet"],
+            scheduler=sd_sampling_scheduler(),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
 
     def sample(self, models: dict, generator: torch.Generator) -> torch.Tensor:
         pipe = self.pipeline(models)
         pipe.set_progress_bar_config(disable=True)
-        return pipe(self.sample_prompts, guidance_scale=self.guidance_scale, num_inference_steps=self.sample_steps,
-                    generator=generator, output_type="pt").images
+        return pipe(
+            self.sample_prompts,
+            guidance_scale=self.guidance_scale,
+            num_inference_steps=self.sample_steps,
+            generator=generator,
+            output_type="pt",
+        ).images
 
     def save(self, models: dict, directory: Path) -> None:
         from ..models.clip_vocab import write_bpe_files
@@ -93,8 +120,9 @@ class LatentTextToImageTask:
         write_bpe_files(self.tokenizer, Path(directory) / "tokenizer")
 
 
-def make_scenes_task(vae_path: str, block_out_channels: tuple[int, ...], seed: int = 0,
-                     num_samples: int = 16) -> LatentTextToImageTask:
+def make_scenes_task(
+    vae_path: str, block_out_channels: tuple[int, ...], seed: int = 0, num_samples: int = 16
+) -> LatentTextToImageTask:
     """`mini-sd`'s text-to-image task: SD-1.5-topology UNet at `block_out_channels`, a 4-layer CLIP text encoder,
     the grammar's tokenizer, the frozen autoencoder at `vae_path`, scenes' train split, test-split prompts."""
     from ..data import scenes
@@ -104,8 +132,10 @@ def make_scenes_task(vae_path: str, block_out_channels: tuple[int, ...], seed: i
 
     path = Path(vae_path)
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"vae: {vae_path} is not an AutoencoderKL folder (config.json and weights; "
-                                "e.g. <run>/checkpoint-N/pipeline of `unetlab train autoencoder`)")
+        raise FileNotFoundError(
+            f"vae: {vae_path} is not an AutoencoderKL folder (config.json and weights; "
+            "e.g. <run>/checkpoint-N/pipeline of `unetlab train autoencoder`)"
+        )
     vae = AutoencoderKL.from_pretrained(path)
     tokenizer = grammar_tokenizer(scenes.vocabulary(), model_max_length=32)
     with seeded(seed):

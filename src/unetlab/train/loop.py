@@ -107,7 +107,7 @@ def batch_indices(step: int, n: int, global_batch: int, seed: int) -> torch.Tens
     per_epoch = n // global_batch
     epoch, pos = divmod(step, per_epoch)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-    return perm[pos * global_batch:(pos + 1) * global_batch]
+    return perm[pos * global_batch : (pos + 1) * global_batch]
 
 
 def learning_rate(step: int, cfg: TrainConfig) -> float:
@@ -143,12 +143,23 @@ def train(task: Task, cfg: TrainConfig, accelerator=None) -> dict:
     state = {"step": 0, "elapsed_s": 0.0, "loss_avg": None, "history": []}
     held = ckpt.committed(out)
     if held and not cfg.resume:
-        raise ValueError(f"out: {out} already holds a training run ({held[0].name}); pass --resume to continue it or "
-                         "choose another folder")
+        raise ValueError(
+            f"out: {out} already holds a training run ({held[0].name}); pass --resume to continue it or "
+            "choose another folder"
+        )
     say = print if accelerator.is_main_process else (lambda line: None)
     # the stored run is checked before its weights are read: another method's run lacks this task's files
-    found = ckpt.read_newest(out, list(modules), accelerator.process_index, say,
-                             lambda stored: check_resume(stored.get("config", {}), cfg, out)) if held else None
+    found = (
+        ckpt.read_newest(
+            out,
+            list(modules),
+            accelerator.process_index,
+            say,
+            lambda stored: check_resume(stored.get("config", {}), cfg, out),
+        )
+        if held
+        else None
+    )
     if found is None and cfg.init_from is not None:
         init_from(modules, cfg.init_from)
     emas = {name: EMA(m, cfg.ema_decay) for name, m in modules.items()}
@@ -164,8 +175,10 @@ def train(task: Task, cfg: TrainConfig, accelerator=None) -> dict:
         loaded = found[1]
         state = loaded["state"]
         if state["world_size"] != accelerator.num_processes:
-            raise ValueError(f"resume: checkpoint was written by {state['world_size']} processes, "
-                             f"this run has {accelerator.num_processes}")
+            raise ValueError(
+                f"resume: checkpoint was written by {state['world_size']} processes, "
+                f"this run has {accelerator.num_processes}"
+            )
         for name, module in modules.items():
             module.load_state_dict(loaded["weights"][name])
             emas[name].load_state_dict(loaded["ema"][name], state["step"])
@@ -181,8 +194,13 @@ def train(task: Task, cfg: TrainConfig, accelerator=None) -> dict:
 
     global_batch = cfg.batch_size * accelerator.num_processes
     rank = accelerator.process_index
-    bar = tqdm(total=cfg.steps, initial=state["step"], disable=not (cfg.progress and accelerator.is_local_main_process),
-               desc=f"train {out.name}", dynamic_ncols=True)
+    bar = tqdm(
+        total=cfg.steps,
+        initial=state["step"],
+        disable=not (cfg.progress and accelerator.is_local_main_process),
+        desc=f"train {out.name}",
+        dynamic_ncols=True,
+    )
     t0, loss_sum, loss_n = time.perf_counter(), 0.0, 0
     while state["step"] < cfg.steps:
         step = state["step"]
@@ -230,8 +248,12 @@ def _save(task, cfg, accelerator, models, emas, optimizer, generator, state) -> 
     unwrapped = {name: accelerator.unwrap_model(m) for name, m in models.items()}
     tmp = ckpt.begin(out, state["step"])
     for name, module in unwrapped.items():
-        save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, tmp / f"{name}.safetensors")
-        save_file({k: v.cpu().contiguous() for k, v in emas[name].state_dict().items()}, tmp / f"ema_{name}.safetensors")
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, tmp / f"{name}.safetensors"
+        )
+        save_file(
+            {k: v.cpu().contiguous() for k, v in emas[name].state_dict().items()}, tmp / f"ema_{name}.safetensors"
+        )
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     save_file({f"rank{i}": g for i, g in enumerate(gens)}, tmp / "generators.safetensors")
     ema_models = _ema_copies(unwrapped, emas)

@@ -20,15 +20,21 @@ def check_resume(stored: dict, cfg, out: Path) -> None:
     given = _plain(asdict(cfg))
     old_run, new_run = stored.get("run") or {}, given.get("run") or {}
     if old_run.get("command") != new_run.get("command") and old_run.get("command") and new_run.get("command"):
-        raise ValueError(f"resume: {out} holds a `unetlab {old_run['command']}` run, not `unetlab "
-                         f"{new_run['command']}`; resume it with that command or choose another --out")
+        raise ValueError(
+            f"resume: {out} holds a `unetlab {old_run['command']}` run, not `unetlab "
+            f"{new_run['command']}`; resume it with that command or choose another --out"
+        )
     # only the options this command takes: a run stored before each method had its own options holds every
     # method's, and an option added since is absent from it
     for key in sorted(set(old_run) & set(new_run)):
         if old_run[key] != new_run[key]:
-            raise ValueError(f"resume: {key.replace('_', '-')} differs from the stored run in {out}: stored "
-                             f"{old_run[key]!r}, given {new_run[key]!r}")
+            raise ValueError(
+                f"resume: {key.replace('_', '-')} differs from the stored run in {out}: stored "
+                f"{old_run[key]!r}, given {new_run[key]!r}"
+            )
     for key in sorted(set(stored) - set(FREE) - {"run"}):
         if key in given and stored[key] != given[key]:
-            raise ValueError(f"resume: {key.replace('_', '-')} differs from the stored run in {out}: stored "
-                             f"{stored[key]!r}, given {given[key]!r}")
+            raise ValueError(
+                f"resume: {key.replace('_', '-')} differs from the stored run in {out}: stored "
+                f"{stored[key]!r}, given {given[key]!r}"
+            )

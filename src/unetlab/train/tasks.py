@@ -12,8 +12,15 @@ METHODS = ("ddpm", "t2i", "autoencoder", "judge")
 DDPM_SIZES = {"digits": 16, "shapes": 24}  # ddpm's image size when none is given (an image folder: 16)
 
 
-def make_task(method: str, data: str, size: int | None = None, seed: int = 0, prediction_type: str = "epsilon",
-              vae: str | None = None, block_channels: tuple[int, ...] | None = None):
+def make_task(
+    method: str,
+    data: str,
+    size: int | None = None,
+    seed: int = 0,
+    prediction_type: str = "epsilon",
+    vae: str | None = None,
+    block_channels: tuple[int, ...] | None = None,
+):
     """The task for `method` ("ddpm", "t2i" or "autoencoder") on `data` ("digits", "shapes", "scenes" or an image
     folder), whose UNet predicts `prediction_type` ("epsilon" or "v_prediction"); t2i on scenes is `mini-sd`'s
     latent model on the autoencoder folder `vae`, its UNet at `block_channels`."""
@@ -22,8 +29,10 @@ def make_task(method: str, data: str, size: int | None = None, seed: int = 0, pr
         from .latent_t2i import make_scenes_task
 
         if vae is None:
-            raise ValueError("vae: t2i on scenes trains in the latent space of an autoencoder; give --vae FOLDER "
-                             "(from `unetlab train autoencoder --data scenes`)")
+            raise ValueError(
+                "vae: t2i on scenes trains in the latent space of an autoencoder; give --vae FOLDER "
+                "(from `unetlab train autoencoder --data scenes`)"
+            )
         if prediction_type != "epsilon" or size is not None:
             raise ValueError("prediction-type, size: mini-sd is epsilon-prediction at 64x64 (Stable Diffusion 1.5's)")
         return make_scenes_task(vae, block_channels or MINI_SD_CHANNELS, seed=seed)

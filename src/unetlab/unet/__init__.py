@@ -8,6 +8,16 @@ from .split import EncoderState, decode, encode
 from .support import UnsupportedUNetError, check_supported
 
 __all__ = [
-    "Anatomy", "EncoderState", "Part", "UnsupportedUNetError", "anatomy", "check_supported", "count_flops",
-    "decode", "encode", "example_inputs", "load_unet", "sample_size_of",
+    "Anatomy",
+    "EncoderState",
+    "Part",
+    "UnsupportedUNetError",
+    "anatomy",
+    "check_supported",
+    "count_flops",
+    "decode",
+    "encode",
+    "example_inputs",
+    "load_unet",
+    "sample_size_of",
 ]

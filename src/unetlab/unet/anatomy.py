@@ -55,15 +55,22 @@ class Anatomy:
 
     def table(self) -> str:
         """A fixed-width text table of the parts."""
-        rows = [f"{self.model_class} at {self.sample_size[0]}x{self.sample_size[1]}: "
-                f"{self.total_flops / 1e9:.3f} GFLOPs per call (batch 1)",
-                f"{'part':<16}{'kind':<12}{'res':>9}{'ch':>6}  {'skips':<22}{'GFLOPs':>10}{'share':>8}"]
+        rows = [
+            f"{self.model_class} at {self.sample_size[0]}x{self.sample_size[1]}: "
+            f"{self.total_flops / 1e9:.3f} GFLOPs per call (batch 1)",
+            f"{'part':<16}{'kind':<12}{'res':>9}{'ch':>6}  {'skips':<22}{'GFLOPs':>10}{'share':>8}",
+        ]
         for p in self.parts:
             res = f"{p.resolution[0]}x{p.resolution[1]}" if p.resolution else "-"
-            skips = ("out " + ",".join(map(str, p.skips_produced))) if p.skips_produced else (
-                ("in " + ",".join(map(str, p.skips_consumed))) if p.skips_consumed else "")
-            rows.append(f"{p.name:<16}{p.kind:<12}{res:>9}{p.channels or '-':>6}  {skips:<22}"
-                        f"{p.flops / 1e9:>10.4f}{100 * p.share:>7.1f}%")
+            skips = (
+                ("out " + ",".join(map(str, p.skips_produced)))
+                if p.skips_produced
+                else (("in " + ",".join(map(str, p.skips_consumed))) if p.skips_consumed else "")
+            )
+            rows.append(
+                f"{p.name:<16}{p.kind:<12}{res:>9}{p.channels or '-':>6}  {skips:<22}"
+                f"{p.flops / 1e9:>10.4f}{100 * p.share:>7.1f}%"
+            )
         return "\n".join(rows)
 
     def __str__(self) -> str:
@@ -78,8 +85,10 @@ def anatomy(unet, sample_size=None) -> Anatomy:
     t = 500
     total, per_module = count_flops(lambda: unet(sample, t, **cond))
     produced_counts: dict[int, int] = {}
-    hooks = [b.register_forward_hook(lambda m, a, out, i=i: produced_counts.__setitem__(i, len(out[1])))
-             for i, b in enumerate(unet.down_blocks)]
+    hooks = [
+        b.register_forward_hook(lambda m, a, out, i=i: produced_counts.__setitem__(i, len(out[1])))
+        for i, b in enumerate(unet.down_blocks)
+    ]
     try:
         with torch.no_grad():
             state = encode(unet, sample, t, **cond)
@@ -112,8 +121,7 @@ def anatomy(unet, sample_size=None) -> Anatomy:
     for p in parts[1:]:
         p.flops = flops_under(per_module, _HEAD if p.name == "head" else [p.name])
         non_stem += p.flops
-    stem_modules = [n for n, _ in unet.named_children()
-                    if n not in ("down_blocks", "up_blocks", "mid_block", *_HEAD)]
+    stem_modules = [n for n, _ in unet.named_children() if n not in ("down_blocks", "up_blocks", "mid_block", *_HEAD)]
     parts[0].flops = flops_under(per_module, stem_modules)
     for p in parts:
         p.share = p.flops / total if total else 0.0
@@ -123,8 +131,10 @@ def anatomy(unet, sample_size=None) -> Anatomy:
 def _fill_decoder_resolutions(unet, state, parts) -> None:
     """Record each up block's output resolution by hooking a single-timestep decode."""
     outputs = {}
-    hooks = [b.register_forward_hook(lambda m, a, out, j=j: outputs.__setitem__(j, out))
-             for j, b in enumerate(unet.up_blocks)]
+    hooks = [
+        b.register_forward_hook(lambda m, a, out, j=j: outputs.__setitem__(j, out))
+        for j, b in enumerate(unet.up_blocks)
+    ]
     try:
         with torch.no_grad():
             decode(unet, state, [500])

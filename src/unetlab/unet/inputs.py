@@ -18,8 +18,9 @@ def sample_size_of(unet, sample_size=None) -> tuple[int, int]:
     return tuple(size)
 
 
-def example_inputs(unet, batch_size: int = 1, sample_size=None, seq_len: int = 77,
-                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+def example_inputs(
+    unet, batch_size: int = 1, sample_size=None, seq_len: int = 77, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, dict]:
     """A random `sample` and the conditioning keyword arguments `unet.forward` needs for its configuration."""
     h, w = sample_size_of(unet, sample_size)
     p = next(unet.parameters())
@@ -35,8 +36,9 @@ def example_inputs(unet, batch_size: int = 1, sample_size=None, seq_len: int = 7
             text_dim = cfg.projection_class_embeddings_input_dim - 6 * cfg.addition_time_embed_dim
             cond["added_cond_kwargs"] = {
                 "text_embeds": rand(batch_size, text_dim),
-                "time_ids": torch.tensor([[h * 8, w * 8, 0, 0, h * 8, w * 8]] * batch_size, device=p.device,
-                                         dtype=p.dtype),
+                "time_ids": torch.tensor(
+                    [[h * 8, w * 8, 0, 0, h * 8, w * 8]] * batch_size, device=p.device, dtype=p.dtype
+                ),
             }
     if getattr(unet, "class_embedding", None) is not None:
         kind = cfg.class_embed_type

@@ -56,16 +56,22 @@ def num_up_layers(unet) -> int:
 def _layers(block) -> list[tuple[str, torch.nn.Module]]:
     """A block's layers in execution order: resnets[k] then attentions[k] when the block has attentions."""
     if hasattr(block, "skip_conv") or hasattr(block, "skip_norm"):
-        raise ValueError(f"up_layers: {type(block).__name__} carries a skip image between layers; "
-                         "use whole levels (granularity='block') for this UNet")
+        raise ValueError(
+            f"up_layers: {type(block).__name__} carries a skip image between layers; "
+            "use whole levels (granularity='block') for this UNet"
+        )
     temporal = [a for a in ("motion_modules", "temp_convs", "temp_attentions") if getattr(block, a, None)]
     if temporal:
-        raise ValueError(f"up_layers: {type(block).__name__} interleaves {temporal[0]} with its layers; "
-                         "use whole levels (granularity='block') for this UNet")
+        raise ValueError(
+            f"up_layers: {type(block).__name__} interleaves {temporal[0]} with its layers; "
+            "use whole levels (granularity='block') for this UNet"
+        )
     attn = getattr(block, "attentions", None) or []
     if attn and len(attn) != len(block.resnets):
-        raise ValueError(f"up_layers: {type(block).__name__} has {len(block.resnets)} resnets but {len(attn)} "
-                         "attentions; use whole levels (granularity='block') for this UNet")
+        raise ValueError(
+            f"up_layers: {type(block).__name__} has {len(block.resnets)} resnets but {len(attn)} "
+            "attentions; use whole levels (granularity='block') for this UNet"
+        )
     out = []
     for k, r in enumerate(block.resnets):
         out.append((f"resnets.{k}", r))

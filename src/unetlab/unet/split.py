@@ -10,8 +10,9 @@ where `UNet2DConditionModel` does (to the skips and to the mid block's output).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from diffusers import UNet2DConditionModel
@@ -36,15 +37,22 @@ class EncoderState:
     forward_upsample_size: bool = False
     timesteps: torch.Tensor | None = field(default=None, repr=False)
 
-    def detach(self) -> "EncoderState":
+    def detach(self) -> EncoderState:
         """A copy whose tensors are detached from the autograd graph."""
         d = lambda x: x.detach() if torch.is_tensor(x) else x  # noqa: E731
         return EncoderState(
-            skips=tuple(d(s) for s in self.skips), mid=d(self.mid), batch_size=self.batch_size,
-            class_emb=d(self.class_emb), aug_emb=d(self.aug_emb), timestep_cond=d(self.timestep_cond),
-            encoder_hidden_states=d(self.encoder_hidden_states), attention_mask=d(self.attention_mask),
-            encoder_attention_mask=d(self.encoder_attention_mask), cross_attention_kwargs=self.cross_attention_kwargs,
-            forward_upsample_size=self.forward_upsample_size, timesteps=d(self.timesteps),
+            skips=tuple(d(s) for s in self.skips),
+            mid=d(self.mid),
+            batch_size=self.batch_size,
+            class_emb=d(self.class_emb),
+            aug_emb=d(self.aug_emb),
+            timestep_cond=d(self.timestep_cond),
+            encoder_hidden_states=d(self.encoder_hidden_states),
+            attention_mask=d(self.attention_mask),
+            encoder_attention_mask=d(self.encoder_attention_mask),
+            cross_attention_kwargs=self.cross_attention_kwargs,
+            forward_upsample_size=self.forward_upsample_size,
+            timesteps=d(self.timesteps),
         )
 
 
@@ -99,13 +107,15 @@ def encode(unet, sample: torch.Tensor, timestep, **cond) -> EncoderState:
     check_supported(unet)
     if isinstance(unet, VIDEO_CLASSES):
         from .split_video import encode_video
+
         return encode_video(unet, sample, timestep, **cond)
     if _is_conditional(unet):
         return _encode_conditional(unet, sample, timestep, **cond)
     unknown = sorted(set(cond) - set(_UNCONDITIONAL_KWARGS))
     if unknown:
-        raise UnsupportedUNetError(f"encode: UNet2DModel takes only {', '.join(_UNCONDITIONAL_KWARGS)}, "
-                                   f"got {', '.join(unknown)}")
+        raise UnsupportedUNetError(
+            f"encode: UNet2DModel takes only {', '.join(_UNCONDITIONAL_KWARGS)}, got {', '.join(unknown)}"
+        )
     return _encode_unconditional(unet, sample, timestep, **cond)
 
 
@@ -115,18 +125,21 @@ _UNCONDITIONAL_KWARGS = ("class_labels", "down_block_additional_residuals", "mid
 def _add_residuals(skips, mid, down_residuals, mid_residual):
     """Skips and bottleneck plus ControlNet-style residuals (added after the mid block, as diffusers does)."""
     if (down_residuals is None) != (mid_residual is None):
-        raise UnsupportedUNetError("down_block_additional_residuals and mid_block_additional_residual: give both "
-                                   "or neither")
+        raise UnsupportedUNetError(
+            "down_block_additional_residuals and mid_block_additional_residual: give both or neither"
+        )
     if down_residuals is None:
         return skips, mid
     if len(down_residuals) != len(skips):
-        raise ValueError(f"down_block_additional_residuals: expected {len(skips)} tensors (one per skip), "
-                         f"got {len(down_residuals)}")
+        raise ValueError(
+            f"down_block_additional_residuals: expected {len(skips)} tensors (one per skip), got {len(down_residuals)}"
+        )
     return tuple(s + r for s, r in zip(skips, down_residuals)), mid + mid_residual
 
 
-def _encode_unconditional(unet, sample, timestep, class_labels=None, down_block_additional_residuals=None,
-                          mid_block_additional_residual=None) -> EncoderState:
+def _encode_unconditional(
+    unet, sample, timestep, class_labels=None, down_block_additional_residuals=None, mid_block_additional_residual=None
+) -> EncoderState:
     if unet.config.center_input_sample:
         sample = 2 * sample - 1.0
     t = _timestep_vector(unet, timestep, sample.shape[0], sample.device, sample.dtype)
@@ -158,8 +171,10 @@ def _encode_unconditional(unet, sample, timestep, class_labels=None, down_block_
 def _encode_conditional(unet, sample, timestep, encoder_hidden_states=None, **cond) -> EncoderState:
     check_call_kwargs({"encoder_hidden_states": encoder_hidden_states, **cond})
     if encoder_hidden_states is None and unet.config.encoder_hid_dim_type != "image_proj":
-        raise ValueError("encoder_hidden_states: required for UNet2DConditionModel (unless encoder_hid_dim_type="
-                         "'image_proj' builds it from added_cond_kwargs['image_embeds'], as in Kandinsky 2.2)")
+        raise ValueError(
+            "encoder_hidden_states: required for UNet2DConditionModel (unless encoder_hid_dim_type="
+            "'image_proj' builds it from added_cond_kwargs['image_embeds'], as in Kandinsky 2.2)"
+        )
     added_cond_kwargs = cond.get("added_cond_kwargs") or {}
     cross_attention_kwargs = dict(cond.get("cross_attention_kwargs") or {})
     cross_attention_kwargs.pop("scale", None)
@@ -172,15 +187,20 @@ def _encode_conditional(unet, sample, timestep, encoder_hidden_states=None, **co
     t = _timestep_vector(unet, timestep, sample.shape[0], sample.device, sample.dtype)
     class_emb = unet.get_class_embed(sample=sample, class_labels=cond.get("class_labels"))
     probe = torch.empty(0, dtype=sample.dtype, device=sample.device)
-    aug_emb = unet.get_aug_embed(emb=probe, encoder_hidden_states=encoder_hidden_states,
-                                 added_cond_kwargs=added_cond_kwargs)
+    aug_emb = unet.get_aug_embed(
+        emb=probe, encoder_hidden_states=encoder_hidden_states, added_cond_kwargs=added_cond_kwargs
+    )
     timestep_cond = cond.get("timestep_cond")
     emb = _embedding(unet, t, sample.dtype, class_emb, aug_emb, timestep_cond)
     encoder_hidden_states = unet.process_encoder_hidden_states(
         encoder_hidden_states=encoder_hidden_states, added_cond_kwargs=added_cond_kwargs
     )
-    attn = dict(encoder_hidden_states=encoder_hidden_states, attention_mask=attention_mask,
-                cross_attention_kwargs=cross_attention_kwargs or None, encoder_attention_mask=encoder_attention_mask)
+    attn = dict(
+        encoder_hidden_states=encoder_hidden_states,
+        attention_mask=attention_mask,
+        cross_attention_kwargs=cross_attention_kwargs or None,
+        encoder_attention_mask=encoder_attention_mask,
+    )
 
     intrablock = list(cond.get("down_intrablock_additional_residuals") or ())  # T2I-Adapter, consumed in order
     sample = unet.conv_in(sample)
@@ -208,8 +228,15 @@ def _encode_conditional(unet, sample, timestep, encoder_hidden_states=None, **co
     if down_residuals is not None:
         sample = sample + cond["mid_block_additional_residual"]
     return EncoderState(
-        skips=skips, mid=sample, batch_size=sample.shape[0], class_emb=class_emb, aug_emb=aug_emb,
-        timestep_cond=timestep_cond, forward_upsample_size=forward_upsample_size, timesteps=t, **attn,
+        skips=skips,
+        mid=sample,
+        batch_size=sample.shape[0],
+        class_emb=class_emb,
+        aug_emb=aug_emb,
+        timestep_cond=timestep_cond,
+        forward_upsample_size=forward_upsample_size,
+        timesteps=t,
+        **attn,
     )
 
 
@@ -227,8 +254,10 @@ def check_skip_count(unet, state: EncoderState) -> None:
     """The up blocks consume the last skips, one per resnet (forward leaves any extra: K-diffusion blocks)."""
     needed = sum(len(b.resnets) for b in unet.up_blocks)
     if len(state.skips) < needed:
-        raise RuntimeError(f"decode: the state has {len(state.skips)} skip tensor(s), this UNet's up blocks consume "
-                           f"{needed}; the state does not fit this UNet")
+        raise RuntimeError(
+            f"decode: the state has {len(state.skips)} skip tensor(s), this UNet's up blocks consume "
+            f"{needed}; the state does not fit this UNet"
+        )
 
 
 def decode(unet, state: EncoderState, timesteps: Sequence) -> torch.Tensor:
@@ -240,14 +269,14 @@ def decode(unet, state: EncoderState, timesteps: Sequence) -> torch.Tensor:
         raise ValueError("timesteps: expected at least one timestep, got an empty list")
     if isinstance(unet, VIDEO_CLASSES):
         from .split_video import decode_video
+
         return decode_video(unet, state, timesteps)
     check_skip_count(unet, state)
     k, batch = len(timesteps), state.batch_size
     mid = state.mid
     dtype = mid.dtype
     t = torch.cat([_timestep_vector(unet, ts, batch, mid.device, dtype) for ts in timesteps])
-    emb = _embedding(unet, t, dtype, _tile(state.class_emb, k), _tile(state.aug_emb, k),
-                     _tile(state.timestep_cond, k))
+    emb = _embedding(unet, t, dtype, _tile(state.class_emb, k), _tile(state.aug_emb, k), _tile(state.timestep_cond, k))
     skips = tuple(_tile(s, k) for s in state.skips)
     sample = _tile(mid, k)
 
@@ -265,11 +294,11 @@ def decode(unet, state: EncoderState, timesteps: Sequence) -> torch.Tensor:
             if i < len(unet.up_blocks) - 1 and state.forward_upsample_size:
                 upsample_size = skips[-1].shape[2:]
             if getattr(block, "has_cross_attention", False):
-                sample = block(hidden_states=sample, temb=emb, res_hidden_states_tuple=res,
-                               upsample_size=upsample_size, **attn)
+                sample = block(
+                    hidden_states=sample, temb=emb, res_hidden_states_tuple=res, upsample_size=upsample_size, **attn
+                )
             else:
-                sample = block(hidden_states=sample, temb=emb, res_hidden_states_tuple=res,
-                               upsample_size=upsample_size)
+                sample = block(hidden_states=sample, temb=emb, res_hidden_states_tuple=res, upsample_size=upsample_size)
         if unet.conv_norm_out:
             sample = unet.conv_act(unet.conv_norm_out(sample))
         sample = unet.conv_out(sample)

@@ -10,8 +10,8 @@ SDXL) and IP-Adapter's image embeddings (`encoder_hid_dim_type="ip_image_proj"`)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from diffusers import UNet3DConditionModel
@@ -19,8 +19,15 @@ from diffusers import UNet3DConditionModel
 from .split import EncoderState, _mask_bias, _tile, check_skip_count
 from .support import UnsupportedUNetError
 
-_ALLOWED = {"encoder_hidden_states", "timestep_cond", "attention_mask", "cross_attention_kwargs",
-            "down_block_additional_residuals", "mid_block_additional_residual", "added_cond_kwargs"}
+_ALLOWED = {
+    "encoder_hidden_states",
+    "timestep_cond",
+    "attention_mask",
+    "cross_attention_kwargs",
+    "down_block_additional_residuals",
+    "mid_block_additional_residual",
+    "added_cond_kwargs",
+}
 
 
 @dataclass
@@ -51,10 +58,12 @@ def _per_frame(emb: torch.Tensor, aug_emb, num_frames: int) -> torch.Tensor:
 def _added(unet, added: dict, emb_dtype, ehs, num_frames: int):
     """(aug_emb, encoder_hidden_states) from `added_cond_kwargs` as `UNetMotionModel.forward` builds them: SDXL's
     text_time embedding, and IP-Adapter's projected image embeddings (repeated per frame) next to the text."""
+
     def need(key, why):
         if key not in added:
             raise ValueError(f"added_cond_kwargs: {why} requires {key!r}")
         return added[key]
+
     aug_emb = None
     if unet.config.addition_embed_type == "text_time":
         text_embeds = need("text_embeds", "addition_embed_type='text_time'")
@@ -70,8 +79,10 @@ def _added(unet, added: dict, emb_dtype, ehs, num_frames: int):
 def _check(unet, cond: dict) -> None:
     unknown = sorted(set(cond) - _ALLOWED)
     if unknown:
-        raise UnsupportedUNetError(f"encode: argument(s) {', '.join(unknown)} not supported for "
-                                   f"{type(unet).__name__}; supported: {', '.join(sorted(_ALLOWED))}")
+        raise UnsupportedUNetError(
+            f"encode: argument(s) {', '.join(unknown)} not supported for "
+            f"{type(unet).__name__}; supported: {', '.join(sorted(_ALLOWED))}"
+        )
     if cond.get("added_cond_kwargs") and isinstance(unet, UNet3DConditionModel):
         raise UnsupportedUNetError("encode: added_cond_kwargs is not an argument of UNet3DConditionModel.forward")
     cak = cond.get("cross_attention_kwargs") or {}
@@ -120,9 +131,19 @@ def encode_video(unet, sample: torch.Tensor, timestep, encoder_hidden_states=Non
             x = unet.mid_block(x, emb, encoder_hidden_states=ehs, attention_mask=mask, cross_attention_kwargs=cak)
     if cond.get("mid_block_additional_residual") is not None:
         x = x + cond["mid_block_additional_residual"]
-    return VideoEncoderState(skips=skips, mid=x, batch_size=batch, timestep_cond=timestep_cond, aug_emb=aug_emb,
-                             encoder_hidden_states=ehs, attention_mask=mask, cross_attention_kwargs=cak,
-                             forward_upsample_size=forward_upsample_size, timesteps=t, num_frames=frames)
+    return VideoEncoderState(
+        skips=skips,
+        mid=x,
+        batch_size=batch,
+        timestep_cond=timestep_cond,
+        aug_emb=aug_emb,
+        encoder_hidden_states=ehs,
+        attention_mask=mask,
+        cross_attention_kwargs=cak,
+        forward_upsample_size=forward_upsample_size,
+        timesteps=t,
+        num_frames=frames,
+    )
 
 
 def decode_video(unet, state: VideoEncoderState, timesteps: Sequence) -> torch.Tensor:
@@ -133,8 +154,12 @@ def decode_video(unet, state: VideoEncoderState, timesteps: Sequence) -> torch.T
     emb = _per_frame(_time_embedding(unet, t, _tile(state.timestep_cond, k)), _tile(state.aug_emb, k), frames)
     skips = tuple(_tile(s, k) for s in state.skips)
     x = _tile(state.mid, k)
-    attn = dict(encoder_hidden_states=_tile(state.encoder_hidden_states, k), attention_mask=_tile(state.attention_mask, k),
-                num_frames=frames, cross_attention_kwargs=state.cross_attention_kwargs)
+    attn = dict(
+        encoder_hidden_states=_tile(state.encoder_hidden_states, k),
+        attention_mask=_tile(state.attention_mask, k),
+        num_frames=frames,
+        cross_attention_kwargs=state.cross_attention_kwargs,
+    )
     for i, block in enumerate(unet.up_blocks):
         n = len(block.resnets)
         res, skips = skips[-n:], skips[:-n]
@@ -142,8 +167,9 @@ def decode_video(unet, state: VideoEncoderState, timesteps: Sequence) -> torch.T
         if getattr(block, "has_cross_attention", False):
             x = block(hidden_states=x, temb=emb, res_hidden_states_tuple=res, upsample_size=upsample_size, **attn)
         else:
-            x = block(hidden_states=x, temb=emb, res_hidden_states_tuple=res, upsample_size=upsample_size,
-                      num_frames=frames)
+            x = block(
+                hidden_states=x, temb=emb, res_hidden_states_tuple=res, upsample_size=upsample_size, num_frames=frames
+            )
     if unet.conv_norm_out:
         x = unet.conv_act(unet.conv_norm_out(x))
     x = unet.conv_out(x)

@@ -20,11 +20,13 @@ def check_supported(unet) -> None:
         names = ", ".join(c.__name__ for c in SUPPORTED_CLASSES)
         raise UnsupportedUNetError(f"unet: {type(unet).__name__} is not supported; supported classes: {names}")
     cfg = unet.config
-    if isinstance(unet, UNetMotionModel) and (cfg.addition_embed_type not in (None, "text_time")
-                                              or cfg.encoder_hid_dim_type not in (None, "ip_image_proj")):
+    if isinstance(unet, UNetMotionModel) and (
+        cfg.addition_embed_type not in (None, "text_time") or cfg.encoder_hid_dim_type not in (None, "ip_image_proj")
+    ):
         raise UnsupportedUNetError(
             f"unet: UNetMotionModel with addition_embed_type={cfg.addition_embed_type!r}, encoder_hid_dim_type="
-            f"{cfg.encoder_hid_dim_type!r} is not supported; supported: None or 'text_time', None or 'ip_image_proj'")
+            f"{cfg.encoder_hid_dim_type!r} is not supported; supported: None or 'text_time', None or 'ip_image_proj'"
+        )
     if isinstance(unet, UNet2DConditionModel):
         if cfg.addition_embed_type not in _ADDITION_EMBED_TYPES:
             raise UnsupportedUNetError(
@@ -41,9 +43,16 @@ def check_supported(unet) -> None:
 def check_call_kwargs(cond: dict) -> None:
     """Reject forward arguments whose effect the split forward does not reproduce."""
     allowed = {
-        "encoder_hidden_states", "class_labels", "timestep_cond", "attention_mask", "cross_attention_kwargs",
-        "added_cond_kwargs", "down_block_additional_residuals", "mid_block_additional_residual",
-        "encoder_attention_mask", "down_intrablock_additional_residuals",
+        "encoder_hidden_states",
+        "class_labels",
+        "timestep_cond",
+        "attention_mask",
+        "cross_attention_kwargs",
+        "added_cond_kwargs",
+        "down_block_additional_residuals",
+        "mid_block_additional_residual",
+        "encoder_attention_mask",
+        "down_intrablock_additional_residuals",
     }
     unknown = sorted(set(cond) - allowed)
     if unknown:

@@ -1,4 +1,5 @@
-"""Bits per dimension of a VDM/DiffEnc bound over a data set, with its three terms separately (Kingma et al. 2021, Eq. 11)."""
+"""Bits per dimension of a VDM/DiffEnc bound over a data set, with its three terms separately (Kingma et al. 2021,
+Eq. 11)."""
 
 from __future__ import annotations
 

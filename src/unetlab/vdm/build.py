@@ -127,9 +127,7 @@ def load_model(directory: str | Path) -> tuple[VDM, LikelihoodConfig]:
     """The model and config saved by `save_model` in ``directory``."""
     directory = Path(directory)
     if not (directory / CONFIG_NAME).is_file():
-        raise FileNotFoundError(
-            f"model directory: {directory} has no {CONFIG_NAME} (expected a saved VDM/DiffEnc)"
-        )
+        raise FileNotFoundError(f"model directory: {directory} has no {CONFIG_NAME} (expected a saved VDM/DiffEnc)")
     raw = json.loads((directory / CONFIG_NAME).read_text())
     cfg = LikelihoodConfig(**{f.name: raw[f.name] for f in fields(LikelihoodConfig) if f.name in raw})
     model = build_model(cfg)

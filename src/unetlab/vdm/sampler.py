@@ -1,4 +1,5 @@
-"""Ancestral sampling z_t → z_s for VDM (Kingma et al. 2021; VDM code `sample_step`) and DiffEnc's counter-term mean (REFERENCE.md §5)."""
+"""Ancestral sampling z_t → z_s for VDM (Kingma et al. 2021; VDM code `sample_step`) and DiffEnc's counter-term mean
+(REFERENCE.md §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Noise schedules γ(t) = −log SNR(t) of Variational Diffusion Models (Kingma et al. 2021; VDM code `NoiseSchedule_*`)."""
+"""Noise schedules γ(t) = −log SNR(t) of Variational Diffusion Models (Kingma et al. 2021; VDM code
+`NoiseSchedule_*`)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def gamma_and_derivative(schedule: nn.Module, t: torch.Tensor) -> tuple[torch.Te
 
 
 class FixedLinearSchedule(nn.Module):
-    """VDM fixed linear schedule γ(t) = γ_min + (γ_max − γ_min) t (Kingma et al. 2021; VDM code `NoiseSchedule_FixedLinear`)."""
+    """VDM fixed linear schedule γ(t) = γ_min + (γ_max − γ_min) t (Kingma et al. 2021; VDM code
+    `NoiseSchedule_FixedLinear`)."""
 
     def __init__(self, gamma_min: float = GAMMA_MIN, gamma_max: float = GAMMA_MAX):
         super().__init__()

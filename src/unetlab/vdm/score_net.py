@@ -1,4 +1,5 @@
-"""The VDM score network: a UNet without down-sampling, Fourier input features and a `+ z` output (Kingma et al. 2021; VDM code `ScoreUNet`)."""
+"""The VDM score network: a UNet without down-sampling, Fourier input features and a `+ z` output (Kingma et al.
+2021; VDM code `ScoreUNet`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from .schedules import GAMMA_MAX, GAMMA_MIN
 
 
 def fourier_features(z: torch.Tensor, exponents: tuple[int, ...]) -> torch.Tensor:
-    """VDM Fourier features (code `get_fourier_features`): sin and cos of 2ⁿ·2π·z for each n in ``exponents``, channel-stacked."""
+    """VDM Fourier features (code `get_fourier_features`): sin and cos of 2ⁿ·2π·z for each n in ``exponents``,
+    channel-stacked."""
     freqs = torch.tensor([2.0**n * 2.0 * math.pi for n in exponents], dtype=z.dtype, device=z.device)
     h = (z.unsqueeze(2) * freqs.view(1, 1, -1, 1, 1)).flatten(1, 2)
     return torch.cat([torch.sin(h), torch.cos(h)], dim=1)
@@ -60,9 +62,7 @@ class NoDownsampleUNet(ModelMixin, ConfigMixin):
         if n_blocks < 1:
             raise ValueError(f"n_blocks must be >= 1, got {n_blocks}")
         if channels % norm_groups or channels < 2:
-            raise ValueError(
-                f"channels must be a multiple of norm_groups={norm_groups}, got channels={channels}"
-            )
+            raise ValueError(f"channels must be a multiple of norm_groups={norm_groups}, got channels={channels}")
         if add_input and output_tanh:
             raise ValueError(
                 "add_input and output_tanh are exclusive: pick the score net (add_input) or encoder (tanh)"

@@ -22,8 +22,15 @@ class LikelihoodTask:
     with ``eval_dataset``, every checkpoint also scores the EMA model's bound on it (``eval_*`` in the history),
     averaged over ``eval_repeats`` passes of noise."""
 
-    def __init__(self, cfg: LikelihoodConfig, dataset, num_samples: int = 64, sample_steps: int = 100,
-                 eval_dataset=None, eval_repeats: int = 1):
+    def __init__(
+        self,
+        cfg: LikelihoodConfig,
+        dataset,
+        num_samples: int = 64,
+        sample_steps: int = 100,
+        eval_dataset=None,
+        eval_repeats: int = 1,
+    ):
         if eval_repeats < 1:
             raise ValueError(f"eval_repeats: {eval_repeats} must be >= 1")
         self.cfg, self.dataset, self.eval_dataset, self.eval_repeats = cfg, dataset, eval_dataset, eval_repeats
@@ -31,9 +38,7 @@ class LikelihoodTask:
         self.num_samples, self.sample_steps = num_samples, sample_steps
         self.image_shape = tuple(dataset[torch.arange(1)]["images"].shape[1:])
         if self.image_shape[0] != cfg.in_channels:
-            raise ValueError(
-                f"in_channels: {cfg.in_channels} but the data has {self.image_shape[0]} channels"
-            )
+            raise ValueError(f"in_channels: {cfg.in_channels} but the data has {self.image_shape[0]} channels")
 
     def modules(self) -> dict:
         return {"model": self.model}
@@ -61,9 +66,7 @@ class LikelihoodTask:
     def sample(self, models: dict, generator: torch.Generator) -> torch.Tensor:
         model = models["model"]
         device = next(model.parameters()).device
-        x = ancestral_sample(
-            model, (self.num_samples, *self.image_shape), self.sample_steps, generator, device
-        )
+        x = ancestral_sample(model, (self.num_samples, *self.image_shape), self.sample_steps, generator, device)
         return ((x + 1) / 2).cpu()
 
     def save(self, models: dict, directory: Path) -> None:

@@ -35,7 +35,8 @@ def antithetic_t(batch_size: int, generator: torch.Generator, device=None, dtype
 def reconstruction_nll(
     x: torch.Tensor, z_0: torch.Tensor, gamma_0: torch.Tensor, vocab_size: int = VOCAB_SIZE
 ) -> torch.Tensor:
-    """−log p(x|z₀) summed per example: 256-way categorical with logits −½((z₀/α₀ − x_k)/(σ₀/α₀))² (VDM code `decode`)."""
+    """−log p(x|z₀) summed per example: 256-way categorical with logits −½((z₀/α₀ − x_k)/(σ₀/α₀))² (VDM code
+    `decode`)."""
     alpha2_0, _ = alpha2_sigma2(gamma_0)
     z_0_rescaled = z_0 / alpha2_0.sqrt()
     x_vals = bins_to_x(torch.arange(vocab_size, device=x.device), vocab_size).to(z_0.dtype)
