@@ -11,49 +11,13 @@ where `UNet2DConditionModel` does (to the skips and to the mid block's output).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from diffusers import UNet2DConditionModel
 
+from .split_video import decode_video, encode_video
+from .state import EncoderState, check_skip_count, mask_bias, tile
 from .support import VIDEO_CLASSES, UnsupportedUNetError, check_call_kwargs, check_supported
-
-
-@dataclass
-class EncoderState:
-    """Everything the decoder needs: skip tensors, bottleneck output, and the step-independent conditioning."""
-
-    skips: tuple[torch.Tensor, ...]
-    mid: torch.Tensor
-    batch_size: int
-    class_emb: torch.Tensor | None = None
-    aug_emb: torch.Tensor | None = None
-    timestep_cond: torch.Tensor | None = None
-    encoder_hidden_states: torch.Tensor | None = None
-    attention_mask: torch.Tensor | None = None
-    encoder_attention_mask: torch.Tensor | None = None
-    cross_attention_kwargs: dict[str, Any] | None = None
-    forward_upsample_size: bool = False
-    timesteps: torch.Tensor | None = field(default=None, repr=False)
-
-    def detach(self) -> EncoderState:
-        """A copy whose tensors are detached from the autograd graph."""
-        d = lambda x: x.detach() if torch.is_tensor(x) else x  # noqa: E731
-        return EncoderState(
-            skips=tuple(d(s) for s in self.skips),
-            mid=d(self.mid),
-            batch_size=self.batch_size,
-            class_emb=d(self.class_emb),
-            aug_emb=d(self.aug_emb),
-            timestep_cond=d(self.timestep_cond),
-            encoder_hidden_states=d(self.encoder_hidden_states),
-            attention_mask=d(self.attention_mask),
-            encoder_attention_mask=d(self.encoder_attention_mask),
-            cross_attention_kwargs=self.cross_attention_kwargs,
-            forward_upsample_size=self.forward_upsample_size,
-            timesteps=d(self.timesteps),
-        )
 
 
 def _is_conditional(unet) -> bool:
@@ -96,18 +60,10 @@ def _embedding(unet, t: torch.Tensor, dtype, class_emb, aug_emb, timestep_cond) 
     return emb + class_emb if class_emb is not None else emb
 
 
-def _mask_bias(mask: torch.Tensor | None, dtype) -> torch.Tensor | None:
-    if mask is None:
-        return None
-    return ((1 - mask.to(dtype)) * -10000.0).unsqueeze(1)
-
-
 def encode(unet, sample: torch.Tensor, timestep, **cond) -> EncoderState:
     """Run the stem, down blocks and mid block as `unet.forward` does and return the decoder's inputs."""
     check_supported(unet)
     if isinstance(unet, VIDEO_CLASSES):
-        from .split_video import encode_video
-
         return encode_video(unet, sample, timestep, **cond)
     if _is_conditional(unet):
         return _encode_conditional(unet, sample, timestep, **cond)
@@ -179,8 +135,8 @@ def _encode_conditional(unet, sample, timestep, encoder_hidden_states=None, **co
     cross_attention_kwargs = dict(cond.get("cross_attention_kwargs") or {})
     cross_attention_kwargs.pop("scale", None)
     forward_upsample_size = any(d % 2**unet.num_upsamplers != 0 for d in sample.shape[-2:])
-    attention_mask = _mask_bias(cond.get("attention_mask"), sample.dtype)
-    encoder_attention_mask = _mask_bias(cond.get("encoder_attention_mask"), sample.dtype)
+    attention_mask = mask_bias(cond.get("attention_mask"), sample.dtype)
+    encoder_attention_mask = mask_bias(cond.get("encoder_attention_mask"), sample.dtype)
     if unet.config.center_input_sample:
         sample = 2 * sample - 1.0
 
@@ -240,26 +196,6 @@ def _encode_conditional(unet, sample, timestep, encoder_hidden_states=None, **co
     )
 
 
-def _tile(x, k: int):
-    """Repeat a batch-first tensor (or each of a nested tuple: IP-Adapter's (text, [image]) states) k times
-    along the batch (block order: copy 0 first)."""
-    if x is None or k == 1:
-        return x
-    if isinstance(x, (tuple, list)):
-        return type(x)(_tile(v, k) for v in x)
-    return torch.cat([x] * k, dim=0)
-
-
-def check_skip_count(unet, state: EncoderState) -> None:
-    """The up blocks consume the last skips, one per resnet (forward leaves any extra: K-diffusion blocks)."""
-    needed = sum(len(b.resnets) for b in unet.up_blocks)
-    if len(state.skips) < needed:
-        raise RuntimeError(
-            f"decode: the state has {len(state.skips)} skip tensor(s), this UNet's up blocks consume "
-            f"{needed}; the state does not fit this UNet"
-        )
-
-
 def decode(unet, state: EncoderState, timesteps: Sequence) -> torch.Tensor:
     """Run up blocks and head on `state` for each of k timesteps at once; returns (k*B, C, H, W) in list order."""
     check_supported(unet)
@@ -268,23 +204,21 @@ def decode(unet, state: EncoderState, timesteps: Sequence) -> torch.Tensor:
     if len(timesteps) == 0:
         raise ValueError("timesteps: expected at least one timestep, got an empty list")
     if isinstance(unet, VIDEO_CLASSES):
-        from .split_video import decode_video
-
         return decode_video(unet, state, timesteps)
     check_skip_count(unet, state)
     k, batch = len(timesteps), state.batch_size
     mid = state.mid
     dtype = mid.dtype
     t = torch.cat([_timestep_vector(unet, ts, batch, mid.device, dtype) for ts in timesteps])
-    emb = _embedding(unet, t, dtype, _tile(state.class_emb, k), _tile(state.aug_emb, k), _tile(state.timestep_cond, k))
-    skips = tuple(_tile(s, k) for s in state.skips)
-    sample = _tile(mid, k)
+    emb = _embedding(unet, t, dtype, tile(state.class_emb, k), tile(state.aug_emb, k), tile(state.timestep_cond, k))
+    skips = tuple(tile(s, k) for s in state.skips)
+    sample = tile(mid, k)
 
     if _is_conditional(unet):
         attn = dict(
-            encoder_hidden_states=_tile(state.encoder_hidden_states, k),
-            attention_mask=_tile(state.attention_mask, k),
-            encoder_attention_mask=_tile(state.encoder_attention_mask, k),
+            encoder_hidden_states=tile(state.encoder_hidden_states, k),
+            attention_mask=tile(state.attention_mask, k),
+            encoder_attention_mask=tile(state.encoder_attention_mask, k),
             cross_attention_kwargs=state.cross_attention_kwargs,
         )
         for i, block in enumerate(unet.up_blocks):

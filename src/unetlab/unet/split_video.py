@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from diffusers import UNet3DConditionModel
 
-from .split import EncoderState, _mask_bias, _tile, check_skip_count
+from .state import EncoderState, check_skip_count, mask_bias, tile
 from .support import UnsupportedUNetError
 
 _ALLOWED = {
@@ -98,7 +98,7 @@ def encode_video(unet, sample: torch.Tensor, timestep, encoder_hidden_states=Non
     is_3d = isinstance(unet, UNet3DConditionModel)
     batch, frames = sample.shape[0], sample.shape[2]
     forward_upsample_size = any(s % 2**unet.num_upsamplers != 0 for s in sample.shape[-2:])
-    mask = _mask_bias(cond.get("attention_mask"), sample.dtype)
+    mask = mask_bias(cond.get("attention_mask"), sample.dtype)
     cak = cond.get("cross_attention_kwargs")
     t = _timesteps(timestep, batch, sample.device)
     timestep_cond = cond.get("timestep_cond")
@@ -151,12 +151,12 @@ def decode_video(unet, state: VideoEncoderState, timesteps: Sequence) -> torch.T
     check_skip_count(unet, state)
     k, frames = len(timesteps), state.num_frames
     t = torch.cat([_timesteps(ts, state.batch_size, state.mid.device) for ts in timesteps])
-    emb = _per_frame(_time_embedding(unet, t, _tile(state.timestep_cond, k)), _tile(state.aug_emb, k), frames)
-    skips = tuple(_tile(s, k) for s in state.skips)
-    x = _tile(state.mid, k)
+    emb = _per_frame(_time_embedding(unet, t, tile(state.timestep_cond, k)), tile(state.aug_emb, k), frames)
+    skips = tuple(tile(s, k) for s in state.skips)
+    x = tile(state.mid, k)
     attn = dict(
-        encoder_hidden_states=_tile(state.encoder_hidden_states, k),
-        attention_mask=_tile(state.attention_mask, k),
+        encoder_hidden_states=tile(state.encoder_hidden_states, k),
+        attention_mask=tile(state.attention_mask, k),
         num_frames=frames,
         cross_attention_kwargs=state.cross_attention_kwargs,
     )
