@@ -10,7 +10,7 @@ import torch
 
 import unetlab
 from unetlab.analysis import Sampler, TraceResult, derive_key_steps
-from unetlab.analysis.metrics import image_metrics, summarize
+from unetlab.metrics import image_metrics, summarize
 
 
 def main() -> None:

@@ -19,7 +19,8 @@ from diffusers import DDIMScheduler
 
 from unetlab.codi import CoDiPipeline, adapted_unet, condition_consistency, heldout_conditions
 from unetlab.data import DigitsDataset
-from unetlab.eval import accuracy, psnr
+from unetlab.eval import accuracy
+from unetlab.metrics import mean_psnr
 
 VARIANTS = {
     "clip (pipeline default)": {},
@@ -65,7 +66,7 @@ def main() -> None:
                     {
                         "variant": name,
                         "steps": steps,
-                        "psnr": round(psnr(x, images), 2),
+                        "psnr": round(mean_psnr(x, images), 2),
                         "cond_psnr": round(condition_consistency("sr4", x, condition), 2),
                         "accuracy": round(accuracy("digits", x, labels)["accuracy"], 3),
                         "x0_outside": round(outside, 3),

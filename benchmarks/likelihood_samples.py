@@ -26,7 +26,7 @@ from likelihood import run_name  # benchmarks/likelihood.py, beside this script
 
 from unetlab.commands.likelihood import model_dir
 from unetlab.data import load_digits
-from unetlab.eval.metrics import accuracy, frechet_distance
+from unetlab.eval import accuracy, frechet_distance
 from unetlab.train.grid import save_grid
 from unetlab.vdm import ancestral_sample, load_model
 

@@ -16,7 +16,7 @@ from diffusers import DDIMScheduler
 
 import unetlab
 from unetlab.data.shapes import heldout_captions
-from unetlab.eval.metrics import accuracy
+from unetlab.eval import accuracy
 from unetlab.eval.quality import sample
 
 VARIANTS = (

@@ -33,7 +33,7 @@ from unetlab.data.shapes import ATTRIBUTES
 from unetlab.data.videos import synthetic_clips
 from unetlab.eval.bench_measure import peak_memory
 from unetlab.eval.classifier import load_classifier
-from unetlab.eval.temporal import compensated_error, flicker
+from unetlab.metrics import compensated_error, flicker
 from unetlab.video import edit_video
 
 METHODS = {

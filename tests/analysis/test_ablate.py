@@ -120,7 +120,7 @@ def test_bad_input_is_named(sampler):
 
 
 def test_model_quality_column_comes_from_unetlab_eval_accuracy(monkeypatch, sampler):
-    import unetlab.eval
+    from unetlab.eval import scores
 
     seen = []
 
@@ -128,7 +128,7 @@ def test_model_quality_column_comes_from_unetlab_eval_accuracy(monkeypatch, samp
         seen.append((model_name, images.shape[0], labels))
         return {"overall": float(images.mean()), "class_counts": [1, 2]}
 
-    monkeypatch.setattr(unetlab.eval, "accuracy", fake_accuracy)
+    monkeypatch.setattr(scores, "accuracy", fake_accuracy)
     grid = ablate(
         sampler.unet,
         components=["mid_block"],

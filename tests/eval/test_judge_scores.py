@@ -4,7 +4,8 @@ relation, the background, "all correct" — checked on hand-made readings."""
 import pytest
 import torch
 
-from unetlab.eval.judge import frechet, perceptual, score_scene, score_scenes
+from unetlab.eval.judge import frechet, score_scene, score_scenes
+from unetlab.metrics import perceptual
 from unetlab.models.judge import SceneJudge, cell_crops, head_classes, targets
 
 BG = {"colour": "green", "texture": "striped"}

@@ -5,8 +5,8 @@ import torch
 
 from unetlab.data import heldout_captions
 from unetlab.eval import accuracy, frechet_distance
-from unetlab.eval.classifier import load_classifier, weights_dir
-from unetlab.eval.train_classifier import heldout_accuracy, heldout_data
+from unetlab.eval.classifier import heldout_data, load_classifier, weights_dir
+from unetlab.train.classifier import heldout_accuracy
 
 
 def shipped(name):

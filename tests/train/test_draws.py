@@ -5,7 +5,7 @@ import pytest
 import torch
 from tiny import tiny_task
 
-from unetlab.eval.train_classifier import ClassifierTask
+from unetlab.train.classifier import ClassifierTask
 from unetlab.train.draws import DRAWS, step_draws
 
 

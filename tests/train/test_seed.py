@@ -2,7 +2,7 @@
 
 import torch
 
-from unetlab.eval.train_classifier import ClassifierTask
+from unetlab.train.classifier import ClassifierTask
 from unetlab.train.tasks import make_task
 
 

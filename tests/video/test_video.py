@@ -7,7 +7,7 @@ import torch
 import unetlab
 from unetlab.cli import main
 from unetlab.data.videos import MOTIONS, synthetic_clip
-from unetlab.eval.temporal import compensated_error, flicker, frame_change
+from unetlab.metrics import compensated_error, flicker, frame_change
 from unetlab.video import edit_video, read_frames, to_images, write_frames
 
 KW = dict(strength=0.5, num_inference_steps=6, guidance_scale=5.0)

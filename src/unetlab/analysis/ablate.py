@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 from ..accel.block_skip import block_components, map_tensors
 from ..accel.config import read_json
 from ..atomic import write_json
-from .metrics import image_metrics, model_accuracy, summarize
+from ..eval import model_accuracy
+from ..metrics import image_metrics, summarize
 from .sampling import Sampler
 from .shard import chunk_size, map_chunks
 from .taps import Taps, skip_wiring

@@ -16,8 +16,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..atomic import write_json
+from ..metrics import image_metrics, summarize
 from ..unet import encode, example_inputs
-from .metrics import image_metrics, summarize
 from .sampling import Sampler
 from .shard import chunk_size, map_chunks
 from .taps import Taps, main_tensor, with_main

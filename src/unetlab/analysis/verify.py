@@ -4,8 +4,8 @@ whole sampling call counted with torch.utils.flop_counter; shrink a derived plan
 from __future__ import annotations
 
 from ..accel.block_skip import BlockSkipPlan, block_skip
+from ..metrics import image_metrics, summarize
 from ..unet import count_flops
-from .metrics import image_metrics, summarize
 from .sampling import Sampler
 
 

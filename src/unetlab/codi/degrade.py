@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..eval import psnr
+from ..metrics import mean_psnr
 
 TASKS = ("sr4", "inpaint")
 SR_FACTOR = 4
@@ -82,7 +82,7 @@ def condition_consistency(task: str, outputs: torch.Tensor, condition: torch.Ten
     """PSNR (dB) between the output degraded again and the input condition: sr4 on the 4x4 images, inpaint on
     the known (unmasked) pixels only."""
     if task == "sr4":
-        return psnr(degrade(task, outputs), condition)
+        return mean_psnr(degrade(task, outputs), condition)
     mask = condition[:, -1:]
     known = 1 - mask
     mse = ((outputs - condition[:, :-1]) ** 2 * known).flatten(1).sum(1) / (known.flatten(1).sum(1) * outputs.shape[1])

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..eval import accuracy, frechet_distance, psnr, ssim
+from ..eval import accuracy, frechet_distance
+from ..metrics import mean_psnr, ssim
 from .degrade import condition_consistency
 
 METRICS = ("psnr", "ssim", "consistency_psnr", "accuracy", "frechet", "seconds_per_image")
@@ -43,7 +44,7 @@ def sample(pipe, conditions: torch.Tensor, steps: int, seed: int, batch_size: in
 def metrics(data: Heldout, outputs: torch.Tensor, seconds: float) -> dict[str, float]:
     """The metrics of one sampling run (see `METRICS`)."""
     return {
-        "psnr": psnr(outputs, data.images),
+        "psnr": mean_psnr(outputs, data.images),
         "ssim": ssim(outputs, data.images),
         "consistency_psnr": condition_consistency(data.task, outputs, data.conditions),
         "accuracy": accuracy("digits", outputs, data.labels)["accuracy"],

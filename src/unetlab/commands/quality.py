@@ -26,7 +26,7 @@ def register_classifier(sub) -> None:
 def run_classifier(args: argparse.Namespace) -> int:
     import torch
 
-    from ..eval.train_classifier import fit_classifier
+    from ..train.classifier import fit_classifier
 
     if args.threads:
         torch.set_num_threads(args.threads)

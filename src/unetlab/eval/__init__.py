@@ -1,7 +1,6 @@
-"""Quality metrics: classifier accuracy and Fréchet distance on the shipped models, PSNR/SSIM, optional FID/KID/CLIP."""
+"""The shipped judges and what they say about generated images: classifier accuracy and Fréchet distance by model
+name (the evaluation classifiers of digits and shapes, the scene judge of mini-sd); the quality bars."""
 
-from .extra import clip_score, fid, kid
-from .image import psnr, ssim
-from .metrics import accuracy, features, frechet_distance, reference_stats
+from .scores import accuracy, features, frechet_distance, model_accuracy, reference_stats
 
-__all__ = ["accuracy", "clip_score", "features", "fid", "frechet_distance", "kid", "psnr", "reference_stats", "ssim"]
+__all__ = ["accuracy", "features", "frechet_distance", "model_accuracy", "reference_stats"]

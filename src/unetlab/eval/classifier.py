@@ -9,6 +9,7 @@ from diffusers import ModelMixin
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from torch import nn
 
+from ..data import DigitsDataset, ShapesDataset
 from ..data import shapes as shapes_data
 
 CLASSIFIERS = ("digits", "shapes")
@@ -96,3 +97,15 @@ def load_classifier(name: str) -> Classifier:
             )
         _CACHE[name] = Classifier.from_pretrained(path).eval()
     return _CACHE[name]
+
+
+def heldout_data(name: str, n: int = 2000, seed: int = 0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Held-out real images and targets: the digits test split, or `n` shapes of the held-out combinations."""
+    if name not in CLASSIFIERS:
+        raise ValueError(f"model_name: {name!r} is not one of {', '.join(CLASSIFIERS)}")
+    if name == "digits":
+        ds = DigitsDataset("test", 16)
+        return ds.images, {"digit": ds.labels}
+    batch = ShapesDataset("heldout", 24, length=n, seed=seed)[torch.arange(n)]
+    keys = list(build_classifier("shapes").config.outputs)
+    return batch["images"], {k: batch["attributes"][:, i] for i, k in enumerate(keys)}

@@ -1,7 +1,7 @@
 """Scores of generated scenes against what their captions state, GenEval-style (Ghosh et al. 2023, Sec. 3): each
 object's shape, colour and size, the object count, the position (one object) or the stated relation (two or
 more), the background's colour and texture, and "all stated attributes correct"; plus a Fréchet distance on the
-judge's features (Heusel et al. 2017, Eq. 6) and fidelity to a baseline sample."""
+judge's features (Heusel et al. 2017, Eq. 6)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import math
 import torch
 
 from ..data import scenes
-from .frechet import frechet_gaussian, gaussian_stats
-from .image import psnr, ssim
+from ..metrics import frechet_gaussian, gaussian_stats
 
 OBJECT_ATTRIBUTES = ("shape", "colour", "size")
 
@@ -79,21 +78,3 @@ def score_scenes(stated: list[dict], seen: list[dict]) -> dict[str, float]:
 def frechet(features: torch.Tensor, reference: tuple[torch.Tensor, torch.Tensor]) -> float:
     """Fréchet distance of `features` (N, D) to reference statistics (mu, sigma)."""
     return frechet_gaussian(*gaussian_stats(features), *reference)
-
-
-def perceptual(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
-    """Mean over images of the distance between unit-normalised judge features (0: same reading; 2: opposite)."""
-    a = torch.nn.functional.normalize(features_a.double(), dim=1)
-    b = torch.nn.functional.normalize(features_b.double(), dim=1)
-    return float((a - b).norm(dim=1).mean())
-
-
-def fidelity(
-    images: torch.Tensor, baseline: torch.Tensor, features: torch.Tensor, baseline_features: torch.Tensor
-) -> dict[str, float]:
-    """Fidelity to the baseline's images from the same noise: mean per-image PSNR, SSIM, judge-feature distance."""
-    return {
-        "psnr": psnr(images, baseline),
-        "ssim": ssim(images, baseline),
-        "perceptual": perceptual(features, baseline_features),
-    }

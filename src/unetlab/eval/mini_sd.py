@@ -34,7 +34,7 @@ def load_judge():
 @torch.no_grad()
 def reference_stats(judge, n: int = REFERENCE_SCENES) -> dict[str, torch.Tensor]:
     """Judge-feature statistics of `n` real test-split scenes, and the real train-vs-test Fréchet distance."""
-    from .frechet import gaussian_stats
+    from ..metrics import gaussian_stats
 
     _, test = judge.read(scenes.sample(n, seed=10_000, split="test")[0])
     _, train = judge.read(scenes.sample(n, seed=10_000, split="train")[0])

@@ -8,8 +8,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..atomic import write_json
-from .frechet import frechet_gaussian, gaussian_stats
-from .metrics import accuracy, features, frechet_distance, reference_stats
+from ..metrics import frechet_gaussian, gaussian_stats
+from .scores import accuracy, features, frechet_distance, reference_stats
 
 BARS = {
     "digits": {"confident": 0.9, "classes_present": 10, "frechet_ratio": 2.0},

@@ -2,8 +2,9 @@
 
 Every value is measured against the full-step baseline sample from the same noise, image by image, and a set of
 images scores the mean of its per-image values (as `unetlab bench` reports them):
-- psnr: 10 log10(1 / MSE) in dB (data range 1), capped at 100 (identical images);
-- ssim: structural similarity (`unetlab.eval.ssim`);
+- psnr: `unetlab.metrics.psnr_per_image` in dB (data range 1), each image capped at `PSNR_CAP` (100, identical
+  images), so that the budget bounds `unetlab.metrics.mean_psnr`, the statistic of the bench's PSNR column;
+- ssim: structural similarity (`unetlab.metrics.ssim`);
 - accuracy: the shipped evaluation classifier's verdict per image (`unetlab.eval.accuracy`: `shapes` all four
   attributes of the prompt right, `digits` classified with confidence >= 0.9); models with a classifier only;
 - lpips: LPIPS (Zhang et al. 2018) through torchmetrics, where torchmetrics' image extra (torchvision) is installed.
@@ -17,7 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-PSNR_CAP = 100.0
+from ..metrics import PSNR_CAP, psnr_per_image, ssim
+
 LOWER = {"psnr": ">=", "ssim": ">=", "accuracy": ">=", "lpips": "<="}  # the direction each bound takes
 RANGES = {"psnr": (0.0, PSNR_CAP), "ssim": (-1.0, 1.0), "accuracy": (0.0, 1.0), "lpips": (0.0, math.inf)}
 _FORM = re.compile(r"^\s*([a-z]+)\s*(>=|<=)\s*([-+0-9.eE]+)\s*$")
@@ -98,12 +100,10 @@ def per_image(
     images: torch.Tensor, reference: torch.Tensor, quality_model: str | None, labels, metrics: list[str]
 ) -> dict[str, list[float]]:
     """Each metric's value for every image against its reference (same noise)."""
-    from ..eval import psnr, ssim
-
     out: dict[str, list[float]] = {}
     pairs = [(images[i : i + 1], reference[i : i + 1]) for i in range(len(images))]
     if "psnr" in metrics:
-        out["psnr"] = [min(float(psnr(a, b)), PSNR_CAP) for a, b in pairs]
+        out["psnr"] = psnr_per_image(images, reference).clamp(max=PSNR_CAP).tolist()
     if "ssim" in metrics:
         out["ssim"] = [float(ssim(a, b)) for a, b in pairs]
     if "accuracy" in metrics:

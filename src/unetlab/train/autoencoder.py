@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
-from ..eval.image import psnr
+from ..metrics import mean_psnr
 from .draws import Draws
 
 
@@ -46,7 +46,7 @@ class AutoencoderTask:
 
     def evaluate(self, models: dict) -> dict:
         recon = self.reconstruct(models["vae"], self.eval_images)
-        return {"test_psnr": psnr(recon, self.eval_images)}
+        return {"test_psnr": mean_psnr(recon, self.eval_images)}
 
     def sample(self, models: dict, generator: torch.Generator) -> torch.Tensor:
         """Originals and reconstructions of the first 16 evaluation images, interleaved."""

@@ -1,4 +1,5 @@
-"""Train the evaluation classifiers with unetlab's training loop, and measure them on held-out real data."""
+"""Train the evaluation classifiers (`unetlab eval classifier`) with unetlab's training loop, and measure them on
+held-out real data."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import torch.nn.functional as F
 
 from ..atomic import write_json
 from ..data import DigitsDataset, ShapesDataset
-from ..train.draws import Draws
-from ..train.seeding import seeded
-from .classifier import CLASSIFIERS, Classifier, build_classifier
+from ..eval.classifier import Classifier, build_classifier, heldout_data
+from .draws import Draws
+from .seeding import seeded
 
 
 def _shift(images: torch.Tensor, max_shift: int, draw: Draws) -> torch.Tensor:
@@ -56,18 +57,6 @@ class ClassifierTask:
         models["classifier"].save_pretrained(directory)
 
 
-def heldout_data(name: str, n: int = 2000, seed: int = 0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Held-out real images and targets: the digits test split, or `n` shapes of the held-out combinations."""
-    if name not in CLASSIFIERS:
-        raise ValueError(f"model_name: {name!r} is not one of {', '.join(CLASSIFIERS)}")
-    if name == "digits":
-        ds = DigitsDataset("test", 16)
-        return ds.images, {"digit": ds.labels}
-    batch = ShapesDataset("heldout", 24, length=n, seed=seed)[torch.arange(n)]
-    keys = list(build_classifier("shapes").config.outputs)
-    return batch["images"], {k: batch["attributes"][:, i] for i, k in enumerate(keys)}
-
-
 @torch.no_grad()
 def heldout_accuracy(classifier: Classifier, name: str, n: int = 2000) -> dict[str, float]:
     """Accuracy of each head on held-out real data (`heldout_data`; `n` shapes)."""
@@ -98,10 +87,10 @@ def fit_classifier(
     accuracy (metrics.json) and the held-out reference feature statistics for the Fréchet distance."""
     from safetensors.torch import save_file
 
-    from ..train import TrainConfig, train
-    from ..train.checkpoint import latest
-    from .frechet import gaussian_stats
-    from .metrics import REFERENCE_FILE
+    from ..eval.scores import REFERENCE_FILE
+    from ..metrics import gaussian_stats
+    from .checkpoint import latest
+    from .loop import TrainConfig, train
 
     task = ClassifierTask(name, seed)
     cfg = TrainConfig(

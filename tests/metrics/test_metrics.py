@@ -3,20 +3,46 @@ import math
 import pytest
 import torch
 
-from unetlab.eval import psnr, ssim
 from unetlab.eval.classifier import build_classifier
-from unetlab.eval.frechet import frechet_gaussian, gaussian_stats
+from unetlab.metrics import (
+    PSNR_CAP,
+    frechet_gaussian,
+    gaussian_stats,
+    image_metrics,
+    mean_psnr,
+    psnr_of_mean_mse,
+    psnr_per_image,
+    ssim,
+    summarize,
+)
 
 
 def test_psnr_of_a_known_mse():
     a = torch.zeros(2, 3, 8, 8)
     b = torch.full((2, 3, 8, 8), 0.1)  # MSE 0.01 -> 20 dB
-    assert psnr(a, b) == pytest.approx(20.0, abs=1e-4)
+    assert mean_psnr(a, b) == pytest.approx(20.0, abs=1e-4)
     c = b.clone()
     c[1] = 0.2  # per-image PSNRs 20 and 10 log10(1/0.04) -> their mean
-    assert psnr(a, c) == pytest.approx((20.0 + 10 * math.log10(25)) / 2, abs=1e-4)
+    assert mean_psnr(a, c) == pytest.approx((20.0 + 10 * math.log10(25)) / 2, abs=1e-4)
     with pytest.raises(ValueError, match="images"):
-        psnr(a, b[:1])
+        mean_psnr(a, b[:1])
+
+
+def test_the_three_psnr_statistics_with_one_identical_image_among_n():
+    """Image 0 equals its reference, images 1..3 have MSE 0.01, 0.04 and 0.0025 (20, 13.98 and 26.02 dB)."""
+    ref = torch.zeros(4, 1, 8, 8, dtype=torch.float64)
+    mse = torch.tensor([0.0, 0.01, 0.04, 0.0025], dtype=torch.float64)
+    images = ref + mse.sqrt().view(-1, 1, 1, 1)
+    per_image = [math.inf] + [10 * math.log10(1 / m) for m in mse[1:].tolist()]
+    # torchmetrics' arithmetic (the bench's figures) holds 10 / ln(10) in float32: 1e-7 relative
+    assert psnr_per_image(images, ref).tolist() == pytest.approx(per_image, rel=1e-6)
+    assert mean_psnr(images, ref) == pytest.approx((PSNR_CAP + sum(per_image[1:])) / 4, rel=1e-6)
+    assert mean_psnr(images, ref, cap=50.0) == pytest.approx((50.0 + sum(per_image[1:])) / 4, rel=1e-6)
+    assert psnr_of_mean_mse(images, ref) == pytest.approx(10 * math.log10(4 / float(mse.sum())), rel=1e-12)
+    assert mean_psnr(ref, ref) == PSNR_CAP and psnr_of_mean_mse(ref, ref) == math.inf
+    metrics = image_metrics(images, ref)  # the analysis tables: per image, then summarised as PSNR of the mean MSE
+    assert metrics["psnr"].tolist() == pytest.approx(per_image, rel=1e-12)
+    assert summarize(metrics)["psnr"] == pytest.approx(psnr_of_mean_mse(images, ref), rel=1e-12)
 
 
 def test_ssim_identical_is_one_and_noise_lowers_it():
@@ -63,13 +89,13 @@ def test_classifier_shapes_and_input_check():
 def test_fid_without_torch_fidelity_gives_a_clear_message():
     import importlib.util
 
-    from unetlab.eval import fid
+    from unetlab.metrics import fid
 
     if importlib.util.find_spec("torch_fidelity") is not None:
         pytest.skip("torch-fidelity is installed")
     with pytest.raises(RuntimeError, match=r"fid: needs torchmetrics\[image\] and its pretrained weights"):
         fid(torch.rand(4, 3, 16, 16), torch.rand(4, 3, 16, 16))
     with pytest.raises(ValueError, match="images"):
-        from unetlab.eval.extra import _uint8
+        from unetlab.metrics.extra import _uint8
 
         _uint8(torch.rand(4, 2, 8, 8))

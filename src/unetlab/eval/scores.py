@@ -1,4 +1,6 @@
-"""Quality of generated images, seen through the shipped evaluation classifiers (the roles CLIP score and FID play)."""
+"""Quality of generated images seen through the shipped judges (the roles CLIP score and FID play): classifier
+accuracy and Fréchet distance by model name ("digits", "shapes": the evaluation classifiers; "mini-sd": the scene
+judge)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,8 @@ import torch
 
 from ..atomic import write
 from ..data.shapes import ATTRIBUTES, parse_caption
-from .classifier import CLASSIFIERS, load_classifier, weights_dir
-from .frechet import frechet_gaussian, gaussian_stats
+from ..metrics import frechet_gaussian, gaussian_stats
+from .classifier import CLASSIFIERS, heldout_data, load_classifier, weights_dir
 
 CONFIDENCE = 0.9
 REFERENCE_FILE = "reference_stats.safetensors"
@@ -78,8 +80,6 @@ def reference_stats(model_name: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(mu, sigma) of held-out real features: shipped next to the classifier, else computed once and cached."""
     from safetensors.torch import load_file, save_file
 
-    from .train_classifier import heldout_data
-
     shipped = weights_dir(model_name) / REFERENCE_FILE
     digest = hashlib.sha256((weights_dir(model_name) / "diffusion_pytorch_model.safetensors").read_bytes()).hexdigest()
     root = Path(os.environ.get("UNETLAB_CACHE", Path.home() / ".cache" / "unetlab"))
@@ -102,3 +102,14 @@ def frechet_distance(model_name: str, images: torch.Tensor) -> float:
         return judged(images)
     mu, sigma = gaussian_stats(features(model_name, images))
     return frechet_gaussian(mu, sigma, *reference_stats(model_name))
+
+
+def model_accuracy(model_name: str, images: torch.Tensor, labels) -> dict[str, float] | None:
+    """The scalar results of `accuracy(model_name, images, labels)` as {"quality.<name>": value}; None when the
+    judge's weights are not available."""
+    labels = None if labels is None or any(x is None for x in labels) else list(labels)
+    try:
+        result = accuracy(model_name, images, labels)
+    except (FileNotFoundError, OSError):
+        return None
+    return {f"quality.{k}": float(v) for k, v in result.items() if isinstance(v, (int, float))}
