@@ -1,5 +1,5 @@
-"""Training-free accelerators; each is `unetlab.<name>(pipe_or_unet, **config) -> handle` (see DESIGN.md), built
-on `handle.Accelerator`; their configs save to JSON and `apply(target, load_config(path))` applies one."""
+"""Training-free accelerators; each is `unetlab.<name>(pipe_or_unet, **config) -> handle` (docs/accelerators.md),
+built on `handle.Accelerator`; their configs save to JSON and `apply(target, load_config(path))` applies one."""
 
 from .anchor_attention import AnchorAttentionConfig, anchor_attention
 from .block_skip import BlockSkipConfig, BlockSkipPlan, SkipWindow, block_skip

@@ -16,9 +16,9 @@ import inspect
 import torch
 
 from ..unet.partial import num_levels
-from . import side_state
 from .clockwork_adaptor import ClockworkAdaptor, pooled_text
 from .deep_reuse import DeepPath
+from .side_state import restore
 
 
 class _Reader:
@@ -66,7 +66,7 @@ class AdaptorPath(DeepPath):
             out = super()._forward(key, original, *args, **kwargs)
             self._prev[self.slot] = out
             return out
-        side_state.restore(entry[1])
+        restore(entry[1])
         temb = self._last_signature.bind(*args, **kwargs).arguments.get("temb")
         r_in, r_prev = self._r_in.value, self._prev[self.slot]
         adaptor = self.adaptor

@@ -18,10 +18,9 @@ import torch
 
 from ..atomic import write_json
 from ..patching import ForwardPatch
-from . import side_state
 from .config import AccelConfig, check_version, in_file
 from .handle import Accelerator, Call
-from .side_state import map_tensors
+from .side_state import holders, map_tensors, restore, snapshot
 
 KIND = "block_skip"
 REPLACES = ("cached", "zeros")
@@ -164,7 +163,7 @@ class BlockSkip(Accelerator):
             self._windows.setdefault(w.component, []).append(w)
         for c in self._windows:
             module = self.unet.get_submodule(c)
-            self._add(ForwardPatch(module, f"unetlab.{KIND}", self._component(c, side_state.holders([module]))))
+            self._add(ForwardPatch(module, f"unetlab.{KIND}", self._component(c, holders([module]))))
 
     def start(self, run) -> None:
         n = self.plan.num_inference_steps
@@ -202,10 +201,10 @@ class BlockSkip(Accelerator):
             replace, key = skip.get(component), (self._slot, component)
             if replace is not None:
                 out, kept = self.cache[key]
-                side_state.restore(kept)
+                restore(kept)
                 return map_tensors(out, torch.zeros_like if replace == "zeros" else torch.clone)
             out = original(*args, **kwargs)
-            self.cache[key] = (out, side_state.snapshot(attention))
+            self.cache[key] = (out, snapshot(attention))
             return out
 
         return forward

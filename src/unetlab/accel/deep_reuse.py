@@ -16,9 +16,9 @@ from typing import Any
 import torch
 
 from ..patching import ForwardPatch
-from . import side_state
 from .forecast import Forecast, differences, order
 from .handle import Accelerator, Call
+from .side_state import holders, map_tensors, restore, snapshot
 
 KINDS = frozenset({"branch_cache", "clockwork"})
 
@@ -41,7 +41,7 @@ class DeepPath:
         self._ready: dict[str, Any] = {}  # key -> its forecast at this cheap step
         self._pending: dict[str, tuple] = {}  # key -> (its Forecast, its differences used, the spacings) until it runs
         self._prepared: dict[str, tuple] = {}  # what `_pending` held before the call
-        self._holders = {key: side_state.holders([m]) for key, m in modules}
+        self._holders = {key: holders([m]) for key, m in modules}
         self._patches = [ForwardPatch(m, name, functools.partial(self._forward, key)) for key, m in modules]
 
     @property
@@ -83,17 +83,17 @@ class DeepPath:
     def _forward(self, key: str, original, *args, **kwargs):
         entry = self._store.get(self.slot, {}).get(key) if self.reuse else None
         if entry is not None:
-            side_state.restore(entry[1])
+            restore(entry[1])
             if self.order:
                 return self._ready.pop(key)
-            return side_state.map_tensors(entry[0], torch.clone)  # forward may add in place (T2I-Adapter)
+            return map_tensors(entry[0], torch.clone)  # forward may add in place (T2I-Adapter)
         out = original(*args, **kwargs)
         store = self._store.setdefault(self.slot, {})
         kept = out
         if self.order:
             kept, lower, h = self._pending.pop(key)
             kept.diffs = differences(out, lower, h)
-        store[key] = (kept, side_state.snapshot(self._holders[key]))
+        store[key] = (kept, snapshot(self._holders[key]))
         return out
 
     def remove(self) -> None:

@@ -36,13 +36,16 @@ from diffusers import UNet2DConditionModel
 from diffusers.models.unets.unet_2d import UNet2DOutput
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 
-from .. import schedules
 from ..patching import ForwardPatch, claims
+from ..schedules import KeySteps, check_spec, resolve
 from ..unet import check_supported, decode, encode
-from . import deep_reuse, parallel, side_state
 from .config import AccelConfig
+from .deep_reuse import KINDS as DEEP_REUSE_KINDS
 from .forecast import Forecast, order
 from .handle import Accelerator, Call, call_signature, forward_signature
+from .parallel import copy_major, grouped_state
+from .parallel import plan as parallel_plan
+from .side_state import holders, restore, snapshot
 
 KIND = "encoder_propagation"
 
@@ -69,7 +72,7 @@ class EncoderPropagationConfig(AccelConfig):
             object.__setattr__(
                 self,
                 "key_steps",
-                schedules.KeySteps(
+                KeySteps(
                     self.key_steps.get("num_steps"),
                     tuple(self.key_steps.get("key_steps", ())),
                     str(self.key_steps.get("source", "")),
@@ -77,7 +80,7 @@ class EncoderPropagationConfig(AccelConfig):
             )
         elif isinstance(self.key_steps, list):
             object.__setattr__(self, "key_steps", tuple(self.key_steps))
-        schedules.check_spec(self.key_steps)
+        check_spec(self.key_steps)
         _check_args(
             self.parallel, self.noise_injection, self.injection_threshold, self.max_parallel, self.num_inference_steps
         )
@@ -107,7 +110,7 @@ class EncoderPropagation(Accelerator):
             self._bare = _bare_keys(cfg.key_steps, cfg.num_inference_steps)  # (key steps, calls per image)
         self._order = order(cfg.reuse)
         self._output = UNet2DConditionOutput if isinstance(self.unet, UNet2DConditionModel) else UNet2DOutput
-        self._encoder = side_state.holders(
+        self._encoder = holders(
             [*self.unet.down_blocks, *([self.unet.mid_block] if self.unet.mid_block is not None else [])]
         )
         self._warned = self._warned_all = False
@@ -141,7 +144,7 @@ class EncoderPropagation(Accelerator):
     def start(self, run) -> None:
         if self.pipe is None:
             return
-        self._set_keys(schedules.resolve(self.config.key_steps, run.num_steps))
+        self._set_keys(resolve(self.config.key_steps, run.num_steps))
         spec = self.config.key_steps
         if isinstance(spec, str) and spec != "all" and len(self._keys) == run.num_steps and not self._warned_all:
             self._warned_all = True
@@ -150,10 +153,10 @@ class EncoderPropagation(Accelerator):
                 "steps a key step; nothing is skipped (pass an explicit list or 'uniform:N')",
                 stacklevel=2,
             )
-        self._sequential = run.offset is None or bool(claims(self.unet) & deep_reuse.KINDS)
+        self._sequential = run.offset is None or bool(claims(self.unet) & DEEP_REUSE_KINDS)
         self._groups = 1
         if self.config.parallel and not self._sequential:
-            self._groups, culprit = parallel.plan(self.unet.up_blocks)
+            self._groups, culprit = parallel_plan(self.unet.up_blocks)
             if culprit is not None:
                 self._sequential = True
                 if not self._warned:
@@ -181,7 +184,7 @@ class EncoderPropagation(Accelerator):
         full = step in self._key_set or restart
         if full:
             state = self.compiled(encode)(self.unet, sample, timestep, **cond)
-            self._states[slot] = (state, side_state.snapshot(self._encoder))
+            self._states[slot] = (state, snapshot(self._encoder))
             if self._order:
                 if restart:
                     self._forecast[slot] = Forecast(self._order)
@@ -189,7 +192,7 @@ class EncoderPropagation(Accelerator):
             self._ready[slot] = {}
             self.mark_full(call)
         else:
-            side_state.restore(self._states[slot][1])
+            restore(self._states[slot][1])
         self.calls.append((step, full))
         ready = self._ready[slot].pop(step, None)
         if ready is not None and not self.aligned(call):
@@ -230,8 +233,8 @@ class EncoderPropagation(Accelerator):
         forecast = self._forecast.get(call.slot)
         if g > 1 or (forecast is not None and not forecast.copies):  # PAG: a chunk holds a group of every copy
             states = [state, *(self._state_at(call.slot, j) for j in range(step + 1, end))]
-            tiled, rows = parallel.grouped_state(states, timesteps, g)
-            eps = parallel.copy_major(self.compiled(decode)(self.unet, tiled, [rows]), len(timesteps), g)
+            tiled, rows = grouped_state(states, timesteps, g)
+            eps = copy_major(self.compiled(decode)(self.unet, tiled, [rows]), len(timesteps), g)
         else:
             eps = self.compiled(decode)(self.unet, state, timesteps)
         b = state.batch_size
@@ -269,17 +272,14 @@ class EncoderPropagation(Accelerator):
 def _bare_keys(spec, num_inference_steps):
     """(key steps, number of calls or None) for a bare UNet."""
     if isinstance(spec, (list, tuple)):
-        return schedules.resolve(spec, num_inference_steps or max(spec) + 1), num_inference_steps
-    if num_inference_steps is None and not isinstance(spec, schedules.KeySteps) and not str(spec).endswith(".json"):
+        return resolve(spec, num_inference_steps or max(spec) + 1), num_inference_steps
+    if num_inference_steps is None and not isinstance(spec, KeySteps) and not str(spec).endswith(".json"):
         raise ValueError(
             f"num_inference_steps: required for a bare UNet with key_steps={spec!r} (the number of "
             "UNet calls per image), or pass an explicit list of key steps"
         )
-    n = (
-        num_inference_steps
-        or (spec if isinstance(spec, schedules.KeySteps) else schedules.KeySteps.load(spec)).num_steps
-    )
-    return schedules.resolve(spec, n), n
+    n = num_inference_steps or (spec if isinstance(spec, KeySteps) else KeySteps.load(spec)).num_steps
+    return resolve(spec, n), n
 
 
 def _check_args(parallel, noise_injection, injection_threshold, max_parallel, num_inference_steps) -> None:

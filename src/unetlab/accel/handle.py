@@ -35,8 +35,8 @@ from typing import Any, ClassVar
 import torch
 
 from ..patching import EagerEntry, ForwardPatch, StepClock, claim, release, resolve
-from . import stacking
 from .concurrency import RunOwner
+from .stacking import check as check_stacking
 
 # Forward arguments that change at every step by design and only feed the encoder side (control residuals).
 PER_STEP = frozenset(
@@ -160,7 +160,7 @@ class Handle:
     def __init__(self, unet, config=None):
         self.unet, self.config = unet, config
         self._parts: list = []
-        stacking.check(unet, self.kind)
+        check_stacking(unet, self.kind)
         claim(unet, self.kind)
         self._claimed = True
 
