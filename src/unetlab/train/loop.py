@@ -32,7 +32,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..atomic import write_json
-from . import checkpoint as ckpt
+from .checkpoint import begin, clean_partial, commit, committed, read_newest
 from .draws import DRAWS, step_draws
 from .ema import EMA
 from .grid import save_grid
@@ -141,7 +141,7 @@ def train(task: Task, cfg: TrainConfig, accelerator=None) -> dict:
     if hasattr(task, "to"):
         task.to(accelerator.device)
     state = {"step": 0, "elapsed_s": 0.0, "loss_avg": None, "history": []}
-    held = ckpt.committed(out)
+    held = committed(out)
     if held and not cfg.resume:
         raise ValueError(
             f"out: {out} already holds a training run ({held[0].name}); pass --resume to continue it or "
@@ -150,7 +150,7 @@ def train(task: Task, cfg: TrainConfig, accelerator=None) -> dict:
     say = print if accelerator.is_main_process else (lambda line: None)
     # the stored run is checked before its weights are read: another method's run lacks this task's files
     found = (
-        ckpt.read_newest(
+        read_newest(
             out,
             list(modules),
             accelerator.process_index,
@@ -168,7 +168,7 @@ def train(task: Task, cfg: TrainConfig, accelerator=None) -> dict:
     generator = torch.Generator().manual_seed(cfg.seed * 7919 + accelerator.process_index)
 
     if accelerator.is_main_process:
-        ckpt.clean_partial(out)
+        clean_partial(out)
     if cfg.resume and found is None and accelerator.is_main_process:
         print(f"resume: no checkpoint in {out}; starting from step 0")
     if found is not None:
@@ -246,7 +246,7 @@ def _save(task, cfg, accelerator, models, emas, optimizer, generator, state) -> 
         accelerator.wait_for_everyone()
         return
     unwrapped = {name: accelerator.unwrap_model(m) for name, m in models.items()}
-    tmp = ckpt.begin(out, state["step"])
+    tmp = begin(out, state["step"])
     for name, module in unwrapped.items():
         save_file(
             {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, tmp / f"{name}.safetensors"
@@ -266,5 +266,5 @@ def _save(task, cfg, accelerator, models, emas, optimizer, generator, state) -> 
         save_grid(images, tmp / "samples.png")
         save_grid(images, out / "samples" / f"step_{state['step']:07d}.png")
     write_json(tmp / "state.json", {**state, "world_size": accelerator.num_processes, "config": asdict(cfg)})
-    ckpt.commit(out, tmp, state["step"], cfg.keep)
+    commit(out, tmp, state["step"], cfg.keep)
     accelerator.wait_for_everyone()
