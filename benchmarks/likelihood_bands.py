@@ -60,7 +60,8 @@ def main() -> None:
 
     from unetlab.commands.likelihood import model_dir
     from unetlab.data import dataset
-    from unetlab.vdm import images_to_x, load_model
+    from unetlab.likelihood import load_model
+    from unetlab.vdm import images_to_x
 
     torch.set_num_threads(1)
     test = dataset("digits", "test", 8)

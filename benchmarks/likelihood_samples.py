@@ -27,8 +27,9 @@ from likelihood import run_name  # benchmarks/likelihood.py, beside this script
 from unetlab.commands.likelihood import model_dir
 from unetlab.data import load_digits
 from unetlab.eval import accuracy, frechet_distance
+from unetlab.likelihood import load_model
 from unetlab.train.grid import save_grid
-from unetlab.vdm import ancestral_sample, load_model
+from unetlab.vdm import ancestral_sample
 
 
 def to_classifier(x: torch.Tensor) -> torch.Tensor:

@@ -35,7 +35,8 @@ from likelihood import TOLERANCE, cell, mean_se, write_atomic
 from tqdm.auto import tqdm
 
 from unetlab.data import dataset
-from unetlab.vdm import evaluate_bpd, images_to_x, load_model
+from unetlab.likelihood import load_model
+from unetlab.vdm import evaluate_bpd, images_to_x
 
 
 def run_name(row: dict) -> str:

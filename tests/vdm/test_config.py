@@ -5,8 +5,7 @@ import math
 import pytest
 import torch
 
-from unetlab.vdm import LikelihoodConfig, build_model, load_model
-from unetlab.vdm.build import save_model
+from unetlab.likelihood import LikelihoodConfig, build_model, load_model, save_model
 
 SMALL = {"channels": 8, "blocks": 1, "attention": False}
 

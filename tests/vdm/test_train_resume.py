@@ -5,8 +5,9 @@ import torch
 from safetensors.torch import load_file
 
 from unetlab.data import DigitsDataset
+from unetlab.likelihood import LikelihoodConfig, LikelihoodTask, load_model
 from unetlab.train import TrainConfig, train
-from unetlab.vdm import LikelihoodConfig, LikelihoodTask, evaluate_bpd, images_to_x, load_model
+from unetlab.vdm import evaluate_bpd, images_to_x
 
 MODEL = {
     "method": "diffenc",

@@ -75,7 +75,7 @@ def make_task(args: argparse.Namespace):
     import torch
 
     from ..data import dataset
-    from ..vdm import LikelihoodConfig, LikelihoodTask
+    from ..likelihood import LikelihoodConfig, LikelihoodTask
 
     size = image_size(args.data, args.size)
     data = dataset(args.data, "train", size, args.seed)
@@ -129,7 +129,7 @@ def register_bpd(subparsers) -> None:
 
 def model_dir(run: str | Path) -> Path:
     """The EMA model folder of a run: `<run>/<latest checkpoint>/pipeline`, or `run` itself if it holds a model."""
-    from ..vdm.build import CONFIG_NAME
+    from ..likelihood.build import CONFIG_NAME
 
     run = Path(run)
     if (run / CONFIG_NAME).is_file():
@@ -144,7 +144,8 @@ def run_bpd(args: argparse.Namespace) -> int:
     import torch
 
     from ..data import dataset
-    from ..vdm import evaluate_bpd, images_to_x, load_model
+    from ..likelihood import load_model
+    from ..vdm import evaluate_bpd, images_to_x
     from ..vdm.bpd import mean_of_passes
 
     if args.repeats < 1:

@@ -1,7 +1,6 @@
 """Variational Diffusion Models (Kingma et al. 2021) in PyTorch: schedules, the three-term bound, sampler, bpd."""
 
 from .bpd import evaluate_bpd
-from .build import LikelihoodConfig, build_model, load_model, save_model
 from .model import VDM
 from .sampler import ancestral_sample, ancestral_step
 from .schedules import (
@@ -14,8 +13,7 @@ from .schedules import (
     gamma_and_derivative,
 )
 from .score_net import NoDownsampleUNet
-from .task import LikelihoodTask, images_to_x
-from .terms import antithetic_t, bins_to_x, nats_to_bpd, prior_kl, reconstruction_nll, x_to_bins
+from .terms import antithetic_t, bins_to_x, images_to_x, nats_to_bpd, prior_kl, reconstruction_nll, x_to_bins
 
 __all__ = [
     "GAMMA_MAX",
@@ -23,8 +21,6 @@ __all__ = [
     "VDM",
     "FixedLinearSchedule",
     "LearnedLinearSchedule",
-    "LikelihoodConfig",
-    "LikelihoodTask",
     "MonotoneSchedule",
     "NoDownsampleUNet",
     "alpha2_sigma2",
@@ -32,14 +28,11 @@ __all__ = [
     "ancestral_step",
     "antithetic_t",
     "bins_to_x",
-    "build_model",
     "evaluate_bpd",
     "gamma_and_derivative",
     "images_to_x",
-    "load_model",
     "nats_to_bpd",
     "prior_kl",
     "reconstruction_nll",
-    "save_model",
     "x_to_bins",
 ]

@@ -21,6 +21,11 @@ def x_to_bins(x: torch.Tensor, vocab_size: int = VOCAB_SIZE) -> torch.Tensor:
     return torch.clamp(torch.round((x + 1.0) * vocab_size / 2.0 - 0.5), 0, vocab_size - 1).long()
 
 
+def images_to_x(images: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1] → 8-bit bins k = round(255·image) → x = 2(k + ½)/256 − 1."""
+    return bins_to_x(torch.round(images.clamp(0, 1) * 255).long()).to(images.dtype).to(images.device)
+
+
 def randn(shape, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
     """Standard normal noise drawn on the generator's device, returned on ``like``'s device and dtype."""
     return torch.randn(shape, generator=generator, device=generator.device, dtype=like.dtype).to(like.device)

@@ -6,15 +6,10 @@ from pathlib import Path
 
 import torch
 
-from .bpd import evaluate_bpd, mean_of_passes
+from ..vdm.bpd import evaluate_bpd, mean_of_passes
+from ..vdm.sampler import ancestral_sample
+from ..vdm.terms import images_to_x, nats_to_bpd
 from .build import LikelihoodConfig, build_model, save_model
-from .sampler import ancestral_sample
-from .terms import bins_to_x, nats_to_bpd
-
-
-def images_to_x(images: torch.Tensor) -> torch.Tensor:
-    """Images in [0, 1] → 8-bit bins k = round(255·image) → x = 2(k + ½)/256 − 1."""
-    return bins_to_x(torch.round(images.clamp(0, 1) * 255).long()).to(images.dtype).to(images.device)
 
 
 class LikelihoodTask:

@@ -10,9 +10,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..atomic import write, write_json
-from .model import VDM
-from .schedules import GAMMA_MAX, GAMMA_MIN, FixedLinearSchedule, LearnedLinearSchedule, MonotoneSchedule
-from .score_net import NoDownsampleUNet
+from ..diffenc import DiffEnc, NonTrainableEncoder, TrainableEncoder
+from ..vdm.model import VDM
+from ..vdm.schedules import GAMMA_MAX, GAMMA_MIN, FixedLinearSchedule, LearnedLinearSchedule, MonotoneSchedule
+from ..vdm.score_net import NoDownsampleUNet
 
 METHODS = ("vdm", "diffenc")
 ENCODERS = ("trainable", "nt")
@@ -74,8 +75,6 @@ def _groups(channels: int) -> int:
 
 def build_model(cfg: LikelihoodConfig) -> VDM:
     """A freshly initialised model; parameters are drawn from a private RNG seeded with ``cfg.init_seed``."""
-    from ..diffenc import DiffEnc, NonTrainableEncoder, TrainableEncoder
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.init_seed)
         schedule_cls = SCHEDULES[cfg.schedule]
