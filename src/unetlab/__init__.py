@@ -12,6 +12,7 @@ from .accel.branch_cache import branch_cache
 from .accel.clockwork import clockwork
 from .accel.encoder_propagation import encoder_propagation
 from .accel.guidance_reuse import GuidanceReuseConfig, guidance_reuse
+from .errors import StackingError, UnsupportedError
 from .models import load
 from .recipes import accelerate
 from .unet import anatomy, decode, encode
@@ -29,6 +30,8 @@ __all__ = [
     "encode",
     "encoder_propagation",
     "GuidanceReuseConfig",
+    "StackingError",
+    "UnsupportedError",
     "guidance_reuse",
     "load",
     "video",

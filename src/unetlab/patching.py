@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from diffusers.hooks import HookRegistry, ModelHook
 
+from .errors import StackingError
+
 _CLAIMS = "_unetlab_patches"
 _DEEPCOPY = "__deepcopy__"  # `copy.deepcopy` looks it up on the instance
 _SOURCE = "_unetlab_step_source"
@@ -61,7 +63,7 @@ def claim(obj, kind: str) -> None:
     """Record that a patch of `kind` is on `obj`; applying a second one of the same kind raises."""
     claims = obj.__dict__.setdefault(_CLAIMS, set())
     if kind in claims:
-        raise RuntimeError(f"{kind}: already applied to this {type(obj).__name__}; call .remove() on the first handle")
+        raise StackingError(f"{kind}: already applied to this {type(obj).__name__}; call .remove() on the first handle")
     claims.add(kind)
     obj.__dict__.setdefault(_DEEPCOPY, _NoDeepCopy(type(obj).__name__, claims))
 

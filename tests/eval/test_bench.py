@@ -109,8 +109,12 @@ def test_unsupported_reason_from_a_failing_method(tiny_pipeline_dir):
     )
     rows = {r["method"]: r for r in result["rows"]}
     assert rows["tomesd ratio=0.5"]["unsupported"]  # the DDPM UNet has no transformer blocks for ToMe to merge
-    assert rows["guidance reuse N=2"]["unsupported"].startswith("TypeError: target: UNet2DModel takes no conditioning")
-    assert rows[control]["unsupported"].startswith("TypeError: target: UNet2DModel takes no conditioning")
+    assert rows["guidance reuse N=2"]["unsupported"].startswith(
+        "UnsupportedPipelineError: target: UNet2DModel takes no conditioning"
+    )
+    assert rows[control]["unsupported"].startswith(
+        "UnsupportedPipelineError: target: UNet2DModel takes no conditioning"
+    )
     reason = rows["T-GATE pkg gate=2"]["unsupported"]  # a DDIMPipeline is not a StableDiffusionPipeline
     assert "run the steps of a StableDiffusion(XL)Pipeline" in reason or "tgate is not installed" in reason
     for name in ("PAB (diffusers) spatial 2 cross 4", "TaylorSeer (diffusers) N=5 order 1"):  # they act here

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
 
+from ..errors import StackingError
 from ..patching import ForwardPatch, StepClock, claims, resolve
 from .concurrency import RunOwner
 from .config import AccelConfig
@@ -183,7 +184,7 @@ class AnchorAttention(Handle):
         unet = uncompiled(unet)[0]
         for kind, why in REFUSED.items():
             if kind in claims(unet):
-                raise RuntimeError(f"anchor_attention: does not compose with {kind} ({why}); remove it first")
+                raise StackingError(f"anchor_attention: does not compose with {kind} ({why}); remove it first")
         super().__init__(unet, config)
         self.phase: str | None = None
         self.kv_computed = {p: 0 for p in PHASES}
@@ -259,7 +260,7 @@ class AnchorAttention(Handle):
             self._step = step
             for kind, why in REFUSED.items():
                 if kind in claims(self.unet):
-                    raise RuntimeError(f"anchor_attention: does not compose with {kind} ({why}); remove it")
+                    raise StackingError(f"anchor_attention: does not compose with {kind} ({why}); remove it")
             batch = (args[0] if args else kwargs["sample"]).shape[0]
             if batch % self._frames:
                 raise RuntimeError(

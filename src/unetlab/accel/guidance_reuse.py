@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import UnsupportedPipelineError
 from ..patching import claims
 from .config import AccelConfig
 from .forecast import Forecast, order
@@ -73,12 +74,12 @@ class GuidanceReuse(Accelerator):
 
     def install(self) -> None:
         if self.pipe is None:
-            raise TypeError(
+            raise UnsupportedPipelineError(
                 "target: guidance_reuse needs the pipeline (its guidance layout), got a bare "
                 f"{type(self.unet).__name__}"
             )
         if "encoder_hidden_states" not in self._signature.parameters:
-            raise TypeError(
+            raise UnsupportedPipelineError(
                 f"target: {type(self.unet).__name__} takes no conditioning, so its pipeline has no "
                 "guidance batch to reuse"
             )
@@ -96,7 +97,7 @@ class GuidanceReuse(Accelerator):
             ),
         ):
             if isinstance(self.pipe, cls):
-                raise TypeError(f"target: {cls.__name__} {why}")
+                raise UnsupportedPipelineError(f"target: {cls.__name__} {why}")
         self._family = family(self.pipe)
         under = sorted(claims(self.unet) & UNDER)
         if under and self._family == "pag":

@@ -14,11 +14,12 @@ import importlib
 
 import torch
 
+from ..errors import UnsupportedError
 from ..patching import StepClock, resolve
 from .handle import Handle
 
 
-class UnsupportedPeerError(ValueError):
+class UnsupportedPeerError(UnsupportedError, ValueError):
     """A peer package is missing or cannot run on the given pipeline; the message says why."""
 
 

@@ -32,6 +32,7 @@ Refused, with the reason:
 
 from __future__ import annotations
 
+from ..errors import StackingError
 from ..patching import claims
 
 ACCELERATORS = (
@@ -89,11 +90,11 @@ def check(unet, kind: str) -> None:
         if (other, kind) in COMPOSE:
             continue
         if (kind, other) in COMPOSE:
-            raise RuntimeError(
+            raise StackingError(
                 f"{kind}: apply it before {other} (the only order in which they compose); remove "
                 f"the {other} handle, apply {kind}, then {other}"
             )
-        raise RuntimeError(
+        raise StackingError(
             f"{kind}: {other} is already applied to this UNet and they do not compose "
             f"({_reason(kind, other)}); call .remove() on the {other} handle first; composable: "
             + ", ".join(f"{a} then {b}" for a, b in sorted(COMPOSE))

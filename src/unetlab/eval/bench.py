@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import UnsupportedError
 from ..recipes.solver import SchedulerSwap, parse_baseline, probe, resolve
 from .bench_measure import match_steps, unet_flops
 from .bench_methods import Method, applied, default_methods
@@ -247,7 +248,7 @@ def _bench_one(
         if m.user_input is not None:
             try:
                 applied(m, w.pipe, lambda: None)
-            except Exception as err:
+            except (ValueError, TypeError) as err:
                 raise ValueError(f"{m.user_input}: {m.name} cannot run on {w.name}: {err}") from None
     main = _is_main(accelerator)
     if accelerator is not None:
@@ -263,12 +264,12 @@ def _bench_one(
         flops[m.name] = total / num_images
         bar.update(1)
 
-    for m in candidates:  # a method that cannot run on this model becomes an "unsupported" row, with the reason
-        if m.unsupported is None:
+    for m in candidates:  # a method that cannot run on this model becomes an "unsupported" row, with the reason;
+        if m.unsupported is None:  # any other exception is a bug and fails the bench
             try:
                 sample(m)
                 continue
-            except Exception as err:
+            except UnsupportedError as err:
                 if m.user_input is not None:
                     raise ValueError(f"{m.user_input}: {m.name} failed on {w.name}: {err}") from None
                 m.unsupported = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"

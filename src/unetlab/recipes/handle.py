@@ -17,6 +17,7 @@ from pathlib import Path
 from ..accel import stacking
 from ..accel.config import apply
 from ..accel.handle import Handle, uncompiled
+from ..errors import StackingError
 from ..patching import claims, resolve
 from .recipe import Recipe, as_recipe
 from .solver import SchedulerSwap
@@ -31,11 +32,11 @@ class RecipeHandle(Handle):
         unet = uncompiled(resolve(pipe)[1])[0]  # a torch.compile'd UNet: the accelerators claim the model inside
         on = sorted(claims(unet) & set(stacking.ACCELERATORS))
         if self.kind in claims(unet):
-            raise RuntimeError(
+            raise StackingError(
                 f"recipe: already applied to this {type(unet).__name__}; call .remove() on the first handle"
             )
         if on:
-            raise RuntimeError(
+            raise StackingError(
                 f"recipe: {', '.join(on)} is already applied to this UNet; remove it first (a recipe "
                 "brings its own accelerators)"
             )

@@ -203,7 +203,7 @@ def probe(pipe, solver: Solver, run, base=None) -> str | None:
     swap = SchedulerSwap(pipe, solver, base)
     try:
         run()
-    except Exception as err:
+    except (TypeError, ValueError) as err:  # e.g. the pipeline passes its own scheduler's step arguments
         return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
     finally:
         swap.remove()

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from diffusers import UNet2DConditionModel, UNet2DModel, UNet3DConditionModel, UNetMotionModel
 
+from ..errors import UnsupportedError
+
 VIDEO_CLASSES = (UNet3DConditionModel, UNetMotionModel)  # split in split_video.py
 SUPPORTED_CLASSES = (UNet2DModel, UNet2DConditionModel, *VIDEO_CLASSES)
 _ADDITION_EMBED_TYPES = (None, "text", "text_time", "text_image", "image")
 _ENCODER_HID_DIM_TYPES = (None, "text_proj", "text_image_proj", "image_proj", "ip_image_proj")
 
 
-class UnsupportedUNetError(ValueError):
+class UnsupportedUNetError(UnsupportedError, ValueError):
     """A UNet class, configuration option or call argument the split forward does not handle."""
 
 
