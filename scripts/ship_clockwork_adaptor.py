@@ -1,7 +1,7 @@
 """Copy a finished `unetlab train clockwork` run's EMA adaptor into the package
 (models/weights/clockwork-adaptor-<name>/) with its training record and model card.
 
-    python -m unetlab.models.ship_adaptor shapes runs/clockwork-shapes --bench docs/bench_clockwork_adaptor.json \
+    python scripts/ship_clockwork_adaptor.py shapes runs/clockwork-shapes --bench docs/bench_clockwork_adaptor.json \
         --wall-s 1500 --bench-command "unetlab bench ..."
 """
 
@@ -12,9 +12,10 @@ import json
 import shutil
 from pathlib import Path
 
-from ..atomic import write, write_json
-from ..train.checkpoint import latest
-from .registry import CLOCKWORK_ADAPTORS
+from unetlab.accel.clockwork_adaptor import shipped_path
+from unetlab.atomic import write, write_json
+from unetlab.models.registry import CLOCKWORK_ADAPTORS
+from unetlab.train.checkpoint import latest
 
 HARDWARE = "a 2-core CPU shared with other jobs (no GPU), one torch thread"
 PROMPTS = {
@@ -110,7 +111,7 @@ def model_card(
         "",
         "```",
         _command(run, cfg),
-        f"python -m unetlab.models.ship_adaptor {name} "
+        f"python scripts/ship_clockwork_adaptor.py {name} "
         f"runs/{Path(cfg['out']).name} --wall-s {wall_s:.0f} --bench BENCH_JSON",
         "```",
         "",
@@ -119,8 +120,6 @@ def model_card(
 
 
 def ship(name: str, run: Path, bench_json: Path | None, wall_s: float, bench_command: str = "") -> Path:
-    from ..accel.clockwork_adaptor import shipped_path
-
     if name not in CLOCKWORK_ADAPTORS:
         raise ValueError(f"name: {name!r} is not one of {', '.join(CLOCKWORK_ADAPTORS)}")
     checkpoint = latest(run)

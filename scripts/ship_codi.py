@@ -1,7 +1,7 @@
 """Copy a finished CoDi run's EMA pipeline into the package (models/weights/<name>/, float16 safetensors to stay
 under 10 MB; `unetlab.load` returns float32) with its training record and model card.
 
-    python -m unetlab.codi.ship digits-sr4-codi runs/sr4-codi --table docs/codi/sr4.json --grid docs/codi/sr4-grid.png
+    python scripts/ship_codi.py digits-sr4-codi runs/sr4-codi --table docs/codi/sr4.json --grid docs/codi/sr4-grid.png
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import write, write_json
-from ..models.registry import CODI_MODELS, weights_path
-from ..train.checkpoint import latest
+from unetlab.atomic import write, write_json
+from unetlab.codi.report import table
+from unetlab.models import load
+from unetlab.models.registry import CODI_MODELS, weights_path
+from unetlab.train.checkpoint import latest
 
 HARDWARE = "a 2-core CPU shared with other jobs (no GPU), one torch thread"
 TASK_TEXT = {
@@ -67,8 +69,6 @@ def model_card(
         "",
     ]
     if quality:
-        from .report import table
-
         lines += [
             table(quality),
             "",
@@ -81,8 +81,6 @@ def model_card(
 
 
 def ship(name: str, run: Path, table_json: Path | None, eval_command: str) -> Path:
-    from ..models import load
-
     if name not in CODI_MODELS:
         raise ValueError(f"name: {name!r} is not one of {', '.join(CODI_MODELS)}")
     checkpoint = latest(run)

@@ -1,6 +1,6 @@
 """Copy a finished run's EMA pipeline into the package (models/weights/<name>/) with its model card.
 
-python -m unetlab.models.ship digits runs/digits --quality runs/digits-quality.json --grid runs/digits-grid.png
+python scripts/ship_model.py digits runs/digits --quality runs/digits-quality.json --grid runs/digits-grid.png
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import json
 import shutil
 from pathlib import Path
 
-from ..atomic import write
-from ..train.checkpoint import latest
-from .registry import weights_path
+from unetlab.atomic import write
+from unetlab.eval.quality import BARS
+from unetlab.models.registry import weights_path
+from unetlab.train.checkpoint import latest
 
 _DIGITS = (
     "unetlab train ddpm --data digits --out runs/digits --batch-size 128 --lr 1e-3 --checkpoint-every 500 "
@@ -70,8 +71,6 @@ def _table(quality: dict) -> str:
 
 
 def _verdict(name: str, quality: dict) -> str:
-    from ..eval.quality import BARS
-
     missed = [k for k, ok in quality.get("passes", {}).items() if not ok]
     if not missed:
         return "All bars of issue 5 are met."
