@@ -14,8 +14,8 @@ from pathlib import Path
 
 from unetlab.accel.clockwork_adaptor import shipped_path
 from unetlab.atomic import write, write_json
+from unetlab.checkpoint import latest
 from unetlab.models.registry import CLOCKWORK_ADAPTORS
-from unetlab.train.checkpoint import latest
 
 HARDWARE = "a 2-core CPU shared with other jobs (no GPU), one torch thread"
 PROMPTS = {

@@ -18,13 +18,13 @@ import torch
 from safetensors.torch import save_file
 
 from unetlab import atomic
+from unetlab.checkpoint import latest
 from unetlab.data import scenes
 from unetlab.eval.judge import score_scenes
 from unetlab.eval.mini_sd import reference_stats
 from unetlab.models.clip_vocab import write_bpe_files
 from unetlab.models.judge import SceneJudge
 from unetlab.models.registry import weights_path
-from unetlab.train.checkpoint import latest
 from unetlab.train.grid import save_grid
 
 

@@ -11,9 +11,9 @@ import shutil
 from pathlib import Path
 
 from unetlab.atomic import write
+from unetlab.checkpoint import latest
 from unetlab.eval.quality import BARS
 from unetlab.models.registry import weights_path
-from unetlab.train.checkpoint import latest
 
 _DIGITS = (
     "unetlab train ddpm --data digits --out runs/digits --batch-size 128 --lr 1e-3 --checkpoint-every 500 "

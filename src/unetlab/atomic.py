@@ -3,7 +3,7 @@
 What appears has the modes of an ordinary file or folder under the user's umask (0644/0755 under 022), whatever the
 writer used (`mkstemp` and safetensors make 0600 files); a write that fails, JSON that cannot be serialised
 included, leaves nothing behind. The `.tmp-` prefix is the one `commands.paths` and
-`train.checkpoint.clean_partial` recognise as a killed write.
+`checkpoint.clean_partial` recognise as a killed write.
 """
 
 from __future__ import annotations

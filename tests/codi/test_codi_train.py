@@ -3,8 +3,8 @@ import torch
 from codi_tiny import tiny_task
 from safetensors.torch import load_file
 
+from unetlab import checkpoint as ckpt
 from unetlab.train import TrainConfig, train
-from unetlab.train import checkpoint as ckpt
 
 
 def _cfg(out, **kw):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from tiny import cfg, final_weights, tiny_task
 
-from unetlab.train import checkpoint as ckpt
+from unetlab import checkpoint as ckpt
 from unetlab.train import train
 
 

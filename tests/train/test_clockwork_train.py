@@ -9,11 +9,11 @@ from diffusers import DDIMPipeline, DDIMScheduler
 from safetensors.torch import load_file
 
 import unetlab
+from unetlab import checkpoint as ckpt
 from unetlab.accel.clockwork_adaptor import ClockworkAdaptor
 from unetlab.cli import main
 from unetlab.testing import tiny_shapes_pipeline, tiny_unet
 from unetlab.train import TrainConfig, train
-from unetlab.train import checkpoint as ckpt
 from unetlab.train.clockwork import ClockworkTaskConfig, make_task
 
 TASK = dict(trajectories=3, num_inference_steps=4, eval_trajectories=1, batch=2)

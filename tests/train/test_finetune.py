@@ -6,7 +6,7 @@ from diffusers import DDIMScheduler
 from safetensors.torch import load_file
 from tiny import cfg, final_weights, tiny_task
 
-from unetlab.train import checkpoint as ckpt
+from unetlab import checkpoint as ckpt
 from unetlab.train import train
 from unetlab.train.init import init_from
 from unetlab.train.target import target, training_scheduler

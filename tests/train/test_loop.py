@@ -4,8 +4,8 @@ import pytest
 import torch
 from tiny import cfg, final_weights, tiny_task
 
+from unetlab import checkpoint as ckpt
 from unetlab.train import TrainConfig, batch_indices, learning_rate, train
-from unetlab.train import checkpoint as ckpt
 
 
 def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path):

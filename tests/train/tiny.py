@@ -4,8 +4,8 @@ import torch
 from diffusers import UNet2DModel
 from safetensors.torch import load_file
 
+from unetlab import checkpoint as ckpt
 from unetlab.train import TrainConfig
-from unetlab.train import checkpoint as ckpt
 from unetlab.train.ddpm import DDPMTask
 
 

@@ -25,7 +25,9 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
 
+from ..checkpoint import latest
 from ..models.registry import CLOCKWORK_ADAPTORS, weights_path
+from ..seeding import seeded
 from ..unet.partial import check_levels, num_levels
 
 
@@ -108,8 +110,6 @@ class ClockworkAdaptor(ModelMixin, ConfigMixin):
         """An identity-initialised adaptor for `unet` at `level`; `channels` defaults to the width of r_in (the level
         it reads from: about 5% of a full step's FLOPs on the shipped models, 1% on SD 1.5); the other weights are
         drawn from torch's default initialisation seeded by `seed`."""
-        from ..train.seeding import seeded
-
         dims = unet_dims(unet, level)
         width = dims["in_channels"] if channels is None else channels
         if isinstance(width, bool) or not isinstance(width, int) or width < 1:
@@ -142,8 +142,6 @@ class ClockworkAdaptor(ModelMixin, ConfigMixin):
 
 def _folder(name: str) -> Path:
     """The folder of a shipped name, a `save_pretrained` folder, or the latest checkpoint's of a training run."""
-    from ..train.checkpoint import latest
-
     if name in CLOCKWORK_ADAPTORS:
         return shipped_path(name)
     path = Path(name)

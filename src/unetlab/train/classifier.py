@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from ..atomic import write_json
 from ..data import DigitsDataset, ShapesDataset
 from ..eval.classifier import Classifier, build_classifier, heldout_data
+from ..seeding import seeded
 from .draws import Draws
-from .seeding import seeded
 
 
 def _shift(images: torch.Tensor, max_shift: int, draw: Draws) -> torch.Tensor:
@@ -87,9 +87,9 @@ def fit_classifier(
     accuracy (metrics.json) and the held-out reference feature statistics for the Fréchet distance."""
     from safetensors.torch import save_file
 
+    from ..checkpoint import latest
     from ..eval.scores import REFERENCE_FILE
     from ..metrics import gaussian_stats
-    from .checkpoint import latest
     from .loop import TrainConfig, train
 
     task = ClassifierTask(name, seed)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ..data import scenes
 from ..models.judge import SceneJudge, targets
-from .seeding import seeded
+from ..seeding import seeded
 
 
 class JudgeDataset:

@@ -128,7 +128,7 @@ def make_scenes_task(
     from ..data import scenes
     from ..models.clip_vocab import grammar_tokenizer
     from ..models.configs import mini_sd_text_encoder, mini_sd_unet
-    from .seeding import seeded
+    from ..seeding import seeded
 
     path = Path(vae_path)
     if not (path / "config.json").is_file():

@@ -32,7 +32,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..atomic import write_json
-from .checkpoint import begin, clean_partial, commit, committed, read_newest
+from ..checkpoint import begin, clean_partial, commit, committed, read_newest
 from .draws import DRAWS, step_draws
 from .ema import EMA
 from .grid import save_grid

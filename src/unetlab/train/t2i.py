@@ -11,8 +11,8 @@ from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 
 from ..models.pipeline import ShapesPipeline
 from ..models.text import TextEncoder
+from ..seeding import seeded
 from .draws import Draws
-from .seeding import seeded
 from .target import target, training_scheduler
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..data import dataset as data_by_name
-from .seeding import seeded
+from ..seeding import seeded
 from .target import training_scheduler
 
 METHODS = ("ddpm", "t2i", "autoencoder", "judge")

@@ -13,8 +13,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from ..atomic import PREFIX as TMP_PREFIX
-from ..atomic import apply_umask, write_text
+from .atomic import PREFIX as TMP_PREFIX
+from .atomic import apply_umask, write_text
 
 LATEST = "latest"
 PREFIX = "checkpoint-"
