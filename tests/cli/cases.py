@@ -53,6 +53,7 @@ BENCH = [
     "--quick",
 ]
 QUALITY = ["eval", "quality", "digits"]
+CODI = ["train", "codi", "--out", "{tmp}/out", "--steps", "1", "--no-progress"]
 VIDEO = ["edit-video", "--input", "{tmp}/clip.gif", "--prompt", "a red circle", "--out", "{tmp}/out"]
 TRACE = ["analyze", "trace", "--model", "tiny:ddpm", "--out", "{tmp}/out", "--steps", "2", "--seeds", "1"]
 
@@ -177,6 +178,58 @@ CASES = [
         "prompts: {pipe} is unconditional",
     ),
     ("train-t2i-digits", ["train", "t2i", "--data", "digits", "--out", "{tmp}/out"], 2, "t2i trains on captioned"),
+    (
+        "train-sample-steps-over-timesteps",
+        _with(TRAIN, "--sample-steps", "2000"),
+        2,
+        "sample-steps: 2000 DDIM steps exceed the 1000 training timesteps; expected 1 to 1000",
+    ),
+    (
+        "train-t2i-vae-not-a-vae",
+        ["train", "t2i", "--data", "scenes", "--vae", "{pipe}/unet", "--out", "{tmp}/out"],
+        2,
+        "vae: {pipe}/unet holds a UNet2DModel, not an AutoencoderKL",
+    ),
+    (
+        "train-vdm-channels-odd",
+        ["train", "vdm", "--data", "digits", "--out", "{tmp}/out", "--channels", "3"],
+        2,
+        "channels: 3 must be even",
+    ),
+    (
+        "train-diffenc-encoder-channels-odd",
+        ["train", "diffenc", "--data", "digits", "--out", "{tmp}/out", "--encoder-channels", "1"],
+        2,
+        "encoder_channels: 1 must be even",
+    ),
+    # train codi: the teacher and its grid
+    (
+        "train-codi-teacher-text-conditional",
+        [*CODI, "--teacher", "shapes"],
+        2,
+        "teacher: ShapesPipeline holds a UNet2DConditionModel; CoDi adapts an unconditional UNet2DModel pipeline",
+    ),
+    (
+        "train-codi-teacher-channels",
+        [*CODI, "--teacher", P],
+        2,
+        "teacher: its UNet takes 3-channel images, the data has 1 channel(s)",
+    ),
+    (
+        "train-codi-teacher-codi",
+        [*CODI, "--teacher", "digits-sr4-codi"],
+        2,
+        "teacher: a CoDiPipeline is already image-conditioned",
+    ),
+    (
+        "train-codi-t-max-over-timesteps",
+        [*CODI, "--t-max", "5000"],
+        2,
+        "t_max: 5000 is not a training timestep of the teacher's 1000; expected 1 to 999",
+    ),
+    ("train-codi-t-max-0", [*CODI, "--t-max", "0"], 2, "argument --t-max: expected an integer >= 1, got '0'"),
+    ("train-codi-grid-size-0", [*CODI, "--grid-size", "0"], 2, "argument --grid-size: expected an integer >= 1"),
+    ("train-codi-grid-over-t-max", [*CODI, "--grid-size", "50", "--t-max", "10"], 2, "grid_size: 50 must be"),
     # train: an option of another method, refused by the method's own parser
     ("train-ddpm-clock", _with(TRAIN, "--clock", "3"), 2, "--clock is not an option of ddpm (only of clockwork)"),
     ("train-ddpm-vae", _with(TRAIN, "--vae", "{tmp}"), 2, "--vae is not an option of ddpm (only of t2i)"),

@@ -152,3 +152,10 @@ def test_one_dataset_helper_names_digits_shapes_and_folders(tmp_path):
         dataset(str(tmp_path / "missing"), "train", 16)
     with pytest.raises(ValueError, match="data: 'cifar' is not digits, shapes or an existing image folder"):
         dataset("cifar", "train", 16)
+
+
+def test_codi_with_a_grid_of_fewer_points_than_its_sample_steps_trains_and_samples(tmp_path):
+    argv = ["train", "codi", "--grid-size", "2", "--steps", "1", "--batch-size", "2", "--checkpoint-every", "1"]
+    assert main([*argv, "--no-progress", "--threads", "1", "--out", str(tmp_path / "r")]) == 0
+    checkpoint = tmp_path / "r" / (tmp_path / "r" / "latest").read_text().strip()
+    assert list(checkpoint.glob("*.png"))  # the sample grid, 2 consistency steps

@@ -7,15 +7,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from diffusers import DDIMScheduler
+from diffusers import DDIMScheduler, UNet2DModel
 
 from ..train.draws import Draws
 from .adapter import AdaptedUNet, CoDiAdapter, adapted_unet
+from .consistency import timestep_grid
 from .degrade import TASKS, condition_shape, degrade, drawn_box_masks
 from .loss import CoDiLossConfig, codi_loss, diffusion_loss
 from .pipeline import CoDiPipeline
 
 VARIANTS = ("codi", "pe-codi", "controlnet")
+SAMPLE_STEPS = 4  # consistency steps of the checkpoint sample grids (at most the grid's N)
 
 
 @dataclass
@@ -37,6 +39,33 @@ class CoDiTaskConfig:
             raise ValueError(f"variant: {self.variant!r} is not one of {', '.join(VARIANTS)}")
 
 
+def check_teacher(teacher_pipe, channels: int, loss: CoDiLossConfig) -> None:
+    """One-line errors for a teacher CoDi cannot adapt to images of `channels` channels with `loss`'s grid."""
+    unet = getattr(teacher_pipe, "unet", None)
+    if isinstance(teacher_pipe, CoDiPipeline):
+        raise ValueError(
+            "teacher: a CoDiPipeline is already image-conditioned; give the unconditional pipeline it was adapted "
+            "from (e.g. digits)"
+        )
+    if not isinstance(unet, UNet2DModel) or unet.config.class_embed_type or unet.config.num_class_embeds:
+        kind = "a class-conditional UNet2DModel" if isinstance(unet, UNet2DModel) else f"a {type(unet).__name__}"
+        raise ValueError(
+            f"teacher: {type(teacher_pipe).__name__} holds {kind}; CoDi adapts an unconditional UNet2DModel "
+            "pipeline (digits, or a `unetlab train ddpm` run on the same data)"
+        )
+    if unet.config.in_channels != channels:
+        raise ValueError(
+            f"teacher: its UNet takes {unet.config.in_channels}-channel images, the data has {channels} channel(s); "
+            "give a teacher trained on the same data"
+        )
+    steps = teacher_pipe.scheduler.config.num_train_timesteps
+    if loss.t_max >= steps:
+        raise ValueError(
+            f"t_max: {loss.t_max} is not a training timestep of the teacher's {steps}; expected 1 to {steps - 1}"
+        )
+    timestep_grid(loss.grid_size, loss.t_max)
+
+
 class CoDiTask:
     """Adapts the teacher pipeline's UNet to `cfg.task` on `dataset` (`ds[idx]["images"]` in [0, 1]); conditions
     are degraded on the fly (inpainting boxes from the step's draws). The EMA weights are the target."""
@@ -44,6 +73,7 @@ class CoDiTask:
     uses_ema = True
 
     def __init__(self, teacher_pipe, dataset, cfg: CoDiTaskConfig):
+        check_teacher(teacher_pipe, int(dataset[torch.arange(1)]["images"].shape[1]), cfg.loss)
         self.cfg, self.dataset = cfg, dataset
         self.teacher = teacher_pipe.unet.eval().requires_grad_(False)
         self.scheduler = DDIMScheduler.from_config(teacher_pipe.scheduler.config)
@@ -120,7 +150,7 @@ class CoDiTask:
     def sample(self, models: dict, generator: torch.Generator) -> torch.Tensor:
         pipe = self.pipeline(models)
         pipe.set_progress_bar_config(disable=True)
-        steps = 20 if self.cfg.variant == "controlnet" else 4
+        steps = 20 if self.cfg.variant == "controlnet" else min(SAMPLE_STEPS, self.cfg.loss.grid_size)
         device = next(self._parts(models)[1].parameters()).device
         return pipe(
             image=self.sample_conditions.to(device), num_inference_steps=steps, generator=generator, output_type="pt"

@@ -7,7 +7,7 @@ import argparse
 from ..codi.degrade import TASKS
 from ..codi.loss import ODE_SOLVERS, T_MAX, TIMESTEP_SAMPLING
 from ..codi.task import VARIANTS
-from .args import Option
+from .args import Option, positive_int
 
 OPTIONS = (
     Option("--data", default=None, help="digits, the teacher's data (the default; nothing else is valid)"),
@@ -24,8 +24,10 @@ OPTIONS = (
         default="codi",
         help="codi: adapter + UNet trained; pe-codi: adapter only; controlnet: plain diffusion loss",
     ),
-    Option("--grid-size", type=int, default=20, help="N, the consistency grid's number of intervals"),
-    Option("--t-max", type=int, default=T_MAX, help="the grid's top training timestep"),
+    Option("--grid-size", type=positive_int, default=20, help="N, the consistency grid's number of intervals"),
+    Option(
+        "--t-max", type=positive_int, default=T_MAX, help="the grid's top training timestep (below the teacher's T)"
+    ),
     Option(
         "--ode-solver",
         choices=ODE_SOLVERS,

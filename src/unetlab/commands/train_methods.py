@@ -63,6 +63,12 @@ def image_task(args: argparse.Namespace):
     own = {o.dest: getattr(args, o.dest) for o in METHODS[args.method].options}
     task = make_task(args.method, args.data, seed=args.seed, **own)
     if getattr(args, "sample_steps", None) is not None:
+        steps = task.scheduler.config.num_train_timesteps
+        if args.sample_steps > steps:
+            raise ValueError(
+                f"sample-steps: {args.sample_steps} DDIM steps exceed the {steps} training timesteps; "
+                f"expected 1 to {steps}"
+            )
         task.sample_steps = args.sample_steps
     return task
 

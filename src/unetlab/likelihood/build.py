@@ -55,6 +55,11 @@ class LikelihoodConfig:
         for name in ("in_channels", "channels", "blocks", "encoder_channels", "encoder_blocks"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name}: {getattr(self, name)!r} must be a positive int")
+        for name in ("channels", "encoder_channels"):
+            if getattr(self, name) % 2:
+                raise ValueError(
+                    f"{name}: {getattr(self, name)} must be even (the time embedding has that many sin/cos features)"
+                )
         ns = self.fourier_exponents = tuple(self.fourier_exponents)
         if len(set(ns)) != len(ns) or not all(isinstance(n, int) and 0 <= n <= 16 for n in ns):
             raise ValueError(

@@ -4,6 +4,7 @@ trained jointly on the latents of a frozen `AutoencoderKL`, with caption dropout
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -135,6 +136,15 @@ def make_scenes_task(
         raise FileNotFoundError(
             f"vae: {vae_path} is not an AutoencoderKL folder (config.json and weights; "
             "e.g. <run>/checkpoint-N/pipeline of `unetlab train autoencoder`)"
+        )
+    try:
+        saved = json.loads((path / "config.json").read_text()).get("_class_name")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
+        raise ValueError(f"vae: {path / 'config.json'} is not a JSON object ({err})") from None
+    if saved != "AutoencoderKL":
+        raise ValueError(
+            f"vae: {vae_path} holds a {saved}, not an AutoencoderKL (e.g. <run>/checkpoint-N/pipeline of "
+            "`unetlab train autoencoder`)"
         )
     vae = AutoencoderKL.from_pretrained(path)
     tokenizer = grammar_tokenizer(scenes.vocabulary(), model_max_length=32)
