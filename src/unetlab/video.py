@@ -5,17 +5,21 @@ independently or with anchor attention (Fairy, Wu et al. 2024: anchors first, th
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageSequence
+from diffusers import DiffusionPipeline
+from PIL import Image, ImageSequence, UnidentifiedImageError
 
 from .accel.anchor_attention import anchor_attention
 from .atomic import write
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+FPS_RANGE = (0.0016, 100.0)  # a GIF frame lasts 1 to 65535 hundredths of a second
+GIF_SIDE = 65535  # the largest GIF width and height
 
 
 def _to_tensor(images: list[Image.Image]) -> torch.Tensor:
@@ -46,7 +50,18 @@ def check_frames(frames, name: str = "frames") -> torch.Tensor:
         raise ValueError(f"{name}: the video is empty (0 frames); give at least one frame")
     if not frames.is_floating_point() or frames.min() < 0 or frames.max() > 1:
         raise ValueError(f"{name}: expected float values in [0, 1]")
+    if not frames.isfinite().all():
+        raise ValueError(f"{name}: {int((~frames.isfinite()).sum())} values are NaN; expected float values in [0, 1]")
     return frames
+
+
+def _read(path: Path) -> list[Image.Image]:
+    """The frames of image or GIF file `path` in RGB; a one-line error naming it when PIL cannot read it."""
+    try:
+        with Image.open(path) as im:
+            return [f.convert("RGB") for f in ImageSequence.Iterator(im)]
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"input: {path} is not an image or GIF that PIL can read ({err})") from None
 
 
 def read_frames(source) -> torch.Tensor:
@@ -60,14 +75,9 @@ def read_frames(source) -> torch.Tensor:
                 raise ValueError(
                     f"input: the folder {path} holds no image ({', '.join(IMAGE_SUFFIXES)}); the video is empty"
                 )
-            images = []
-            for p in files:
-                with Image.open(p) as im:
-                    images.append(im.convert("RGB"))
-            return check_frames(images, "input")
+            return check_frames([_read(p)[0] for p in files], "input")
         if path.is_file():
-            with Image.open(path) as im:
-                return check_frames([f.convert("RGB") for f in ImageSequence.Iterator(im)], "input")
+            return check_frames(_read(path), "input")
         raise FileNotFoundError(f"input: {path} is neither a folder of images nor an image/GIF file")
     return check_frames(source)
 
@@ -78,14 +88,30 @@ def to_images(frames: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(a) for a in arr]
 
 
+def check_gif(fps: float, scale: int, height: int, width: int) -> None:
+    """One-line errors unless a GIF of `height` x `width` frames at `fps`, enlarged `scale` times, can be written."""
+    low, high = FPS_RANGE
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not low <= fps <= high:
+        raise ValueError(
+            f"fps: expected a frame rate from {low} to {high:g} (a GIF frame lasts 1/100 s to 655 s), got {fps!r}"
+        )
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale: expected an int >= 1, got {scale!r}")
+    if max(height, width) * scale > GIF_SIDE:
+        raise ValueError(
+            f"scale: {scale} makes {width * scale}x{height * scale} frames; a GIF is at most {GIF_SIDE} pixels a side "
+            f"(expected 1 to {GIF_SIDE // max(height, width)})"
+        )
+
+
 def write_frames(frames: torch.Tensor, out: str | Path, fps: float = 8.0, scale: int = 1) -> Path:
     """Write frame_0000.png ... and video.gif (each frame `scale` x larger, nearest) into the new folder `out`,
     atomically: the folder appears complete or not at all; an existing non-empty `out` is an error."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"out: {out} already exists and is not an empty folder")
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-        raise ValueError(f"scale: expected an int >= 1, got {scale!r}")
+    frames = check_frames(frames)
+    check_gif(fps, scale, *frames.shape[-2:])
     images = [im.resize((im.width * scale, im.height * scale), Image.NEAREST) for im in to_images(frames)]
 
     def fill(tmp: Path) -> None:
@@ -95,6 +121,24 @@ def write_frames(frames: torch.Tensor, out: str | Path, fps: float = 8.0, scale:
         images[0].save(tmp / "video.gif", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
 
     return write(out, fill)
+
+
+def check_editor(pipe, image_arg: str, arguments, name: str = "pipe") -> None:
+    """A one-line error naming `name` unless `pipe` takes keyword `image_arg` and every one of `arguments` (a
+    diffusers pipeline's `**kwargs` do not count: they only catch deprecated arguments, and would drop the frames)."""
+    try:
+        params = inspect.signature(pipe.__call__).parameters
+    except (TypeError, ValueError, AttributeError):
+        raise TypeError(f"{name}: {type(pipe).__name__} is not a callable pipeline") from None
+    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if open_ended and not isinstance(pipe, DiffusionPipeline):
+        return
+    missing = [a for a in (image_arg, *arguments) if a not in params]
+    if missing:
+        raise ValueError(
+            f"{name}: {type(pipe).__name__} takes no {', '.join(missing)}; editing a video needs an image-editing "
+            f"pipeline called with {image_arg}=frames (SDEdit/img2img, e.g. shapes)"
+        )
 
 
 def _batches(indices: list[int], batch_size: int) -> list[list[int]]:
@@ -137,6 +181,8 @@ def edit_video(
     for key, value in extra.items():
         if len(value) != n:
             raise ValueError(f"frame_kwargs: {key} has {len(value)} entries for {n} frames")
+    given = [*(["prompt"] if prompt is not None else []), *pipe_kwargs, *extra, "output_type"]
+    check_editor(pipe, image_arg, given + (["generator"] if seed is not None else []))
     device = getattr(pipe, "_execution_device", frames.device)
 
     def run(idx: list[int]) -> torch.Tensor:

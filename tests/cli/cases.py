@@ -605,6 +605,28 @@ CASES = [
         "input: {tmp}/nope.gif is neither a folder",
     ),
     (
+        "video-model-not-an-editor",
+        _with(VIDEO, "--model", P),
+        2,
+        "--model {pipe}: DDIMPipeline takes no image, prompt, strength, guidance_scale; editing a video needs",
+    ),
+    (
+        "video-model-text-to-image",
+        _with(VIDEO, "--model", "mini-sd"),
+        2,
+        "--model mini-sd: StableDiffusionPipeline takes no image, strength",
+    ),
+    (
+        "video-input-not-an-image",
+        ["edit-video", "--input", "{tmp}/afile", "--prompt", "x", "--out", "{tmp}/out"],
+        2,
+        "input: {tmp}/afile is not an image or GIF that PIL can read",
+    ),
+    ("video-fps-tiny", _with(VIDEO, "--fps", "1e-9"), 2, "fps: expected a frame rate from 0.0016 to 100"),
+    ("video-fps-over-gif", _with(VIDEO, "--fps", "400"), 2, "fps: expected a frame rate from 0.0016 to 100"),
+    ("video-scale-over-gif", _with(VIDEO, "--scale", "100000"), 2, "a GIF is at most 65535 pixels a side"),
+    ("video-count-over-frames", _with(VIDEO, "--count", "10"), 2, "--count: 10 anchors for a 4-frame video"),
+    (
         "video-out-is-a-file",
         ["edit-video", "--input", "{tmp}/clip.gif", "--prompt", "x", "--out", "{tmp}/afile"],
         2,

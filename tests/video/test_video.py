@@ -155,3 +155,28 @@ def test_cli_edit_video_writes_frames_and_gif_and_fails_cleanly(tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("unetlab edit-video: error: anchors: index 7")
     assert not (tmp_path / "failed").exists()
+
+
+def test_library_misuse_names_the_argument(tmp_path):
+    from diffusers import DDIMPipeline, DDIMScheduler
+
+    from unetlab.testing import tiny_unet
+
+    (tmp_path / "not.gif").write_text("not an image")
+    frames = _blocks()
+    cases = [
+        (lambda: write_frames(frames, tmp_path / "a", fps=0), r"fps: expected a frame rate from 0.0016 to 100"),
+        (lambda: write_frames(frames, tmp_path / "a", fps=float("nan")), "fps: expected a frame rate"),
+        (lambda: write_frames(frames, tmp_path / "a", scale=6000), "scale: 6000 makes 72000x72000 frames"),
+        (lambda: read_frames(tmp_path / "not.gif"), "input: .*not.gif is not an image or GIF that PIL can read"),
+        (lambda: read_frames(torch.full((1, 3, 4, 4), float("nan"))), "frames: 48 values are NaN"),
+        (
+            lambda: edit_video(DDIMPipeline(tiny_unet("ddpm"), DDIMScheduler()), frames, "a", strength=0.5),
+            "pipe: DDIMPipeline takes no image, prompt, strength; editing a video needs an image-editing pipeline",
+        ),
+    ]
+    for run, message in cases:
+        with pytest.raises(ValueError, match=message) as err:
+            run()
+        assert "\n" not in str(err.value)
+    assert list(tmp_path.iterdir()) == [tmp_path / "not.gif"]  # nothing written

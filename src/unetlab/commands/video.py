@@ -54,7 +54,7 @@ def run(args) -> int:
 
     from unetlab.accel.anchor_attention import AnchorAttentionConfig
     from unetlab.models import load
-    from unetlab.video import edit_video, read_frames, write_frames
+    from unetlab.video import check_editor, check_gif, edit_video, read_frames, write_frames
 
     if args.strength > 1:
         raise ValueError(f"--strength: {args.strength} must be in (0, 1]")
@@ -62,11 +62,16 @@ def run(args) -> int:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"--out: {out} already exists and is not an empty folder")
     frames = read_frames(args.input)
+    check_gif(args.fps, args.scale, *frames.shape[-2:])
+    if args.count is not None and args.count > len(frames):
+        raise ValueError(f"--count: {args.count} anchors for a {len(frames)}-frame video; expected 1 to {len(frames)}")
     prompt = args.prompt[0] if len(args.prompt) == 1 else args.prompt
     count = None if args.independent or args.anchors or args.stride else (3 if args.count is None else args.count)
     if not args.independent:  # check the anchors against the video before loading the model
         AnchorAttentionConfig(anchors=args.anchors, stride=args.stride, count=count).indices(len(frames))
     pipe = load(args.model)
+    call = ("prompt", "strength", "num_inference_steps", "guidance_scale", "generator", "output_type")
+    check_editor(pipe, "image", call, name=f"--model {args.model}")
     with tqdm(total=len(frames), desc="edit-video", unit="frame") as bar:
         edited = edit_video(
             pipe,
