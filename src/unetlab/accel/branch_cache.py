@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..unet.partial import deep_layer_modules, deep_modules, num_levels, num_up_layers
+from ..unet.support import UnsupportedUNetError
 from .config import AccelConfig
 from .deep_reuse import DeepReuse
 from .forecast import order
@@ -77,6 +78,7 @@ class BranchCacheConfig(AccelConfig):
     def deep(self, unet) -> list:
         """The deep path this config reuses on `unet`; a one-line error when `branch` does not fit it."""
         if self.granularity == "layer":
+            check_layered(unet)
             n = num_up_layers(unet)
             if self.branch > n - 2:
                 raise ValueError(f"branch: expected 0 to {n - 2} for this UNet's {n} up layers, got {self.branch}")
@@ -88,6 +90,18 @@ class BranchCacheConfig(AccelConfig):
 
     def apply_to(self, target) -> BranchCache:
         return BranchCache(target, self)
+
+
+def check_layered(unet) -> None:
+    """Raise unless `unet`'s blocks are made of layers (resnets, and downsamplers in the down blocks)."""
+    num_levels(unet)
+    parts = [(b, ("resnets", "downsamplers")) for b in unet.down_blocks] + [(b, ("resnets",)) for b in unet.up_blocks]
+    for block, names in parts:
+        if not all(hasattr(block, name) for name in names):
+            raise UnsupportedUNetError(
+                f"granularity: 'layer' needs blocks of resnets and downsamplers (UNet2DModel, UNet2DConditionModel); "
+                f"{type(unet).__name__}'s {type(block).__name__} has none: use granularity='block'"
+            )
 
 
 class BranchCache(DeepReuse):
