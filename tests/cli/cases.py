@@ -53,6 +53,7 @@ BENCH = [
     "--quick",
 ]
 QUALITY = ["eval", "quality", "digits"]
+CODI_EVAL = ["eval", "codi", "--task", "sr4", "--run", "a=digits-sr4-codi", "--limit", "2", "--out", "{tmp}/out"]
 CODI = ["train", "codi", "--out", "{tmp}/out", "--steps", "1", "--no-progress"]
 VIDEO = ["edit-video", "--input", "{tmp}/clip.gif", "--prompt", "a red circle", "--out", "{tmp}/out"]
 TRACE = ["analyze", "trace", "--model", "tiny:ddpm", "--out", "{tmp}/out", "--steps", "2", "--seeds", "1"]
@@ -364,6 +365,28 @@ CASES = [
         ["eval", "classifier", "digits", "--out", "{run}", "--resume", "--steps", "1"],
         2,
         "resume: {run} holds a `unetlab train ddpm` run, not `unetlab eval classifier`",
+    ),
+    # eval codi
+    ("codi-eval-limit-0", [*CODI_EVAL, "--limit", "0"], 2, "argument --limit: expected an integer >= 1, got '0'"),
+    ("codi-eval-batch-0", [*CODI_EVAL, "--batch-size", "0"], 2, "argument --batch-size: expected an integer >= 1"),
+    ("codi-eval-steps-0", [*CODI_EVAL, "--steps", "0"], 2, "steps: '0' is not a comma-separated list of integers >= 1"),
+    (
+        "codi-eval-steps-over-grid",
+        [*CODI_EVAL, "--steps", "500"],
+        2,
+        "steps: 500 for a=digits-sr4-codi, whose consistency sampler takes 1 to 20",
+    ),
+    (
+        "codi-eval-not-codi",
+        [*CODI_EVAL[:5], "a=" + P, *CODI_EVAL[6:]],
+        2,
+        "run: a={pipe} holds a DDIMPipeline, not a CoDiPipeline",
+    ),
+    (
+        "codi-eval-other-task",
+        ["eval", "codi", "--task", "inpaint", *CODI_EVAL[4:]],
+        2,
+        "run: a=digits-sr4-codi takes 1-channel 4x4 conditions; --task inpaint on the 16x16 digits gives 2-channel",
     ),
     # eval bpd
     ("bpd-run-missing", ["eval", "bpd", "{tmp}/nope"], 2, "run: {tmp}/nope is neither a saved VDM/DiffEnc model"),

@@ -12,6 +12,8 @@ import json
 import re
 from pathlib import Path
 
+from .args import positive_int
+
 HARDWARE = "2-core shared CPU, 1 torch thread"
 
 
@@ -33,18 +35,18 @@ def register_eval(sub) -> None:
     p.add_argument("--steps", default="1,2,4", help="steps of consistency-sampled models")
     p.add_argument("--ddim-steps", default="4,20,50,250", help="steps of DDIM-sampled models (ControlNet baseline)")
     p.add_argument("--seeds", default="0,1,2", help="sampling seeds (mean ± standard error over them)")
-    p.add_argument("--limit", type=int, default=None, help="first N test images (default: all 359)")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--limit", type=positive_int, default=None, help="first N test images (default: all 359)")
+    p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--bilinear", action="store_true", help="sr4: add bilinear upsampling of the condition as a row")
-    p.add_argument("--grid-examples", type=int, default=8)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--grid-examples", type=positive_int, default=8)
+    p.add_argument("--threads", type=positive_int, default=None)
     p.add_argument("--out", required=True, help="folder for rows/, <task>.md, <task>.json, <task>-grid.png")
     p.set_defaults(func=run_eval)
 
 
-def _ints(text: str, name: str) -> list[int]:
-    if not re.fullmatch(r"\d+(,\d+)*", text):
-        raise ValueError(f"{name}: {text!r} is not a comma-separated list of integers, e.g. 1,2,4")
+def _ints(text: str, name: str, low: int = 0) -> list[int]:
+    if not re.fullmatch(r"\d+(,\d+)*", text) or min(int(v) for v in text.split(",")) < low:
+        raise ValueError(f"{name}: {text!r} is not a comma-separated list of integers >= {low}, e.g. 1,2,4")
     return [int(v) for v in text.split(",")]
 
 
@@ -53,7 +55,28 @@ def _parse_run(spec: str) -> tuple[str, str, list[int] | None]:
         raise ValueError(f"run: {spec!r} is not LABEL=PATH[@STEPS]")
     label, rest = spec.split("=", 1)
     path, _, steps = rest.partition("@")
-    return label, path, _ints(steps, "run steps") if steps else None
+    return label, path, _ints(steps, "run steps", 1) if steps else None
+
+
+def _check_model(pipe, run: str, task: str, channels: int, size: int, steps: list[int]) -> None:
+    """One-line errors naming `run` when `pipe` is no CoDi model of `task` on these images or cannot take `steps`."""
+    from ..codi import CoDiPipeline
+    from ..codi.degrade import condition_shape
+
+    if not isinstance(pipe, CoDiPipeline):
+        raise ValueError(
+            f"run: {run} holds a {type(pipe).__name__}, not a CoDiPipeline (give a `unetlab train codi` run, its "
+            "pipeline folder or a shipped CoDi name such as digits-sr4-codi)"
+        )
+    want, cfg = condition_shape(task, channels, size), pipe.adapter.config
+    if (cfg.condition_channels, cfg.condition_size) != want:
+        raise ValueError(
+            f"run: {run} takes {cfg.condition_channels}-channel {cfg.condition_size}x{cfg.condition_size} conditions; "
+            f"--task {task} on the {size}x{size} digits gives {want[0]}-channel {want[1]}x{want[1]} (another task?)"
+        )
+    most = pipe.config.grid_size if pipe.config.sampler == "consistency" else pipe.scheduler.config.num_train_timesteps
+    if max(steps) > most:
+        raise ValueError(f"steps: {max(steps)} for {run}, whose {pipe.config.sampler} sampler takes 1 to {most}")
 
 
 def _pipeline_and_training(path: str):
@@ -89,6 +112,8 @@ def run_eval(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     seeds = _ints(args.seeds, "seeds")
     runs = [_parse_run(s) for s in args.run]
+    for text, name in ((args.steps, "steps"), (args.ddim_steps, "ddim-steps")):
+        _ints(text, name, 1)  # before any model loads
     if not runs and not args.bilinear:
         raise ValueError("run: give at least one --run LABEL=PATH (or --bilinear for sr4)")
     test = DigitsDataset("test", 16)
@@ -109,8 +134,10 @@ def run_eval(args: argparse.Namespace) -> int:
     for label, path, steps in runs:
         pipe, training = _pipeline_and_training(path)
         pipe.set_progress_bar_config(disable=True)
-        sampler = pipe.config.sampler
-        for step in steps or _ints(args.ddim_steps if sampler == "ddim" else args.steps, "steps"):
+        sampler = pipe.config.sampler if "sampler" in pipe.config else None
+        steps = steps or _ints(args.ddim_steps if sampler == "ddim" else args.steps, "steps", 1)
+        _check_model(pipe, f"{label}={path}", args.task, images.shape[1], images.shape[-1], steps)
+        for step in steps:
             stem = out / "rows" / f"{args.task}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)}-{step}"
             key = {"label": label, "path": path, "steps": step, "seeds": seeds, "n": n}
             if stem.with_suffix(".json").is_file() and json.loads(stem.with_suffix(".json").read_text())["key"] == key:
