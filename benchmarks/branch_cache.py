@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 import unetlab
 from unetlab.accel import peers
-from unetlab.eval.bench_workload import sd15_random_pipeline
+from unetlab.bench.workload import sd15_random_pipeline
 from unetlab.unet import count_flops
 
 # name -> (apply(pipe) -> context manager, period P: one full UNet step then P - 1 cheap steps, repeated)

@@ -28,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 import unetlab
-from unetlab.eval.bench_workload import sd15_random_pipeline
+from unetlab.bench.workload import sd15_random_pipeline
 from unetlab.schedules import resolve
 from unetlab.unet import count_flops, decode, encode
 

@@ -9,10 +9,10 @@ import argparse
 
 import torch
 
-from unetlab.eval.bench import bench
-from unetlab.eval.bench_workload import sd15_workload
+from unetlab.bench import bench
+from unetlab.bench.workload import sd15_workload
 
-PAIRS = {  # copying row -> its forecast rows (names of `unetlab.eval.bench_methods.default_methods`)
+PAIRS = {  # copying row -> its forecast rows (names of `unetlab.bench.rows.specs`)
     "branch cache N=3 layer": ("taylor1", "taylor2"),
     "branch cache N=5 layer": ("taylor1", "taylor2"),
     "branch cache N=2 B=0": ("taylor1",),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from unetlab.eval.mini_sd import measure_model
+from unetlab.bench.quality import measure_model
 
 SHOWN = (
     "all_correct",

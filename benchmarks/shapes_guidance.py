@@ -15,9 +15,9 @@ import torch
 from diffusers import DDIMScheduler
 
 import unetlab
+from unetlab.bench.quality import sample
 from unetlab.data.shapes import heldout_captions
 from unetlab.eval import accuracy
-from unetlab.eval.quality import sample
 
 VARIANTS = (
     "clipped x0, noise re-derived (pipeline default)",

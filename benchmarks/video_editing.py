@@ -29,9 +29,9 @@ import torch
 from tqdm import tqdm
 
 import unetlab
+from unetlab.bench.measure import peak_memory
 from unetlab.data.shapes import ATTRIBUTES
 from unetlab.data.videos import synthetic_clips
-from unetlab.eval.bench_measure import peak_memory
 from unetlab.eval.classifier import load_classifier
 from unetlab.metrics import compensated_error, flicker
 from unetlab.video import edit_video

@@ -11,8 +11,8 @@ import shutil
 from pathlib import Path
 
 from unetlab.atomic import write
+from unetlab.bench.quality import BARS
 from unetlab.checkpoint import latest
-from unetlab.eval.quality import BARS
 from unetlab.models.registry import weights_path
 
 _DIGITS = (

@@ -1,7 +1,5 @@
 """unetlab: measure, accelerate and train around the UNet inside diffusion models."""
 
-__version__ = "0.1.0"
-
 from . import (
     analysis,
     video,
@@ -16,6 +14,7 @@ from .errors import StackingError, UnsupportedError
 from .models import load
 from .recipes import accelerate
 from .unet import anatomy, decode, encode
+from .version import __version__
 
 __all__ = [
     "__version__",

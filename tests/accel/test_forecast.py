@@ -248,18 +248,20 @@ def test_encoder_propagation_then_branch_caching_both_forecasting(sd):
 
 # ------------------------------------------------------------------ bench rows
 def test_bench_has_forecast_rows_next_to_the_copying_ones(sd):
-    from unetlab.eval.bench_methods import default_methods
+    from unetlab.bench.rows import default_rows
+
+    def reuse(row):
+        configs = row.recipe.accelerators if row.recipe else ()
+        return getattr(configs[0], "reuse", "copy") if configs else "copy"
 
     pipe, _ = sd
-    full = {m.name: m for m in default_methods(50)}
-    forecast = [m for m in full.values() if m.config.get("reuse", "copy") != "copy"]
-    assert {m.family for m in forecast} == {"branch-cache", "clockwork", "encoder-propagation"}
-    for m in forecast:
-        copy_name = m.name.rsplit(" ", 1)[0]
-        assert copy_name in full and full[copy_name].config.get("reuse", "copy") == "copy", m.name
-        handles = m.apply(pipe)
-        assert [h.config.reuse for h in handles] == [m.config["reuse"]]
-        for h in handles:
-            h.remove()
-    quick = [m.name for m in default_methods(50, quick=True) if m.config.get("reuse", "copy") != "copy"]
+    full = {r.name: r for r in default_rows(pipe.unet, 50)}
+    forecast = [r for r in full.values() if reuse(r) != "copy"]
+    assert {r.family for r in forecast} == {"branch-cache", "clockwork", "encoder-propagation"}
+    for r in forecast:
+        copy_name = r.name.rsplit(" ", 1)[0]
+        assert copy_name in full and reuse(full[copy_name]) == "copy", r.name
+        with unetlab.accelerate(pipe, r.recipe) as h:
+            assert [a.config.reuse for a in h.handles] == [reuse(r)]
+    quick = [r.name for r in default_rows(pipe.unet, 50, quick=True) if reuse(r) != "copy"]
     assert quick == ["branch cache N=3 layer taylor1"]  # the main job's one forecast row: DeepCache's setting

@@ -446,21 +446,22 @@ def test_stacks_remove_in_either_order():
 # ------------------------------------------------------------------ the bench and the tuner
 def test_the_bench_has_its_rows_and_the_tuner_searches_it():
     from unetlab.accel import BranchCacheConfig
-    from unetlab.eval.bench_methods import default_methods
-    from unetlab.recipes import Recipe, accelerate, space
+    from unetlab.bench import space
+    from unetlab.bench.rows import default_rows
+    from unetlab.recipes import Recipe, accelerate
 
     pipe, kw, _ = build("sd")
-    rows = {m.name: m for m in default_methods(50, quick=True)}
+    rows = {r.name: r for r in default_rows(pipe.unet, 50, quick=True)}
     for name, kinds in (
         ("guidance reuse N=2", ["guidance_reuse"]),
         ("branch cache N=2 B=0 + guidance reuse N=2", ["branch_cache", "guidance_reuse"]),
     ):
-        handles = rows[name].apply(pipe)
-        assert [h.kind for h in handles] == kinds and rows[name].config.get("reuse", "copy") == "copy"
-        run(pipe, kw)
-        assert any(not full for _, full in handles[-1].calls)
-        for h in reversed(handles):
-            h.remove()
+        recipe = rows[name].recipe
+        assert all(getattr(c, "reuse", "copy") == "copy" for c in recipe.accelerators)
+        with accelerate(pipe, Recipe(STEPS, recipe.scheduler, recipe.accelerators)) as h:
+            assert [a.kind for a in h.handles] == kinds
+            run(pipe, kw)
+            assert any(not full for _, full in h.handles[-1].calls)
     assert untouched(pipe)
 
     assert space.guided(pipe.unet, 5.0) and space.guided(pipe.unet, None)

@@ -7,6 +7,7 @@ import torch
 
 import unetlab
 from unetlab.accel.peers import (
+    DeepCacheConfig,
     UnsupportedPeerError,
     check_deepcache,
     check_tome,
@@ -52,7 +53,7 @@ def test_deepcache_acts_and_removal_restores(guidance):
         with pytest.raises(RuntimeError, match="deepcache: already applied"):
             deepcache(pipe)  # the helper itself would wrap its own wrappers
         cached = _run(pipe, guidance)
-        assert h.config == dict(interval=3, branch=0)
+        assert h.config == DeepCacheConfig(interval=3, branch=0)
     assert (cached - base).abs().max() > 1e-3
     assert torch.equal(_run(pipe, guidance), base)
     assert _state(pipe.unet) == before
@@ -79,7 +80,7 @@ def test_tome_acts_and_removal_restores():
     with tome(pipe, ratio=0.5) as h:
         merged, again = _run(pipe), _run(pipe)
         assert type(pipe.unet.down_blocks[0].attentions[0].transformer_blocks[0]).__name__ == "ToMeBlock"
-        assert h.config["ratio"] == 0.5
+        assert h.config.ratio == 0.5
     assert torch.equal(merged, again)  # tomesd's random draws are reseeded at every call
     assert (merged - base).abs().max() > 1e-3
     assert torch.equal(_run(pipe), base)
@@ -229,17 +230,15 @@ def test_tgate_is_refused_outside_stable_diffusion_pipelines():
 def test_the_tgate_control_row_drops_guidance_at_the_gate_step_without_caching():
     """The bench's control row for T-GATE runs the whole guidance batch before the gate step and the conditional
     rows alone from it on, every step full (nothing cached)."""
-    from unetlab.eval.bench_methods import default_methods
+    from unetlab.bench.rows import default_rows
 
-    rows = {m.family: m for m in default_methods(STEPS, quick=True) if m.family == "tgate"}
-    gate = rows["tgate"].config["gate_step"]
-    control = next(m for m in default_methods(STEPS, quick=True) if "T-GATE's control" in m.name)
     pipe = tiny_sd_pipeline()
-    handles = control.apply(pipe)
-    _run(pipe)
-    calls = handles[0].calls
-    for h in handles:
-        h.remove()
+    rows = default_rows(pipe.unet, STEPS, quick=True)
+    gate = next(r for r in rows if r.family == "tgate").recipe.accelerators[0].gate_step
+    control = next(r for r in rows if "T-GATE's control" in r.name)
+    with unetlab.accelerate(pipe, control.recipe) as h:
+        _run(pipe)
+        calls = h.handles[0].calls
     assert [full for _, full in calls] == [s < gate for s in range(STEPS)]
 
 
@@ -253,7 +252,7 @@ def test_tome_reaches_the_first_level_with_attention():
     assert type(sdxl.down_blocks[0]).__name__ == "DownBlock2D" and _first_attention_downsample(sdxl) == 2
     assert _first_attention_downsample(sd) == 1
     with tome(sdxl) as h:
-        assert h.config["max_downsample"] == 2
+        assert h.config.max_downsample == 2
 
 
 @pytest.mark.parametrize("kind", list(PEERS))

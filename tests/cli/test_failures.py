@@ -99,7 +99,7 @@ def test_bad_input_from_the_shell_exits_2_without_traceback(tmp_path):
 
 
 def test_library_calls_refuse_zero_instead_of_substituting_a_default():
-    from unetlab.eval.quality import measure_quality
+    from unetlab.bench.quality import measure_quality
     from unetlab.train.tasks import make_task
 
     with pytest.raises(ValueError, match="num_samples: expected a positive integer, got 0"):

@@ -3,8 +3,8 @@
 import pytest
 from test_bad_input import _tree
 
+from unetlab.bench.budget import lpips_available
 from unetlab.cli import main
-from unetlab.recipes.budget import lpips_available
 
 TUNE = ["tune", "--model", "{pipe}", "--budget", "psnr>=35", "--out", "{tmp}/r.json", "--no-progress"]
 

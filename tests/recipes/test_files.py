@@ -9,10 +9,9 @@ import torch
 
 import unetlab
 from unetlab.accel import BlockSkipPlan, BranchCacheConfig, SkipWindow, load_config
+from unetlab.bench.state import State
 from unetlab.models.registry import weights_path
-from unetlab.recipes import Recipe
-from unetlab.recipes.recipe import as_recipe
-from unetlab.recipes.state import State
+from unetlab.recipes import Recipe, as_recipe
 from unetlab.testing import tiny_sd_pipeline
 
 RECIPE = Recipe(4, "DDIMScheduler", (BranchCacheConfig(interval=2),), {"model": "shapes"})

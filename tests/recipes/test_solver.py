@@ -10,7 +10,8 @@ from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DPMSolverMultis
 
 import unetlab
 from unetlab.accel import BranchCacheConfig, EncoderPropagationConfig, GuidanceReuseConfig
-from unetlab.recipes import Recipe, space
+from unetlab.bench import space
+from unetlab.recipes import Recipe
 from unetlab.recipes.presets import FAMILIES, names, preset
 from unetlab.recipes.solver import Solver, check_name, parse_baseline, probe, resolve
 from unetlab.testing import tiny_sd_pipeline, tiny_unet

@@ -9,7 +9,7 @@ from .clockwork_adaptor import ClockworkAdaptor
 from .config import AccelConfig, apply, load_config
 from .encoder_propagation import EncoderPropagation, EncoderPropagationConfig, encoder_propagation
 from .guidance_reuse import GuidanceReuseConfig, guidance_reuse
-from .peers import UnsupportedPeerError
+from .peers import DeepCacheConfig, PABConfig, TaylorSeerConfig, TGateConfig, ToMeConfig, UnsupportedPeerError
 from .stacking import COMPOSE
 
 __all__ = [
@@ -21,10 +21,15 @@ __all__ = [
     "COMPOSE",
     "ClockworkAdaptor",
     "ClockworkConfig",
+    "DeepCacheConfig",
     "EncoderPropagation",
     "EncoderPropagationConfig",
     "GuidanceReuseConfig",
+    "PABConfig",
     "SkipWindow",
+    "TGateConfig",
+    "TaylorSeerConfig",
+    "ToMeConfig",
     "UnsupportedPeerError",
     "anchor_attention",
     "apply",

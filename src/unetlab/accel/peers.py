@@ -1,5 +1,7 @@
 """The peers as published — DeepCache (PyPI `DeepCache`), ToMe for SD (`tomesd`), T-GATE (`tgate`), and diffusers'
-own Pyramid Attention Broadcast and TaylorSeer cache hooks — behind handles.
+own Pyramid Attention Broadcast and TaylorSeer cache hooks — behind handles, each with its config
+(`DeepCacheConfig`, `ToMeConfig`, `TGateConfig`, `PABConfig`, `TaylorSeerConfig`), so that a peer is an
+accelerator of a recipe like the others.
 
 The adapters add no method of their own: they check that the package is installed and that it can
 handle the pipeline (raising `UnsupportedPeerError` with the reason otherwise, so that a benchmark can
@@ -11,11 +13,13 @@ on `.remove()` so that the pipeline computes exactly what it did before. Install
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass, fields, replace
 
 import torch
 
 from ..errors import UnsupportedError
 from ..patching import StepClock, resolve
+from .config import AccelConfig
 from .handle import Handle
 
 
@@ -40,13 +44,114 @@ class _Undo:
 class PeerHandle(Handle):
     """Claims the UNet for a peer package (stacking rules included) and undoes its patch on `.remove()`."""
 
-    def __init__(self, unet, kind: str, config: dict):
-        self.kind = kind
+    def __init__(self, unet, config: AccelConfig):
+        self.kind = config.kind
         super().__init__(unet, config)
 
     def undo_with(self, fn) -> None:
         """Register what `.remove()` must call to undo the package's patch."""
         self._add(_Undo(fn))
+
+
+def _check_ints(cfg, low: dict, what: str = "") -> None:
+    """A one-line error naming the first field of `cfg` that is not an int >= its bound in `low`."""
+    for name, bound in low.items():
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < bound:
+            raise ValueError(f"{name}: expected an int >= {bound}{what}, got {value!r}")
+
+
+class _PeerConfig(AccelConfig):
+    """A peer's arguments; `apply_to` calls the adapter of its kind with them."""
+
+    def apply_to(self, target) -> PeerHandle:
+        return _ADAPTERS[self.kind](target, **{f.name: getattr(self, f.name) for f in fields(self)})
+
+
+@dataclass(frozen=True)
+class DeepCacheConfig(_PeerConfig):
+    """DeepCache's `cache_interval` (`interval`) and `cache_branch_id` (`branch`)."""
+
+    kind = "deepcache"
+    interval: int = 3
+    branch: int = 0
+
+    def __post_init__(self):
+        _check_ints(self, {"interval": 1})
+        _check_ints(self, {"branch": 0}, " (DeepCache's cache_branch_id)")
+
+
+@dataclass(frozen=True)
+class ToMeConfig(_PeerConfig):
+    """`tomesd.apply_patch`'s arguments (`max_downsample=None`: the first level with attention) and the seed of its
+    random draws."""
+
+    kind = "tome"
+    ratio: float = 0.5
+    max_downsample: int | None = None
+    sx: int = 2
+    sy: int = 2
+    use_rand: bool = True
+    merge_attn: bool = True
+    merge_crossattn: bool = False
+    merge_mlp: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        r, top = self.ratio, 1 - 1 / (self.sx * self.sy)
+        if not isinstance(r, (int, float)) or isinstance(r, bool) or not 0 <= r < top:
+            raise ValueError(f"ratio: expected a float in [0, {top}) for sx={self.sx}, sy={self.sy}, got {r!r}")
+        if self.max_downsample not in (None, 1, 2, 4, 8):
+            raise ValueError(
+                "max_downsample: expected 1, 2, 4, 8 or None (the first level with attention), got "
+                f"{self.max_downsample!r}"
+            )
+
+
+@dataclass(frozen=True)
+class TGateConfig(_PeerConfig):
+    """T-GATE's `gate_step`, `sp_interval`, `fi_interval` and `warm_up`."""
+
+    kind = "tgate"
+    gate_step: int = 10
+    sp_interval: int = 5
+    fi_interval: int = 1
+    warm_up: int = 2
+
+    def __post_init__(self):
+        _check_ints(self, {"gate_step": 0, "sp_interval": 1, "fi_interval": 1, "warm_up": 0}, " (T-GATE's argument)")
+
+
+@dataclass(frozen=True)
+class PABConfig(_PeerConfig):
+    """Pyramid Attention Broadcast: self-attention recomputed every `spatial` calls, cross-attention every `cross`,
+    inside `timestep_range`."""
+
+    kind = "pab"
+    spatial: int = 2
+    cross: int = 4
+    timestep_range: tuple = (100, 800)
+
+    def __post_init__(self):
+        _check_ints(self, {"spatial": 1, "cross": 1}, " (calls between recomputations)")
+        r = self.timestep_range
+        if not isinstance(r, (list, tuple)) or len(r) != 2 or not all(isinstance(t, (int, float)) for t in r):
+            raise ValueError(f"timestep_range: expected (low, high) timesteps, got {r!r}")
+        object.__setattr__(self, "timestep_range", tuple(r))
+
+
+@dataclass(frozen=True)
+class TaylorSeerConfig(_PeerConfig):
+    """TaylorSeer: full during the first `warm_up` steps and every `interval` steps, an order-`order` Taylor
+    forecast in between."""
+
+    kind = "taylorseer"
+    interval: int = 5
+    order: int = 1
+    warm_up: int = 3
+
+    def __post_init__(self):
+        _check_ints(self, {"interval": 1, "order": 1, "warm_up": 1})
 
 
 def check_deepcache(target, branch: int = 0) -> None:
@@ -69,14 +174,11 @@ def check_deepcache(target, branch: int = 0) -> None:
 def deepcache(target, interval: int = 3, branch: int = 0) -> PeerHandle:
     """DeepCache's own helper: `DeepCacheSDHelper(pipe).set_params(cache_interval, cache_branch_id)` then
     `.enable()`."""
-    if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
-        raise ValueError(f"interval: expected an int >= 1, got {interval!r}")
-    if isinstance(branch, bool) or not isinstance(branch, int) or branch < 0:
-        raise ValueError(f"branch: expected an int >= 0 (DeepCache's cache_branch_id), got {branch!r}")
+    config = DeepCacheConfig(interval, branch)
     check_deepcache(target, branch)
     helper_cls = _import("DeepCache", "DeepCache").DeepCacheSDHelper
     pipe, unet = resolve(target)
-    handle = PeerHandle(unet, "deepcache", dict(interval=interval, branch=branch))
+    handle = PeerHandle(unet, config)
     modules = list(unet.modules())
     had_forward = {id(m) for m in modules if "forward" in m.__dict__}
     helper = helper_cls(pipe=pipe)
@@ -138,19 +240,12 @@ def tome(
     """`tomesd.apply_patch` with its own arguments; `max_downsample=None` is the first level with attention (tomesd's
     default 1 merges nothing on SDXL, whose first level has none); its random draws use a generator seeded with
     `seed` at every pipeline call (tomesd would otherwise fork the global RNG)."""
-    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 <= ratio < 1 - 1 / (sx * sy):
-        raise ValueError(f"ratio: expected a float in [0, {1 - 1 / (sx * sy)}) for sx={sx}, sy={sy}, got {ratio!r}")
-    if max_downsample not in (None, 1, 2, 4, 8):
-        raise ValueError(
-            f"max_downsample: expected 1, 2, 4, 8 or None (the first level with attention), got {max_downsample!r}"
-        )
+    config = ToMeConfig(ratio, max_downsample, sx, sy, use_rand, merge_attn, merge_crossattn, merge_mlp, seed)
     check_tome(target)
     tomesd = _import("tomesd", "tomesd")
     pipe, unet = resolve(target)
     max_downsample = max_downsample or _first_attention_downsample(unet)
-    handle = PeerHandle(
-        unet, "tome", dict(ratio=ratio, max_downsample=max_downsample, sx=sx, sy=sy, use_rand=use_rand, seed=seed)
-    )
+    handle = PeerHandle(unet, replace(config, max_downsample=max_downsample))
     blocks = _transformer_blocks(unet)
     had = {
         name: {id(b) for b in blocks if name in b.__dict__}
@@ -226,18 +321,10 @@ def tgate(target, gate_step: int = 10, sp_interval: int = 5, fi_interval: int = 
     these arguments (cross-attention cached and guidance dropped from step `gate_step` on, self-attention cached
     every `sp_interval` / `fi_interval` steps before / after it); `.remove()` undoes the loader and its attention
     patches, which T-GATE itself leaves in place after a call."""
-    for name, value, low in (
-        ("gate_step", gate_step, 0),
-        ("sp_interval", sp_interval, 1),
-        ("fi_interval", fi_interval, 1),
-        ("warm_up", warm_up, 0),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name}: expected an int >= {low} (T-GATE's argument), got {value!r}")
+    config = TGateConfig(gate_step, sp_interval, fi_interval, warm_up)
     check_tgate(target)
     pipe, unet = resolve(target)
-    config = dict(gate_step=gate_step, sp_interval=sp_interval, fi_interval=fi_interval, warm_up=warm_up)
-    handle = PeerHandle(unet, "tgate", config)
+    handle = PeerHandle(unet, config)
     attention = [m for m in unet.modules() if type(m).__name__ == "Attention"]
     had = {name: {id(m) for m in attention if name in m.__dict__} for name in ("forward", "cache")}
     cls = type(pipe)
@@ -247,7 +334,7 @@ def tgate(target, gate_step: int = 10, sp_interval: int = 5, fi_interval: int = 
     def call(self, *args, **kwargs):
         if kwargs.get("guidance_scale", 7.5) <= 1:  # its own loop would fail unpacking a guidance batch of one
             raise UnsupportedPeerError("tgate: T-GATE's call needs classifier-free guidance (guidance_scale > 1)")
-        return run(*args, **{**config, **kwargs})
+        return run(*args, **{**{f.name: getattr(config, f.name) for f in fields(config)}, **kwargs})
 
     pipe.__class__ = type(cls.__name__, (cls,), {"__call__": call, "__module__": cls.__module__})
 
@@ -267,10 +354,11 @@ def _hooked(unet, hook: str) -> list[torch.nn.Module]:
     return [m for m in unet.modules() if hook in getattr(getattr(m, "_diffusers_hook", None), "hooks", {})]
 
 
-def _diffusers_hooks(pipe, unet, kind: str, hook: str, apply, on_start, config: dict) -> PeerHandle:
+def _diffusers_hooks(pipe, unet, hook: str, apply, on_start, config: AccelConfig) -> PeerHandle:
     """A diffusers cache hook applied by `apply()` to the UNet's modules, `on_start(modules)` at the start of every
     pipeline call; `.remove()` removes the hook and what its registry left on each module."""
-    handle = PeerHandle(unet, kind, config)
+    kind = config.kind
+    handle = PeerHandle(unet, config)
     modules = list(unet.modules())
     before = {id(m): set(m.__dict__) for m in modules}
     try:
@@ -318,9 +406,7 @@ def pab(target, spatial: int = 2, cross: int = 4, timestep_range: tuple = (100, 
     `spatial` calls and cross-attention every `cross` calls while the timestep is inside `timestep_range`, the
     broadcast output reused in between. What it needs to act on a UNet: `current_timestep_callback` (here the
     timestep of the step the scheduler is at) and its states reset at the start of every pipeline call."""
-    for name, value in (("spatial", spatial), ("cross", cross)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: expected an int >= 1 (calls between recomputations), got {value!r}")
+    config = PABConfig(spatial, cross, timestep_range)
     pipe, unet = _needs_pipeline(target, "pab")
     from diffusers import PyramidAttentionBroadcastConfig, apply_pyramid_attention_broadcast
 
@@ -333,19 +419,18 @@ def pab(target, spatial: int = 2, cross: int = 4, timestep_range: tuple = (100, 
     cfg = PyramidAttentionBroadcastConfig(
         spatial_attention_block_skip_range=spatial,
         cross_attention_block_skip_range=cross,
-        spatial_attention_timestep_skip_range=tuple(timestep_range),
-        cross_attention_timestep_skip_range=tuple(timestep_range),
+        spatial_attention_timestep_skip_range=config.timestep_range,
+        cross_attention_timestep_skip_range=config.timestep_range,
         current_timestep_callback=timestep,
     )
     try:
         handle = _diffusers_hooks(
             pipe,
             unet,
-            "pab",
             "pyramid_attention_broadcast",
             lambda: apply_pyramid_attention_broadcast(unet, cfg),
             _reset,
-            dict(spatial=spatial, cross=cross, timestep_range=list(timestep_range)),
+            config,
         )
     except Exception:
         clock_ref[0].remove()
@@ -365,9 +450,7 @@ def taylorseer(target, interval: int = 5, order: int = 1, warm_up: int = 3) -> P
     from its last computations in between. What it needs to act on a UNet: the module patterns (its defaults,
     `^transformer_blocks.*attn`, match nothing there), a cache context on every hook's state, and a reset at the
     start of every pipeline call; factors kept in float32."""
-    for name, value, low in (("interval", interval, 1), ("order", order, 1), ("warm_up", warm_up, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
+    config = TaylorSeerConfig(interval, order, warm_up)
     pipe, unet = _needs_pipeline(target, "taylorseer")
     import re
 
@@ -392,9 +475,11 @@ def taylorseer(target, interval: int = 5, order: int = 1, warm_up: int = 3) -> P
     return _diffusers_hooks(
         pipe,
         unet,
-        "taylorseer",
         "taylorseer_cache",
         lambda: apply_taylorseer_cache(unet, cfg) if names else None,
         start,
-        dict(interval=interval, order=order, warm_up=warm_up),
+        config,
     )
+
+
+_ADAPTERS = {"deepcache": deepcache, "tome": tome, "tgate": tgate, "pab": pab, "taylorseer": taylorseer}

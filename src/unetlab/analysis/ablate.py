@@ -206,7 +206,7 @@ def ablate(
         seeds=[int(s) for s in seeds],
         conds=[str(c) for c in sampler.conds],
         guidance_scale=guidance_scale,
-        model=_fingerprint(sampler.unet),
+        model=fingerprint(sampler.unet),
         quality_model=model_name,
     )
     baselines = map_chunks(sampler.run, chunks, accelerator)
@@ -236,7 +236,7 @@ def ablate(
     return AblationGrid(components, [list(w) for w in wins], replace, cells, baseline, meta)
 
 
-def _fingerprint(unet) -> str:
+def fingerprint(unet) -> str:
     """Class, config and a weight checksum, so that cached cells are reused only for the same model."""
     with torch.no_grad():
         checksum = sum(float(p.double().sum()) for p in unet.parameters())

@@ -51,8 +51,8 @@ def register(sub) -> None:
 def run(args) -> int:
     from accelerate import Accelerator
 
-    from unetlab.eval.bench import SHIPPED, bench
-    from unetlab.eval.bench_report import markdown
+    from unetlab.bench.harness import SHIPPED, bench
+    from unetlab.bench.report import markdown
 
     accelerator = Accelerator()
     result = bench(

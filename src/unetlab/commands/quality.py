@@ -61,7 +61,7 @@ def register_quality(sub) -> None:
 def run_quality(args: argparse.Namespace) -> int:
     import torch
 
-    from ..eval.quality import measure_quality
+    from ..bench.quality import measure_quality
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -69,7 +69,7 @@ def run_quality(args: argparse.Namespace) -> int:
     if kind not in KINDS:
         raise ValueError(f"--kind: give {', '.join(KINDS)} for the model at {args.model}")
     if kind == "mini-sd":
-        from ..eval.mini_sd import measure_model
+        from ..bench.quality import measure_model
 
         result = measure_model(
             args.model,

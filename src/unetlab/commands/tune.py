@@ -50,10 +50,10 @@ def run(args) -> int:
     import os
     from pathlib import Path
 
-    from unetlab.recipes.budget import parse_budget
-    from unetlab.recipes.report import front_table, plot
-    from unetlab.recipes.space import SOLVERS
-    from unetlab.recipes.tune import tune
+    from unetlab.bench.budget import parse_budget
+    from unetlab.bench.space import SOLVERS
+    from unetlab.bench.tune_report import front_table, plot
+    from unetlab.bench.tuner import tune
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError(

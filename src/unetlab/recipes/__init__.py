@@ -1,7 +1,8 @@
-"""Recipes (a step count, a scheduler and a stack of accelerator configs, as JSON), `accelerate(pipe, recipe)`,
-the shipped presets, and `tune`, the search for the fastest recipe within a quality budget."""
+"""The recipe format: a step count, a solver and a stack of accelerator configs, as JSON (`recipe.py`, `solver.py`),
+the shipped presets, and `accelerate(pipe, recipe)`; `unetlab.bench.tune` searches for one."""
 
 from .handle import RecipeHandle, accelerate
-from .recipe import Recipe, as_recipe
+from .presets import as_recipe
+from .recipe import Recipe
 
 __all__ = ["Recipe", "RecipeHandle", "accelerate", "as_recipe"]

@@ -19,7 +19,8 @@ from ..accel.config import apply
 from ..accel.handle import Handle, uncompiled
 from ..errors import StackingError
 from ..patching import claims, resolve
-from .recipe import Recipe, as_recipe
+from .presets import as_recipe
+from .recipe import Recipe
 from .solver import SchedulerSwap
 
 

@@ -1,4 +1,5 @@
-"""Recipes shipped with the package: `unetlab.accelerate(pipe, "fast")` without tuning.
+"""Recipes shipped with the package: `unetlab.accelerate(pipe, "fast")` without tuning; `as_recipe`, a recipe from
+any of the forms `accelerate` takes.
 
 Each family has a file `presets/<family>.json` holding named recipes ("fast", "balanced"). A bare name picks the
 family from the UNet's architecture (`family(unet)`):
@@ -15,6 +16,7 @@ weights of those sizes ship, so their quality is untested (their `tuned_on` says
 from __future__ import annotations
 
 import json
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -87,3 +89,18 @@ def preset(name: str, unet=None) -> Recipe:
             f"recipe: {name!r} is neither a JSON file nor a preset; presets for {fam}: {', '.join(sorted(table))}"
         )
     return Recipe.from_dict(table[short])
+
+
+def as_recipe(source, unet=None) -> Recipe:
+    """A `Recipe` from a recipe, its dict, a JSON path, or a preset name (`presets.PRESETS`, picked for `unet`)."""
+    if isinstance(source, Recipe):
+        return source
+    if isinstance(source, dict):
+        return Recipe.from_dict(source)
+    if isinstance(source, os.PathLike) or (
+        isinstance(source, str) and (source.endswith(".json") or Path(source).is_file())
+    ):
+        return Recipe.load(source)
+    if isinstance(source, str):
+        return preset(source, unet)
+    raise TypeError(f"recipe: expected a Recipe, dict, JSON path or preset name, got {type(source).__name__}")

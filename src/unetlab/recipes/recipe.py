@@ -15,7 +15,6 @@ Every check names the field it refuses, in one line.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,20 +125,3 @@ class Recipe:
     @classmethod
     def load(cls, path) -> Recipe:
         return in_file(cls.from_dict, path, "recipe")
-
-
-def as_recipe(source, unet=None) -> Recipe:
-    """A `Recipe` from a recipe, its dict, a JSON path, or a preset name (`presets.PRESETS`, picked for `unet`)."""
-    if isinstance(source, Recipe):
-        return source
-    if isinstance(source, dict):
-        return Recipe.from_dict(source)
-    if isinstance(source, os.PathLike) or (
-        isinstance(source, str) and (source.endswith(".json") or Path(source).is_file())
-    ):
-        return Recipe.load(source)
-    if isinstance(source, str):
-        from .presets import preset
-
-        return preset(source, unet)
-    raise TypeError(f"recipe: expected a Recipe, dict, JSON path or preset name, got {type(source).__name__}")

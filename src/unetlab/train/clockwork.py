@@ -150,7 +150,7 @@ class Features:
 
 class ClockworkTask:
     """The adaptor of `pipe`'s UNet at `cfg.level`, distilled on the trajectories of `workload` (a
-    `bench_workload.Workload`: pipeline, prompts (image i of a call from seed s gets prompt (s + i) % len),
+    `eval.workload.Workload`: pipeline, prompts (image i of a call from seed s gets prompt (s + i) % len),
     guidance); the held-out evaluation set comes from `eval_workload` (default: `workload`) at other seeds."""
 
     def __init__(self, workload, cfg: ClockworkTaskConfig, eval_workload=None):
@@ -230,7 +230,7 @@ def make_task(model: str, cfg: ClockworkTaskConfig, prompts: list[str] | None = 
     evaluation), any other text-to-image pipeline from `prompts`."""
     import inspect
 
-    from ..eval.bench_workload import Workload
+    from ..eval.workload import Workload
     from ..models import ShapesPipeline, load
 
     pipe = load(model)

@@ -1,5 +1,6 @@
-"""Wall-clock speed-ups a user can trust on a busy machine: the one timing function of `unetlab bench` and
-`unetlab tune`.
+"""Wall-clock speed-ups a user can trust on a busy machine: `time_rounds`, the one timing function of
+`unetlab bench` and `unetlab tune`; each configuration is a `Recipe`, applied with `unetlab.accelerate` around
+its timed call.
 
 One untimed warm-up call per configuration (peak memory measured on the way), then `rounds` rounds (at least
 `MIN_ROUNDS`); round r times every configuration once, in the order rotated by r, so none is always first.
@@ -19,8 +20,8 @@ One untimed warm-up call per configuration (peak memory measured on the way), th
 
 from __future__ import annotations
 
-from .bench_measure import peak_memory, wall_time
-from .bench_methods import Method, applied
+from ..recipes import Recipe, accelerate
+from .measure import peak_memory, wall_time
 
 MIN_ROUNDS = 2
 SPREAD = 0.25
@@ -41,50 +42,53 @@ def disagrees(measured: float, expected: float | None) -> bool:
 
 def time_rounds(
     w,
-    methods: list[Method],
+    recipes: dict[str, Recipe],
     timing_images: int,
     rounds: int,
     seed: int,
     bar=None,
     expected: dict[str, float] | None = None,
 ) -> dict[str, dict]:
-    """Per configuration (`methods[0]` is the baseline): seconds per image and the wall speed-up over the baseline
-    from minimum times, the min-max of the paired per-round ratios, the rounds, their spread, whether it was
-    re-timed, and peak memory. `expected` maps names to predicted speed-ups (see the module docstring)."""
+    """Per configuration name (the first of `recipes` is the baseline): seconds per image and the wall speed-up over
+    the baseline from minimum times, the min-max of the paired per-round ratios, the rounds, their spread, whether
+    it was re-timed, and peak memory. `expected` maps names to predicted speed-ups (see the module docstring)."""
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < MIN_ROUNDS:
         raise ValueError(
             f"repeats: expected an integer >= {MIN_ROUNDS} (a minimum over one round is not robust), got {rounds!r}"
         )
     expected = expected or {}
-    base = methods[0].name
+    methods = list(recipes)
+    base = methods[0]
 
     def tick(k: int = 1) -> None:
         if bar is not None:
             bar.update(k)
 
-    def call(m: Method) -> float:
-        return applied(m, w.pipe, lambda: wall_time(lambda: w.generate(timing_images, m.steps, seed)))
+    def call(name: str) -> float:
+        recipe = recipes[name]
+        with accelerate(w.pipe, recipe):
+            return wall_time(lambda: w.generate(timing_images, recipe.num_inference_steps, seed))
 
     peak = {}
     for m in methods:
         with peak_memory() as mem:
             call(m)
-        peak[m.name] = mem["mb"]
+        peak[m] = mem["mb"]
         tick()
-    times = {m.name: [] for m in methods}
-    ratios = {m.name: [] for m in methods}
+    times: dict[str, list[float]] = {m: [] for m in methods}
+    ratios: dict[str, list[float]] = {m: [] for m in methods}
     retimed = dict.fromkeys(times, 0)
 
-    def run(subset: list[Method]) -> None:
+    def run(subset: list[str]) -> None:
         for r in range(rounds):
             k = r % len(subset)
             t = {}
             for m in subset[k:] + subset[:k]:
-                t[m.name] = call(m)
+                t[m] = call(m)
                 tick()
             for m in subset:
-                times[m.name].append(t[m.name])
-                ratios[m.name].append(t[base] / t[m.name])
+                times[m].append(t[m])
+                ratios[m].append(t[base] / t[m])
 
     def speedup(name: str) -> float:
         return min(times[base]) / min(times[name])
@@ -94,26 +98,26 @@ def time_rounds(
 
     run(methods)
     for _ in range(RETIMES):
-        todo = methods[1:] if spread(times[base], rounds) > SPREAD else [m for m in methods[1:] if suspect(m.name)]
+        todo = methods[1:] if spread(times[base], rounds) > SPREAD else [m for m in methods[1:] if suspect(m)]
         if not todo:
             break
         if bar is not None:
             bar.total += rounds * (1 + len(todo))
         for m in todo:
-            retimed[m.name] += 1
-        run([methods[0], *todo])
+            retimed[m] += 1
+        run([base, *todo])
     return {
-        m.name: {
-            "seconds_per_image": min(times[m.name]) / timing_images,
-            "speedup_wall": speedup(m.name),
-            "speedup_wall_min": min(ratios[m.name]),
-            "speedup_wall_max": max(ratios[m.name]),
-            "timing_rounds": len(times[m.name]),
-            "timing_spread": spread(times[m.name], rounds),
-            "timing_settled": spread(times[m.name], rounds) <= SPREAD,
-            "timing_retimed": retimed[m.name],
-            "timing_disagrees": disagrees(speedup(m.name), expected.get(m.name)),
-            "peak_mem_mb": peak[m.name],
+        m: {
+            "seconds_per_image": min(times[m]) / timing_images,
+            "speedup_wall": speedup(m),
+            "speedup_wall_min": min(ratios[m]),
+            "speedup_wall_max": max(ratios[m]),
+            "timing_rounds": len(times[m]),
+            "timing_spread": spread(times[m], rounds),
+            "timing_settled": spread(times[m], rounds) <= SPREAD,
+            "timing_retimed": retimed[m],
+            "timing_disagrees": disagrees(speedup(m), expected.get(m)),
+            "peak_mem_mb": peak[m],
         }
         for m in methods
     }

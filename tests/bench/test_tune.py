@@ -11,10 +11,11 @@ import torch
 from diffusers import DDIMScheduler, DDPMPipeline
 
 import unetlab
-from unetlab.eval.bench_workload import Workload
-from unetlab.recipes import Recipe, cost
-from unetlab.recipes.budget import parse_budget
-from unetlab.recipes.tune import VALIDATION_SEED, BudgetNotMet, tune
+from unetlab.bench import cost
+from unetlab.bench.budget import parse_budget
+from unetlab.bench.tuner import VALIDATION_SEED, BudgetNotMet, tune
+from unetlab.eval.workload import Workload
+from unetlab.recipes import Recipe
 from unetlab.testing import tiny_unet
 
 STEPS, BUDGET = 6, "psnr>=12"
@@ -118,7 +119,7 @@ def test_an_impossible_budget_names_the_best_quality_reached(tuned):
 def _choice(w, out, monkeypatch, slow=()):
     """The recipe tune chooses when a timed call lasts 1 ns per FLOP and 10 us per operator (the finalists then
     differ by about 1%), the calls numbered in `slow` 30x longer; and how many calls were timed."""
-    from unetlab.eval import timing
+    from unetlab.bench import timing
 
     calls = []
 
@@ -201,7 +202,7 @@ def test_counter_counts_flops_like_torch_flop_counter():
 
 def test_forecasts_are_one_more_dimension_of_the_survivors():
     from unetlab.accel import BranchCacheConfig, EncoderPropagationConfig
-    from unetlab.recipes import space
+    from unetlab.bench import space
 
     bc = space.Candidate(10, (BranchCacheConfig(interval=3),), "branch-cache")
     ep = space.Candidate(10, (EncoderPropagationConfig(key_steps="uniform:2"),), "encoder-propagation")
@@ -216,7 +217,7 @@ def test_forecasts_are_one_more_dimension_of_the_survivors():
 
 
 def test_the_learned_clockwork_adaptor_is_searched_where_one_ships():
-    from unetlab.recipes import space
+    from unetlab.bench import space
 
     assert [(c.clock, c.adaptor) for c in space.adaptor_configs(unetlab.load("shapes").unet)] == [
         (2, "shapes"),

@@ -56,9 +56,10 @@ class Budget:
         """How far `q` is on the good side of the bound (negative: missed)."""
         return q - self.value if self.op == ">=" else self.value - q
 
-    def better(self, a: float, b: float) -> bool:
-        """Whether quality `a` is at least as good as `b`."""
-        return a >= b if self.op == ">=" else a <= b
+    @property
+    def sign(self) -> int:
+        """+1 where higher quality is better (a lower bound), -1 where lower is (an upper bound)."""
+        return 1 if self.op == ">=" else -1
 
 
 def parse_budget(text: str, quality_model: str | None = None) -> Budget:

@@ -6,10 +6,11 @@ import pytest
 import torch
 from diffusers import DDIMPipeline, DDIMScheduler
 
-from unetlab.eval.bench import bench
-from unetlab.eval.bench_measure import match_steps
-from unetlab.eval.bench_report import ROW_KEYS, validate
-from unetlab.eval.bench_workload import user_workload
+from unetlab.bench import bench
+from unetlab.bench.measure import match_steps
+from unetlab.bench.report import ROW_KEYS, validate
+from unetlab.bench.workload import user_workload
+from unetlab.recipes.solver import Solver
 from unetlab.testing import tiny_unet
 
 
@@ -125,7 +126,7 @@ def test_unsupported_reason_from_a_failing_method(tiny_pipeline_dir):
 def test_bench_against_a_dpm_solver_baseline():
     from diffusers import DDPMPipeline
 
-    from unetlab.eval.bench_workload import Workload
+    from unetlab.eval.workload import Workload
 
     pipe = DDPMPipeline(unet=tiny_unet("ddpm"), scheduler=DDIMScheduler(num_train_timesteps=1000, clip_sample=True))
     pipe.set_progress_bar_config(disable=True)
@@ -144,9 +145,10 @@ def test_bench_against_a_dpm_solver_baseline():
     rows = {r["method"]: r for r in result["rows"]}
     assert result["rows"][0]["method"] == "DPM++-6" and rows["DPM++-6"]["psnr"] is None
     few = [r for r in result["rows"] if r["family"] == "fewer-steps" and not r["unsupported"]]
-    assert {r["config"]["scheduler"] for r in few} == {"DPM++", "DDIM"}
-    assert {r["steps"] for r in few if r["config"]["scheduler"] == "DDIM"} == {
-        r["steps"] for r in few if r["config"]["scheduler"] == "DPM++"
+    labels = {r["method"]: Solver.from_dict(r["config"]["scheduler"]).label for r in few}
+    assert set(labels.values()) == {"DPM++", "DDIM"}
+    assert {r["steps"] for r in few if labels[r["method"]] == "DDIM"} == {
+        r["steps"] for r in few if labels[r["method"]] == "DPM++"
     }
     assert all(r["psnr"] is not None and r["psnr"] < 100 for r in few)  # measured against the DPM++ baseline
     # diffusers' DDPMPipeline passes `generator` to the scheduler's step, which UniPC's does not take

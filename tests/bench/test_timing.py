@@ -1,30 +1,33 @@
-"""The one timing function of `unetlab bench` and `unetlab tune` (`eval.timing.time_rounds`), on a patched clock:
+"""The one timing function of `unetlab bench` and `unetlab tune` (`bench.timing.time_rounds`), on a patched clock:
 a slow call or a slow round cannot move a speed-up or the choice; rounds that spread are re-timed, and so is a
 speed-up 2x off its prediction; a method that computes what the baseline computes reads 1.00x."""
 
+from contextlib import contextmanager
+
 import pytest
 
-from unetlab.eval import bench as bench_mod
-from unetlab.eval import timing
-from unetlab.eval.bench_methods import Method
+from unetlab.bench import harness, timing
+from unetlab.recipes import Recipe
 
 COST = {"base": 10.0, "a": 5.0, "b": 4.0, "c": 8.0}  # seconds per call on a quiet machine: b is the fastest
 
 
 class Clock:
-    """Each call lasts its method's `COST`, times `disturb(call_index)`; `calls` records (index, method)."""
+    """Each call lasts its method's `COST`, times `disturb(call_index)`; `calls` records (index, method). Method k
+    is a recipe of 10 + k steps; applying it (`accelerate`) makes it the current method."""
 
     def __init__(self, disturb=lambda i: 1.0, cost=COST):
         self.disturb, self.cost, self.current, self.calls = disturb, cost, None, []
+        self.by_steps = {}
 
-    def method(self, name):
-        family = "baseline" if name == "base" else "tome"
+    def recipes(self, names):
+        self.by_steps = {10 + k: name for k, name in enumerate(names)}
+        return {name: Recipe(10 + k, "DDIMScheduler") for k, name in enumerate(names)}
 
-        def apply(pipe):
-            self.current = name
-            return []
-
-        return Method(family, name, {}, 10, apply)
+    @contextmanager
+    def accelerate(self, pipe, recipe):
+        self.current = self.by_steps[recipe.num_inference_steps]
+        yield
 
     def __call__(self, run):
         i = len(self.calls)
@@ -41,7 +44,8 @@ class Stub:
 
 def _time(monkeypatch, clock, names=("base", "a", "b", "c"), rounds=3, expected=None):
     monkeypatch.setattr(timing, "wall_time", clock)
-    return timing.time_rounds(Stub(), [clock.method(n) for n in names], 1, rounds, 0, None, expected)
+    monkeypatch.setattr(timing, "accelerate", clock.accelerate)
+    return timing.time_rounds(Stub(), clock.recipes(names), 1, rounds, 0, None, expected)
 
 
 def _fastest(t) -> str:
@@ -158,8 +162,8 @@ def test_quality_images_are_sampled_in_batches_that_do_not_depend_on_the_process
 
             return torch.full((n, 1, 2, 2), float(seed))
 
-    monkeypatch.setattr(bench_mod, "unet_flops", lambda run, unet: (run(), 10))
-    images, flops = bench_mod.sample_batched(Recorder(), 7, 4, 100, 3)
+    monkeypatch.setattr(harness, "unet_flops", lambda run, unet: (run(), 10))
+    images, flops = harness.sample_batched(Recorder(), 7, 4, 100, 3)
     assert calls == [(3, 100), (3, 103), (1, 106)]  # never more than --batch-size at once; image i from seed + i
     assert images[:, 0, 0, 0].tolist() == [100, 100, 100, 103, 103, 103, 106] and flops == 30
 
@@ -168,8 +172,8 @@ def test_bench_rows_do_not_move_with_a_slow_call(monkeypatch):
     """`unetlab bench` end to end on a tiny pipeline, each timed call lasting its FLOPs and operators."""
     from diffusers import DDIMPipeline, DDIMScheduler
 
-    from unetlab.eval.bench_workload import Workload
-    from unetlab.recipes import cost
+    from unetlab.bench import cost
+    from unetlab.eval.workload import Workload
     from unetlab.testing import tiny_unet
 
     pipe = DDIMPipeline(unet=tiny_unet("ddpm"), scheduler=DDIMScheduler(num_train_timesteps=1000))
@@ -185,7 +189,7 @@ def test_bench_rows_do_not_move_with_a_slow_call(monkeypatch):
             return (flops * 1e-9 + ops * 1e-5) * (20.0 if len(calls) - 1 == slow else 1.0)
 
         monkeypatch.setattr(timing, "wall_time", clock)
-        result = bench_mod.bench(
+        result = harness.bench(
             workload=w,
             steps=6,
             num_images=1,

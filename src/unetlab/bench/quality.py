@@ -1,4 +1,5 @@
-"""The quality bars of the shipped models (issue 5): digit confidence/coverage/Fréchet distance, shapes accuracy."""
+"""The quality bars of the shipped models (`unetlab eval quality`): digit confidence, coverage and Fréchet distance,
+shapes accuracy, and `mini-sd`'s judged rates over several seeds; each model sampled by name."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..atomic import write_json
+from ..data import scenes
+from ..eval.mini_sd import judge_images, load_judge, over_seeds
+from ..eval.scores import accuracy, features, frechet_distance, reference_stats
 from ..metrics import frechet_gaussian, gaussian_stats
-from .scores import accuracy, features, frechet_distance, reference_stats
 
 BARS = {
     "digits": {"confident": 0.9, "classes_present": 10, "frechet_ratio": 2.0},
@@ -111,6 +114,95 @@ def measure_quality(
         result["passes"] = {k: result[k] >= v for k, v in BARS["shapes"].items()}
     if grid_path:
         save_grid(images[:64], grid_path, nrow=8)
+    if json_path:
+        write_json(json_path, result)
+    return result
+
+
+def generate_scenes(
+    pipe, captions: list[str], steps: int, guidance_scale: float, seed: int, batch_size: int = 50, progress: bool = True
+) -> torch.Tensor:
+    """Images (N, 3, 64, 64) in [0, 1] of `captions`; batch i draws its noise from generator seed (seed, i)."""
+    out = []
+    starts = range(0, len(captions), batch_size)
+    for i, start in enumerate(tqdm(starts, desc=f"sample seed {seed}", leave=False, disable=not progress)):
+        g = torch.Generator().manual_seed(seed * 100_003 + i)
+        out.append(
+            pipe(
+                captions[start : start + batch_size],
+                num_inference_steps=steps,
+                guidance_scale=guidance_scale,
+                generator=g,
+                output_type="pt",
+            )
+            .images.float()
+            .cpu()
+        )
+    return torch.cat(out).clamp(0, 1)
+
+
+def measure_mini_sd(
+    pipe,
+    num_captions: int = 500,
+    steps: int = 50,
+    guidance_scale: float = 7.5,
+    seeds: int = 3,
+    batch_size: int = 50,
+    progress: bool = True,
+) -> dict:
+    """`mini-sd`'s bars: `num_captions` test-split captions sampled at `seeds` noise seeds, judged; the real
+    scenes' own scores (the judge's accuracy) and the real train-vs-test Fréchet distance for scale."""
+    for name, value in (("num_captions", num_captions), ("steps", steps), ("seeds", seeds), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    judge, reference = load_judge()
+    real, captions, labels = scenes.sample(num_captions, seed=0, split="test")
+    rows = [
+        judge_images(
+            judge, reference, generate_scenes(pipe, captions, steps, guidance_scale, seed, batch_size, progress), labels
+        )
+        for seed in range(seeds)
+    ]
+    return {
+        "num_captions": num_captions,
+        "steps": steps,
+        "guidance_scale": guidance_scale,
+        "seeds": seeds,
+        "scheduler": type(pipe.scheduler).__name__,
+        "scores": over_seeds(rows),
+        "per_seed": rows,
+        "real": judge_images(judge, reference, real, labels),
+        "train_test_frechet": float(reference["train_test_frechet"]),
+    }
+
+
+def measure_model(
+    model: str,
+    num_captions: int = 500,
+    steps: int = 50,
+    guidance_scale: float = 7.5,
+    seeds: int = 3,
+    batch_size: int = 50,
+    json_path=None,
+    grid_path=None,
+) -> dict:
+    """`measure` on the pipeline `model` ("mini-sd" or a folder), with its bars; optionally a JSON file and a grid."""
+    from ..models import load
+    from ..train.grid import save_grid
+
+    pipe = load(model)
+    result = {"model": str(model), **measure_mini_sd(pipe, num_captions, steps, guidance_scale, seeds, batch_size)}
+    s, real = result["scores"], result["real"]
+    one = s.get("all_correct_1obj")  # absent when no caption states one object
+    result["passes"] = {
+        "all_correct_1obj": None if one is None else one["mean"] >= 0.8,
+        "all_correct": s["all_correct"]["mean"] >= 0.4,
+        "judge_on_real": real["all_correct"] >= 0.97,
+        "frechet_ratio": s["frechet"]["mean"] <= 2 * result["train_test_frechet"],
+    }
+    if grid_path:
+        captions = scenes.sample(min(64, num_captions), seed=0, split="test")[1]
+        save_grid(generate_scenes(pipe, captions, steps, guidance_scale, 0, batch_size, False), grid_path, nrow=8)
     if json_path:
         write_json(json_path, result)
     return result

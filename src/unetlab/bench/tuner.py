@@ -4,17 +4,17 @@
 2. Round 1, every candidate of the space (`space.py`) on the first 2 calibration seeds, with its FLOPs and
    operators counted (`cost.py`); dropped: what misses the budget by more than a margin, and what another
    candidate dominates (no more FLOPs, no more operators, no worse quality): it is slower under any cost fit.
-   The survivors' forecasting variants (`space.forecast_variants`), their variants with the solver that tracks the
-   baseline best at their step count (`space.solver_variants`), and then the valid stacks of the survivors
-   (`space.combinations`) join the round.
+   The survivors' forecasting variants (`forecast_variants`), their variants with the solver that tracks the
+   baseline best at their step count (`solver_variants`), and then the valid stacks of the survivors
+   (`combinations`) join the round.
 3. Successive halving on more calibration seeds (4, then all): each round adds seeds, times the calls, fits the
    cost model, drops what misses the budget (optimistically by one standard error until the last round) and
    keeps half (at least 8): half of those places for the cheapest by predicted time among those that
    meet the budget by a standard error, the rest for the cheapest of the others.
 4. Validation: the finalists (and encoder propagation's other decoding mode), cheapest first, on the held-out
-   validation seeds until four meet the budget there; those four are timed against the baseline with the
-   bench's paired, rotated rounds, and the fastest becomes the recipe. No recipe meeting it: `BudgetNotMet`,
-   naming the best quality reached.
+   validation seeds until four meet the budget there; those four recipes are timed against the baseline with the
+   bench's paired, rotated rounds (`timing.time_rounds`), and the fastest becomes the recipe. No recipe meeting
+   it: `BudgetNotMet`, naming the best quality reached.
 
 Seeds: calibration 1100.., validation 1200.. (image i of a set from seed s + i; text models take the prompt of
 that seed), disjoint from the seeds `unetlab bench` samples (0..). The search stops at 70% of `time_limit`, the
@@ -36,15 +36,27 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .. import __version__
-from ..eval.bench_measure import wall_time
-from ..eval.timing import MIN_ROUNDS, time_rounds
-from . import cost, space
+from ..recipes import Recipe, accelerate
+from ..recipes.solver import SchedulerSwap, Solver, check_name, probe, resolve
+from ..version import __version__
 from .budget import Budget, parse_budget, per_image
-from .handle import accelerate
-from .recipe import Recipe
-from .solver import SchedulerSwap, Solver, check_name, probe, resolve
+from .cost import cheaper, count, fit, predict
+from .measure import machine, wall_time
+from .space import (
+    FAMILIES,
+    SOLVERS,
+    Candidate,
+    best_solvers,
+    combinations,
+    forecast_variants,
+    guided,
+    singles,
+    solver_variants,
+    step_counts,
+    twin,
+)
 from .state import State, work_dir
+from .timing import MIN_ROUNDS, time_rounds
 
 CALIBRATION_SEED, VALIDATION_SEED = 1100, 1200
 MARGIN = {"psnr": 3.0, "ssim": 0.03, "accuracy": 0.5, "lpips": 0.05}  # round 1's allowance (2 seeds)
@@ -95,13 +107,13 @@ class Tuner:
         self.timing_images, self.repeats = timing_images, repeats
         self.cal = [CALIBRATION_SEED + i for i in range(calibration)]
         self.val = [VALIDATION_SEED + i for i in range(validation)]
-        self.families = tuple(families) if families is not None else space.FAMILIES
+        self.families = tuple(families) if families is not None else FAMILIES
         self.metrics = sorted({"psnr", budget.metric} | ({"accuracy"} if workload.quality_model else set()))
-        from ..analysis.ablate import _fingerprint
+        from ..analysis.ablate import fingerprint
 
         settings = {
             "model": workload.name,
-            "weights": _fingerprint(workload.unet),
+            "weights": fingerprint(workload.unet),
             "steps": steps,
             "scheduler": solver.to_dict(),
             "guidance_scale": workload.guidance_scale,
@@ -112,7 +124,7 @@ class Tuner:
         }
         self.work = work_dir(out)
         self.state = State(self.work, settings)
-        self.base = space.Candidate(steps)
+        self.base = Candidate(steps)
         self._rekey()
 
     def _rekey(self) -> None:
@@ -130,25 +142,25 @@ class Tuner:
     def left(self, share: float = 1.0) -> bool:
         return time.monotonic() - self.t0 < share * self.time_limit
 
-    def recipe(self, c: space.Candidate, tuned_on: dict | None = None) -> Recipe:
+    def recipe(self, c: Candidate, tuned_on: dict | None = None) -> Recipe:
         return Recipe(c.steps, c.solver or self.solver, c.accelerators, tuned_on or {})
 
-    def entry(self, c: space.Candidate) -> dict:
+    def entry(self, c: Candidate) -> dict:
         return self.state.entry(c.key, c.name, c.family)
 
-    def candidate(self, key: str) -> space.Candidate:
+    def candidate(self, key: str) -> Candidate:
         """The candidate a state key names (its family as recorded)."""
         from ..accel import load_config
 
         steps, configs, *solver = json.loads(key)
-        return space.Candidate(
+        return Candidate(
             steps,
             tuple(load_config(c) for c in configs),
             self.state.candidates[key]["family"],
             Solver.from_dict(solver[0]) if solver else None,
         )
 
-    def _generate(self, c: space.Candidate, start: int, n: int):
+    def _generate(self, c: Candidate, start: int, n: int):
         with accelerate(self.w.pipe, self.recipe(c)):
             return self.w.generate(n, c.steps, start)
 
@@ -162,7 +174,7 @@ class Tuner:
             if swap is not None:
                 swap.remove()
 
-    def measure(self, c: space.Candidate, seeds: list[int], counted: bool = False) -> None:
+    def measure(self, c: Candidate, seeds: list[int], counted: bool = False) -> None:
         """Quality on `seeds` (contiguous); FLOPs and operators counted, or the call timed."""
         e = self.entry(c)
         todo = [s for s in seeds if str(s) not in e["quality"]]
@@ -171,7 +183,7 @@ class Tuner:
         todo = seeds if counted and e["counts"] is None else todo
         start, n = todo[0], len(todo)
         if counted:
-            images, flops, ops = cost.count(lambda: self._generate(c, start, n))
+            images, flops, ops = count(lambda: self._generate(c, start, n))
             e["counts"] = {"flops": flops / n, "ops": ops}
         else:
             out = {}
@@ -185,7 +197,7 @@ class Tuner:
             e["quality"][str(s)] = {m: v[i] for m, v in values.items()}
         self.state.save()
 
-    def quality(self, c: space.Candidate, seeds: list[int], metric: str | None = None) -> tuple[float, float]:
+    def quality(self, c: Candidate, seeds: list[int], metric: str | None = None) -> tuple[float, float]:
         """(mean, standard error) of `metric` (the budget's) over the measured `seeds`."""
         metric = metric or self.budget.metric
         q = self.entry(c)["quality"]
@@ -199,13 +211,13 @@ class Tuner:
         for e in self.state.candidates.values():
             if e["counts"] is not None:
                 samples += [(n, e["counts"]["flops"], e["counts"]["ops"], t) for n, t in e["times"]]
-        return cost.fit(samples)
+        return fit(samples)
 
-    def predicted(self, c: space.Candidate, coef) -> float:
-        return cost.predict(coef, self.entry(c)["counts"], self.timing_images)
+    def predicted(self, c: Candidate, coef) -> float:
+        return predict(coef, self.entry(c)["counts"], self.timing_images)
 
     # ------------------------------------------------------------------ the search
-    def _round(self, cands, seeds, counted, desc) -> list[space.Candidate]:
+    def _round(self, cands, seeds, counted, desc) -> list[Candidate]:
         done = []
         for c in tqdm(cands, desc=desc, unit="cfg", disable=not self.progress, leave=False):
             if self.left(SEARCH_SHARE):
@@ -214,23 +226,23 @@ class Tuner:
                 done.append(c)
         return done
 
-    def _prune(self, cands, seeds) -> list[space.Candidate]:
+    def _prune(self, cands, seeds) -> list[Candidate]:
         """Round 1: drop what misses the budget by more than the margin, and what is dominated."""
         margin = MARGIN[self.budget.metric]
         q = {c.key: (self.quality(c, seeds)[0], self.quality(c, seeds, "psnr")[0]) for c in cands}
         keep = [c for c in cands if self.budget.slack(q[c.key][0]) + margin >= 0]
-        sign = 1 if self.budget.op == ">=" else -1
+        sign = self.budget.sign
 
         def dominates(a, b) -> bool:
             qa, qb = q[a.key], q[b.key]
             ca, cb = self.entry(a)["counts"], self.entry(b)["counts"]
-            no_worse = sign * qa[0] >= sign * qb[0] and qa[1] >= qb[1] and cost.cheaper(ca, cb)
-            return no_worse and (sign * qa[0] > sign * qb[0] or qa[1] > qb[1] or not cost.cheaper(cb, ca))
+            no_worse = sign * qa[0] >= sign * qb[0] and qa[1] >= qb[1] and cheaper(ca, cb)
+            return no_worse and (sign * qa[0] > sign * qb[0] or qa[1] > qb[1] or not cheaper(cb, ca))
 
         kept = [b for b in keep if not any(dominates(a, b) for a in keep if a is not b)]
         return sorted(kept, key=lambda c: -sign * q[c.key][0])
 
-    def _halve(self, cands, seeds, minimum, strict) -> list[space.Candidate]:
+    def _halve(self, cands, seeds, minimum, strict) -> list[Candidate]:
         """Drop what misses the budget (by more than a standard error until the last round); keep half (at least
         `minimum`): the cheaper half of the kept places goes to the cheapest of those that meet the budget by a
         standard error, the rest to the cheapest of the others, by predicted time."""
@@ -265,28 +277,28 @@ class Tuner:
         w, cal = self.w, self.cal
         self._solvers()
         self._baseline()
-        guidance = space.guided(w.unet, w.guidance_scale)
+        guidance = guided(w.unet, w.guidance_scale)
         pool = [
             c
-            for c in space.singles(w.unet, self.steps, self._derived(), self._plans(), guidance, self.solvers)
+            for c in singles(w.unet, self.steps, self._derived(), self._plans(), guidance, self.solvers)
             if c.family in self.families
         ]
         s1, s2 = cal[: min(2, len(cal))], cal[: min(4, len(cal))]
         self.measure(self.base, s1, counted=True)
         measured = self._round(pool, s1, True, "tune: round 1")
         survivors = self._prune(measured, s1)
-        forecast = self._round(space.forecast_variants(survivors), s1, True, "tune: forecasts")
+        forecast = self._round(forecast_variants(survivors), s1, True, "tune: forecasts")
         if forecast:
             survivors = self._prune(survivors + forecast, s1)
             measured += forecast
         plain = [self.base] + [c for c in measured if not c.accelerators]
-        best = space.best_solvers(plain, lambda c: self._oriented(c, s1))
-        solved = self._round(space.solver_variants(survivors, best), s1, True, "tune: solvers")
+        best = best_solvers(plain, lambda c: self._oriented(c, s1))
+        solved = self._round(solver_variants(survivors, best), s1, True, "tune: solvers")
         if solved:
             survivors = self._prune(survivors + solved, s1)
             measured += solved
         if "combination" in self.families:
-            combos = self._round(space.combinations(survivors), s1, True, "tune: stacks")
+            combos = self._round(combinations(survivors), s1, True, "tune: stacks")
             survivors = self._prune(survivors + combos, s1)
             measured += combos
         finalists, seen = survivors, s1
@@ -326,7 +338,7 @@ class Tuner:
 
         saved = self.state.extra("derived") or {}
         out = {}
-        for n in space.step_counts(self.steps):
+        for n in step_counts(self.steps):
             if str(n) not in saved and self.left(SEARCH_SHARE):
                 with self._baseline_solver():
                     r = trace(
@@ -388,7 +400,7 @@ class Tuner:
         for i, c in enumerate(order):
             if len(passed) >= wanted or (i >= len(finalists) and passed) or not self.left():
                 break
-            for x in (c, space.twin(c)):
+            for x in (c, twin(c)):
                 if x is not None:
                     self.measure(x, self.cal[:2], counted=True)
                     self.measure(x, self.val)
@@ -405,7 +417,7 @@ class Tuner:
 
     def _oriented(self, c, seeds) -> float:
         mean = self.quality(c, seeds)[0]
-        return -math.inf if math.isnan(mean) else (mean if self.budget.op == ">=" else -mean)
+        return -math.inf if math.isnan(mean) else self.budget.sign * mean
 
     def _fail(self, tried) -> None:
         validated = [c for c in tried if all(str(s) in self.entry(c)["quality"] for s in self.val)]
@@ -432,28 +444,15 @@ class Tuner:
         )
 
     def _time(self, cands, predicted: dict) -> dict:
-        """The baseline and the candidates timed as the bench times them (`eval.timing.time_rounds`), a candidate
-        whose wall speed-up is more than 2x off the cost model's `predicted` one re-measured."""
-        from ..eval.bench_methods import Method
-
-        methods = [
-            Method(
-                "baseline" if c == self.base else "combination",
-                c.key,
-                {},
-                c.steps,
-                lambda pipe, c=c: [accelerate(pipe, self.recipe(c))],
-            )
-            for c in cands
-        ]
-        bar = tqdm(total=len(methods) * (1 + self.repeats), desc="tune: timing", disable=not self.progress, leave=False)
-        out = time_rounds(self.w, methods, self.timing_images, self.repeats, VALIDATION_SEED, bar, predicted)
+        """The baseline and the candidates' recipes timed as the bench times its rows (`timing.time_rounds`), a
+        candidate whose wall speed-up is more than 2x off the cost model's `predicted` one re-measured."""
+        recipes = {c.key: self.recipe(c) for c in cands}
+        bar = tqdm(total=len(recipes) * (1 + self.repeats), desc="tune: timing", disable=not self.progress, leave=False)
+        out = time_rounds(self.w, recipes, self.timing_images, self.repeats, VALIDATION_SEED, bar, predicted)
         bar.close()
         return out
 
     def _result(self, chosen, timed, coef) -> TuneResult:
-        from ..eval.bench import machine
-
         base_counts = self.entry(self.base)["counts"]
         rows = []
         for key, e in self.state.candidates.items():
@@ -472,7 +471,7 @@ class Tuner:
                 "speedup_wall": timed.get(key, {}).get("speedup_wall"),
             }
             rows.append(row)
-        front = pareto(rows, self.budget.op == ">=")
+        front = pareto(rows, self.budget.sign)
         val = {m: statistics.fmean(self.entry(chosen)["quality"][str(s)][m] for s in self.val) for m in self.metrics}
         t = timed[chosen.key]
         tuned_on = {
@@ -513,9 +512,9 @@ def credited(timing: dict, predicted: float) -> float:
     return min(wall, predicted) if timing["timing_disagrees"] else wall
 
 
-def pareto(rows: list[dict], higher_is_better: bool = True) -> list[dict]:
-    """The rows no other row beats in both predicted speed-up and calibration quality, fastest first."""
-    sign = 1 if higher_is_better else -1
+def pareto(rows: list[dict], sign: int = 1) -> list[dict]:
+    """The rows no other row beats in both predicted speed-up and calibration quality (`sign`: +1 where higher is
+    better), fastest first."""
     front, best = [], -math.inf
     for r in sorted(rows, key=lambda r: (-r["speedup_predicted"], -sign * r["calibration"])):
         if sign * r["calibration"] > best:
@@ -538,7 +537,7 @@ def tune(
     workload=None,
     timing_images: int = 4,
     repeats: int = 2,
-    solvers=space.SOLVERS,
+    solvers=SOLVERS,
 ) -> TuneResult:
     """Search the space for the fastest recipe meeting `budget` (e.g. "psnr>=35") on the validation seeds, against
     the baseline `scheduler` (a short name of `solver.NAMED` or a class name) at `steps` steps, with `solvers` as a
@@ -555,15 +554,15 @@ def tune(
     if not (isinstance(time_limit, (int, float)) and time_limit > 0):
         raise ValueError(f"time_limit: expected a number of seconds > 0, got {time_limit!r}")
     if families is not None:
-        bad = [f for f in families if f not in space.FAMILIES]
+        bad = [f for f in families if f not in FAMILIES]
         if bad:
-            raise ValueError(f"families: unknown {bad}; valid: {', '.join(space.FAMILIES)}")
+            raise ValueError(f"families: unknown {bad}; valid: {', '.join(FAMILIES)}")
     check_name(scheduler)
     for s in solvers:
         check_name(s, "--solvers")
     if workload is None:
-        from ..eval.bench import workload_for
         from ..models.load import check_exists
+        from .workload import workload_for
 
         check_exists(str(model))
         workload = workload_for(str(model))

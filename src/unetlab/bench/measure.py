@@ -1,8 +1,9 @@
-"""What the benchmark measures about one pipeline call: wall time, UNet FLOPs, peak memory."""
+"""What the benchmark measures about one pipeline call: wall time, UNet FLOPs, peak memory; and where it ran."""
 
 from __future__ import annotations
 
 import os
+import platform
 import threading
 import time
 from collections.abc import Callable
@@ -79,3 +80,12 @@ def match_steps(target_flops: float, flops_per_step: float, max_steps: int) -> i
     if max_steps < 1:
         raise ValueError(f"max_steps: must be >= 1, got {max_steps}")
     return min(range(1, max_steps + 1), key=lambda n: (abs(n * flops_per_step - target_flops), n))
+
+
+def machine() -> str:
+    """A one-line description of where the benchmark ran."""
+    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (
+        f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads, {dev}; "
+        f"torch {torch.__version__}".replace("  ", " ")
+    )

@@ -38,8 +38,8 @@ from ..accel import (
     GuidanceReuseConfig,
 )
 from ..accel.block_skip import SkipWindow
+from ..recipes.solver import Solver
 from ..schedules import KeySteps, KeyStepsError, resolve
-from .solver import Solver
 
 FRACTIONS = (1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.24, 0.2)
 INTERVALS = (2, 3, 4, 5)
@@ -168,7 +168,7 @@ def adaptor_configs(unet) -> list:
     """Clockwork with the learned adaptor shipped for this UNet's architecture (`presets.family`), clock 2-4."""
     from ..accel.clockwork_adaptor import shipped_path
     from ..models.registry import CLOCKWORK_ADAPTORS
-    from .presets import family
+    from ..recipes.presets import family
 
     fam = family(unet)
     if fam not in CLOCKWORK_ADAPTORS or not (shipped_path(fam) / "config.json").is_file():

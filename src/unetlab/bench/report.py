@@ -1,4 +1,5 @@
-"""The benchmark's outputs: bench.json, bench.md, a Pareto plot and sample grids, written atomically."""
+"""The benchmark's outputs: bench.json (each row's `config` its recipe's `to_dict()`), bench.md, a Pareto plot and
+sample grids, written atomically."""
 
 from __future__ import annotations
 
@@ -78,7 +79,8 @@ def markdown(result: dict) -> str:
         "by more than 25% or whose speed-up is more than 2x off its FLOPs ratio re-timed with the baseline, "
         "twice at most; † still so afterwards), min–max of the per-round paired ratios in brackets; "
         "FLOPs = UNet FLOPs per image (torch.utils.flop_counter); PSNR/SSIM against the baseline sample from "
-        "the same noise (PSNR 100 = identical); peak MB = resident-set growth during one timed call (CPU) or "
+        "the same noise, PSNR = mean_psnr (the mean over images of each one's PSNR capped at 100 = identical), "
+        "SSIM the mean over images; peak MB = resident-set growth during one timed call (CPU) or "
         "allocated CUDA memory growth."
         + (" **Speed only: random weights, no quality columns.**" if result.get("speed_only") else ""),
         "",
@@ -100,6 +102,11 @@ def markdown(result: dict) -> str:
             f"{_fmt(r['accuracy'], '.3f')} | {_fmt(r['fd'], '.2f')} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _forecasts(row: dict) -> bool:
+    """Whether a row's recipe forecasts a feature (`reuse="taylor1"`/`"taylor2"`) instead of copying it."""
+    return any(a.get("reuse", "copy") != "copy" for a in (row["config"] or {}).get("accelerators", []))
 
 
 def pareto_plot(result: dict, path: Path) -> None:
@@ -130,10 +137,7 @@ def pareto_plot(result: dict, path: Path) -> None:
                 pts = [
                     r
                     for r in rows
-                    if r["family"] == fam
-                    and r["psnr"] is not None
-                    and fam != "baseline"
-                    and (r["config"].get("reuse", "copy") != "copy") == forecast
+                    if r["family"] == fam and r["psnr"] is not None and fam != "baseline" and _forecasts(r) == forecast
                 ]
                 if pts:
                     colour = dict(facecolors="none", edgecolors=f"C{i}") if forecast else dict(color=f"C{i}")
