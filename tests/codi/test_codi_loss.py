@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from unetlab.codi.consistency import alpha_sigma, c_out, c_skip
+from unetlab.codi.consistency import alpha_sigma, c_out, c_skip, consistency_function
 from unetlab.codi.loss import CoDiLossConfig, codi_loss
 
 ABAR = torch.cat([torch.ones(1, dtype=torch.float64), torch.linspace(0.999, 0.02, 999, dtype=torch.float64)])
@@ -97,3 +97,26 @@ def test_draws_are_rows_of_the_global_batch(sampling):
     (z, t), (z0, t0), (z1, t1) = seen(0, 4), seen(0, 2), seen(2, 4)
     assert torch.equal(torch.cat([t0, t1]), t) and torch.equal(torch.cat([z0, z1]), z)
     assert (len(set(t.tolist())) == 1) == (sampling == "per_batch")
+
+
+def test_adapted_ode_step_keeps_the_noise_that_made_z_t():
+    """CoDi's z_hat_s = alpha_s f_t + sigma_s eps with the eps of z_t = alpha_t x0 + sigma_t eps, not the eps that f_t
+    implies (a DDIM step): noise f_t leaves in would otherwise become signal that the target keeps."""
+    x0 = torch.rand(6, 1, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2 - 1
+    cond = torch.zeros(6, 1, 2, 2, dtype=torch.float64)
+    seen = []
+
+    def model(z, t, c):  # eps_hat = 0: x_hat = z / alpha_t, far from x0
+        seen.append((z.clone(), t.clone()))
+        return torch.zeros_like(z)
+
+    cfg = CoDiLossConfig(grid_size=8, t_max=999)
+    codi_loss(model, model, None, x0, cond, torch.Generator().manual_seed(2), ABAR, cfg)
+    (z_t, t), (z_hat_s, s) = seen
+    alpha_t, sigma_t = alpha_sigma(ABAR, t, z_t)
+    alpha_s, sigma_s = alpha_sigma(ABAR, s, z_t)
+    f_t = consistency_function(z_t, z_t / alpha_t, t)
+    eps = (z_t - alpha_t * x0) / sigma_t
+    torch.testing.assert_close(z_hat_s, alpha_s * f_t + sigma_s * eps)
+    implied = alpha_s * f_t + sigma_s * (z_t - alpha_t * f_t) / sigma_t
+    assert (s > 0).any() and not torch.allclose(z_hat_s[s > 0], implied[s > 0])

@@ -31,8 +31,9 @@ Model = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 class CoDiLossConfig:
     """`grid_size` N of the timestep grid tau_0 = 0 < ... < tau_N = `t_max` (training timestep indices; the top stops
     short of T - 1 = 999 because x_hat = (z - sigma eps_hat) / alpha multiplies eps errors by sigma/alpha, 2e4 at
-    999 and 6.4 at 900 for the cosine schedule); `ode_solver`: the ODE step from z_t to z_hat_s by the adapted (online,
-    stop-gradient) model's f or by the frozen unconditional teacher; `noise_consistency`: add
+    999 and 6.4 at 900 for the cosine schedule); `ode_solver`: z_hat_s from z_t by the adapted (online,
+    stop-gradient) model, alpha_s f_t + sigma_s eps with the eps of z_t (Mei et al. 2024), or by the frozen
+    unconditional teacher's DDIM step; `noise_consistency`: add
     ||eps_hat(z_t, f_t) - sg(eps_hat(z_hat_s, f_s^-))||^2; one t per example or one per batch."""
 
     grid_size: int = 20
@@ -94,10 +95,12 @@ def codi_loss(
     f_t = consistency_function(z_t, x_hat_t, t)
     with torch.no_grad():
         if cfg.ode_solver == "adapted":
-            x_hat = f_t.detach()
+            # CoDi's latent prediction: the adapted model's x_hat with the eps that made z_t (not the eps x_hat
+            # implies, which would turn noise that f_t leaves in into signal the target keeps)
+            z_hat_s = ddim_step(f_t.detach(), eps, alpha_s, sigma_s)
         else:
             x_hat = predicted_x0(teacher(z_t, t, condition), z_t, alpha_t, sigma_t, prediction_type)
-        z_hat_s = ddim_step(x_hat, implied_noise(z_t, x_hat, alpha_t, sigma_t), alpha_s, sigma_s)
+            z_hat_s = ddim_step(x_hat, implied_noise(z_t, x_hat, alpha_t, sigma_t), alpha_s, sigma_s)
         x_hat_s = predicted_x0(target(z_hat_s, s, condition), z_hat_s, alpha_s, sigma_s, prediction_type)
         f_s = consistency_function(z_hat_s, x_hat_s, s)
 
