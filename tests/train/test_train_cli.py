@@ -159,3 +159,13 @@ def test_codi_with_a_grid_of_fewer_points_than_its_sample_steps_trains_and_sampl
     assert main([*argv, "--no-progress", "--threads", "1", "--out", str(tmp_path / "r")]) == 0
     checkpoint = tmp_path / "r" / (tmp_path / "r" / "latest").read_text().strip()
     assert list(checkpoint.glob("*.png"))  # the sample grid, 2 consistency steps
+
+
+def test_likelihood_widths_are_even_where_the_model_uses_them():
+    from unetlab.likelihood.build import LikelihoodConfig, build_model
+
+    with pytest.raises(ValueError, match="channels: 3 must be even"):
+        LikelihoodConfig(channels=3)
+    with pytest.raises(ValueError, match="encoder_channels: 5 must be even"):
+        LikelihoodConfig(method="diffenc", encoder_channels=5)
+    build_model(LikelihoodConfig(method="diffenc", encoder="nt", encoder_channels=5, channels=2, blocks=1))  # unused

@@ -55,7 +55,12 @@ class LikelihoodConfig:
         for name in ("in_channels", "channels", "blocks", "encoder_channels", "encoder_blocks"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name}: {getattr(self, name)!r} must be a positive int")
-        for name in ("channels", "encoder_channels"):
+        used = (
+            ("channels", "encoder_channels")
+            if self.method == "diffenc" and self.encoder == "trainable"
+            else ("channels",)
+        )
+        for name in used:
             if getattr(self, name) % 2:
                 raise ValueError(
                     f"{name}: {getattr(self, name)} must be even (the time embedding has that many sin/cos features)"
