@@ -126,6 +126,8 @@ def write_frames(frames: torch.Tensor, out: str | Path, fps: float = 8.0, scale:
 def check_editor(pipe, image_arg: str, arguments, name: str = "pipe") -> None:
     """A one-line error naming `name` unless `pipe` takes keyword `image_arg` and every one of `arguments` (a
     diffusers pipeline's `**kwargs` do not count: they only catch deprecated arguments, and would drop the frames)."""
+    if isinstance(pipe, torch.nn.Module):
+        raise TypeError(f"{name}: {type(pipe).__name__} is a model; give the image-editing pipeline around it")
     try:
         params = inspect.signature(pipe.__call__).parameters
     except (TypeError, ValueError, AttributeError):

@@ -179,4 +179,7 @@ def test_library_misuse_names_the_argument(tmp_path):
         with pytest.raises(ValueError, match=message) as err:
             run()
         assert "\n" not in str(err.value)
+    for pipe, message in [(tiny_unet("ddpm"), "pipe: UNet2DModel is a model"), (None, "pipe: NoneType is not a")]:
+        with pytest.raises(TypeError, match=message):
+            edit_video(pipe, frames, "a")
     assert list(tmp_path.iterdir()) == [tmp_path / "not.gif"]  # nothing written
