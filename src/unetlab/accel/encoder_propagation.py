@@ -284,7 +284,7 @@ def _bare_keys(spec, num_inference_steps):
 
 def _check_args(parallel, noise_injection, injection_threshold, max_parallel, num_inference_steps) -> None:
     if not isinstance(parallel, bool):
-        raise TypeError(f"parallel: expected True or False, got {parallel!r}")
+        raise ValueError(f"parallel: expected True or False, got {parallel!r}")
     if noise_injection is not None and (
         isinstance(noise_injection, bool)
         or not isinstance(noise_injection, (int, float))
