@@ -15,7 +15,7 @@ import torch
 from unetlab.atomic import write, write_json
 from unetlab.checkpoint import latest
 from unetlab.codi.report import table
-from unetlab.models import load
+from unetlab.loading import load
 from unetlab.models.registry import CODI_MODELS, weights_path
 
 HARDWARE = "a 2-core CPU shared with other jobs (no GPU), one torch thread"

@@ -11,7 +11,7 @@ from .accel.clockwork import clockwork
 from .accel.encoder_propagation import encoder_propagation
 from .accel.guidance_reuse import GuidanceReuseConfig, guidance_reuse
 from .errors import StackingError, UnsupportedError
-from .models import load
+from .loading import load
 from .recipes import accelerate
 from .unet import anatomy, decode, encode
 from .version import __version__

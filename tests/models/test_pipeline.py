@@ -5,7 +5,8 @@ import torch
 from diffusers import DDIMPipeline, DDIMScheduler, UNet2DModel
 
 import unetlab
-from unetlab.models import ShapesPipeline, WordTokenizer, load
+from unetlab.loading import load
+from unetlab.models import ShapesPipeline, WordTokenizer
 from unetlab.models.text import shapes_vocabulary
 from unetlab.testing import tiny_shapes_pipeline
 

@@ -12,6 +12,7 @@ import unetlab
 from unetlab import checkpoint as ckpt
 from unetlab.accel.clockwork_adaptor import ClockworkAdaptor
 from unetlab.cli import main
+from unetlab.loading import load
 from unetlab.testing import tiny_shapes_pipeline, tiny_unet
 from unetlab.train import TrainConfig, train
 from unetlab.train.clockwork import ClockworkTaskConfig, make_task
@@ -50,7 +51,7 @@ def _cfg(out, **kw):
 
 
 def test_examples_pair_each_cheap_step_with_the_full_step_before(ddim_folder):
-    task = make_task(str(ddim_folder), ClockworkTaskConfig(**TASK, clock=3))
+    task = make_task(load(ddim_folder), str(ddim_folder), ClockworkTaskConfig(**TASK, clock=3))
     assert task.steps == [1, 2] and len(task.dataset) == 3 * 2 and task.bank.sample.shape[:2] == (3, 4)
     # the target and r_out^{t+1} are the deep path's output at the two steps, read by plain hooks
     unet, b = task.unet, task.bank
@@ -72,9 +73,9 @@ def test_examples_pair_each_cheap_step_with_the_full_step_before(ddim_folder):
 
 def test_training_resumes_exactly_and_the_adaptor_loads_into_clockwork(shapes_folder, tmp_path):
     cfg = ClockworkTaskConfig(**TASK)
-    state = train(make_task(str(shapes_folder), cfg), _cfg(tmp_path / "a"))
-    train(make_task(str(shapes_folder), cfg), _cfg(tmp_path / "b", steps=2))
-    train(make_task(str(shapes_folder), cfg), _cfg(tmp_path / "b", resume=True))
+    state = train(make_task(load(shapes_folder), str(shapes_folder), cfg), _cfg(tmp_path / "a"))
+    train(make_task(load(shapes_folder), str(shapes_folder), cfg), _cfg(tmp_path / "b", steps=2))
+    train(make_task(load(shapes_folder), str(shapes_folder), cfg), _cfg(tmp_path / "b", resume=True))
     last_a, last_b = ckpt.latest(tmp_path / "a"), ckpt.latest(tmp_path / "b")
     for name in ("adaptor", "ema_adaptor"):
         wa, wb = load_file(last_a / f"{name}.safetensors"), load_file(last_b / f"{name}.safetensors")

@@ -99,7 +99,7 @@ def bench(
     if missing:
         raise ValueError(f"--method: unknown {missing}; known: {sorted(known)}")
     if workload is None and arch is None and not random_weights:
-        from ..models.load import check_exists
+        from ..loading import check_exists
 
         for m in [model] if isinstance(model, str) else model:
             check_exists(m)

@@ -72,7 +72,7 @@ def measure_quality(
 ) -> dict:
     """Sample the model and measure its bars; returns the numbers and which bars pass."""
     from ..data.shapes import heldout_captions
-    from ..models import load
+    from ..loading import load
     from ..train.grid import save_grid
 
     if kind not in BARS:
@@ -187,7 +187,7 @@ def measure_model(
     grid_path=None,
 ) -> dict:
     """`measure` on the pipeline `model` ("mini-sd" or a folder), with its bars; optionally a JSON file and a grid."""
-    from ..models import load
+    from ..loading import load
     from ..train.grid import save_grid
 
     pipe = load(model)

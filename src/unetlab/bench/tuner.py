@@ -561,7 +561,7 @@ def tune(
     for s in solvers:
         check_name(s, "--solvers")
     if workload is None:
-        from ..models.load import check_exists
+        from ..loading import check_exists
         from .workload import workload_for
 
         check_exists(str(model))

@@ -20,7 +20,7 @@ DEFAULT_PROMPTS = [
 def shipped_workload(name: str) -> Workload:
     """The shipped `digits` (unconditional DDIM), `shapes` (text-to-image, guidance 5) or `mini-sd` (a plain
     StableDiffusionPipeline, test-split captions, guidance 7.5, judged by the scene judge) model."""
-    from ..models import load
+    from ..loading import load
 
     pipe = load(name)
     pipe.set_progress_bar_config(disable=True)
@@ -46,7 +46,7 @@ def shipped_workload(name: str) -> Workload:
 
 def user_workload(path: str, prompts: list[str] | None = None) -> Workload:
     """A user's diffusers pipeline (SD 1.x/2.x, SDXL, IF, ControlNet, DDPM) from a folder or hub id."""
-    from ..models import load
+    from ..loading import load
 
     pipe = load(path)
     pipe.set_progress_bar_config(disable=True)

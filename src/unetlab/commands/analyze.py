@@ -84,7 +84,7 @@ def load_model(name: str):
         return tiny_unet(family)
     path = Path(name)
     if name in SHIPPED or (path / "model_index.json").is_file():
-        from unetlab.models.load import load
+        from unetlab.loading import load
 
         return load(name)
     if path.exists():

@@ -54,7 +54,7 @@ def read_prompts(path: str | None) -> list[str] | None:
 
 def make_task(args: argparse.Namespace):
     """The `ClockworkTask` of `unetlab train clockwork`."""
-    from ..models.load import check_exists
+    from ..loading import check_exists, load
     from ..train.clockwork import ClockworkTaskConfig, make_task
 
     if args.model is None:
@@ -69,4 +69,5 @@ def make_task(args: argparse.Namespace):
         channels=args.adaptor_channels,
         seed=args.seed,
     )
-    return make_task(args.model, cfg, read_prompts(args.prompts))
+    prompts = read_prompts(args.prompts)
+    return make_task(load(args.model), args.model, cfg, prompts)

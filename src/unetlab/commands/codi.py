@@ -43,7 +43,7 @@ def make_task(args: argparse.Namespace):
     """The `CoDiTask` of `unetlab train codi` (teacher from `unetlab.load`; data: the digits train split)."""
     from ..codi import CoDiLossConfig, CoDiTask, CoDiTaskConfig
     from ..data import dataset
-    from ..models import load
+    from ..loading import load
 
     data = args.data or "digits"
     if data != "digits":

@@ -82,7 +82,7 @@ def _check_model(pipe, run: str, task: str, channels: int, size: int, steps: lis
 def _pipeline_and_training(path: str):
     """The pipeline of `path` (a run folder's latest checkpoint, a pipeline folder or a shipped name) and its
     training record (steps, elapsed_s) when known."""
-    from ..models import load
+    from ..loading import load
     from ..models.registry import SHIPPED, weights_path
 
     folder = weights_path(path) if path in SHIPPED else Path(path)

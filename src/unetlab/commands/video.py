@@ -53,7 +53,7 @@ def run(args) -> int:
     from tqdm.auto import tqdm
 
     from unetlab.accel.anchor_attention import AnchorAttentionConfig
-    from unetlab.models import load
+    from unetlab.loading import load
     from unetlab.video import check_editor, check_gif, edit_video, read_frames, write_frames
 
     if args.strength > 1:

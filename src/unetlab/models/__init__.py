@@ -1,7 +1,7 @@
-"""The small models unetlab ships (digits DDPM, shapes text-to-image), their pipeline, and `load`."""
+"""The small models unetlab ships (digits DDPM, shapes text-to-image): their pipeline, text encoder, configs and
+weights (`unetlab.load` is in `loading.py`, above the pipelines it knows)."""
 
-from .load import load
 from .pipeline import ShapesPipeline
 from .text import TextEncoder, WordTokenizer
 
-__all__ = ["ShapesPipeline", "TextEncoder", "WordTokenizer", "load"]
+__all__ = ["ShapesPipeline", "TextEncoder", "WordTokenizer"]

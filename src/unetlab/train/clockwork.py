@@ -224,16 +224,15 @@ def shapes_captions(n: int, seed: int, split: str = "train") -> list[str]:
     return [caption(*(ATTRIBUTES[key][int(v)] for key, v in zip(ATTRIBUTES, combos[i]))) for i in picks]
 
 
-def make_task(model: str, cfg: ClockworkTaskConfig, prompts: list[str] | None = None) -> ClockworkTask:
-    """The task for `model` ("digits", "shapes" or a pipeline folder): unconditional pipelines from noise only,
-    `ShapesPipeline`s from prompts of the shapes caption grammar (train combinations; held-out ones for the
-    evaluation), any other text-to-image pipeline from `prompts`."""
+def make_task(pipe, model: str, cfg: ClockworkTaskConfig, prompts: list[str] | None = None) -> ClockworkTask:
+    """The task for `pipe` (loaded from `model`: "digits", "shapes" or a pipeline folder): unconditional pipelines
+    from noise only, `ShapesPipeline`s from prompts of the shapes caption grammar (train combinations; held-out ones
+    for the evaluation), any other text-to-image pipeline from `prompts`."""
     import inspect
 
     from ..eval.workload import Workload
-    from ..models import ShapesPipeline, load
+    from ..models import ShapesPipeline
 
-    pipe = load(model)
     takes_prompt = "prompt" in inspect.signature(pipe.__call__).parameters
     if not takes_prompt:
         if prompts:

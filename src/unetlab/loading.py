@@ -1,4 +1,5 @@
-"""`unetlab.load`: a ready pipeline from a shipped name, a local folder, or a Hugging Face Hub id."""
+"""`unetlab.load`: a ready pipeline from a shipped name, a local folder, or a Hugging Face Hub id; above every
+pipeline class unetlab ships (`models`, `codi`)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from pathlib import Path
 import torch
 from diffusers import DDIMPipeline, DDIMScheduler, DiffusionPipeline
 
-from ..codi.pipeline import CoDiPipeline
-from .pipeline import ShapesPipeline
-from .registry import FLOAT16_STORED, SHIPPED, weights_path
+from .codi.pipeline import CoDiPipeline
+from .models.pipeline import ShapesPipeline
+from .models.registry import FLOAT16_STORED, SHIPPED, weights_path
 
 _OURS = {
     "ShapesPipeline": ShapesPipeline,
