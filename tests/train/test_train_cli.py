@@ -169,3 +169,18 @@ def test_likelihood_widths_are_even_where_the_model_uses_them():
     with pytest.raises(ValueError, match="encoder_channels: 5 must be even"):
         LikelihoodConfig(method="diffenc", encoder_channels=5)
     build_model(LikelihoodConfig(method="diffenc", encoder="nt", encoder_channels=5, channels=2, blocks=1))  # unused
+
+
+def test_eval_bpd_names_data_the_model_cannot_read_and_takes_a_checkpoint_folder(tmp_path, capsys):
+    run = tmp_path / "vdm"
+    small = ["--channels", "8", "--blocks", "1", "--batch-size", "2", "--sample-steps", "1", "--no-progress"]
+    assert main(["train", "vdm", "--data", "digits", "--steps", "1", "--out", str(run), *small]) == 0
+    capsys.readouterr()
+    assert main(["eval", "bpd", str(run), "--data", "shapes"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"unetlab eval: error: data: shapes has 3-channel images; the model in {run} was trained on 1-channel "
+        "images (give the data it was trained on)"
+    )
+    checkpoint = run / (run / "latest").read_text().strip()
+    assert main(["eval", "bpd", str(checkpoint), "--json", str(tmp_path / "c.json")]) == 0
+    assert "VDMv on digits test (359 images x 1)" in capsys.readouterr().out

@@ -128,12 +128,15 @@ def register_bpd(subparsers) -> None:
 
 
 def model_dir(run: str | Path) -> Path:
-    """The EMA model folder of a run: `<run>/<latest checkpoint>/pipeline`, or `run` itself if it holds a model."""
+    """The EMA model folder of a run: `<run>/<latest checkpoint>/pipeline`, `<checkpoint>/pipeline` of one checkpoint
+    folder, or `run` itself if it holds a model."""
     from ..likelihood.build import CONFIG_NAME
 
     run = Path(run)
     if (run / CONFIG_NAME).is_file():
         return run
+    if (run / "pipeline" / CONFIG_NAME).is_file():
+        return run / "pipeline"
     pointer = run / "latest"
     if pointer.is_file():
         return run / pointer.read_text().strip() / "pipeline"
@@ -148,11 +151,15 @@ def run_bpd(args: argparse.Namespace) -> int:
     from ..vdm import evaluate_bpd, images_to_x
     from ..vdm.bpd import mean_of_passes
 
-    if args.repeats < 1:
-        raise ValueError(f"repeats: {args.repeats} must be >= 1")
     model, cfg = load_model(model_dir(args.run))
     model.eval()
     data = dataset(args.data, args.split, image_size(args.data, args.size))
+    channels = int(data[torch.arange(1)]["images"].shape[1])
+    if channels != cfg.in_channels:
+        raise ValueError(
+            f"data: {args.data} has {channels}-channel images; the model in {args.run} was trained on "
+            f"{cfg.in_channels}-channel images (give the data it was trained on)"
+        )
     x = images_to_x(data[torch.arange(len(data))]["images"])
     generator = torch.Generator().manual_seed(args.seed)
     runs = [evaluate_bpd(model, x, generator, args.batch_size) for _ in range(args.repeats)]
