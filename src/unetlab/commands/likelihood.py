@@ -111,7 +111,9 @@ def register_bpd(subparsers) -> None:
         help="bits per dimension of a VDM/DiffEnc run on the test split (EMA weights)",
         description=register_bpd.__doc__,
     )
-    p.add_argument("run", help="a training --out folder (its latest checkpoint) or a saved model folder")
+    p.add_argument(
+        "run", help="a training --out folder (its latest checkpoint), one checkpoint folder or a saved model"
+    )
     p.add_argument("--data", default="digits", help=DATA_HELP)
     p.add_argument("--split", default="test", choices=("train", "test"))
     p.add_argument("--size", type=positive_int, default=None, help="image size (default: 8 for digits)")
