@@ -38,6 +38,7 @@ from ..accel import (
     GuidanceReuseConfig,
 )
 from ..accel.block_skip import SkipWindow
+from ..recipes import Recipe
 from ..recipes.solver import Solver
 from ..schedules import KeySteps, KeyStepsError, resolve
 
@@ -76,6 +77,11 @@ class Candidate:
 
     def with_solver(self, solver: Solver | None) -> Candidate:
         return replace(self, solver=solver)
+
+    def recipe(self, baseline: Solver, tuned_on: dict | None = None) -> Recipe:
+        """The recipe this candidate is: its steps, its solver (`baseline` when it has none of its own) and its
+        accelerators; what the tuner samples, times and returns."""
+        return Recipe(self.steps, self.solver or baseline, self.accelerators, tuned_on or {})
 
 
 def describe(cfg) -> str:

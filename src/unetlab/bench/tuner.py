@@ -143,7 +143,7 @@ class Tuner:
         return time.monotonic() - self.t0 < share * self.time_limit
 
     def recipe(self, c: Candidate, tuned_on: dict | None = None) -> Recipe:
-        return Recipe(c.steps, c.solver or self.solver, c.accelerators, tuned_on or {})
+        return c.recipe(self.solver, tuned_on)
 
     def entry(self, c: Candidate) -> dict:
         return self.state.entry(c.key, c.name, c.family)
