@@ -178,6 +178,24 @@ CASES = [
         2,
         "prompts: {pipe} is unconditional",
     ),
+    (
+        "train-clockwork-model-needs-image",
+        ["train", "clockwork", "--model", "digits-sr4-codi", "--out", "{tmp}/out"],
+        2,
+        "model: digits-sr4-codi is a CoDiPipeline, whose calls need image; clockwork records",
+    ),
+    (
+        "train-clockwork-guidance-unconditional",
+        ["train", "clockwork", "--model", P, "--guidance-scale", "5", "--out", "{tmp}/out"],
+        2,
+        "guidance_scale: {pipe} (DDIMPipeline) takes no guidance",
+    ),
+    (
+        "train-clockwork-prompts-folder",
+        ["train", "clockwork", "--model", "shapes", "--prompts", "{tmp}/empty_out", "--out", "{tmp}/out"],
+        2,
+        "prompts: {tmp}/empty_out is a folder; give a text file",
+    ),
     ("train-t2i-digits", ["train", "t2i", "--data", "digits", "--out", "{tmp}/out"], 2, "t2i trains on captioned"),
     (
         "train-sample-steps-over-timesteps",

@@ -44,9 +44,14 @@ def read_prompts(path: str | None) -> list[str] | None:
     if path is None:
         return None
     file = Path(path)
+    if file.is_dir():
+        raise IsADirectoryError(f"prompts: {path} is a folder; give a text file, one prompt a line")
     if not file.is_file():
         raise FileNotFoundError(f"prompts: no such file {path}")
-    prompts = [line.strip() for line in file.read_text().splitlines() if line.strip()]
+    try:
+        prompts = [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        raise ValueError(f"prompts: {path} is not UTF-8 text; give a text file, one prompt a line") from None
     if not prompts:
         raise ValueError(f"prompts: {path} holds no prompt")
     return prompts

@@ -233,7 +233,18 @@ def make_task(pipe, model: str, cfg: ClockworkTaskConfig, prompts: list[str] | N
     from ..eval.workload import Workload
     from ..models import ShapesPipeline
 
-    takes_prompt = "prompt" in inspect.signature(pipe.__call__).parameters
+    params = inspect.signature(pipe.__call__).parameters
+    required = [
+        n for n, p in params.items() if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    if required:
+        raise ValueError(
+            f"model: {model} is a {type(pipe).__name__}, whose calls need {', '.join(required)}; clockwork records "
+            "the sampling of an unconditional or text-to-image pipeline"
+        )
+    if cfg.guidance_scale is not None and "guidance_scale" not in params:
+        raise ValueError(f"guidance_scale: {model} ({type(pipe).__name__}) takes no guidance; leave it unset")
+    takes_prompt = "prompt" in params
     if not takes_prompt:
         if prompts:
             raise ValueError(f"prompts: {model} is unconditional; it takes no prompts")
