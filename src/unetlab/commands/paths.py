@@ -115,6 +115,10 @@ def check_input(path: str | Path, arg: str) -> None:
 
 def check(args) -> None:
     """Check every output and input path of the parsed `args` before the command runs."""
+    for name in OUT_DIRS + OUT_FILES + INPUTS:  # "" would mean the current folder
+        if getattr(args, name, None) == "":
+            what = "a name or a path" if name in INPUTS else "a path"
+            raise UsageError(f"{OPTION.get(name, '--' + name.replace('_', '-'))}: empty; give {what}")
     for name in OUT_DIRS:
         if getattr(args, name, None):
             check_out_dir(getattr(args, name), "--" + name)
