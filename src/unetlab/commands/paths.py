@@ -118,7 +118,8 @@ def check(args) -> None:
     for name in OUT_DIRS + OUT_FILES + INPUTS:  # "" would mean the current folder
         if getattr(args, name, None) == "":
             what = "a name or a path" if name in INPUTS else "a path"
-            raise UsageError(f"{OPTION.get(name, '--' + name.replace('_', '-'))}: empty; give {what}")
+            arg = name if name == "run" else OPTION.get(name, "--" + name.replace("_", "-"))
+            raise UsageError(f"{arg}: empty; give {what}")
     for name in OUT_DIRS:
         if getattr(args, name, None):
             check_out_dir(getattr(args, name), "--" + name)
