@@ -669,6 +669,12 @@ CASES = [
     ("video-fps-tiny", _with(VIDEO, "--fps", "1e-9"), 2, "fps: expected a frame rate from 0.0016 to 100"),
     ("video-fps-over-gif", _with(VIDEO, "--fps", "400"), 2, "fps: expected a frame rate from 0.0016 to 100"),
     ("video-scale-over-gif", _with(VIDEO, "--scale", "100000"), 2, "a GIF is at most 65535 pixels a side"),
+    (
+        "video-prompts-not-per-frame",
+        _with(VIDEO, "--prompt", "b", "--model", "{tmp}/nope"),
+        2,
+        "--prompt: 2 prompts for 4 frames; give one or one per frame",
+    ),
     ("video-count-over-frames", _with(VIDEO, "--count", "10"), 2, "--count: 10 anchors for a 4-frame video"),
     (
         "video-out-is-a-file",

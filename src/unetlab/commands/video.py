@@ -65,6 +65,8 @@ def run(args) -> int:
     check_gif(args.fps, args.scale, *frames.shape[-2:])
     if args.count is not None and args.count > len(frames):
         raise ValueError(f"--count: {args.count} anchors for a {len(frames)}-frame video; expected 1 to {len(frames)}")
+    if len(args.prompt) not in (1, len(frames)):
+        raise ValueError(f"--prompt: {len(args.prompt)} prompts for {len(frames)} frames; give one or one per frame")
     prompt = args.prompt[0] if len(args.prompt) == 1 else args.prompt
     count = None if args.independent or args.anchors or args.stride else (3 if args.count is None else args.count)
     if not args.independent:  # check the anchors against the video before loading the model
