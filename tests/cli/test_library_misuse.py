@@ -87,3 +87,24 @@ def test_block_granularity_still_runs_on_the_1d_unet_after_a_layer_refusal():
         unetlab.branch_cache(unet, granularity="layer")
     with unetlab.branch_cache(unet, interval=2), torch.no_grad():
         assert torch.equal(unet(x, 900).sample, plain)  # the first step is full
+
+
+def test_codi_pipeline_and_task_refuse_a_grid_their_teacher_cannot_sample():
+    from diffusers import DDPMScheduler
+
+    from unetlab.codi import CoDiAdapter, CoDiLossConfig, CoDiPipeline
+    from unetlab.codi.task import check_teacher
+
+    unet = tiny_unet("ddpm")
+    adapter = CoDiAdapter.from_unet(unet, 3, 4, torch.Generator().manual_seed(0))
+    scheduler = DDPMScheduler(num_train_timesteps=100)
+    with pytest.raises(
+        ValueError, match=r"t_max: expected a training timestep of the scheduler's 100, 1 to 99; got 900"
+    ):
+        CoDiPipeline(unet=unet, adapter=adapter, scheduler=scheduler)
+    CoDiPipeline(unet=unet, adapter=adapter, scheduler=scheduler, t_max=99, grid_size=4)
+    teacher = unetlab.load("digits")
+    with pytest.raises(ValueError, match="t_max: 1000 is not a training timestep of the teacher's 1000"):
+        check_teacher(teacher, 1, CoDiLossConfig(t_max=1000))
+    with pytest.raises(ValueError, match="teacher: its UNet takes 1-channel images, the data has 3"):
+        check_teacher(teacher, 3, CoDiLossConfig())

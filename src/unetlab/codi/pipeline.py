@@ -10,7 +10,15 @@ from diffusers import DDIMScheduler, DiffusionPipeline, ImagePipelineOutput, Sch
 from diffusers.utils.torch_utils import randn_tensor
 
 from .adapter import CoDiAdapter, adapted_unet
-from .consistency import alpha_sigma, consistency_function, ddim_step, implied_noise, predicted_x0, sampling_timesteps
+from .consistency import (
+    alpha_sigma,
+    consistency_function,
+    ddim_step,
+    implied_noise,
+    predicted_x0,
+    sampling_timesteps,
+    timestep_grid,
+)
 from .loss import T_MAX
 
 SAMPLERS = ("consistency", "ddim")
@@ -74,6 +82,12 @@ class CoDiPipeline(DiffusionPipeline):
         super().__init__()
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler: {sampler!r} is not one of {', '.join(SAMPLERS)}")
+        steps = scheduler.config.num_train_timesteps
+        if isinstance(t_max, bool) or not isinstance(t_max, int) or not 1 <= t_max < steps:
+            raise ValueError(
+                f"t_max: expected a training timestep of the scheduler's {steps}, 1 to {steps - 1}; got {t_max!r}"
+            )
+        timestep_grid(grid_size, t_max)
         self.register_modules(unet=unet, adapter=adapter, scheduler=scheduler)
         self.register_to_config(sampler=sampler, grid_size=grid_size, t_max=t_max)
 
