@@ -3,10 +3,10 @@ anchors' keys/values once per step, composes with branch caching, and leaves no 
 
 import pytest
 import torch
-from cross_frame_reference import ReferenceCrossFrame
-from cross_frame_reference import self_attention as _self_attention
 
 import unetlab
+from helpers.cross_frame_reference import ReferenceCrossFrame
+from helpers.cross_frame_reference import self_attention as _self_attention
 from unetlab.accel.anchor_attention import AnchorAttentionConfig, anchor_attention
 from unetlab.testing import tiny_sd_pipeline, tiny_unet
 

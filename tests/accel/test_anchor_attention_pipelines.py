@@ -4,7 +4,6 @@ cross-frame attention written by hand (the ControlNet keeps its own per-frame at
 
 import pytest
 import torch
-from cross_frame_reference import ReferenceCrossFrame, self_attention
 from diffusers import (
     AutoencoderKL,
     ControlNetModel,
@@ -14,6 +13,7 @@ from diffusers import (
     StableDiffusionInstructPix2PixPipeline,
 )
 
+from helpers.cross_frame_reference import ReferenceCrossFrame, self_attention
 from unetlab.testing import tiny_unet
 from unetlab.video import edit_video
 

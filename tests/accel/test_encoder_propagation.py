@@ -4,9 +4,9 @@ import importlib
 
 import pytest
 import torch
-from ep_pipelines import build, call, in_float64, reference
 
 import unetlab
+from helpers.ep_pipelines import build, call, in_float64, reference
 from unetlab.schedules import KeyStepsError
 from unetlab.testing import tiny_unet
 

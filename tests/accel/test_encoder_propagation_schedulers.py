@@ -15,9 +15,9 @@ from diffusers import (
     PNDMScheduler,
     UniPCMultistepScheduler,
 )
-from ep_pipelines import build, call, in_float64, reference
 
 import unetlab
+from helpers.ep_pipelines import build, call, in_float64, reference
 from unetlab.schedules import resolve
 
 ep_module = importlib.import_module("unetlab.accel.encoder_propagation")  # unetlab.accel re-exports a function

@@ -5,9 +5,9 @@ import contextlib
 
 import pytest
 import torch
-from ep_pipelines import call, in_float64
 
 import unetlab
+from helpers.ep_pipelines import call, in_float64
 from unetlab.accel import BranchCacheConfig, ClockworkConfig, EncoderPropagationConfig, load_config
 from unetlab.accel.forecast import Forecast
 from unetlab.testing import tiny_sd_pipeline, tiny_unet

@@ -7,9 +7,9 @@ import diffusers as d
 import pytest
 import torch
 from diffusers.callbacks import SDCFGCutoffCallback
-from guidance_reference import deep_by_hand, encoder_by_hand, guidance_by_hand
 
 import unetlab
+from helpers.guidance_reference import deep_by_hand, encoder_by_hand, guidance_by_hand
 from unetlab.accel import GuidanceReuseConfig, apply, load_config
 from unetlab.testing import tiny_controlnet, tiny_sd_pipeline, tiny_shapes_pipeline, tiny_unet
 

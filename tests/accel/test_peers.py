@@ -141,7 +141,7 @@ def test_tome_under_encoder_propagation_is_the_hand_written_method_on_the_merged
     """EP then ToMe (Faster Diffusion's SD + ToMe): the handle equals the reference method run by hand on the
     tomesd-patched UNet, bit for bit (sequential decoding), and removal in either order restores the pipeline."""
     pytest.importorskip("tomesd")
-    from ep_pipelines import reference
+    from helpers.ep_pipelines import reference
 
     pipe = tiny_sd_pipeline()
     base, before, keys = _run(pipe), _state(pipe.unet), [0, 1, 3]

@@ -7,6 +7,8 @@ import textwrap
 
 import pytest
 
+pytestmark = pytest.mark.slow  # spawns processes
+
 SCRIPT = textwrap.dedent("""
     import atexit, sys
     import torch.distributed as dist

@@ -71,6 +71,7 @@ def test_interrupt_before_a_checkpoint_leaves_nothing_after_one_keeps_the_run(mo
     assert (out / "latest").read_text().strip() == "checkpoint-0000002" and not list(out.glob(".tmp-*"))
 
 
+@pytest.mark.slow  # spawns a process
 def test_bad_input_from_the_shell_exits_2_without_traceback(tmp_path):
     p = subprocess.run(
         [

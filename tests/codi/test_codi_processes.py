@@ -13,7 +13,10 @@ from codi_tiny import tiny_teacher
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
+import pytest
 from processes import env
+
+pytestmark = pytest.mark.slow  # spawns processes
 
 STEPS, LR = 4, 1e-3
 

@@ -82,6 +82,7 @@ def _tiny_stages(tmp_path):
     ]
 
 
+@pytest.mark.slow  # spawns a process
 def test_t2i_on_scenes_resumes_exactly_and_saves_a_plain_sd_pipeline(tmp_path):
     base = _tiny_stages(tmp_path)
     assert main([*base, "--out", str(tmp_path / "a"), "--steps", "2", "--checkpoint-every", "2"]) == 0

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy
+import pytest
 import torch
 from diffusers import StableDiffusionPipeline
 
@@ -30,6 +31,7 @@ def test_load_gives_a_plain_sd_pipeline_with_sd15_topology():
     assert size <= 40 * 2**20
 
 
+@pytest.mark.slow  # spawns a process
 def test_plain_diffusers_loads_it_without_unetlab_and_agrees(tmp_path):
     prompt = scenes.sample(1, split="test")[1][0]
     pipe = unetlab.load("mini-sd")

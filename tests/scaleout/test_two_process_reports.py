@@ -15,6 +15,8 @@ from reports import run_all
 import unetlab
 from unetlab.testing import tiny_unet
 
+pytestmark = pytest.mark.slow  # spawns processes
+
 SRC = str(Path(unetlab.__file__).resolve().parents[1])
 QUALITY = ("method", "steps", "psnr", "ssim", "flops_per_image", "speedup_flops", "accuracy", "fd", "unsupported")
 

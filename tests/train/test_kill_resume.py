@@ -6,10 +6,13 @@ import random
 import subprocess
 import time
 
+import pytest
 import torch
 from processes import TINY, cli, env, final, run
 
 from unetlab.cli import main
+
+pytestmark = pytest.mark.slow  # spawns processes
 
 
 def _kill_when(p: subprocess.Popen, ready) -> bool:

@@ -3,10 +3,13 @@ process with the whole batch ends, up to floating-point summation order."""
 
 import json
 
+import pytest
 import torch
 from processes import TINY, final, launch2, run
 
 from unetlab.cli import main
+
+pytestmark = pytest.mark.slow  # spawns processes
 
 STEPS, LR = 5, 1e-3  # as in TINY
 
