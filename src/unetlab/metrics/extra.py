@@ -53,7 +53,7 @@ def clip_score(images: torch.Tensor, prompts: list[str], model: str = "openai/cl
     try:
         from torchmetrics.multimodal.clip_score import CLIPScore
 
-        metric = CLIPScore(model_name_or_path=model)
+        metric = CLIPScore(model_name_or_path=model)  # type: ignore[arg-type]  # any hub id or local folder works
     except Exception as err:
         raise _missing("clip_score", err) from err
     return float(metric(_uint8(images), list(prompts)))

@@ -60,9 +60,11 @@ def ssim_per_image(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     _check(a, b)
     dtype = torch.float64 if torch.float64 in (a.dtype, b.dtype) else torch.float32
     k = _kernel(a)
-    return structural_similarity_index_measure(
+    per_image = structural_similarity_index_measure(
         a.to(dtype), b.to(dtype), data_range=1.0, kernel_size=k, reduction="none"
-    ).reshape(-1)
+    )
+    assert isinstance(per_image, torch.Tensor)  # a tuple only with return_full_image / return_contrast_sensitivity
+    return per_image.reshape(-1)
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -71,7 +73,9 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
 
     _check(a, b)
     dtype = torch.float64 if torch.float64 in (a.dtype, b.dtype) else torch.float32
-    return float(structural_similarity_index_measure(a.to(dtype), b.to(dtype), data_range=1.0, kernel_size=_kernel(a)))
+    mean = structural_similarity_index_measure(a.to(dtype), b.to(dtype), data_range=1.0, kernel_size=_kernel(a))
+    assert isinstance(mean, torch.Tensor)  # a tuple only with return_full_image / return_contrast_sensitivity
+    return float(mean)
 
 
 def _kernel(a: torch.Tensor) -> int:

@@ -72,17 +72,16 @@ def names(fam: str) -> list[str]:
 
 def preset(name: str, unet=None) -> Recipe:
     """The shipped recipe `name` ("fast", "balanced") for `unet`'s family, or "family:name"."""
-    fam, _, short = name.rpartition(":")
-    if fam and fam not in FAMILIES:
-        raise ValueError(f"recipe: preset family {fam!r} is not one of {', '.join(FAMILIES)}")
-    if not fam:
-        fam = family(unet) if unet is not None else None
-        if fam is None:
-            raise ValueError(
-                f"recipe: no shipped preset fits this UNet (presets exist for {', '.join(FAMILIES)}: "
-                f"the shipped models and SD-1.5/SDXL-shaped UNets); name one as 'sd15:{name}', give a "
-                "recipe JSON, or make one with `unetlab tune`"
-            )
+    explicit, _, short = name.rpartition(":")
+    if explicit and explicit not in FAMILIES:
+        raise ValueError(f"recipe: preset family {explicit!r} is not one of {', '.join(FAMILIES)}")
+    fam = explicit or (family(unet) if unet is not None else None)
+    if fam is None:
+        raise ValueError(
+            f"recipe: no shipped preset fits this UNet (presets exist for {', '.join(FAMILIES)}: "
+            f"the shipped models and SD-1.5/SDXL-shaped UNets); name one as 'sd15:{name}', give a "
+            "recipe JSON, or make one with `unetlab tune`"
+        )
     table = json.loads((presets_dir() / f"{fam}.json").read_text())
     if short not in table:
         raise ValueError(
