@@ -246,6 +246,18 @@ CASES = [
         2,
         "t_max: 5000 is not a training timestep of the teacher's 1000; expected 1 to 999",
     ),
+    (
+        "train-codi-teacher-truncated",
+        [*CODI, "--teacher", "{truncated}"],
+        2,
+        "--teacher: {truncated}/unet/diffusion_pytorch_model.safetensors is not a valid safetensors file",
+    ),
+    (
+        "train-codi-teacher-bad-json",
+        [*CODI, "--teacher", "{badjson}"],
+        2,
+        "--teacher: {badjson}/model_index.json is not valid JSON",
+    ),
     ("train-codi-t-max-0", [*CODI, "--t-max", "0"], 2, "argument --t-max: expected an integer >= 1, got '0'"),
     ("train-codi-grid-size-0", [*CODI, "--grid-size", "0"], 2, "argument --grid-size: expected an integer >= 1"),
     ("train-codi-grid-over-t-max", [*CODI, "--grid-size", "50", "--t-max", "10"], 2, "grid_size: 50 must be"),

@@ -19,7 +19,8 @@ from ..atomic import PREFIX as TMP_PREFIX
 OUT_DIRS = ("out",)  # argument names that are output folders
 OUT_FILES = ("json", "grid", "recipe")  # argument names that are output files
 OPTION = {"recipe": "--out"}  # the option an argument name comes from, where the two differ (`unetlab tune`)
-INPUTS = ("model", "init_from", "unet", "run", "key_steps", "block_skip_plan", "data")  # may name files to check
+# argument names that may name files to check
+INPUTS = ("model", "init_from", "teacher", "vae", "unet", "run", "key_steps", "block_skip_plan", "data")
 MAX_FILES = 2000  # entries of an input folder scanned (an image folder can hold many more)
 
 
