@@ -2,10 +2,13 @@
 
     python scripts/ship_mini_sd.py judge runs/judge
     python scripts/ship_mini_sd.py model runs/mini-sd --vae-run runs/vae --quality runs/q50.json runs/q10.json
+    python scripts/ship_mini_sd.py model runs/mini-sd2 --quality ...   # a run continued with --init-from mini-sd
 
 `judge`: the run's latest EMA judge, its scores on real test-split scenes and the reference statistics of the
 Fréchet distance. `model`: the run's latest EMA pipeline in float16 (a plain `StableDiffusionPipeline`), a model
-card with the runs' commands and histories and the quality files, and a sample grid.
+card with the runs' commands and histories and the quality files, and a sample grid. A run continued from the
+shipped weights (`--init-from mini-sd`) keeps the shipped autoencoder and adds its history to the shipped card's
+(no `--vae-run`).
 """
 
 from __future__ import annotations
@@ -104,11 +107,22 @@ on a CPU).
 """
 
 
-def ship_model(run: Path, vae_run: Path, quality: list[Path], commands: list[str]) -> Path:
+def _runs(run: Path, vae_run: Path | None) -> dict:
+    """The histories for the card: the autoencoder's and the text-to-image run's; a run continued from the shipped
+    weights (no `vae_run`) appends its history to the shipped card's runs."""
+    if vae_run is not None:
+        return {"autoencoder": _history(vae_run), "text-to-image": _history(run)}
+    card = (weights_path("mini-sd") / "README.md").read_text()
+    shipped = json.loads(card.split("```json\n", 1)[1].split("\n```", 1)[0])
+    n = sum(k.startswith("text-to-image") for k in shipped)
+    return {**shipped, f"text-to-image, continued ({n + 1})": _history(run)}
+
+
+def ship_model(run: Path, vae_run: Path | None, quality: list[Path], commands: list[str]) -> Path:
     return atomic.write(weights_path("mini-sd"), lambda tmp: _fill_model(tmp, run, vae_run, quality, commands))
 
 
-def _fill_model(tmp: Path, run: Path, vae_run: Path, quality: list[Path], commands: list[str]) -> None:
+def _fill_model(tmp: Path, run: Path, vae_run: Path | None, quality: list[Path], commands: list[str]) -> None:
     from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline.from_pretrained(latest(run) / "pipeline")
@@ -119,7 +133,7 @@ def _fill_model(tmp: Path, run: Path, vae_run: Path, quality: list[Path], comman
     captions = scenes.sample(32, seed=0, split="test")[1]
     images = pipe(captions, num_inference_steps=50, generator=torch.Generator().manual_seed(0), output_type="pt").images
     save_grid(images, tmp / "samples.png", nrow=8)
-    vae_state = _history(vae_run)
+    runs = _runs(run, vae_run)
     tables = []
     for path in quality:
         q = json.loads(path.read_text())
@@ -133,10 +147,10 @@ def _fill_model(tmp: Path, run: Path, vae_run: Path, quality: list[Path], comman
     unet = pipe.unet
     card = CARD.format(
         scaling_factor=pipe.vae.config.scaling_factor,
-        vae_psnr=vae_state["history"]["test_psnr"],
+        vae_psnr=runs["autoencoder"]["history"]["test_psnr"],
         channels=tuple(unet.config.block_out_channels),
         unet_params=sum(p.numel() for p in unet.parameters()) / 1e6,
-        runs=json.dumps({"autoencoder": vae_state, "text-to-image": _history(run)}, indent=2),
+        runs=json.dumps(runs, indent=2),
         commands="\n".join(commands),
         quality="\n\n".join(tables) or "(not measured)",
     )
@@ -148,7 +162,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=("judge", "model"))
     p.add_argument("run", type=Path)
-    p.add_argument("--vae-run", type=Path, help="model: the autoencoder's run folder")
+    p.add_argument(
+        "--vae-run",
+        type=Path,
+        help="model: the autoencoder's run (none: a run continued from the shipped weights)",
+    )
     p.add_argument("--quality", type=Path, nargs="*", default=[], help="model: JSON files of `unetlab eval quality`")
     p.add_argument("--command", action="append", default=[], help="model: a command of the runs, for the card")
     args = p.parse_args()
