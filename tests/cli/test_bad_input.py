@@ -4,8 +4,8 @@ nothing left behind (no output folder, no temporary file, no change to an existi
 import re
 
 import pytest
-from cases import CASES
 
+from helpers.cli_cases import CASES
 from unetlab.cli import main
 
 

@@ -2,9 +2,9 @@ import copy
 
 import pytest
 import torch
-from codi_tiny import adapter_for, tiny_task, tiny_unet
 from diffusers import UNet2DConditionModel
 
+from helpers.codi_tiny import adapter_for, tiny_task, tiny_unet
 from unetlab.codi import adapted_unet
 from unetlab.unet import example_inputs
 

@@ -2,9 +2,9 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from codi_tiny import adapter_for, tiny_teacher
 
 import unetlab
+from helpers.codi_tiny import adapter_for, tiny_teacher
 from unetlab.codi import CoDiPipeline
 
 

@@ -6,15 +6,13 @@ draw (t, noise, boxes) is a row of the step's global draws."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
+import pytest
 import torch
-from codi_tiny import tiny_teacher
 from safetensors.torch import load_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-import pytest
-from processes import env
+from helpers.codi_tiny import tiny_teacher
+from helpers.processes import env
 
 pytestmark = pytest.mark.slow  # spawns processes
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
-from codi_tiny import tiny_task
 from safetensors.torch import load_file
 
+from helpers.codi_tiny import tiny_task
 from unetlab import checkpoint as ckpt
 from unetlab.train import TrainConfig, train
 

@@ -1,10 +1,9 @@
 """What the compat tests check: every accelerator on every tiny pipeline, the refusals (with their reasons), and
-the README table generated from both (`python tests/compat/matrix.py` rewrites it; a test checks it is current)."""
+the README table generated from both (`python -m tests.compat.matrix` rewrites it; a test checks it is current)."""
 
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 from unetlab.accel import (
@@ -15,11 +14,7 @@ from unetlab.accel import (
     SkipWindow,
 )
 
-try:
-    from .pipelines import NAMES
-except ImportError:  # run as a script
-    sys.path.insert(0, str(Path(__file__).parent))
-    from pipelines import NAMES
+from .pipelines import NAMES
 
 # accelerator -> (identity config: must equal the plain pipeline, active config: must equal the reference)
 ACCELERATORS = {

@@ -130,4 +130,4 @@ def test_accelerator_on_pipeline(name, kind):
 
 
 def test_readme_table_is_generated_from_the_matrix():
-    assert current_readme_section() == section(), "README.md is stale: run python tests/compat/matrix.py"
+    assert current_readme_section() == section(), "README.md is stale: run python -m tests.compat.matrix"

@@ -8,8 +8,8 @@ import time
 
 import pytest
 import torch
-from processes import TINY, cli, env, final, run
 
+from helpers.processes import TINY, cli, env, final, run
 from unetlab.cli import main
 
 pytestmark = pytest.mark.slow  # spawns processes

@@ -5,8 +5,8 @@ import json
 
 import pytest
 import torch
-from processes import TINY, final, launch2, run
 
+from helpers.processes import TINY, final, launch2, run
 from unetlab.cli import main
 
 pytestmark = pytest.mark.slow  # spawns processes
