@@ -54,6 +54,7 @@ def run(args) -> int:
     from unetlab.bench.space import SOLVERS
     from unetlab.bench.tune_report import front_table, plot
     from unetlab.bench.tuner import tune
+    from unetlab.bench.workload import SHIPPED_WORKLOADS
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError(
@@ -62,12 +63,13 @@ def run(args) -> int:
         )
     if not args.recipe.endswith(".json"):
         raise ValueError(f"--out: expected a .json file name for the recipe, got {args.recipe!r}")
-    parse_budget(args.budget, args.model if args.model in ("digits", "shapes") else None)  # before loading
+    # parsed once, before loading, for the judge the shipped workload has (a user's pipeline has none)
+    budget = parse_budget(args.budget, args.model if args.model in SHIPPED_WORKLOADS else None)
     text = args.solvers if args.solvers is not None else ",".join(SOLVERS)
     solvers = () if text.strip().lower() == "none" else tuple(s.strip() for s in text.split(","))
     result = tune(
         args.model,
-        args.budget,
+        budget,
         steps=args.steps,
         scheduler=args.scheduler,
         time_limit=args.time_limit,
