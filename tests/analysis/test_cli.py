@@ -61,3 +61,19 @@ def test_analyze_errors_are_one_line(tmp_path, capsys):
         == 2
     )
     assert "replace" in capsys.readouterr().err
+
+
+def test_mini_sd_default_prompts_follow_its_grammar_and_bad_ones_are_refused_before_loading(tmp_path, capsys):
+    from unetlab.commands.analyze import _default_prompts
+    from unetlab.data.scenes import parse_caption
+
+    class TextPipe:
+        text_encoder = None
+
+    prompts = _default_prompts(TextPipe(), "mini-sd")
+    assert [len(parse_caption(p)["objects"]) for p in prompts] == [1, 2]
+    args = ["analyze", "trace", "--model", "mini-sd", "--out", str(tmp_path), "--prompts", "a red circle at the center"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "prompt" in err and "grammar" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "trace.json").exists()

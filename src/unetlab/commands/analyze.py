@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .args import any_float, nonnegative_float, positive_float, positive_int
 
-SHIPPED = ("digits", "shapes")
+SHIPPED = ("digits", "shapes", "mini-sd")
 
 
 def register(sub) -> None:
@@ -29,12 +29,17 @@ def register(sub) -> None:
         a.add_argument(
             "--model",
             required=True,
-            help="'digits', 'shapes', a pipeline folder (model_index.json), a UNet folder, or tiny:FAMILY",
+            help="'digits', 'shapes', 'mini-sd', a pipeline folder (model_index.json), a UNet folder, or tiny:FAMILY",
         )
         a.add_argument("--out", required=True, help="output folder")
         a.add_argument("--steps", type=positive_int, default=20, help="sampling steps (default 20)")
         a.add_argument("--seeds", type=positive_int, default=4, help="number of seeds 0..N-1 (default 4)")
-        a.add_argument("--prompts", nargs="+", default=None, help="prompts (text models; default: two captions)")
+        a.add_argument(
+            "--prompts",
+            nargs="+",
+            default=None,
+            help="prompts (text models; default: two captions of the model's data)",
+        )
         a.add_argument("--guidance-scale", type=nonnegative_float, default=None, help="classifier-free guidance scale")
         a.add_argument("--batch-size", type=positive_int, default=None, help="samples per sampling call (default: all)")
         a.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
@@ -51,7 +56,7 @@ def register(sub) -> None:
                 "--eval-as",
                 default=None,
                 choices=SHIPPED,
-                help="score outputs with this shipped classifier (default: --model when it is shipped)",
+                help="score outputs with this shipped classifier or judge (default: --model when it is shipped)",
             )
         if name == "perturb":
             a.add_argument(
@@ -91,17 +96,31 @@ def load_model(name: str):
         from unetlab.unet import load_unet
 
         return load_unet(path).eval()
-    raise FileNotFoundError(f"--model: {name!r} is not digits, shapes, tiny:FAMILY or an existing folder")
+    raise FileNotFoundError(f"--model: {name!r} is not digits, shapes, mini-sd, tiny:FAMILY or an existing folder")
 
 
-def _default_prompts(pipe) -> list[str] | None:
-    """Two shapes captions for a text-conditioned pipeline, else None."""
+def _default_prompts(pipe, name: str) -> list[str] | None:
+    """Two captions for a text-conditioned pipeline (mini-sd's grammar for mini-sd, else shapes'), else None."""
     if pipe is None or not hasattr(pipe, "text_encoder"):
         return None
+    if name == "mini-sd":
+        return [
+            "a big red circle at the center on a blue plain background",
+            "a small yellow star left of a big white square on a black striped background",
+        ]
     return [
         "a red circle at the center on a blue background",
         "a yellow triangle at the top left on a black background",
     ]
+
+
+def _check_prompts(args) -> None:
+    """Prompts the mini-sd judge will read must follow its caption grammar: refused before any sampling."""
+    if args.prompts and "mini-sd" in (args.model, getattr(args, "eval_as", None)):
+        from unetlab.data.scenes import parse_caption
+
+        for prompt in args.prompts:
+            parse_caption(prompt)
 
 
 def run(args) -> int:
@@ -111,13 +130,14 @@ def run(args) -> int:
         raise ValueError(
             f"--windows: {args.windows} windows do not fit in --steps {args.steps}; expected 1..{args.steps}"
         )
+    _check_prompts(args)
     from accelerate import Accelerator
 
     torch.set_num_threads(args.threads)
     accelerator = Accelerator()
     model = load_model(args.model)
     pipe = model if hasattr(model, "scheduler") else None
-    prompts = args.prompts or _default_prompts(pipe)
+    prompts = args.prompts or _default_prompts(pipe, args.model)
     common = dict(
         prompts_or_batch=prompts,
         num_inference_steps=args.steps,

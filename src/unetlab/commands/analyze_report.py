@@ -9,7 +9,7 @@ from pathlib import Path
 from unetlab import analysis
 from unetlab.analysis import plots
 
-SHIPPED = ("digits", "shapes")
+SHIPPED = ("digits", "shapes", "mini-sd")  # models whose shipped classifier or judge scores the ablation
 
 
 def _fmt(v: float, spec: str = ".3g") -> str:
@@ -99,7 +99,7 @@ def ablate(model, args, out: Path, common: dict) -> str:
     if g.baseline:
         lines += [
             "",
-            f"Quality by the shipped {g.meta.get('quality_model')} classifier (`unetlab.eval.accuracy`), "
+            f"Quality by the shipped {g.meta.get('quality_model')} classifier or judge (`unetlab.eval.accuracy`), "
             "baseline vs ablated:",
             "",
             "| component | window | " + " | ".join(g.baseline) + " |",
