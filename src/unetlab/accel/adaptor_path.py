@@ -12,6 +12,7 @@ or, when several cheap steps follow each other, the adaptor's), which becomes ph
 from __future__ import annotations
 
 import inspect
+from typing import cast
 
 import torch
 
@@ -25,11 +26,18 @@ class _Reader:
     """A removable forward pre-hook keeping the first input of `module` at every call."""
 
     def __init__(self, module: torch.nn.Module):
-        self.value = None
+        self.value: torch.Tensor | None = None
         self._hook = module.register_forward_pre_hook(self._read, with_kwargs=True)
 
     def _read(self, module, args, kwargs):
         self.value = args[0] if args else next(v for v in kwargs.values() if torch.is_tensor(v))
+
+    @property
+    def tensor(self) -> torch.Tensor:
+        """The input of the module's latest call."""
+        if self.value is None:
+            raise RuntimeError("clockwork: the adaptor's input r_in was not read (its down block has not run)")
+        return self.value
 
     def remove(self) -> None:
         self._hook.remove()
@@ -68,11 +76,12 @@ class AdaptorPath(DeepPath):
             return out
         restore(entry[1])
         temb = self._last_signature.bind(*args, **kwargs).arguments.get("temb")
-        r_in, r_prev = self._r_in.value, self._prev[self.slot]
+        r_in, r_prev = self._r_in.tensor, self._prev[self.slot]
         adaptor = self.adaptor
         param = next(adaptor.parameters())
         if param.device != r_in.device or param.dtype != r_in.dtype:
-            adaptor.to(device=r_in.device, dtype=r_in.dtype)
+            # ModelMixin.to is typed as a functools.wraps of Module.to, which mypy cannot call as a method
+            cast(torch.nn.Module, adaptor).to(device=r_in.device, dtype=r_in.dtype)
         out = adaptor(r_in, r_prev, temb, pooled_text(self.text) if adaptor.text_proj is not None else None)
         self._prev[self.slot] = out
         return out.clone()  # the stored r_out^{t+1} of the next step stays untouched by in-place additions

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -87,6 +88,7 @@ class AnchorAttentionConfig(AccelConfig):
             return self.anchors
         if self.stride is not None:
             return tuple(range(0, num_frames, self.stride))
+        assert self.count is not None  # __post_init__ leaves exactly one of anchors, stride and count set
         count = min(self.count, num_frames)
         return tuple(sorted({round(i * (num_frames - 1) / max(count - 1, 1)) for i in range(count)}))
 
@@ -116,8 +118,8 @@ class AnchorAttnProcessor:
     def __call__(
         self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states=None, attention_mask=None, temb=None
     ):
-        h = self.handle
-        if h.phase is None:
+        h, phase = self.handle, self.handle.phase
+        if phase is None:
             return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
         if encoder_hidden_states is not None or attention_mask is not None:
             raise RuntimeError(
@@ -134,10 +136,11 @@ class AnchorAttnProcessor:
             hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
         batch, n_tokens, _ = hidden_states.shape
         q = self._heads(attn, attn.to_q(hidden_states), attn.norm_q)
-        own = h.phase == "anchors" or h.config.own_kv
-        k = self._heads(attn, attn.to_k(hidden_states), attn.norm_k) if own else None
-        v = self._heads(attn, attn.to_v(hidden_states), None) if own else None
-        out = h._attend(self.name, q, k, v)
+        kv: tuple[torch.Tensor, torch.Tensor] | None = None
+        if phase == "anchors" or h.config.own_kv:
+            k = self._heads(attn, attn.to_k(hidden_states), attn.norm_k)
+            kv = (k, self._heads(attn, attn.to_v(hidden_states), None))
+        out = h._attend(self.name, phase, q, kv)
         out = out.transpose(1, 2).reshape(batch, n_tokens, -1).to(q.dtype)
         out = attn.to_out[1](attn.to_out[0](out))
         if shape4 is not None:
@@ -165,7 +168,8 @@ class _Processors:
         self.layers = layers
         self.originals = {name: attn.processor for name, attn in layers.items()}
         for name, attn in layers.items():
-            attn.set_processor(AnchorAttnProcessor(handle, name, attn.processor))
+            # diffusers annotates the argument as its AttnProcessor class; any callable processor is accepted
+            attn.set_processor(cast(AttnProcessor, AnchorAttnProcessor(handle, name, attn.processor)))
 
     def remove(self) -> None:
         for name, attn in self.layers.items():
@@ -188,9 +192,10 @@ class AnchorAttention(Handle):
         super().__init__(unet, config)
         self.phase: str | None = None
         self.kv_computed = {p: 0 for p in PHASES}
-        self._frames, self._copies, self._anchor_timesteps = 0, 0, None
+        self._frames, self._copies = 0, 0
+        self._anchor_timesteps: list[float] | None = None
         self._step, self._slot, self._calls = -1, 0, 0
-        self.clock = None
+        self.clock: StepClock | None = None
         self.owner = RunOwner(KIND, pipe)
         self.clear()
         try:
@@ -245,7 +250,11 @@ class AnchorAttention(Handle):
 
     def _on_start(self) -> None:
         self._step, self._slot = -1, 0
-        if self.phase == "frames" and self._anchor_timesteps not in (None, self.clock.timesteps):
+        if (
+            self.phase == "frames"
+            and self.clock is not None
+            and self._anchor_timesteps not in (None, self.clock.timesteps)
+        ):
             raise RuntimeError(
                 "anchor_attention: this call's timesteps differ from the anchors' call; use the same "
                 "num_inference_steps and scheduler for every batch of frames"
@@ -270,13 +279,16 @@ class AnchorAttention(Handle):
             self._copies = batch // self._frames
         return original(*args, **kwargs)
 
-    def _attend(self, name: str, q: torch.Tensor, k: torch.Tensor | None, v: torch.Tensor | None) -> torch.Tensor:
-        """softmax(q K_a^T / sqrt(d)) V_a with K_a, V_a the anchors' (and the frame's own) keys/values."""
+    def _attend(
+        self, name: str, phase: str, q: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> torch.Tensor:
+        """softmax(q K_a^T / sqrt(d)) V_a with K_a, V_a the anchors' (and, given `kv`, the frame's own) keys/values;
+        in the anchor phase `kv` (always computed there) is cached."""
         g, key = self._copies, (name, self._step, self._slot)
-        if k is not None:
-            self.kv_computed[self.phase] += k.shape[0] // g
-        if self.phase == "anchors":
-            self._cache[key] = (_by_copy(k, g).detach(), _by_copy(v, g).detach())
+        if kv is not None:
+            self.kv_computed[phase] += kv[0].shape[0] // g
+            if phase == "anchors":
+                self._cache[key] = (_by_copy(kv[0], g).detach(), _by_copy(kv[1], g).detach())
         if key not in self._cache:
             raise RuntimeError(
                 f"anchor_attention: step {self._step} (call {self._slot}) of layer {name} has no "
@@ -288,13 +300,14 @@ class AnchorAttention(Handle):
                 f"anchor_attention: this batch has {g} guidance copies and the anchors had "
                 f"{k_a.shape[0]}; use the same guidance settings for every batch"
             )
-        if self.phase == "anchors" or k is None:
+        if phase == "anchors" or kv is None:
             return (
                 F.scaled_dot_product_attention(_by_copy(q, g), k_a, v_a)
                 .view(g, q.shape[1], -1, *q.shape[2:])
                 .transpose(1, 2)
                 .reshape(q.shape)
             )
+        k, v = kv
         m = q.shape[0] // g
         k_all = torch.cat([k_a.repeat_interleave(m, dim=0), k], dim=2)
         v_all = torch.cat([v_a.repeat_interleave(m, dim=0), v], dim=2)

@@ -69,7 +69,7 @@ class BranchCacheConfig(AccelConfig):
 
     def check_steps(self, num_steps: int) -> None:
         """Raise when an explicit schedule names a step the pipeline call does not run."""
-        if self.schedule != "uniform" and self.schedule[-1] >= num_steps:
+        if isinstance(self.schedule, tuple) and self.schedule[-1] >= num_steps:
             raise ValueError(
                 f"schedule: full step {self.schedule[-1]} is out of range for a call with "
                 f"{num_steps} steps (valid: 0 to {num_steps - 1})"

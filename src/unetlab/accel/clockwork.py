@@ -63,6 +63,7 @@ class ClockworkConfig(AccelConfig):
 
     def deep(self, unet) -> list:
         """The low-resolution path this config reuses on `unet`; a one-line error when `level` does not fit it."""
+        assert self.level is not None  # __post_init__ resolves None to the adaptor's or the paper's level
         n = num_levels(unet)
         if self.level > n - 1:
             raise ValueError(f"level: expected 1 to {n - 1} for this {n}-level UNet, got {self.level}")

@@ -20,9 +20,10 @@ import os
 from pathlib import Path
 
 import torch
-from diffusers import ModelMixin, UNet2DConditionModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.resnet import ResnetBlock2D
+from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 from torch import nn
 
 from ..checkpoint import latest
@@ -78,7 +79,8 @@ def unet_dims(unet, level: int) -> dict:
     }
 
 
-class ClockworkAdaptor(ModelMixin, ConfigMixin):
+# diffusers' two bases type `config_name` differently (str and None), as for every diffusers model
+class ClockworkAdaptor(ModelMixin, ConfigMixin):  # type: ignore[misc]
     """phi(r_in, r_prev, temb, text) = r_prev + ConvT(Res(Res(Conv_s2(r_in) + W text, temb), temb)) (Sec. 3.2)."""
 
     @register_to_config
@@ -101,8 +103,8 @@ class ClockworkAdaptor(ModelMixin, ConfigMixin):
             for _ in range(2)
         )
         self.conv_up = nn.ConvTranspose2d(channels, out_channels, 3, stride=2, padding=1)
-        nn.init.zeros_(self.conv_up.weight)
-        nn.init.zeros_(self.conv_up.bias)
+        for p in self.conv_up.parameters():  # weight and bias: phi starts as the identity r_prev
+            nn.init.zeros_(p)
         self.source: str | None = None  # the shipped name or folder it was loaded from
 
     @classmethod
@@ -145,8 +147,8 @@ def _folder(name: str) -> Path:
     if name in CLOCKWORK_ADAPTORS:
         return shipped_path(name)
     path = Path(name)
-    if not (path / "config.json").is_file() and path.is_dir() and latest(path) is not None:
-        return latest(path) / "pipeline"
+    if not (path / "config.json").is_file() and path.is_dir() and (last := latest(path)) is not None:
+        return last / "pipeline"
     return path
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import sys
 import threading
+from types import FrameType
 
 _LIBRARIES = frozenset({"unetlab", "diffusers", "torch", "threading", "contextlib", "functools"})
 
@@ -28,7 +29,10 @@ def _call_codes(pipe) -> frozenset:
 def _entry(codes: frozenset) -> tuple[int, object]:
     """(id, code) of the frame the current thread's run lives in: the outermost pipeline call on the stack, else the
     innermost frame outside the libraries, else the thread's first frame."""
-    frame, outermost, caller, first = sys._getframe(1), None, None, None
+    first = sys._getframe(1)
+    frame: FrameType | None = first
+    outermost: FrameType | None = None
+    caller: FrameType | None = None
     while frame is not None:
         if frame.f_code in codes:
             outermost = frame
@@ -64,7 +68,8 @@ class RunOwner:
         if me == self.thread and not start:
             return
         with self._lock:
-            if self.thread not in (None, me) and _running(self.thread, self.entry):
+            thread, entry = self.thread, self.entry
+            if thread is not None and thread != me and entry is not None and _running(thread, entry):
                 raise RuntimeError(
                     f"{self.kind}: a second pipeline call entered this accelerated UNet from another "
                     "thread while a call is running; one handle serves one call at a time (wait for "

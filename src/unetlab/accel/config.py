@@ -16,7 +16,7 @@ from typing import ClassVar
 
 from ..atomic import write_json
 
-_KINDS: dict[str, type] = {}
+_KINDS: dict[str, type[AccelConfig]] = {}
 VERSION = 1  # the format version this unetlab writes and reads (configs, block-skip plans, recipes)
 
 

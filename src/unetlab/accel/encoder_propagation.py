@@ -32,9 +32,8 @@ import warnings
 from dataclasses import dataclass
 
 import torch
-from diffusers import UNet2DConditionModel
 from diffusers.models.unets.unet_2d import UNet2DOutput
-from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
+from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel, UNet2DConditionOutput
 
 from ..patching import ForwardPatch, claims
 from ..schedules import KeySteps, check_spec, resolve
@@ -134,7 +133,9 @@ class EncoderPropagation(Accelerator):
         self._z_T: dict[int, torch.Tensor] = {}
         self._cn: dict[int, tuple] = {}  # ControlNet call slot -> (signature, output)
         self._cn_last = (-1, 0)
-        self._keys, self._key_set, self._sequential, self._groups = (), frozenset(), False, 1
+        self._keys: tuple[int, ...] = ()
+        self._key_set: frozenset[int] = frozenset()
+        self._sequential, self._groups = False, 1
         if self.pipe is None and "_bare" in self.__dict__:
             self._set_keys(self._bare[0])
 
@@ -174,7 +175,7 @@ class EncoderPropagation(Accelerator):
         return_dict = bound.pop("return_dict", True)
         cond = {k: v for k, v in bound.items() if v is not None}
         step, slot = call.step, call.slot
-        n = self.run.num_steps if self.pipe is not None else self._bare[1]
+        n = self.current_run.num_steps if self.pipe is not None else self._bare[1]
         if self.pipe is None and n is not None and step >= n:
             raise RuntimeError(
                 f"encoder_propagation: UNet call {step + 1} is beyond num_inference_steps={n}; "
@@ -219,13 +220,13 @@ class EncoderPropagation(Accelerator):
         end = step + 1
         if self.parallel and not self._sequential and self.aligned(call):
             nxt = bisect.bisect_right(self._keys, step)
-            end = self._keys[nxt] if nxt < len(self._keys) else self.run.num_steps
+            end = self._keys[nxt] if nxt < len(self._keys) else self.current_run.steps()
             if self.config.max_parallel is not None:
                 end = min(end, step + self.config.max_parallel)
         if end <= step + 1:
             return self.compiled(decode)(self.unet, state, [timestep])
-        ts = self.clock.scheduler.timesteps
-        start = self.run.offset + step
+        ts = self.step_clock.scheduler.timesteps
+        start = self.current_run.index(step)
         timesteps = [timestep] + list(ts[start + 1 : start + end - step].unbind())
         g = self._groups
         if g > 1 and state.batch_size % g:
@@ -246,7 +247,7 @@ class EncoderPropagation(Accelerator):
         """Run the ControlNet only where the UNet's encoder runs (key steps, new inputs); elsewhere return the
         slot's residuals from then (the decoder does not read them)."""
         self.follow_scheduler()
-        step = self.clock.step_index
+        step = self.step_clock.step_index
         slot = self._cn_last[1] + 1 if self._cn_last[0] == step else 0
         self._cn_last = (step, slot)
         bound = dict(self._cn_signature.bind(*args, **kwargs).arguments)
@@ -264,7 +265,7 @@ class EncoderPropagation(Accelerator):
             return
         if step == 0:
             self._z_T[slot] = kwargs["sample"].clone()
-        z_T, host, i = self._z_T.get(slot), self.clock.timesteps, (self.run.offset or 0) + step
+        z_T, host, i = self._z_T.get(slot), self.step_clock.timesteps, (self.current_run.offset or 0) + step
         if z_T is not None and i < len(host) and host[i] < self.config.injection_threshold:
             kwargs["sample"] = kwargs["sample"] + alpha * z_T
 

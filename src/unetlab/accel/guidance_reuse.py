@@ -113,6 +113,13 @@ class GuidanceReuse(Accelerator):
         self._batch: int | None = None  # the guidance batch's rows, from the first UNet call of the run
         self._perturbed: list = []
 
+    @property
+    def _rows(self) -> int:
+        """The guidance batch's rows, known once the run's first UNet call was recognised (`_guidance`)."""
+        if self._batch is None:
+            raise RuntimeError("guidance_reuse: the guidance batch is unknown before the run's first UNet call")
+        return self._batch
+
     def start(self, run) -> None:
         if self.config.stop_after is not None and run.num_steps is None:
             raise ValueError("stop_after: this call's number of steps is unknown (its scheduler has no timesteps)")
@@ -131,7 +138,7 @@ class GuidanceReuse(Accelerator):
             self.calls.append((call.step, True))
             return original(*args, **kwargs)
         stop = self.config.stop_after
-        if stop is not None and call.step >= stop * self.run.num_steps:
+        if stop is not None and call.step >= stop * self.current_run.steps():
             self.calls.append((call.step, False))
             out = self._chunk(original, call, layout, layout.cond)
             return _with_sample(out, torch.cat([out[0]] * layout.chunks))
@@ -175,7 +182,7 @@ class GuidanceReuse(Accelerator):
     def _chunk(self, original, call: Call, layout: Layout, index: int):
         """The UNet on the rows of chunk `index` alone."""
         with unperturbed(self._perturbed):
-            return original(**rows(call.bound, self._batch, layout, index))
+            return original(**rows(call.bound, self._rows, layout, index))
 
     def _whole(self, original, call: Call, layout: Layout):
         """The whole guidance batch as one call per chunk, the conditional chunk first (stacked)."""

@@ -120,6 +120,18 @@ class Run:
     num_steps: int | None
     offset: int | None
 
+    def steps(self) -> int:
+        """`num_steps`, where the caller needs it known."""
+        if self.num_steps is None:
+            raise RuntimeError("this pipeline call's number of steps is unknown (its scheduler has no timesteps)")
+        return self.num_steps
+
+    def index(self, step: int) -> int:
+        """Where step `step` of this call sits in `scheduler.timesteps`, where the caller needs it known."""
+        if self.offset is None:
+            raise RuntimeError("this pipeline call's first step could not be placed in its scheduler's timesteps")
+        return self.offset + step
+
 
 @dataclass
 class Call:
@@ -269,9 +281,23 @@ class Accelerator(Handle):
         forget_compiled(self._compiled)
         self._compiled.clear()
 
+    @property
+    def current_run(self) -> Run:
+        """The run in progress: set at the first UNet call of a pipeline call (or after `reset()`)."""
+        if self.run is None:
+            raise RuntimeError(f"{self.kind}: no run in progress; the run state exists only during a UNet call")
+        return self.run
+
+    @property
+    def step_clock(self) -> StepClock:
+        """The clock on the pipeline's scheduler (a bare UNet has none)."""
+        if self.clock is None:
+            raise RuntimeError(f"{self.kind}: this handle follows no scheduler (it was applied to a bare UNet)")
+        return self.clock
+
     def _follow(self, scheduler) -> None:
         """`pipe.scheduler` was replaced: listen to the new one; this call starts a new run."""
-        self.clock.remove()
+        self.step_clock.remove()
         self._listen(scheduler)
         self._reset()
 
