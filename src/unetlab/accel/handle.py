@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
@@ -167,7 +167,7 @@ def forget_compiled(fns) -> None:
 class Handle:
     """Claim, stacking check, removable parts, `.remove()`, context manager; `config` is the validated config."""
 
-    kind: ClassVar[str] = ""
+    kind: str = ""  # the kind it claims: a class constant, set per handle by the peers' `PeerHandle`
 
     def __init__(self, unet, config=None):
         self.unet, self.config = unet, config

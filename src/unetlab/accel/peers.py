@@ -13,14 +13,20 @@ on `.remove()` so that the pipeline computes exactly what it did before. Install
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
+from diffusers.models.modeling_utils import ModelMixin
 
 from ..errors import UnsupportedError
 from ..patching import StepClock, resolve
 from .config import AccelConfig
 from .handle import Handle
+
+if TYPE_CHECKING:
+    from diffusers.hooks.hooks import HookRegistry
 
 
 class UnsupportedPeerError(UnsupportedError, ValueError):
@@ -51,6 +57,12 @@ class PeerHandle(Handle):
     def undo_with(self, fn) -> None:
         """Register what `.remove()` must call to undo the package's patch."""
         self._add(_Undo(fn))
+
+
+def _unet(target) -> tuple[Any, ModelMixin]:
+    """`patching.resolve(target)` with the UNet typed as the diffusers model the peer packages patch."""
+    pipe, unet = resolve(target)
+    return pipe, cast(ModelMixin, unet)
 
 
 def _check_ints(cfg, low: dict, what: str = "") -> None:
@@ -157,7 +169,7 @@ class TaylorSeerConfig(_PeerConfig):
 def check_deepcache(target, branch: int = 0) -> None:
     """Raise `UnsupportedPeerError` when DeepCache's `DeepCacheSDHelper` cannot run on `target`."""
     _import("DeepCache", "DeepCache")
-    pipe, unet = resolve(target)
+    pipe, unet = _unet(target)
     if pipe is None:
         raise UnsupportedPeerError(
             "deepcache: DeepCacheSDHelper needs a pipeline (it reads pipe.scheduler.timesteps), got a bare UNet"
@@ -199,7 +211,8 @@ def deepcache(target, interval: int = 3, branch: int = 0) -> PeerHandle:
     return handle
 
 
-def _transformer_blocks(unet) -> list[torch.nn.Module]:
+def _transformer_blocks(unet) -> list[Any]:
+    """The modules whose class is named BasicTransformerBlock (tomesd patches them by that name)."""
     return [m for m in unet.modules() if type(m).__name__ == "BasicTransformerBlock"]
 
 
@@ -243,7 +256,7 @@ def tome(
     config = ToMeConfig(ratio, max_downsample, sx, sy, use_rand, merge_attn, merge_crossattn, merge_mlp, seed)
     check_tome(target)
     tomesd = _import("tomesd", "tomesd")
-    pipe, unet = resolve(target)
+    pipe, unet = _unet(target)
     max_downsample = max_downsample or _first_attention_downsample(unet)
     handle = PeerHandle(unet, replace(config, max_downsample=max_downsample))
     blocks = _transformer_blocks(unet)
@@ -350,8 +363,10 @@ def tgate(target, gate_step: int = 10, sp_interval: int = 5, fi_interval: int = 
     return handle
 
 
-def _hooked(unet, hook: str) -> list[torch.nn.Module]:
-    return [m for m in unet.modules() if hook in getattr(getattr(m, "_diffusers_hook", None), "hooks", {})]
+def _hooked(unet, hook: str) -> list[HookRegistry]:
+    """The diffusers hook registries of `unet`'s modules that hold `hook`."""
+    registries = (getattr(m, "_diffusers_hook", None) for m in unet.modules())
+    return [r for r in registries if r is not None and hook in getattr(r, "hooks", {})]
 
 
 def _diffusers_hooks(pipe, unet, hook: str, apply, on_start, config: AccelConfig) -> PeerHandle:
@@ -368,16 +383,16 @@ def _diffusers_hooks(pipe, unet, hook: str, apply, on_start, config: AccelConfig
             raise UnsupportedPeerError(f"{kind}: its module patterns match nothing in this {type(unet).__name__}")
         clock = StepClock(pipe.scheduler, on_start=lambda: on_start(hooked))
     except Exception:
-        for m in _hooked(unet, hook):
-            m._diffusers_hook.remove_hook(hook, recurse=False)
+        for registry in _hooked(unet, hook):
+            registry.remove_hook(hook, recurse=False)
         _drop_new(modules, before)
         handle.remove()
         raise
 
     def undo():
         clock.remove()
-        for m in hooked:
-            m._diffusers_hook.remove_hook(hook, recurse=False)
+        for registry in hooked:
+            registry.remove_hook(hook, recurse=False)
         _drop_new(modules, before)
 
     handle.undo_with(undo)
@@ -408,7 +423,10 @@ def pab(target, spatial: int = 2, cross: int = 4, timestep_range: tuple = (100, 
     timestep of the step the scheduler is at) and its states reset at the start of every pipeline call."""
     config = PABConfig(spatial, cross, timestep_range)
     pipe, unet = _needs_pipeline(target, "pab")
-    from diffusers import PyramidAttentionBroadcastConfig, apply_pyramid_attention_broadcast
+    from diffusers.hooks.pyramid_attention_broadcast import (
+        PyramidAttentionBroadcastConfig,
+        apply_pyramid_attention_broadcast,
+    )
 
     def timestep() -> float:
         ts = clock_ref[0].timesteps
@@ -421,7 +439,7 @@ def pab(target, spatial: int = 2, cross: int = 4, timestep_range: tuple = (100, 
         cross_attention_block_skip_range=cross,
         spatial_attention_timestep_skip_range=config.timestep_range,
         cross_attention_timestep_skip_range=config.timestep_range,
-        current_timestep_callback=timestep,
+        current_timestep_callback=cast(Callable[[], int], timestep),  # diffusers types it int; it is only compared
     )
     try:
         handle = _diffusers_hooks(
@@ -439,9 +457,9 @@ def pab(target, spatial: int = 2, cross: int = 4, timestep_range: tuple = (100, 
     return handle
 
 
-def _reset(hooked) -> None:
-    for m in hooked:
-        m._diffusers_hook.reset_stateful_hooks(recurse=False)
+def _reset(hooked: list[HookRegistry]) -> None:
+    for registry in hooked:
+        registry.reset_stateful_hooks(recurse=False)
 
 
 def taylorseer(target, interval: int = 5, order: int = 1, warm_up: int = 3) -> PeerHandle:
@@ -454,9 +472,8 @@ def taylorseer(target, interval: int = 5, order: int = 1, warm_up: int = 3) -> P
     pipe, unet = _needs_pipeline(target, "taylorseer")
     import re
 
-    from diffusers import TaylorSeerCacheConfig
     from diffusers.hooks.hooks import CacheContext
-    from diffusers.hooks.taylorseer_cache import apply_taylorseer_cache
+    from diffusers.hooks.taylorseer_cache import TaylorSeerCacheConfig, TaylorSeerCacheHook, apply_taylorseer_cache
 
     names = [re.escape(n) for n, m in unet.named_modules() if type(m).__name__ in ("Attention", "FeedForward")]
     cfg = TaylorSeerCacheConfig(
@@ -467,10 +484,12 @@ def taylorseer(target, interval: int = 5, order: int = 1, warm_up: int = 3) -> P
         cache_identifiers=names,
     )
 
-    def start(hooked) -> None:
+    def start(hooked: list[HookRegistry]) -> None:
         _reset(hooked)
-        for m in hooked:
-            m._diffusers_hook.get_hook("taylorseer_cache").state_manager.set_context(CacheContext("unetlab"))
+        for registry in hooked:
+            # `_hooked` chose the registries holding this hook; get_hook types it as the base ModelHook
+            hook = cast(TaylorSeerCacheHook, registry.get_hook("taylorseer_cache"))
+            hook.state_manager.set_context(CacheContext("unetlab"))
 
     return _diffusers_hooks(
         pipe,
@@ -482,4 +501,10 @@ def taylorseer(target, interval: int = 5, order: int = 1, warm_up: int = 3) -> P
     )
 
 
-_ADAPTERS = {"deepcache": deepcache, "tome": tome, "tgate": tgate, "pab": pab, "taylorseer": taylorseer}
+_ADAPTERS: dict[str, Callable[..., PeerHandle]] = {
+    "deepcache": deepcache,
+    "tome": tome,
+    "tgate": tgate,
+    "pab": pab,
+    "taylorseer": taylorseer,
+}
