@@ -65,7 +65,7 @@ class BlockSkipPlan:
     num_inference_steps: int | None = None
     meta: dict = field(default_factory=dict)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.windows = [w if isinstance(w, SkipWindow) else SkipWindow(**w) for w in self.windows]
         by_component: dict[str, list[SkipWindow]] = {}
         for w in self.windows:

@@ -169,7 +169,7 @@ class Handle:
 
     kind: str = ""  # the kind it claims: a class constant, set per handle by the peers' `PeerHandle`
 
-    def __init__(self, unet, config=None):
+    def __init__(self, unet, config=None) -> None:
         self.unet, self.config = unet, config
         self._parts: list = []
         check_stacking(unet, self.kind)
@@ -208,7 +208,7 @@ class Accelerator(Handle):
     """A handle that sees every UNet call as a `Call`; subclasses implement `forward(original, call, args, kwargs)`,
     and may override `install()`, `start(run)` (first call of a run), `before_step(step, slot, kwargs)`, `clear()`."""
 
-    def __init__(self, target, config, scheduler=None):
+    def __init__(self, target, config, scheduler=None) -> None:
         pipe, unet = resolve(target)
         unet, self._wrapper = uncompiled(unet)
         super().__init__(unet, config)
