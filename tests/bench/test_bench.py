@@ -75,7 +75,7 @@ def test_bench_rejects_bad_arguments():
     with pytest.raises(ValueError, match="steps: expected an integer >= 2"):
         bench(model="digits", steps=1)
     with pytest.raises(ValueError, match="arch: only"):
-        bench(arch="sdxl", random_weights=True)
+        bench(arch="sd21", random_weights=True)
     with pytest.raises(ValueError, match="random_weights: only valid"):
         bench(random_weights=True)
 

@@ -24,7 +24,7 @@ from ..recipes.solver import parse_baseline, probe, resolve
 from .measure import machine, match_steps, unet_flops
 from .rows import Context, Row, fewer_steps, reason, specs, unrunnable_solver
 from .timing import MIN_ROUNDS, time_rounds
-from .workload import workload_for
+from .workload import check_backend, compile_unet, workload_for
 
 SHIPPED = ("digits", "shapes")  # the main job's default workloads
 FEWER_SOLVERS = ("ddim", "dpm++", "unipc")  # the fewer-steps rows' solvers
@@ -77,9 +77,19 @@ def bench(
     batch_size: int = 32,
     accelerator=None,
     baseline: str | None = None,
+    scale: int | None = None,
+    dtype: str | None = None,
+    latent_size: int | None = None,
+    compile: str | None = None,
 ) -> dict:
     """Benchmark the methods on each model against `baseline` ("SCHEDULER:STEPS", default "ddim:50"; `steps` alone
     means DDIM at that many steps); return `{"machine", "date", "rows"}` and write reports to `out`.
+
+    `arch` ("sd15", "sdxl") with `random_weights` benchmarks a random UNet of that shape for speed only, at `scale`
+    (1 full size, 10 channels / 10, the default), in `dtype` (default "float32"), at `latent_size` (default the
+    architecture's own, 64 / 128). `compile` (a `torch.compile` backend, e.g. "inductor") times every row with
+    the compiled UNet: FLOPs and samples come from eager calls first; each row's warm-up call less one timed call is
+    its `compile_s`.
 
     Quality images are sampled `batch_size` at a time; under `accelerate launch` (an `accelerator` with several
     processes) the batches are shared among the processes and the main process times, merges and reports.
@@ -98,6 +108,11 @@ def bench(
     missing = [m for m in methods or [] if m not in known]
     if missing:
         raise ValueError(f"--method: unknown {missing}; known: {sorted(known)}")
+    for name, value in (("scale", scale), ("dtype", dtype), ("latent_size", latent_size), ("compile", compile)):
+        if value is not None and arch is None:
+            raise ValueError(f"{name}: only valid together with arch='sd15' or 'sdxl' (--arch, --random-weights)")
+    if compile is not None:
+        check_backend(compile)
     if workload is None and arch is None and not random_weights:
         from ..loading import check_exists
 
@@ -106,7 +121,7 @@ def bench(
     if workload is not None:
         workloads = [workload]
     elif arch is not None or random_weights:
-        workloads = [workload_for("", arch, random_weights)]
+        workloads = [workload_for("", arch, random_weights, scale, dtype, latent_size)]
     else:
         workloads = [workload_for(m) for m in ([model] if isinstance(model, str) else model)]
     rows, images = [], {}
@@ -119,14 +134,21 @@ def bench(
         "batch_size": batch_size,
     }
     for w in workloads:
-        r, im = bench_workload(w, solver_name, methods, key_steps, block_skip_plan, quick, accelerator, **settings)
+        r, im = bench_workload(
+            w, solver_name, methods, key_steps, block_skip_plan, quick, accelerator, compile=compile, **settings
+        )
         rows += r
         images.update({(w.name, k): v for k, v in im.items()})
     result = {
         "machine": machine(),
         "date": datetime.date.today().isoformat(),
         "speed_only": all(w.speed_only for w in workloads),
-        "settings": {**settings, "baseline": f"{solver_name}:{steps}", "processes": _processes(accelerator)},
+        "settings": {
+            **settings,
+            "baseline": f"{solver_name}:{steps}",
+            "processes": _processes(accelerator),
+            **_shape(arch, scale, workloads, compile),
+        },
         "rows": rows,
     }
     if out is not None and _is_main(accelerator):
@@ -134,6 +156,18 @@ def bench(
 
         write_report(result, images, Path(out))
     return result
+
+
+def _shape(arch: str | None, scale: int | None, workloads: list[Workload], compile: str | None) -> dict:
+    """The UNet's dtype (of the first workload); for `arch`, its channel scale and latent size; the compile backend."""
+    unet = workloads[0].unet
+    return {
+        "arch": arch,
+        "dtype": str(unet.dtype).removeprefix("torch."),
+        "scale": None if arch is None else scale or 10,
+        "latent_size": None if arch is None else unet.config.sample_size,
+        "compile": compile,
+    }
 
 
 def _processes(accelerator) -> int:
@@ -189,12 +223,24 @@ def _row_dict(w: Workload, r: Row, steps: int) -> dict:
         "speedup_flops": None,
         "flops_per_image": None,
         "peak_mem_mb": None,
+        "warmup_s": None,
+        "compile_s": None,
         "psnr": None,
         "ssim": None,
         "accuracy": None,
         "fd": None,
         "unsupported": r.unsupported,
     }
+
+
+def _refuses_compiled(w: Workload, r: Row) -> str | None:
+    """Why `r`'s recipe cannot be applied to the compiled UNet (tomesd refuses the `torch.compile` wrapper), or
+    None; applying compiles nothing."""
+    try:
+        with accelerate(w.pipe, r.recipe):
+            return None
+    except Exception as err:  # any refusal, reported on the row
+        return reason(err)
 
 
 def bench_workload(
@@ -212,9 +258,11 @@ def bench_workload(
     repeats,
     seed,
     batch_size,
+    compile=None,
 ) -> tuple[list[dict], dict]:
     """Rows and per-row sample images for one workload against the baseline `solver_name` at `steps`; the
-    fewer-steps rows also with the other `FEWER_SOLVERS` the pipeline can step with."""
+    fewer-steps rows also with the other `FEWER_SOLVERS` the pipeline can step with; timed with the UNet compiled
+    by the `compile` backend when given (after the eager sampling)."""
     solver = resolve(solver_name, w.pipe)
     ctx = Context(w.unet, steps, solver, w.guidance_scale, range(seed, seed + num_images + timing_images))
     chosen = specs(steps, key_steps, block_skip_plan, quick, solver.label)
@@ -286,7 +334,20 @@ def bench_workload(
         bar.update(1)
     expected = {r.name: flops[base.name] / flops[r.name] for r in runnable}  # a wall speed-up 2x off is re-timed
     recipes = {r.name: r.recipe for r in runnable}
-    timing = time_rounds(w, recipes, timing_images, repeats, seed + num_images, bar, expected) if main else {}
+    if compile is not None:
+        compile_unet(w, compile)
+        for i, r in enumerate(rows):
+            why = _refuses_compiled(w, r) if r.name in recipes else None
+            if why is not None:
+                rows[i] = dataclasses.replace(r, unsupported=f"under torch.compile: {why}")
+                del recipes[r.name]
+    timing = {}
+    if main:
+        timing = time_rounds(
+            w, recipes, timing_images, repeats, seed + num_images, bar, expected, consecutive=compile is not None
+        )
+        for t in timing.values():
+            t["compile_s"] = None if compile is None else t["warmup_s"] - t["seconds_per_image"] * timing_images
     if accelerator is not None:
         accelerator.wait_for_everyone()
     bar.close()

@@ -71,6 +71,7 @@ def _unsettled(row: dict) -> str:
 
 def markdown(result: dict) -> str:
     """The table as Markdown: one row per method, unsupported methods with their reason."""
+    compiled = bool(result.get("settings", {}).get("compile"))
     lines = [
         f"Machine: {result['machine']}  ",
         f"Date: {result['date']}  ",
@@ -83,15 +84,17 @@ def markdown(result: dict) -> str:
         "SSIM the mean over images; peak MB = resident-set growth during one timed call (CPU) or "
         "allocated CUDA memory growth."
         + (" **Speed only: random weights, no quality columns.**" if result.get("speed_only") else ""),
+        *_settings(result.get("settings", {})),
         "",
         "| model | method | steps | s/image | speed-up (wall) | speed-up (FLOPs) | peak MB | PSNR | SSIM | "
-        "accuracy | FD |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "accuracy | FD |" + (" compile s |" if compiled else ""),
+        "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if compiled else ""),
     ]
     for r in result["rows"]:
         if r.get("unsupported"):
             lines.append(
                 f"| {r['model']} | {r['method']} | {r['steps']} | unsupported: {r['unsupported']} | | | | | | | |"
+                + (" |" if compiled else "")
             )
             continue
         lines.append(
@@ -100,8 +103,29 @@ def markdown(result: dict) -> str:
             f"{_fmt(r['speedup_flops'], '.2f')}× | "
             f"{_fmt(r['peak_mem_mb'], '.0f')} | {_fmt(r['psnr'], '.2f')} | {_fmt(r['ssim'], '.3f')} | "
             f"{_fmt(r['accuracy'], '.3f')} | {_fmt(r['fd'], '.2f')} |"
+            + (f" {_fmt(r.get('compile_s'), '.1f')} |" if compiled else "")
         )
     return "\n".join(lines) + "\n"
+
+
+def _settings(settings: dict) -> list[str]:
+    """The lines stating the shape, dtype and compilation the rows were timed at (random-weight architectures)."""
+    if settings.get("arch") is None:
+        return []
+    scale = "full size" if settings["scale"] == 1 else f"channels / {settings['scale']}"
+    size = settings["latent_size"]
+    lines = [
+        "",
+        f"Shape: {settings['arch']} UNet, {scale}, {size}×{size} latent, {settings['dtype']}, baseline "
+        f"{settings['baseline']}, {settings['timing_images']} image(s) per timed call.",
+    ]
+    if settings.get("compile"):
+        lines.append(
+            f"**Compiled: every timing is of the UNet under torch.compile(backend={settings['compile']!r})**; "
+            "FLOPs from eager calls; each row applied once and its calls timed back to back (re-applying would "
+            "compile again); compile s = the warm-up call (which compiles) less one timed call."
+        )
+    return lines
 
 
 def _forecasts(row: dict) -> bool:

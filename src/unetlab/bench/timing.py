@@ -16,6 +16,13 @@ One untimed warm-up call per configuration (peak memory measured on the way), th
   speed-up disagrees with the `expected` one (FLOPs ratio, or the tuner's cost model) by more than `DISAGREE`
   times either way; at most `RETIMES` extra sets. A baseline that spreads re-times every configuration. What is
   still unsettled or in disagreement after that is reported as such (`timing_settled`, `timing_disagrees`).
+- `consecutive=True` (a `torch.compile`d UNet): each configuration is applied once per set of rounds, its warm-up
+  call (which compiles) followed by its `rounds` calls back to back, instead of being applied around every call in
+  rotated order: `Handle.remove` drops the graphs traced while its patches were on, so re-applying at every call
+  would compile again inside every timed call. The paired ratios pair the configuration's r-th call with the
+  baseline's r-th. A re-timed configuration is applied (and compiled) again, with an untimed warm-up.
+
+Every configuration's warm-up call is timed too (`warmup_s`): under `torch.compile` it holds the compilation.
 """
 
 from __future__ import annotations
@@ -48,10 +55,12 @@ def time_rounds(
     seed: int,
     bar=None,
     expected: dict[str, float] | None = None,
+    consecutive: bool = False,
 ) -> dict[str, dict]:
     """Per configuration name (the first of `recipes` is the baseline): seconds per image and the wall speed-up over
     the baseline from minimum times, the min-max of the paired per-round ratios, the rounds, their spread, whether
-    it was re-timed, and peak memory. `expected` maps names to predicted speed-ups (see the module docstring)."""
+    it was re-timed, peak memory and the warm-up call's seconds. `expected` maps names to predicted speed-ups;
+    `consecutive` times each configuration's calls back to back (see the module docstring)."""
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < MIN_ROUNDS:
         raise ValueError(
             f"repeats: expected an integer >= {MIN_ROUNDS} (a minimum over one round is not robust), got {rounds!r}"
@@ -64,22 +73,20 @@ def time_rounds(
         if bar is not None:
             bar.update(k)
 
-    def call(name: str) -> float:
-        recipe = recipes[name]
-        with accelerate(w.pipe, recipe):
-            return wall_time(lambda: w.generate(timing_images, recipe.num_inference_steps, seed))
+    def timed(name: str) -> float:
+        n = recipes[name].num_inference_steps
+        return wall_time(lambda: w.generate(timing_images, n, seed))
 
-    peak = {}
-    for m in methods:
-        with peak_memory() as mem:
-            call(m)
-        peak[m] = mem["mb"]
-        tick()
+    def call(name: str) -> float:
+        with accelerate(w.pipe, recipes[name]):
+            return timed(name)
+
+    peak, warmup = {}, {}
     times: dict[str, list[float]] = {m: [] for m in methods}
     ratios: dict[str, list[float]] = {m: [] for m in methods}
     retimed = dict.fromkeys(times, 0)
 
-    def run(subset: list[str]) -> None:
+    def rotated(subset: list[str]) -> None:
         for r in range(rounds):
             k = r % len(subset)
             t = {}
@@ -89,6 +96,33 @@ def time_rounds(
             for m in subset:
                 times[m].append(t[m])
                 ratios[m].append(t[base] / t[m])
+
+    def back_to_back(subset: list[str]) -> None:
+        t = {}
+        for m in subset:
+            with accelerate(w.pipe, recipes[m]):
+                with peak_memory() as mem:
+                    warm = timed(m)
+                peak.setdefault(m, mem["mb"])
+                warmup.setdefault(m, warm)
+                tick()
+                t[m] = []
+                for _ in range(rounds):
+                    t[m].append(timed(m))
+                    tick()
+        for m in subset:
+            times[m] += t[m]
+            ratios[m] += [b / x for b, x in zip(t[base], t[m])]
+
+    if consecutive:
+        run = back_to_back
+    else:
+        run = rotated
+        for m in methods:
+            with peak_memory() as mem:
+                warmup[m] = call(m)
+            peak[m] = mem["mb"]
+            tick()
 
     def speedup(name: str) -> float:
         return min(times[base]) / min(times[name])
@@ -102,7 +136,7 @@ def time_rounds(
         if not todo:
             break
         if bar is not None:
-            bar.total += rounds * (1 + len(todo))
+            bar.total += (rounds + consecutive) * (1 + len(todo))
         for m in todo:
             retimed[m] += 1
         run([base, *todo])
@@ -118,6 +152,7 @@ def time_rounds(
             "timing_retimed": retimed[m],
             "timing_disagrees": disagrees(speedup(m), expected.get(m)),
             "peak_mem_mb": peak[m],
+            "warmup_s": warmup[m],
         }
         for m in methods
     }

@@ -16,8 +16,28 @@ def register(sub) -> None:
         metavar="NAME_OR_PATH",
         help="digits, shapes (shipped; default: both), a saved pipeline folder or a hub id; repeatable",
     )
-    p.add_argument("--arch", choices=["sd15"], help="speed only at a known shape (needs --random-weights)")
+    p.add_argument(
+        "--arch", choices=["sd15", "sdxl"], help="speed only at SD-1.5's or SDXL's UNet shape (needs --random-weights)"
+    )
     p.add_argument("--random-weights", action="store_true", help="random weights: speed only, no quality columns")
+    p.add_argument("--scale", type=int, choices=[1, 10], help="with --arch: 1 full size, 10 channels / 10 (default 10)")
+    p.add_argument(
+        "--dtype", choices=["float32", "float16", "bfloat16"], help="with --arch: the UNet's dtype (default float32)"
+    )
+    p.add_argument(
+        "--latent-size",
+        type=positive_int,
+        metavar="N",
+        help="with --arch: N×N latents (default the arch's own: sd15 64, sdxl 128)",
+    )
+    p.add_argument(
+        "--compile",
+        nargs="?",
+        const="inductor",
+        metavar="BACKEND",
+        help="with --arch: time every row with the UNet under torch.compile (default backend inductor; "
+        "eager traces without compiling); compile seconds reported separately",
+    )
     p.add_argument("--out", default="bench-out", help="report folder (default: bench-out)")
     p.add_argument(
         "--baseline",
@@ -72,6 +92,10 @@ def run(args) -> int:
         batch_size=args.batch_size,
         accelerator=accelerator,
         baseline=args.baseline,
+        scale=args.scale,
+        dtype=args.dtype,
+        latent_size=args.latent_size,
+        compile=args.compile,
     )
     if accelerator.is_main_process:
         print(markdown(result))

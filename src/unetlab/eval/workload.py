@@ -36,11 +36,14 @@ class Workload:
             kwargs["batch_size"] = num_images
         if self.guidance_scale is not None:
             kwargs["guidance_scale"] = self.guidance_scale
-        if "embeds" in kwargs:  # speed-only: prompt embeddings stand in for a text encoder
-            embeds = kwargs.pop("embeds")
+        if "embeds" in kwargs:  # speed-only: prompt embeddings stand in for the text encoders
             kwargs.pop("prompt", None)
-            kwargs["prompt_embeds"] = embeds[:1].expand(num_images, *embeds.shape[1:])
-            kwargs["negative_prompt_embeds"] = torch.zeros_like(kwargs["prompt_embeds"])
+            to = dict(device=self.pipe.device, dtype=self.unet.dtype)  # SDXL's pipeline casts none without encoders
+            for name, key in (("embeds", "prompt_embeds"), ("pooled_embeds", "pooled_prompt_embeds")):
+                if name in kwargs:
+                    embeds = kwargs.pop(name).to(**to)
+                    kwargs[key] = embeds[:1].expand(num_images, *embeds.shape[1:])
+                    kwargs[f"negative_{key}"] = torch.zeros_like(kwargs[key])
         with torch.inference_mode():
             out = self.pipe(**kwargs)
         images = out.images if hasattr(out, "images") else out[0]
