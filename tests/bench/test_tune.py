@@ -160,7 +160,7 @@ def test_one_slow_timed_call_does_not_move_the_choice(tuned, monkeypatch):
         ("psnr>35", "expected METRIC>=VALUE"),
         ("fid<=3", "unknown metric 'fid'"),
         ("psnr<=35", "write psnr>=35"),
-        ("accuracy>=0.99", "needs a shipped evaluation classifier"),
+        ("accuracy>=0.99", "needs a shipped judge"),
         ("accuracy>=1.5", None),
         ("psnr>=-1", "psnr must be"),
     ],
@@ -225,3 +225,92 @@ def test_the_learned_clockwork_adaptor_is_searched_where_one_ships():
         (4, "shapes"),
     ]
     assert space.adaptor_configs(tiny_unet("sd")) == []
+
+
+def test_a_folder_measured_for_one_budget_serves_another_measuring_only_what_is_missing(tuned, monkeypatch):
+    """A work folder written before every metric was measured for every image (its settings list the metrics, a
+    seed lacks SSIM): an SSIM budget is not refused; the missing value is measured, nothing measured is again."""
+    from unetlab.bench import tuner
+
+    _, w, out = tuned
+    path = out.parent / "recipe.tune" / "state.json"
+    state = json.loads(path.read_text())
+    state["settings"]["metrics"] = ["psnr"]
+    key = json.dumps([2, []])  # 2 steps of the baseline's solver: measured in every round 1
+    del state["candidates"][key]["quality"]["1100"]["ssim"]
+    path.write_text(json.dumps(state))
+    before = {k: set(e["quality"]) for k, e in state["candidates"].items()}
+    calls = []
+    sample = tuner.Tuner._sample
+
+    def recorded(self, c, seeds, counted=False):
+        calls.append((c.key, list(seeds)))
+        return sample(self, c, seeds, counted)
+
+    monkeypatch.setattr(tuner.Tuner, "_sample", recorded)
+    result = tune(
+        "tiny",
+        "ssim>=0.2",
+        steps=STEPS,
+        out=out,
+        calibration=3,
+        validation=3,
+        families=FAMILIES,
+        progress=False,
+        workload=w,
+        timing_images=2,
+        repeats=2,
+    )
+    assert (key, [1100]) in calls
+    again = [(k, s) for k, seeds in calls if (k, seeds) != (key, [1100]) for s in seeds if str(s) in before.get(k, ())]
+    assert again == []  # every other call measured seeds that had not been measured
+    assert result.recipe.tuned_on["validation"]["ssim"] >= 0.2
+    assert "ssim" in json.loads(path.read_text())["candidates"][key]["quality"]["1100"]
+
+
+@pytest.mark.parametrize("steps", [2, 3])
+def test_steps_below_the_ablation_windows_scale_the_grid_down(steps, tmp_path):
+    """At 2 or 3 steps the block-skip plans come from a grid of one window per step (4 windows need 4 steps)."""
+    out = tmp_path / "recipe.json"
+    try:
+        tune(
+            "tiny",
+            "psnr>=5",
+            steps=steps,
+            out=out,
+            calibration=2,
+            validation=2,
+            families=("block-skip",),
+            progress=False,
+            workload=_workload(),
+            timing_images=2,
+            repeats=2,
+            solvers=(),
+        )
+    except BudgetNotMet:
+        pass
+    plans = json.loads((tmp_path / "recipe.tune" / "state.json").read_text())["plans"]
+    assert plans and all(p["num_inference_steps"] == steps for p in plans)
+    assert max(w["end"] for p in plans for w in p["windows"]) <= steps
+
+
+def test_a_time_limit_that_ends_before_anything_is_measured_says_so(tmp_path):
+    from unetlab.bench.tuner import TimeLimitReached
+
+    with pytest.raises(TimeLimitReached) as err:
+        tune(
+            "tiny",
+            BUDGET,
+            steps=STEPS,
+            out=tmp_path / "recipe.json",
+            calibration=2,
+            validation=2,
+            time_limit=1e-3,
+            families=FAMILIES,
+            progress=False,
+            workload=_workload(),
+            solvers=(),
+        )
+    message = str(err.value)
+    assert "\n" not in message and "nan" not in message
+    assert message.startswith("tune: the time limit (0.001 s) ran out before any configuration was measured")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -73,7 +74,10 @@ class Counter(TorchDispatchMode):
         return out
 
 
-def count(run: Callable[[], object]) -> tuple[object, int, int]:
+T = TypeVar("T")
+
+
+def count(run: Callable[[], T]) -> tuple[T, int, int]:
     """(`run()`'s result, FLOPs, operators dispatched) of one call."""
     with torch.no_grad(), Counter() as c:
         out = run()

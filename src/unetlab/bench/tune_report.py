@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..atomic import write
+from .budget import JUDGED
 
 
 def _fmt(v, spec: str) -> str:
@@ -14,7 +15,7 @@ def _fmt(v, spec: str) -> str:
 def front_table(result) -> str:
     """The Pareto front (predicted speed-up vs calibration quality) and the validated rows as Markdown; the chosen
     recipe in bold."""
-    m = result.budget.metric
+    m = result.budget.figure  # a relative budget's rows show the ratio to the baseline on the same seeds
     lines = [
         (
             f"Pareto front ({len(result.front)} of {len(result.rows)} measured configurations), then the other "
@@ -40,6 +41,12 @@ def front_table(result) -> str:
             f"{r['calibration']:.3g} | {_fmt(r['validation'], '.3g')} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _ylabel(b) -> str:
+    if b.relative:
+        return f"{b.metric} ÷ the baseline's (same seeds)"
+    return f"{b.metric} (the judge)" if b.metric in JUDGED else f"{b.metric} vs the baseline sample"
 
 
 def plot(result, path: Path) -> None:
@@ -82,7 +89,7 @@ def plot(result, path: Path) -> None:
     ax.axhline(b.value, color="r", ls=":", lw=1, label=f"budget {b}")
     ax.set(
         xlabel="speed-up over the baseline (×, cost model)",
-        ylabel=f"{b.metric} vs the baseline sample",
+        ylabel=_ylabel(b),
         title=f"unetlab tune: {result.recipe.tuned_on.get('model')}, {b}",
     )
     ax.legend(fontsize=7)

@@ -39,7 +39,19 @@ from tqdm.auto import tqdm
 from ..recipes import Recipe, accelerate
 from ..recipes.solver import SchedulerSwap, Solver, check_name, probe, resolve
 from ..version import __version__
-from .budget import Budget, parse_budget, per_image
+from .budget import (
+    JUDGED,
+    SET_METRICS,
+    Budget,
+    Judge,
+    check_budget,
+    check_set_sizes,
+    fd,
+    jackknife,
+    metrics_for,
+    parse_budget,
+    per_image,
+)
 from .cost import cheaper, count, fit, predict
 from .measure import machine, wall_time
 from .space import (
@@ -55,11 +67,12 @@ from .space import (
     step_counts,
     twin,
 )
-from .state import State, work_dir
+from .state import State, check_work_dir, work_dir
 from .timing import MIN_ROUNDS, time_rounds
 
 CALIBRATION_SEED, VALIDATION_SEED = 1100, 1200
-MARGIN = {"psnr": 3.0, "ssim": 0.03, "accuracy": 0.5, "lpips": 0.05}  # round 1's allowance (2 seeds)
+# round 1's allowance (2 seeds), in the metric's units; fd's a fraction of the bound (a distance of 2 images)
+MARGIN = {"psnr": 3.0, "ssim": 0.03, "accuracy": 0.5, "allcorrect": 0.5, "lpips": 0.05, "fd": 0.5}
 SEARCH_SHARE = 0.7
 
 
@@ -108,7 +121,12 @@ class Tuner:
         self.cal = [CALIBRATION_SEED + i for i in range(calibration)]
         self.val = [VALIDATION_SEED + i for i in range(validation)]
         self.families = tuple(families) if families is not None else FAMILIES
-        self.metrics = sorted({"psnr", budget.metric} | ({"accuracy"} if workload.quality_model else set()))
+        # every metric the model's judge allows is measured (LPIPS only for an LPIPS budget: it is slow), so a work
+        # folder serves every budget; `per_image` the metrics with a value per image, `fd` a set statistic
+        self.metrics = [m for m in metrics_for(workload.quality_model) if m != "lpips" or budget.metric == "lpips"]
+        self.per_image = [m for m in self.metrics if m not in SET_METRICS]
+        self.judge = Judge(workload.quality_model) if workload.quality_model else None
+        self._fd: dict = {}  # (candidate key, seeds) -> Fréchet distance
         from ..analysis.ablate import fingerprint
 
         settings = {
@@ -119,7 +137,6 @@ class Tuner:
             "guidance_scale": workload.guidance_scale,
             "calibration": calibration,
             "validation": validation,
-            "metrics": self.metrics,
             "unetlab": __version__,
         }
         self.work = work_dir(out)
@@ -137,6 +154,7 @@ class Tuner:
                 old = entries.pop(key)
                 if new not in entries or len(entries[new]["quality"]) < len(old["quality"]):
                     entries[new] = old
+                    self.state.rekey(key, new)
 
     # ------------------------------------------------------------------ measuring
     def left(self, share: float = 1.0) -> bool:
@@ -175,36 +193,114 @@ class Tuner:
                 swap.remove()
 
     def measure(self, c: Candidate, seeds: list[int], counted: bool = False) -> None:
-        """Quality on `seeds` (contiguous); FLOPs and operators counted, or the call timed."""
+        """Every metric on `seeds` (contiguous) where a seed lacks one; FLOPs and operators counted (on all `seeds`,
+        once), or the call timed."""
         e = self.entry(c)
-        todo = [s for s in seeds if str(s) not in e["quality"]]
-        if not todo and (not counted or e["counts"] is not None):
+        if counted and e["counts"] is None:
+            self._sample(c, seeds, counted=True)
             return
-        todo = seeds if counted and e["counts"] is None else todo
-        start, n = todo[0], len(todo)
+        todo = [s for s in seeds if self._missing(c, s)]
+        for run in _runs(todo):
+            self._sample(c, run)
+
+    def _missing(self, c: Candidate, seed: int) -> bool:
+        """Whether a metric of `c` on `seed` is not measured (a budget's LPIPS, a metric added since)."""
+        e = self.state.candidates.get(c.key)
+        q = None if e is None else e["quality"].get(str(seed))
+        if q is None or any(m not in q for m in self.per_image):
+            return True
+        return "fd" in self.metrics and seed not in self.state.features(c.key)
+
+    def complete(self, c: Candidate, seeds: list[int]) -> bool:
+        return not any(self._missing(c, s) for s in seeds)
+
+    def _sample(self, c: Candidate, seeds: list[int], counted: bool = False) -> None:
+        e = self.entry(c)
+        start, n = seeds[0], len(seeds)
         if counted:
             images, flops, ops = count(lambda: self._generate(c, start, n))
             e["counts"] = {"flops": flops / n, "ops": ops}
         else:
-            out = {}
+            out: dict[str, torch.Tensor] = {}
             seconds = wall_time(lambda: out.setdefault("images", self._generate(c, start, n)))
             images = out["images"]
             e["times"].append([n, seconds])
-        ref = torch.stack([self.reference[s] for s in todo])
-        labels = self.w.labels(n, start)
-        values = per_image(images, ref, self.w.quality_model, labels, self.metrics)
-        for i, s in enumerate(todo):
-            e["quality"][str(s)] = {m: v[i] for m, v in values.items()}
+        self._score(c, seeds, images)
+
+    def _score(self, c: Candidate, seeds: list[int], images: torch.Tensor) -> None:
+        """Record the metrics of `c`'s `images` of `seeds` (contiguous), keeping what was measured before."""
+        e = self.entry(c)
+        ref = torch.stack([self.reference[s] for s in seeds])
+        values, feats = per_image(images, ref, self.judge, self.w.labels(len(seeds), seeds[0]), self.metrics)
+        for i, s in enumerate(seeds):
+            e["quality"].setdefault(str(s), {}).update({m: v[i] for m, v in values.items()})
+        if feats is not None:
+            self.state.add_features(c.key, {s: feats[i] for i, s in enumerate(seeds)})
+            self._fd = {k: v for k, v in self._fd.items() if k[0] != c.key}
         self.state.save()
 
+    def _measured(self, c: Candidate, seeds: list[int], metric: str) -> list[int]:
+        e = self.state.candidates.get(c.key)
+        if e is None:
+            return []
+        if metric in SET_METRICS:
+            return [s for s in seeds if s in self.state.features(c.key)]
+        return [s for s in seeds if metric in e["quality"].get(str(s), {})]
+
+    def _set_value(self, c: Candidate, seeds: list[int]) -> float:
+        """The Fréchet distance of `c`'s images of `seeds` (nan below 2)."""
+        key = (c.key, tuple(seeds))
+        if key not in self._fd:
+            assert self.judge is not None  # a set metric is measured only with a judge
+            feats = self.state.features(c.key)
+            self._fd[key] = fd(torch.stack([feats[s] for s in seeds]), self.judge.reference()) if seeds else math.nan
+        return self._fd[key]
+
     def quality(self, c: Candidate, seeds: list[int], metric: str | None = None) -> tuple[float, float]:
-        """(mean, standard error) of `metric` (the budget's) over the measured `seeds`."""
+        """(value, standard error) of `metric` (the budget's) over the measured `seeds`: the mean of the per-image
+        values, or a set metric of the set (its jackknife standard error)."""
         metric = metric or self.budget.metric
+        seeds = self._measured(c, seeds, metric)
+        if metric in SET_METRICS:
+            return self._set_value(c, seeds), jackknife(lambda s: self._set_value(c, s), seeds)
         q = self.entry(c)["quality"]
-        v = [q[str(s)][metric] for s in seeds if str(s) in q]
+        v = [q[str(s)][metric] for s in seeds]
         if not v:
             return math.nan, math.inf
         return statistics.fmean(v), (statistics.stdev(v) / math.sqrt(len(v)) if len(v) > 1 else math.inf)
+
+    def bound(self, seeds: list[int]) -> float:
+        """The budget's bound on `seeds`: its value, or its factor times the baseline's figure on them."""
+        return self.budget.bound(self.quality(self.base, seeds)[0]) if self.budget.relative else self.budget.value
+
+    def slack(self, c: Candidate, seeds: list[int]) -> tuple[float, float]:
+        """(how far `c` is on the good side of the budget on its measured `seeds`, standard error): per image the
+        paired difference to the bound (to the factor times the baseline's value of the same image), for a set
+        metric the set's (jackknife standard error)."""
+        b, metric = self.budget, self.budget.metric
+        seeds = self._measured(c, seeds, metric)
+        if not seeds:
+            return math.nan, math.inf
+        if metric in SET_METRICS:
+
+            def stat(s):
+                return b.slack(self._set_value(c, s), self.bound(s))
+
+            return stat(seeds), jackknife(stat, seeds)
+        q, base = self.entry(c)["quality"], self.entry(self.base)["quality"]
+        d = [b.slack(q[str(s)][metric], b.bound(base[str(s)][metric]) if b.relative else b.value) for s in seeds]
+        return statistics.fmean(d), (statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else math.inf)
+
+    def figure(self, c: Candidate, seeds: list[int]) -> float:
+        """What a row shows of `c` on `seeds`: the budget metric's value, or its ratio to the baseline's on the same
+        seeds for a relative budget."""
+        value = self.quality(c, seeds)[0]
+        if not self.budget.relative:
+            return value
+        base = self.quality(self.base, self._measured(c, seeds, self.budget.metric))[0]
+        if base == 0:  # a judge's rate of 0 on these seeds: anything above it is infinitely better
+            return 1.0 if value == 0 else math.inf
+        return value / base
 
     def fit(self) -> tuple[float, float]:
         samples = []
@@ -222,15 +318,15 @@ class Tuner:
         for c in tqdm(cands, desc=desc, unit="cfg", disable=not self.progress, leave=False):
             if self.left(SEARCH_SHARE):
                 self.measure(c, seeds, counted)
-            if all(str(s) in self.entry(c)["quality"] for s in seeds):
+            if self.complete(c, seeds):
                 done.append(c)
         return done
 
     def _prune(self, cands, seeds) -> list[Candidate]:
         """Round 1: drop what misses the budget by more than the margin, and what is dominated."""
-        margin = MARGIN[self.budget.metric]
+        margin = MARGIN[self.budget.metric] * (abs(self.bound(seeds)) if self.budget.metric in SET_METRICS else 1)
         q = {c.key: (self.quality(c, seeds)[0], self.quality(c, seeds, "psnr")[0]) for c in cands}
-        keep = [c for c in cands if self.budget.slack(q[c.key][0]) + margin >= 0]
+        keep = [c for c in cands if self.slack(c, seeds)[0] + margin >= 0]
         sign = self.budget.sign
 
         def dominates(a, b) -> bool:
@@ -249,10 +345,10 @@ class Tuner:
         coef = self.fit()
         ok, sure = [], []
         for c in cands:
-            mean, se = self.quality(c, seeds)
-            if self.budget.slack(mean) + (0 if strict else se) >= 0:
+            slack, se = self.slack(c, seeds)
+            if slack + (0 if strict else se) >= 0:
                 ok.append(c)
-                if self.budget.slack(mean) - se >= 0:
+                if slack - se >= 0:
                     sure.append(c)
         ok.sort(key=lambda c: self.predicted(c, coef))
         sure.sort(key=lambda c: self.predicted(c, coef))
@@ -311,20 +407,23 @@ class Tuner:
 
     # ------------------------------------------------------------------ inputs of the space
     def _baseline(self) -> None:
-        """The full-step baseline images of every seed (timed: samples for the cost fit)."""
+        """The full-step baseline images of every seed (timed: samples for the cost fit), and their metrics (the
+        judges' figures are what a relative budget scales)."""
         self.reference = self.state.reference()
-        if all(s in self.reference for s in self.cal + self.val):
-            return
-        e = self.entry(self.base)
-        for seeds in (self.cal, self.val):
-            out = {}
-            seconds = wall_time(
-                lambda seeds=seeds, out=out: out.setdefault("x", self._generate(self.base, seeds[0], len(seeds)))
-            )
-            e["times"].append([len(seeds), seconds])
-            self.reference.update({s: out["x"][i] for i, s in enumerate(seeds)})
-        self.state.save_reference(self.reference)
-        self.state.save()
+        if not all(s in self.reference for s in self.cal + self.val):
+            e = self.entry(self.base)
+            for seeds in (self.cal, self.val):
+                out: dict[str, torch.Tensor] = {}
+
+                def sample(seeds=seeds, out=out) -> None:
+                    out["x"] = self._generate(self.base, seeds[0], len(seeds))
+
+                e["times"].append([len(seeds), wall_time(sample)])
+                self.reference.update({s: out["x"][i] for i, s in enumerate(seeds)})
+            self.state.save_reference(self.reference)
+            self.state.save()
+        for run in _runs([s for s in self.cal + self.val if self._missing(self.base, s)]):
+            self._score(self.base, run, torch.stack([self.reference[s] for s in run]))
 
     def _prompt(self):
         return None if self.w.prompts is None else [self.w.labels(1, self.cal[0])[0]]
@@ -357,7 +456,8 @@ class Tuner:
         return out
 
     def _plans(self) -> list:
-        """Block-skip plans derived from an ablation grid at the baseline's step count (PSNR 30, 35, 40 dB)."""
+        """Block-skip plans derived from an ablation grid at the baseline's step count (PSNR 30, 35, 40 dB), in 4
+        windows (one per step below 4 steps)."""
         if "block-skip" not in self.families:
             return []
         from ..accel import BlockSkipPlan
@@ -365,11 +465,13 @@ class Tuner:
         from ..unet import anatomy
 
         saved = self.state.extra("plans")
+        if saved is None and not self.left(SEARCH_SHARE):
+            return []
         if saved is None:
             with self._baseline_solver():
                 grid = ablate(
                     self.w.pipe,
-                    windows=4,
+                    windows=min(4, self.steps),
                     replace="cached",
                     seeds=(self.cal[0],),
                     prompts_or_batch=self._prompt(),
@@ -396,7 +498,7 @@ class Tuner:
             finalists
             + [c for c in sorted(measured, key=lambda c: -self._oriented(c, self.cal)) if c not in finalists][:4]
         )
-        passed = []
+        passed: list[Candidate] = []
         for i, c in enumerate(order):
             if len(passed) >= wanted or (i >= len(finalists) and passed) or not self.left():
                 break
@@ -404,7 +506,7 @@ class Tuner:
                 if x is not None:
                     self.measure(x, self.cal[:2], counted=True)
                     self.measure(x, self.val)
-                    if self.budget.met(self.quality(x, self.val)[0]):
+                    if self.slack(x, self.val)[0] >= 0:
                         passed.append(x)
         if not passed:
             self._fail(order)
@@ -416,23 +518,29 @@ class Tuner:
         return self._result(chosen, timed, coef)
 
     def _oriented(self, c, seeds) -> float:
-        mean = self.quality(c, seeds)[0]
-        return -math.inf if math.isnan(mean) else self.budget.sign * mean
+        figure = self.figure(c, seeds)
+        return -math.inf if math.isnan(figure) else self.budget.sign * figure
 
     def _fail(self, tried) -> None:
-        validated = [c for c in tried if all(str(s) in self.entry(c)["quality"] for s in self.val)]
+        validated = [c for c in tried if self.complete(c, self.val)]
         if validated:
             best = max(validated, key=lambda c: self._oriented(c, self.val))
             where = "validation seeds"
         else:
-            measured = [c for c in map(self.candidate, self.state.candidates) if c != self.base]
+            measured = [
+                c
+                for c in map(self.candidate, self.state.candidates)
+                if c != self.base and not math.isnan(self.quality(c, self.cal)[0])
+            ]
             best = max(measured, key=lambda c: self._oriented(c, self.cal), default=None)
             where = "calibration seeds (none was validated)"
-        reached = (
-            "nothing was measured"
-            if best is None
-            else f"{self.budget.metric} {self.quality(best, self.val if validated else self.cal)[0]:.4g} ({best.name})"
-        )
+        if best is None and not self.left():
+            raise TimeLimitReached(
+                f"tune: the time limit ({self.time_limit:g} s) ran out before any configuration was measured (the "
+                f"baseline's images and the search's inputs took {time.monotonic() - self.t0:.0f} s); give a longer "
+                f"--time-limit, or run the same command again to resume from {self.work}"
+            )
+        reached = "nothing was measured" if best is None else self._reached(best, self.val if validated else self.cal)
         if not validated and not self.left():
             raise TimeLimitReached(
                 f"tune: the time limit ran out before a recipe met {self.budget} on the validation "
@@ -442,6 +550,15 @@ class Tuner:
         raise BudgetNotMet(
             f"tune: no recipe meets {self.budget} on the validation seeds; best quality reached on {where}: {reached}"
         )
+
+    def _reached(self, c: Candidate, seeds: list[int]) -> str:
+        """`c`'s quality on `seeds` in words (and the baseline's there, for a relative budget)."""
+        b = self.budget
+        text = f"{b.metric} {self.quality(c, seeds)[0]:.4g}"
+        if b.relative:
+            base = self.quality(self.base, self._measured(c, seeds, b.metric))[0]
+            text += f", {self.figure(c, seeds):.3g}x the baseline's {base:.4g}"
+        return f"{text} ({c.name})"
 
     def _time(self, cands, predicted: dict) -> dict:
         """The baseline and the candidates' recipes timed as the bench times its rows (`timing.time_rounds`), a
@@ -465,14 +582,16 @@ class Tuner:
                 "key": key,
                 "speedup_predicted": self.predicted(self.base, coef) / self.predicted(c, coef),
                 "speedup_flops": base_counts["flops"] / e["counts"]["flops"],
-                "calibration": self.quality(c, self.cal)[0],
-                "calibration_seeds": sum(str(s) in e["quality"] for s in self.cal),
-                "validation": self.quality(c, self.val)[0] if str(self.val[0]) in e["quality"] else None,
+                "calibration": self.figure(c, self.cal),
+                "calibration_seeds": len(self._measured(c, self.cal, self.budget.metric)),
+                "validation": self.figure(c, self.val) if self.complete(c, self.val) else None,
                 "speedup_wall": timed.get(key, {}).get("speedup_wall"),
             }
             rows.append(row)
         front = pareto(rows, self.budget.sign)
-        val = {m: statistics.fmean(self.entry(chosen)["quality"][str(s)][m] for s in self.val) for m in self.metrics}
+        val = {m: self.quality(chosen, self.val, m)[0] for m in self.metrics}
+        judged = [m for m in self.metrics if m in JUDGED]
+        bound = {"budget_bound": self.bound(self.val)} if self.budget.relative else {}
         t = timed[chosen.key]
         tuned_on = {
             "model": self.w.name,
@@ -483,6 +602,8 @@ class Tuner:
             "baseline_scheduler": self.solver.to_dict(),
             "solvers": {self.solver.label: "baseline", **{k: v or "searched" for k, v in self.skipped.items()}},
             "validation": val,
+            **({"baseline_validation": {m: self.quality(self.base, self.val, m)[0] for m in judged}} if judged else {}),
+            **bound,
             "speedup_wall": t["speedup_wall"],
             "speedup_wall_min": t["speedup_wall_min"],
             "speedup_wall_max": t["speedup_wall_max"],
@@ -502,6 +623,17 @@ class Tuner:
         return TuneResult(
             recipe, self.budget, rows, front, tuned_on["tune_seconds"], self.work, {"name": chosen.name, **tuned_on}
         )
+
+
+def _runs(seeds: list[int]) -> list[list[int]]:
+    """`seeds` split into runs of consecutive seeds (one pipeline call each)."""
+    out: list[list[int]] = []
+    for s in seeds:
+        if out and out[-1][-1] == s - 1:
+            out[-1].append(s)
+        else:
+            out.append([s])
+    return out
 
 
 def credited(timing: dict, predicted: float) -> float:
@@ -560,13 +692,18 @@ def tune(
     check_name(scheduler)
     for s in solvers:
         check_name(s, "--solvers")
+    if isinstance(budget, Budget):
+        check_set_sizes(budget, calibration, validation)
+    check_work_dir(out)
     if workload is None:
         from ..loading import check_exists
         from .workload import workload_for
 
         check_exists(str(model))
         workload = workload_for(str(model))
-    b = budget if isinstance(budget, Budget) else parse_budget(budget, workload.quality_model)
+    qm = workload.quality_model
+    b = check_budget(budget, qm) if isinstance(budget, Budget) else parse_budget(budget, qm)
+    check_set_sizes(b, calibration, validation)
     searched = tuple(resolve(s, workload.pipe) for s in solvers)
     return Tuner(
         workload,
