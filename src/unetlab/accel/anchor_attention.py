@@ -42,6 +42,7 @@ class AnchorAttentionConfig(AccelConfig):
     attends to its own keys/values (False: to the anchors' only, as Text2Video-Zero's first-frame attention)."""
 
     kind = KIND
+    family = "anchor-attention"
     anchors: tuple[int, ...] | None = None
     stride: int | None = None
     count: int | None = None
@@ -74,6 +75,14 @@ class AnchorAttentionConfig(AccelConfig):
 
     def apply_to(self, target) -> AnchorAttention:
         return AnchorAttention(target, self)
+
+    def label(self) -> str:
+        """Row name: "anchor attention <anchors|stride|count>=<value>" and "own kv" where frames see themselves."""
+        name, value = next(
+            (k, getattr(self, k)) for k in ("anchors", "stride", "count") if getattr(self, k) is not None
+        )
+        shown = ",".join(map(str, value)) if name == "anchors" else value
+        return f"anchor attention {name}={shown}" + (" own kv" if self.own_kv else "")
 
     def indices(self, num_frames: int) -> tuple[int, ...]:
         """The anchor frame indices for a video of `num_frames` frames."""

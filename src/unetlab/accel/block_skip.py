@@ -127,6 +127,7 @@ class BlockSkipConfig(AccelConfig):
     """`plan`: a `BlockSkipPlan` (or its dict, a JSON path, or a list of windows)."""
 
     kind = KIND
+    family = "block-skip"
     plan: BlockSkipPlan = field(default_factory=BlockSkipPlan)
 
     def __post_init__(self):
@@ -134,6 +135,15 @@ class BlockSkipConfig(AccelConfig):
 
     def apply_to(self, target) -> BlockSkip:
         return BlockSkip(target, self)
+
+    def check_steps(self, num_steps: int) -> None:
+        """Raise when the plan was made for another step count."""
+        if self.plan.num_inference_steps not in (None, num_steps):
+            raise ValueError(f"the plan was made for {self.plan.num_inference_steps} steps")
+
+    def label(self) -> str:
+        """Row name: "block skip (<n> windows)"."""
+        return f"block skip ({len(self.plan.windows)} windows)"
 
 
 class BlockSkip(Accelerator):

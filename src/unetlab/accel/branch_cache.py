@@ -30,6 +30,7 @@ class BranchCacheConfig(AccelConfig):
     "copy", "taylor1" or "taylor2" (the deep path's outputs forecast from the last full steps)."""
 
     kind = "branch_cache"
+    family = "branch-cache"
     interval: int = 3
     branch: int = 0
     schedule: str | tuple[int, ...] = "uniform"
@@ -74,6 +75,17 @@ class BranchCacheConfig(AccelConfig):
                 f"schedule: full step {self.schedule[-1]} is out of range for a call with "
                 f"{num_steps} steps (valid: 0 to {num_steps - 1})"
             )
+
+    def label(self) -> str:
+        """Row name: "branch cache N=<interval>" (or "at steps ..."), "B=<branch>" or "layer" (with "B=<branch>"
+        past 0) and the forecast."""
+        when = f"N={self.interval}" if self.schedule == "uniform" else f"at steps {','.join(map(str, self.schedule))}"
+        where = (
+            f"B={self.branch}"
+            if self.granularity == "block"
+            else "layer" + (f" B={self.branch}" if self.branch else "")
+        )
+        return f"branch cache {when} {where}" + (f" {self.reuse}" if self.reuse != "copy" else "")
 
     def deep(self, unet) -> list:
         """The deep path this config reuses on `unet`; a one-line error when `branch` does not fit it."""

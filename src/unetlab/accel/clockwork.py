@@ -33,6 +33,7 @@ class ClockworkConfig(AccelConfig):
     full steps)."""
 
     kind = "clockwork"
+    family = "clockwork"
     clock: int = 2
     level: int | None = None
     reuse: str = "copy"
@@ -58,8 +59,15 @@ class ClockworkConfig(AccelConfig):
         """Whether sampling step `step` (0-based, among the steps run) runs the whole UNet."""
         return step % self.clock == 0
 
-    def check_steps(self, num_steps: int) -> None:
-        """Any step count works with a clock."""
+    def label(self) -> str:
+        """Row name: "clockwork clock=<clock>", "learned adaptor" with one, the level where it is not the paper's
+        (identity adaptor), and the forecast."""
+        name = f"clockwork clock={self.clock}"
+        if self.adaptor is not None:
+            name += " learned adaptor"
+        elif self.level != PAPER_LEVEL:
+            name += f" level={self.level}"
+        return name + (f" {self.reuse}" if self.reuse != "copy" else "")
 
     def deep(self, unet) -> list:
         """The low-resolution path this config reuses on `unet`; a one-line error when `level` does not fit it."""

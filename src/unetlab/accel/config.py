@@ -8,9 +8,10 @@ accelerator its kind names (`unetlab.accel.apply(pipe, load_config("bc.json"))`)
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import ClassVar
 
@@ -61,11 +62,19 @@ def _plain(value):
     return value
 
 
+def _default(f):
+    """A dataclass field's default value (its factory's product; MISSING when it has none)."""
+    return f.default_factory() if f.default_factory is not MISSING else f.default
+
+
 @dataclass(frozen=True)
 class AccelConfig:
-    """Subclasses set `kind`, validate in `__post_init__` and implement `apply_to(target) -> handle`."""
+    """Subclasses set `kind` (the identifier: `to_dict`'s kind, the stacking table's name) and `family` (the bench's
+    and tuner's name for the technique), validate in `__post_init__`, implement `apply_to(target) -> handle` and
+    `label()` (a row's name) and, when made for a step count, `check_steps(n)`."""
 
     kind: ClassVar[str] = ""
+    family: ClassVar[str] = ""
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -100,9 +109,33 @@ class AccelConfig:
     def apply_to(self, target):
         raise NotImplementedError
 
+    def label(self) -> str:
+        """The name of this setting in the bench's rows (e.g. "branch cache N=3 layer")."""
+        raise NotImplementedError
+
+    def check_steps(self, num_steps: int) -> None:
+        """Raise a one-line ValueError when this config does not fit a call of `num_steps` steps (any fits here)."""
+
+    def non_default(self, *shown: str) -> str:
+        """ " name=value" for each field not in `shown` that differs from its default."""
+        return "".join(
+            f" {f.name}={getattr(self, f.name)}"
+            for f in fields(self)
+            if f.name not in shown and getattr(self, f.name) != _default(f)
+        )
+
     @classmethod
     def load(cls, path) -> AccelConfig:
         return in_file(cls.from_dict, path, "config")
+
+
+def kinds() -> dict[str, type[AccelConfig]]:
+    """Every accelerator's config class by kind, in the stacking table's order (the registry)."""
+    from . import stacking
+
+    for module in dict.fromkeys(stacking.ACCELERATORS.values()):
+        importlib.import_module(f"{__package__}.{module}")
+    return {k: _KINDS[k] for k in stacking.ACCELERATORS}
 
 
 def load_config(source) -> AccelConfig:
@@ -111,12 +144,13 @@ def load_config(source) -> AccelConfig:
         return in_file(load_config, source, "config")
     d = source
     kind = str(d.get("kind", "")).removeprefix("unetlab.") if isinstance(d, dict) else ""
-    if kind not in _KINDS:
+    known = kinds()
+    if kind not in known:
         raise ValueError(
             f"config: kind {d.get('kind') if isinstance(d, dict) else None!r} is not an accelerator; "
-            f"valid: {', '.join('unetlab.' + k for k in sorted(_KINDS))}"
+            f"valid: {', '.join('unetlab.' + k for k in sorted(known))}"
         )
-    return _KINDS[kind].from_dict(d)
+    return known[kind].from_dict(d)
 
 
 def apply(target, config: AccelConfig):

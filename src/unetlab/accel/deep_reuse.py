@@ -20,8 +20,6 @@ from .forecast import Forecast, differences, order
 from .handle import Accelerator, Call
 from .side_state import holders, map_tensors, restore, snapshot
 
-KINDS = frozenset({"branch_cache", "clockwork"})
-
 
 class DeepPath:
     """Makes the deep path (`unet.partial.deep_modules` or `deep_layer_modules`) reusable.

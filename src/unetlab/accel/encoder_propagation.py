@@ -30,21 +30,22 @@ import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from diffusers.models.unets.unet_2d import UNet2DOutput
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel, UNet2DConditionOutput
 
 from ..patching import ForwardPatch, claims
-from ..schedules import KeySteps, check_spec, resolve
+from ..schedules import KeySteps, Spec, check_spec, resolve
 from ..unet import check_supported, decode, encode
 from .config import AccelConfig
-from .deep_reuse import KINDS as DEEP_REUSE_KINDS
 from .forecast import Forecast, order
 from .handle import Accelerator, Call, call_signature, forward_signature
 from .parallel import copy_major, grouped_state
 from .parallel import plan as parallel_plan
 from .side_state import holders, restore, snapshot
+from .stacking import SEQUENTIAL
 
 KIND = "encoder_propagation"
 
@@ -57,6 +58,7 @@ class EncoderPropagationConfig(AccelConfig):
     `reuse`: "copy", "taylor1" or "taylor2" (the encoder's features forecast from the last key steps)."""
 
     kind = KIND
+    family = "encoder-propagation"
     key_steps: object = "paper"
     parallel: bool = True
     noise_injection: float | None = 0.003
@@ -86,6 +88,23 @@ class EncoderPropagationConfig(AccelConfig):
 
     def apply_to(self, target) -> EncoderPropagation:
         return EncoderPropagation(target, self)
+
+    def check_steps(self, num_steps: int) -> None:
+        """Raise when the key steps do not resolve for a call of `num_steps` steps (e.g. a file made for another)."""
+        resolve(cast(Spec, self.key_steps), num_steps)  # a spec once __post_init__ has checked it
+
+    def label(self) -> str:
+        """Row name: "EP <keys>[, parallel|sequential][, noise a][ reuse]": the mode is named for the paper's keys,
+        and for the others when sequential; a key-step file is "derived keys"."""
+        keys = self.key_steps
+        derived = isinstance(keys, KeySteps) or str(keys).endswith(".json")
+        name = "derived keys" if derived else "paper keys" if keys == "paper" else str(keys)
+        if keys == "paper" or not self.parallel:
+            name += ", parallel" if self.parallel else ", sequential"
+        if self.noise_injection is not None:
+            name += f", noise {self.noise_injection}"
+        tail = self.non_default("key_steps", "parallel", "noise_injection", "reuse", "num_inference_steps")
+        return f"EP {name}{tail}" + (f" {self.reuse}" if self.reuse != "copy" else "")
 
 
 class EncoderPropagation(Accelerator):
@@ -154,7 +173,7 @@ class EncoderPropagation(Accelerator):
                 "steps a key step; nothing is skipped (pass an explicit list or 'uniform:N')",
                 stacklevel=2,
             )
-        self._sequential = run.offset is None or bool(claims(self.unet) & DEEP_REUSE_KINDS)
+        self._sequential = run.offset is None or bool(claims(self.unet) & SEQUENTIAL)
         self._groups = 1
         if self.config.parallel and not self._sequential:
             self._groups, culprit = parallel_plan(self.unet.up_blocks)

@@ -44,6 +44,7 @@ class GuidanceReuseConfig(AccelConfig):
     steps run (0 < f <= 1) after which guidance is dropped."""
 
     kind = KIND
+    family = "guidance-reuse"
     interval: int = 2
     reuse: str = "copy"
     stop_after: float | None = None
@@ -60,6 +61,11 @@ class GuidanceReuseConfig(AccelConfig):
 
     def apply_to(self, target) -> GuidanceReuse:
         return GuidanceReuse(target, self)
+
+    def label(self) -> str:
+        """Row name: "guidance reuse N=<interval>", "stop after <f>" when guidance is dropped, and the forecast."""
+        stop = f" stop after {self.stop_after}" if self.stop_after is not None else ""
+        return f"guidance reuse N={self.interval}{stop}" + (f" {self.reuse}" if self.reuse != "copy" else "")
 
 
 def _with_sample(out, sample: torch.Tensor):

@@ -85,8 +85,12 @@ class DeepCacheConfig(_PeerConfig):
     """DeepCache's `cache_interval` (`interval`) and `cache_branch_id` (`branch`)."""
 
     kind = "deepcache"
+    family = "deepcache"
     interval: int = 3
     branch: int = 0
+
+    def label(self) -> str:
+        return f"DeepCache pkg N={self.interval} B={self.branch}"
 
     def __post_init__(self):
         _check_ints(self, {"interval": 1})
@@ -99,6 +103,7 @@ class ToMeConfig(_PeerConfig):
     random draws."""
 
     kind = "tome"
+    family = "tome"
     ratio: float = 0.5
     max_downsample: int | None = None
     sx: int = 2
@@ -119,12 +124,16 @@ class ToMeConfig(_PeerConfig):
                 f"{self.max_downsample!r}"
             )
 
+    def label(self) -> str:
+        return f"tomesd ratio={self.ratio}{self.non_default('ratio')}"
+
 
 @dataclass(frozen=True)
 class TGateConfig(_PeerConfig):
     """T-GATE's `gate_step`, `sp_interval`, `fi_interval` and `warm_up`."""
 
     kind = "tgate"
+    family = "tgate"
     gate_step: int = 10
     sp_interval: int = 5
     fi_interval: int = 1
@@ -133,6 +142,9 @@ class TGateConfig(_PeerConfig):
     def __post_init__(self):
         _check_ints(self, {"gate_step": 0, "sp_interval": 1, "fi_interval": 1, "warm_up": 0}, " (T-GATE's argument)")
 
+    def label(self) -> str:
+        return f"T-GATE pkg gate={self.gate_step}{self.non_default('gate_step')}"
+
 
 @dataclass(frozen=True)
 class PABConfig(_PeerConfig):
@@ -140,6 +152,7 @@ class PABConfig(_PeerConfig):
     inside `timestep_range`."""
 
     kind = "pab"
+    family = "pab"
     spatial: int = 2
     cross: int = 4
     timestep_range: tuple = (100, 800)
@@ -151,6 +164,9 @@ class PABConfig(_PeerConfig):
             raise ValueError(f"timestep_range: expected (low, high) timesteps, got {r!r}")
         object.__setattr__(self, "timestep_range", tuple(r))
 
+    def label(self) -> str:
+        return f"PAB (diffusers) spatial {self.spatial} cross {self.cross}{self.non_default('spatial', 'cross')}"
+
 
 @dataclass(frozen=True)
 class TaylorSeerConfig(_PeerConfig):
@@ -158,12 +174,16 @@ class TaylorSeerConfig(_PeerConfig):
     forecast in between."""
 
     kind = "taylorseer"
+    family = "taylorseer"
     interval: int = 5
     order: int = 1
     warm_up: int = 3
 
     def __post_init__(self):
         _check_ints(self, {"interval": 1, "order": 1, "warm_up": 1})
+
+    def label(self) -> str:
+        return f"TaylorSeer (diffusers) N={self.interval} order {self.order}{self.non_default('interval', 'order')}"
 
 
 def check_deepcache(target, branch: int = 0) -> None:

@@ -35,19 +35,20 @@ from __future__ import annotations
 from ..errors import StackingError
 from ..patching import claims
 
-ACCELERATORS = (
-    "encoder_propagation",
-    "branch_cache",
-    "clockwork",
-    "block_skip",
-    "deepcache",
-    "tome",
-    "anchor_attention",
-    "guidance_reuse",
-    "tgate",
-    "pab",
-    "taylorseer",
-)
+# Every accelerator (its config's `kind`) and the module of `unetlab.accel` defining it: the registry's one list.
+ACCELERATORS = {
+    "encoder_propagation": "encoder_propagation",
+    "branch_cache": "branch_cache",
+    "clockwork": "clockwork",
+    "block_skip": "block_skip",
+    "deepcache": "peers",
+    "tome": "peers",
+    "anchor_attention": "anchor_attention",
+    "guidance_reuse": "guidance_reuse",
+    "tgate": "peers",
+    "pab": "peers",
+    "taylorseer": "peers",
+}
 COMPOSE = frozenset(
     {
         ("encoder_propagation", "branch_cache"),
@@ -60,6 +61,8 @@ COMPOSE = frozenset(
         ("clockwork", "guidance_reuse"),
     }
 )
+# Applied after encoder_propagation, these make its decoding sequential (their deep features belong to one step).
+SEQUENTIAL = frozenset({"branch_cache", "clockwork"})
 _REASONS = {
     frozenset({"branch_cache", "clockwork"}): "both replace its deep path",
     frozenset({"block_skip", "anchor_attention"}): "both decide which blocks run at a step",

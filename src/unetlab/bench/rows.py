@@ -26,26 +26,20 @@ from ..accel import (
     TGateConfig,
     ToMeConfig,
 )
+from ..accel.config import AccelConfig, kinds
 from ..recipes import Recipe
 from ..recipes.solver import Solver
 
+# The bench's own families around each accelerator's (its config's `family`, in the stacking table's order).
 FAMILIES = (
     "baseline",
     "fewer-steps",
-    "encoder-propagation",
-    "branch-cache",
-    "clockwork",
-    "block-skip",
-    "guidance-reuse",
-    "deepcache",
-    "tome",
-    "tgate",
-    "pab",
-    "taylorseer",
+    *dict.fromkeys(cls.family for cls in kinds().values()),
     "combination",
     "tuned",
 )
 PRESETS = ("fast", "balanced")  # the tuned rows: the shipped presets of the model's family
+LEARNED_CLOCKWORK = "clockwork clock=2 learned adaptor"  # the row's name before the model (and its adaptor) is known
 
 
 @dataclass(frozen=True)
@@ -113,16 +107,22 @@ def _static(family: str, name: str, *configs, steps: int | None = None) -> Spec:
     return Spec(family, name, lambda ctx: row(ctx, family, name, *configs, steps=steps))
 
 
+def _single(cfg: AccelConfig, name: str | None = None) -> Spec:
+    """The row of one config: its family, and its label unless `name` says what the fields cannot (a schedule's
+    origin)."""
+    return _static(cfg.family, name or cfg.label(), cfg)
+
+
 def _learned_clockwork(ctx: Context) -> Row:
     """Clockwork with the adaptor shipped for the model; unsupported for the others."""
     from ..accel.clockwork_adaptor import shipped_adaptor_for
 
-    name = "clockwork clock=2 learned adaptor"
     try:
         adaptor = shipped_adaptor_for(ctx.unet)
     except ValueError as err:
-        return Row("clockwork", name, None, reason(err))
-    return row(ctx, "clockwork", name, ClockworkConfig(clock=2, adaptor=adaptor))
+        return Row(ClockworkConfig.family, LEARNED_CLOCKWORK, None, reason(err))
+    cfg = ClockworkConfig(clock=2, adaptor=adaptor)
+    return row(ctx, cfg.family, cfg.label(), cfg)
 
 
 def _tuned(preset_name: str) -> Spec:
@@ -191,8 +191,9 @@ def _load_plan(path: str | Path, steps: int) -> dict:
     return data
 
 
-def _user_row(family: str, name: str, option: str, missing: str, config) -> Spec:
+def _user_row(cls: type[AccelConfig], name: str, option: str, missing: str, config) -> Spec:
     """A row configured by a file the user gave (`config`), or unsupported with `missing` when none was given."""
+    family = cls.family
     if config is None:
         return Spec(family, name, lambda ctx: Row(family, name, None, missing))
     return Spec(family, name, lambda ctx: row(ctx, family, name, config, user_input=option))
@@ -209,12 +210,11 @@ def _forecast_specs(steps: int) -> list[Spec]:
     ep = dict(noise_injection=None)
     layer = dict(branch=0, granularity="layer")
     table = [
-        ("branch-cache", "branch cache N=3 layer", BranchCacheConfig, dict(layer, interval=3), ("taylor2",)),
-        ("branch-cache", "branch cache N=5 layer", BranchCacheConfig, dict(layer, interval=5), ("taylor1", "taylor2")),
-        ("branch-cache", "branch cache N=2 B=0", BranchCacheConfig, dict(interval=2, branch=0), ("taylor1",)),
+        (None, BranchCacheConfig, dict(layer, interval=3), ("taylor2",)),
+        (None, BranchCacheConfig, dict(layer, interval=5), ("taylor1", "taylor2")),
+        (None, BranchCacheConfig, dict(interval=2, branch=0), ("taylor1",)),
         *(
             (
-                "branch-cache",
                 f"branch cache layer every 2 to 12 then {late}",
                 BranchCacheConfig,
                 dict(layer, schedule=tuple(_early_dense(steps, late))),
@@ -222,33 +222,15 @@ def _forecast_specs(steps: int) -> list[Spec]:
             )
             for late in (6, 8)
         ),
-        ("clockwork", "clockwork clock=2", ClockworkConfig, dict(clock=2), ("taylor1", "taylor2")),
-        ("clockwork", "clockwork clock=4", ClockworkConfig, dict(clock=4), ("taylor1",)),
-        (
-            "encoder-propagation",
-            "EP paper keys, parallel",
-            EncoderPropagationConfig,
-            dict(ep, key_steps="paper"),
-            ("taylor1", "taylor2"),
-        ),
-        (
-            "encoder-propagation",
-            "EP uniform:2",
-            EncoderPropagationConfig,
-            dict(ep, key_steps="uniform:2"),
-            ("taylor1",),
-        ),
-        (
-            "encoder-propagation",
-            "EP uniform:4",
-            EncoderPropagationConfig,
-            dict(ep, key_steps="uniform:4"),
-            ("taylor1", "taylor2"),
-        ),
+        (None, ClockworkConfig, dict(clock=2), ("taylor1", "taylor2")),
+        (None, ClockworkConfig, dict(clock=4), ("taylor1",)),
+        (None, EncoderPropagationConfig, dict(ep, key_steps="paper"), ("taylor1", "taylor2")),
+        (None, EncoderPropagationConfig, dict(ep, key_steps="uniform:2"), ("taylor1",)),
+        (None, EncoderPropagationConfig, dict(ep, key_steps="uniform:4"), ("taylor1", "taylor2")),
     ]
     return [
-        _static(family, name if reuse == "copy" else f"{name} {reuse}", cls(**cfg, reuse=reuse))
-        for family, name, cls, cfg, modes in table
+        _single(cls(**cfg, reuse=reuse), name and (name if reuse == "copy" else f"{name} {reuse}"))
+        for name, cls, cfg, modes in table
         for reuse in modes
     ]
 
@@ -258,16 +240,13 @@ def _peer_specs(steps: int) -> list[Spec]:
     the same step without caching, and diffusers' Pyramid Attention Broadcast and TaylorSeer hooks on the UNet."""
     gate = max(1, round(0.4 * steps))
     return [
-        _static(
-            "tgate", f"T-GATE pkg gate={gate}", TGateConfig(gate_step=gate, sp_interval=5, fi_interval=1, warm_up=2)
-        ),
-        _static(
-            "guidance-reuse",
-            f"guidance dropped from step {gate} (T-GATE's control, no caching)",
+        _single(TGateConfig(gate_step=gate, sp_interval=5, fi_interval=1, warm_up=2)),
+        _single(
             GuidanceReuseConfig(interval=1, stop_after=(gate - 0.5) / steps),
+            f"guidance dropped from step {gate} (T-GATE's control, no caching)",
         ),
-        _static("pab", "PAB (diffusers) spatial 2 cross 4", PABConfig(spatial=2, cross=4, timestep_range=(100, 800))),
-        _static("taylorseer", "TaylorSeer (diffusers) N=5 order 1", TaylorSeerConfig(interval=5, order=1, warm_up=3)),
+        _single(PABConfig(spatial=2, cross=4, timestep_range=(100, 800))),
+        _single(TaylorSeerConfig(interval=5, order=1, warm_up=3)),
     ]
 
 
@@ -287,32 +266,22 @@ def specs(
     tome = ToMeConfig(ratio=0.5)
     out = [
         _static("baseline", f"{baseline}-{steps}"),
-        _static("encoder-propagation", "EP paper keys, parallel", ep_paper),
-        _static(
-            "encoder-propagation",
-            "EP paper keys, sequential",
-            EncoderPropagationConfig(key_steps="paper", noise_injection=None, parallel=False),
-        ),
-        _static("encoder-propagation", "EP uniform:2", ep_u2),
-        _static(
-            "encoder-propagation", "EP uniform:4", EncoderPropagationConfig(key_steps="uniform:4", noise_injection=None)
-        ),
-        _static("branch-cache", "branch cache N=2 B=0", bc2),
-        _static("branch-cache", "branch cache N=3 layer", BranchCacheConfig(interval=3, granularity="layer")),
-        _static("branch-cache", "branch cache N=5 layer", BranchCacheConfig(interval=5, granularity="layer")),
-        _static(
-            "branch-cache",
-            "branch cache N=3 layer taylor1",
-            BranchCacheConfig(interval=3, granularity="layer", reuse="taylor1"),
-        ),
-        _static("clockwork", "clockwork clock=2", ClockworkConfig(clock=2)),
-        Spec("clockwork", "clockwork clock=2 learned adaptor", _learned_clockwork),
-        _static("deepcache", "DeepCache pkg N=3 B=0", DeepCacheConfig(interval=3, branch=0)),
-        _static("tome", "tomesd ratio=0.5", tome),
+        _single(ep_paper),
+        _single(EncoderPropagationConfig(key_steps="paper", noise_injection=None, parallel=False)),
+        _single(ep_u2),
+        _single(EncoderPropagationConfig(key_steps="uniform:4", noise_injection=None)),
+        _single(bc2),
+        _single(BranchCacheConfig(interval=3, granularity="layer")),
+        _single(BranchCacheConfig(interval=5, granularity="layer")),
+        _single(BranchCacheConfig(interval=3, granularity="layer", reuse="taylor1")),
+        _single(ClockworkConfig(clock=2)),
+        Spec(ClockworkConfig.family, LEARNED_CLOCKWORK, _learned_clockwork),
+        _single(DeepCacheConfig(interval=3, branch=0)),
+        _single(tome),
         *_peer_specs(steps),
         _static("combination", "EP paper + tomesd 0.5", ep_paper, tome),
         _static("combination", "EP uniform:2 + branch cache N=2", ep_u2, bc2),
-        _static("guidance-reuse", "guidance reuse N=2", GuidanceReuseConfig(interval=2)),
+        _single(GuidanceReuseConfig(interval=2)),
         _static("combination", "branch cache N=2 B=0 + guidance reuse N=2", bc2, GuidanceReuseConfig(interval=2)),
         *(
             _static(
@@ -326,11 +295,11 @@ def specs(
     ]
     if not quick:
         out += [
-            _static("branch-cache", "branch cache N=3 B=0", BranchCacheConfig(interval=3, branch=0)),
-            _static("branch-cache", "branch cache N=4 layer", BranchCacheConfig(interval=4, granularity="layer")),
-            _static("branch-cache", "branch cache N=3 B=1", BranchCacheConfig(interval=3, branch=1)),
-            _static("clockwork", "clockwork clock=4", ClockworkConfig(clock=4)),
-            _static("guidance-reuse", "guidance reuse N=3", GuidanceReuseConfig(interval=3)),
+            _single(BranchCacheConfig(interval=3, branch=0)),
+            _single(BranchCacheConfig(interval=4, granularity="layer")),
+            _single(BranchCacheConfig(interval=3, branch=1)),
+            _single(ClockworkConfig(clock=4)),
+            _single(GuidanceReuseConfig(interval=3)),
             *_forecast_specs(steps),
         ]
     out += [_tuned(p) for p in PRESETS]
@@ -338,7 +307,7 @@ def specs(
         _check_key_steps(key_steps, steps)
     out.append(
         _user_row(
-            "encoder-propagation",
+            EncoderPropagationConfig,
             "EP derived keys",
             "--key-steps",
             "no derived schedule: run `unetlab analyze derive` and pass --key-steps",
@@ -347,7 +316,7 @@ def specs(
     )
     out.append(
         _user_row(
-            "block-skip",
+            BlockSkipConfig,
             "block skip (ablation plan)",
             "--block-skip-plan",
             "no block-skip plan: run `unetlab analyze derive` and pass --block-skip-plan",

@@ -42,18 +42,10 @@ def check_order(kinds: list[str]) -> None:
 
 def _check_steps(cfg: AccelConfig, n: int, i: int) -> None:
     """A config made for a step count (a block-skip plan, a key-step file, explicit full steps) must fit `n`."""
-    from ..schedules import resolve
-
-    where = f"recipe: accelerators[{i}] ({cfg.kind})"
     try:
-        if cfg.kind == "block_skip" and cfg.plan.num_inference_steps not in (None, n):
-            raise ValueError(f"the plan was made for {cfg.plan.num_inference_steps} steps")
-        if cfg.kind == "encoder_propagation":
-            resolve(cfg.key_steps, n)
-        if hasattr(cfg, "check_steps"):
-            cfg.check_steps(n)
+        cfg.check_steps(n)
     except ValueError as err:
-        raise ValueError(f"{where}: {err} (num_inference_steps is {n})") from None
+        raise ValueError(f"recipe: accelerators[{i}] ({cfg.kind}): {err} (num_inference_steps is {n})") from None
 
 
 @dataclass(frozen=True)
