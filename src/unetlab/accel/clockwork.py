@@ -116,7 +116,7 @@ class Clockwork(DeepReuse):
         return super().forward(original, call, args, kwargs)
 
 
-def clockwork(target, clock: int = 2, level: int | None = None, adaptor=None, reuse: str = "copy") -> Clockwork:
+def clockwork(target, clock: int = 2, level: int | None = None, reuse: str = "copy", adaptor=None) -> Clockwork:
     """Apply clockwork to a diffusers pipeline or bare UNet (identity adaptor, or the learned `adaptor`); returns
     a handle."""
-    return Clockwork(target, ClockworkConfig(clock=clock, level=level, adaptor=adaptor, reuse=reuse))
+    return Clockwork(target, ClockworkConfig(clock=clock, level=level, reuse=reuse, adaptor=adaptor))

@@ -333,6 +333,12 @@ def encoder_propagation(
     return EncoderPropagation(
         target,
         EncoderPropagationConfig(
-            key_steps, parallel, noise_injection, injection_threshold, max_parallel, num_inference_steps, reuse
+            key_steps=key_steps,
+            parallel=parallel,
+            noise_injection=noise_injection,
+            injection_threshold=injection_threshold,
+            max_parallel=max_parallel,
+            num_inference_steps=num_inference_steps,
+            reuse=reuse,
         ),
     )
