@@ -154,6 +154,18 @@ class _Wrapper:
         return self if copied is None else getattr(type(copied), self.name).__get__(copied)
 
 
+class Slots:
+    """The slot of each call of a step: 0 for the step's first call, 1 for the next call at the same step, ..."""
+
+    def __init__(self):
+        self._step, self._slot = -1, 0
+
+    def of(self, step: int) -> int:
+        self._slot = self._slot + 1 if step == self._step else 0
+        self._step = step
+        return self._slot
+
+
 class StepSource:
     """Which step of a pipeline call the scheduler is at: reset by `set_timesteps`, advanced by `step`.
 
@@ -168,7 +180,7 @@ class StepSource:
         self.listeners: list = []
         ts = getattr(scheduler, "timesteps", None)
         self.timesteps: list[float] = ts.detach().cpu().tolist() if torch.is_tensor(ts) else []
-        self._last = (-1, 0)
+        self._slots = Slots()
         d = scheduler.__dict__
         self._saved = {name: d[name] for name in (*_METHODS, _COUNT) if name in d}
         d.update({name: _Wrapper(self, name, getattr(scheduler, name)) for name in _METHODS})
@@ -211,7 +223,7 @@ class StepSource:
         out = inner(*args, **kwargs)
         self.timesteps = self.scheduler.timesteps.detach().cpu().tolist()
         self.scheduler.__dict__[_COUNT] = 0
-        self._last = (-1, 0)
+        self._slots = Slots()
         for listener in list(self.listeners):
             listener.on_start()
         return out
@@ -219,8 +231,7 @@ class StepSource:
     def _step(self, inner, args, kwargs):
         self._enter(False)
         index = self.index
-        slot = self._last[1] + 1 if self._last[0] == index else 0
-        self._last = (index, slot)
+        slot = self._slots.of(index)
         if len(args) <= 3:
             kwargs.update(zip(("model_output", "timestep", "sample"), args))
             args = ()

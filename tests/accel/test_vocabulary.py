@@ -18,6 +18,7 @@ from unetlab.accel.encoder_propagation import EncoderPropagationConfig
 from unetlab.accel.guidance_reuse import GuidanceReuseConfig
 from unetlab.accel.peers import ToMeConfig
 from unetlab.bench.rows import FAMILIES
+from unetlab.patching import Slots
 from unetlab.schedules import KeySteps
 
 EXTRA = {"block_skip": ("scheduler",)}  # function arguments that are not config fields (after the fields)
@@ -92,3 +93,8 @@ def test_every_config_has_a_label_and_only_step_bound_configs_refuse_a_step_coun
 def test_load_config_knows_every_kind_in_the_table():
     for cls in kinds().values():
         assert load_config(cls().to_dict()) == cls()
+
+
+def test_slots_count_the_calls_of_one_step():
+    slots = Slots()
+    assert [slots.of(s) for s in (0, 0, 1, 1, 1, 0, 2)] == [0, 1, 0, 1, 2, 0, 0]

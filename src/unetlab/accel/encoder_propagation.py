@@ -36,7 +36,7 @@ import torch
 from diffusers.models.unets.unet_2d import UNet2DOutput
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel, UNet2DConditionOutput
 
-from ..patching import ForwardPatch, claims
+from ..patching import ForwardPatch, Slots, claims
 from ..schedules import KeySteps, Spec, check_spec, resolve
 from ..unet import check_supported, decode, encode
 from .config import AccelConfig
@@ -151,7 +151,7 @@ class EncoderPropagation(Accelerator):
         self._ready: dict[int, dict[int, torch.Tensor]] = {}  # slot -> step -> precomputed model output
         self._z_T: dict[int, torch.Tensor] = {}
         self._cn: dict[int, tuple] = {}  # ControlNet call slot -> (signature, output)
-        self._cn_last = (-1, 0)
+        self._cn_slots = Slots()
         self._keys: tuple[int, ...] = ()
         self._key_set: frozenset[int] = frozenset()
         self._sequential, self._groups = False, 1
@@ -267,8 +267,7 @@ class EncoderPropagation(Accelerator):
         slot's residuals from then (the decoder does not read them)."""
         self.follow_scheduler()
         step = self.step_clock.step_index
-        slot = self._cn_last[1] + 1 if self._cn_last[0] == step else 0
-        self._cn_last = (step, slot)
+        slot = self._cn_slots.of(step)
         bound = dict(self._cn_signature.bind(*args, **kwargs).arguments)
         sig = call_signature(bound)
         cached = self._cn.get(slot)

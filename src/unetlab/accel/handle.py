@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from ..patching import EagerEntry, ForwardPatch, StepClock, claim, release, resolve
+from ..patching import EagerEntry, ForwardPatch, Slots, StepClock, claim, release, resolve
 from .concurrency import RunOwner
 from .stacking import check as check_stacking
 
@@ -269,7 +269,7 @@ class Accelerator(Handle):
         """Forget cached state and the run."""
         self.run: Run | None = None
         self.calls = []
-        self._last, self._n = (-1, 0), 0
+        self._slots, self._n = Slots(), 0
         self._fresh: dict[int, tuple] = {}
         self.clear()
 
@@ -346,8 +346,7 @@ class Accelerator(Handle):
         bound = dict(self._signature.bind(*args, **kwargs).arguments)
         step = self.clock.step_index if self.clock is not None else self._n
         self._n += 1
-        slot = self._last[1] + 1 if self._last[0] == step else 0
-        self._last = (step, slot)
+        slot = self._slots.of(step)
         if self.run is None:
             self.run = self._start_run(bound["timestep"])
             self.start(self.run)
