@@ -5,17 +5,25 @@ import torch
 
 import unetlab
 from helpers.codi_tiny import adapter_for, tiny_teacher
-from unetlab.codi import CoDiPipeline
+from unetlab.codi import CoDiPipeline, adapted_unet
+from unetlab.codi.consistency import alpha_sigma, consistency_function, predicted_x0, sampling_timesteps
 
 
-def _pipe(sampler="consistency", channels=1, size=2):
+def _pipe(sampler="consistency", channels=1, size=2, renoise="fresh"):
     teacher = tiny_teacher()
     adapter = adapter_for(teacher.unet, channels=channels, size=size, seed=1)
     g = torch.Generator().manual_seed(4)
     with torch.no_grad():  # a trained-looking adapter: the residual paths are live
         for conv in [*adapter.zero_convs, adapter.mid_zero_conv, adapter.condition_embedding[-1]]:
             conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * 0.1)
-    pipe = CoDiPipeline(unet=teacher.unet, adapter=adapter, scheduler=teacher.scheduler, sampler=sampler, grid_size=8)
+    pipe = CoDiPipeline(
+        unet=teacher.unet,
+        adapter=adapter,
+        scheduler=teacher.scheduler,
+        sampler=sampler,
+        grid_size=8,
+        renoise=renoise,
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -33,7 +41,7 @@ def test_round_trip_through_save_pretrained_gives_identical_outputs(tmp_path, sa
     assert images.shape == (3, 1, 8, 8) and images.min() >= 0 and images.max() <= 1
     pipe.save_pretrained(tmp_path / "p")
     for loaded in (CoDiPipeline.from_pretrained(tmp_path / "p"), unetlab.load(tmp_path / "p")):
-        assert loaded.config.sampler == sampler and loaded.config.grid_size == 8
+        assert loaded.config.sampler == sampler and loaded.config.grid_size == 8 and loaded.config.renoise == "fresh"
         again = loaded(
             image=cond, num_inference_steps=steps, generator=torch.Generator().manual_seed(0), output_type="pt"
         ).images
@@ -92,3 +100,35 @@ def test_bad_batch_of_generators_steps_and_output_type():
         pipe(image=_condition(), num_inference_steps=9)
     with pytest.raises(ValueError, match="output_type"):
         pipe(image=_condition(), output_type="latent")
+
+
+@torch.no_grad()
+def _reference(pipe, cond, steps, seed, renoise):
+    """K-step consistency sampling written out: f at each step, then z_s = alpha_s f + sigma_s eps."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(len(cond), 1, 8, 8, generator=g)
+    ac = pipe.scheduler.alphas_cumprod
+    timesteps = sampling_timesteps(8, pipe.config.t_max, steps).tolist()
+    for i, timestep in enumerate(timesteps):
+        t = torch.full((len(z),), timestep, dtype=torch.long)
+        alpha_t, sigma_t = alpha_sigma(ac, t, z)
+        x_hat = predicted_x0(adapted_unet(pipe.unet, pipe.adapter, z, t, cond), z, alpha_t, sigma_t, "epsilon")
+        f = consistency_function(z, x_hat, t)
+        if i + 1 < len(timesteps):
+            alpha_s, sigma_s = alpha_sigma(ac, torch.full_like(t, timesteps[i + 1]), z)
+            eps = torch.randn(z.shape, generator=g) if renoise == "fresh" else (z - alpha_t * f) / sigma_t
+            z = alpha_s * f + sigma_s * eps
+    return (f / 2 + 0.5).clamp(0, 1)
+
+
+@pytest.mark.parametrize("renoise", ["fresh", "ddim"])
+def test_consistency_sampler_renoises_with_fresh_or_implied_noise(renoise):
+    pipe, cond = _pipe(renoise=renoise), _condition()
+    out = pipe(image=cond, num_inference_steps=4, generator=torch.Generator().manual_seed(5), output_type="pt").images
+    torch.testing.assert_close(out, _reference(pipe, cond, 4, 5, renoise))
+    other = "ddim" if renoise == "fresh" else "fresh"
+    assert not torch.allclose(out, _reference(pipe, cond, 4, 5, other), atol=1e-4)
+    one = pipe(image=cond, num_inference_steps=1, generator=torch.Generator().manual_seed(5), output_type="pt").images
+    torch.testing.assert_close(one, _reference(pipe, cond, 1, 5, other))  # no renoising with one step
+    with pytest.raises(ValueError, match="renoise: 'sde' is not one of fresh, ddim"):
+        CoDiPipeline(unet=pipe.unet, adapter=pipe.adapter, scheduler=pipe.scheduler, renoise="sde")

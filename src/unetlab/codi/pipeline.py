@@ -1,5 +1,6 @@
-"""`CoDiPipeline`: image-conditioned sampling of a UNet with a CoDi adapter; deterministic 1-4-step consistency
-sampling (Mei et al. 2024, Sec. 3.4) or, for the plainly fine-tuned adapter (ControlNet baseline), DDIM."""
+"""`CoDiPipeline`: image-conditioned sampling of a UNet with a CoDi adapter; 1-4-step consistency sampling
+(Mei et al. 2024, Sec. 3.4; fresh noise between steps as in Song et al. 2023, Alg. 1, or the deterministic DDIM step)
+or, for the plainly fine-tuned adapter (ControlNet baseline), DDIM."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from .consistency import (
 from .loss import T_MAX
 
 SAMPLERS = ("consistency", "ddim")
+RENOISE = ("fresh", "ddim")
 OUTPUT_TYPES = ("pil", "np", "pt")
 
 
@@ -63,9 +65,11 @@ class CoDiPipeline(DiffusionPipeline):
     """`pipe(image=condition, num_inference_steps=4, generator=..., output_type="pil"|"np"|"pt")`.
 
     `sampler="consistency"`: K evenly spaced points of the training grid (N = `grid_size`, top `t_max`), at each the
-    consistency function f(z_t, t) = c_skip z_t + c_out x_hat; the last f is the output, before it a DDIM
-    step z_s = alpha_s f + sigma_s (z_t - alpha_t f) / sigma_t. `sampler="ddim"`: the adapted UNet's output
-    driven through `DDIMScheduler` at any step count. Randomness: only the initial noise, from `generator`.
+    consistency function f(z_t, t) = c_skip z_t + c_out x_hat; the last f is the output, before it
+    z_s = alpha_s f + sigma_s eps with `renoise="fresh"` eps ~ N(0, I) (as training's z_hat_s, whose noise is
+    independent of x_hat) or `renoise="ddim"` the implied eps = (z_t - alpha_t f) / sigma_t (deterministic: it carries
+    what f does not explain into the next step). `sampler="ddim"`: the adapted UNet's output driven through
+    `DDIMScheduler` at any step count. Randomness: all from `generator`.
     """
 
     model_cpu_offload_seq = "adapter->unet"
@@ -78,10 +82,13 @@ class CoDiPipeline(DiffusionPipeline):
         sampler: str = "consistency",
         grid_size: int = 20,
         t_max: int = T_MAX,
+        renoise: str = "fresh",
     ):
         super().__init__()
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler: {sampler!r} is not one of {', '.join(SAMPLERS)}")
+        if renoise not in RENOISE:
+            raise ValueError(f"renoise: {renoise!r} is not one of {', '.join(RENOISE)}")
         steps = scheduler.config.num_train_timesteps
         if isinstance(t_max, bool) or not isinstance(t_max, int) or not 1 <= t_max < steps:
             raise ValueError(
@@ -89,7 +96,7 @@ class CoDiPipeline(DiffusionPipeline):
             )
         timestep_grid(grid_size, t_max)
         self.register_modules(unet=unet, adapter=adapter, scheduler=scheduler)
-        self.register_to_config(sampler=sampler, grid_size=grid_size, t_max=t_max)
+        self.register_to_config(sampler=sampler, grid_size=grid_size, t_max=t_max, renoise=renoise)
 
     @torch.no_grad()
     def __call__(
@@ -113,7 +120,7 @@ class CoDiPipeline(DiffusionPipeline):
         size = (size, size) if isinstance(size, int) else tuple(size)
         z = randn_tensor((n, self.unet.config.in_channels, *size), generator=generator, device=device, dtype=dtype)
         if self.config.sampler == "consistency":
-            x = self._consistency(z, condition, num_inference_steps)
+            x = self._consistency(z, condition, num_inference_steps, generator)
         else:
             x = self._ddim(z, condition, num_inference_steps)
         images = (x / 2 + 0.5).clamp(0, 1)
@@ -125,7 +132,9 @@ class CoDiPipeline(DiffusionPipeline):
                 out = self.numpy_to_pil(out)
         return ImagePipelineOutput(images=out) if return_dict else (out,)
 
-    def _consistency(self, z: torch.Tensor, condition: torch.Tensor, num_inference_steps: int) -> torch.Tensor:
+    def _consistency(
+        self, z: torch.Tensor, condition: torch.Tensor, num_inference_steps: int, generator
+    ) -> torch.Tensor:
         alphas_cumprod = self.scheduler.alphas_cumprod
         prediction_type = self.scheduler.config.prediction_type
         timesteps = sampling_timesteps(self.config.grid_size, self.config.t_max, num_inference_steps)
@@ -137,7 +146,11 @@ class CoDiPipeline(DiffusionPipeline):
             f = consistency_function(z, predicted_x0(output, z, alpha_t, sigma_t, prediction_type), t)
             if i + 1 < len(timesteps):
                 alpha_s, sigma_s = alpha_sigma(alphas_cumprod, torch.full_like(t, int(timesteps[i + 1])), z)
-                z = ddim_step(f, implied_noise(z, f, alpha_t, sigma_t), alpha_s, sigma_s)
+                if self.config.renoise == "fresh":
+                    eps = randn_tensor(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+                else:
+                    eps = implied_noise(z, f, alpha_t, sigma_t)
+                z = ddim_step(f, eps, alpha_s, sigma_s)
         return f
 
     def _ddim(self, z: torch.Tensor, condition: torch.Tensor, num_inference_steps: int) -> torch.Tensor:
