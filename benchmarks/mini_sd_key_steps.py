@@ -25,6 +25,45 @@ from unetlab.metrics import image_metrics, summarize
 from unetlab.schedules import resolve
 
 ROWS = ("plain", "paper", "uniform", "derived", "paper+ni", "fewer")
+SCORES = ("texture", "size", "count", "relation", "background_colour", "colour", "shape", "position", "all_correct")
+
+
+def plot(summary: dict, path: str) -> None:
+    """Fidelity (PSNR) and the judge's rates (mean ± s.e. over seeds) per row, and the Fréchet distance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = summary["rows"]
+    names = list(rows)
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [1, 3, 1]})
+    labels = [f"{n}\n{rows[n]['flops_per_image'] / 1e9:.1f} GF" for n in names]
+    a.bar(range(len(names)), [rows[n].get("psnr") or 0 for n in names], color="tab:blue")
+    a.set_xticks(range(len(names)), labels, fontsize=7)
+    a.set_ylabel("PSNR vs DDIM-50 (dB)")
+    width = 0.8 / len(names)
+    for i, n in enumerate(names):
+        j = rows[n]["judged"]
+        b.bar(
+            [k + i * width for k in range(len(SCORES))],
+            [j[s]["mean"] for s in SCORES],
+            width,
+            yerr=[j[s]["se"] for s in SCORES],
+            label=n,
+        )
+    b.set_xticks([k + 0.4 - width / 2 for k in range(len(SCORES))], SCORES, fontsize=8, rotation=20)
+    b.set_ylabel("judge: rate right (mean ± s.e. over seeds)")
+    b.legend(fontsize=7)
+    c.bar(range(len(names)), [rows[n]["judged"]["frechet"]["mean"] for n in names], color="tab:gray")
+    c.set_xticks(range(len(names)), names, fontsize=7, rotation=30)
+    c.set_ylabel("Fréchet distance (judge features)")
+    fig.suptitle(
+        f"mini-sd, encoder propagation key-step sets at DDIM-{summary['steps']}, "
+        f"{summary['captions']} captions x {summary['seeds']} seeds"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
@@ -38,7 +77,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--noise-injection", type=float, default=0.003)
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
+    parser.add_argument("--plot", default=None, help="write a PNG of the summary in --json and exit")
     args = parser.parse_args()
+    if args.plot:
+        plot(json.loads(Path(args.json).read_text()), args.plot)
+        return
     torch.set_num_threads(1)
     pipe = unetlab.load("mini-sd")
     captions = scenes.sample(args.captions, seed=0, split="test")[1]
