@@ -13,10 +13,11 @@ from unetlab.accel import stacking
 from unetlab.accel.block_skip import BlockSkipConfig, BlockSkipPlan, SkipWindow
 from unetlab.accel.branch_cache import BranchCacheConfig
 from unetlab.accel.clockwork import ClockworkConfig
-from unetlab.accel.config import _KINDS, AccelConfig, kinds, load_config
+from unetlab.accel.config import _KINDS, AccelConfig
 from unetlab.accel.encoder_propagation import EncoderPropagationConfig
 from unetlab.accel.guidance_reuse import GuidanceReuseConfig
 from unetlab.accel.peers import ToMeConfig
+from unetlab.accel.registry import kinds, load_config
 from unetlab.bench.rows import FAMILIES
 from unetlab.patching import Slots
 from unetlab.schedules import KeySteps

@@ -6,10 +6,11 @@ from .block_skip import BlockSkipConfig, BlockSkipPlan, SkipWindow, block_skip
 from .branch_cache import BranchCacheConfig, branch_cache
 from .clockwork import ClockworkConfig, clockwork
 from .clockwork_adaptor import ClockworkAdaptor
-from .config import AccelConfig, apply, load_config
+from .config import AccelConfig, apply
 from .encoder_propagation import EncoderPropagation, EncoderPropagationConfig, encoder_propagation
 from .guidance_reuse import GuidanceReuseConfig, guidance_reuse
 from .peers import DeepCacheConfig, PABConfig, TaylorSeerConfig, TGateConfig, ToMeConfig, UnsupportedPeerError
+from .registry import load_config
 from .stacking import COMPOSE
 
 __all__ = [

@@ -8,7 +8,6 @@ accelerator its kind names (`unetlab.accel.apply(pipe, load_config("bc.json"))`)
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from dataclasses import MISSING, dataclass, fields
@@ -127,30 +126,6 @@ class AccelConfig:
     @classmethod
     def load(cls, path) -> AccelConfig:
         return in_file(cls.from_dict, path, "config")
-
-
-def kinds() -> dict[str, type[AccelConfig]]:
-    """Every accelerator's config class by kind, in the stacking table's order (the registry)."""
-    from . import stacking
-
-    for module in dict.fromkeys(stacking.ACCELERATORS.values()):
-        importlib.import_module(f"{__package__}.{module}")
-    return {k: _KINDS[k] for k in stacking.ACCELERATORS}
-
-
-def load_config(source) -> AccelConfig:
-    """The config saved in a JSON file (or given as its dict), of the kind it names."""
-    if not isinstance(source, dict):
-        return in_file(load_config, source, "config")
-    d = source
-    kind = str(d.get("kind", "")).removeprefix("unetlab.") if isinstance(d, dict) else ""
-    known = kinds()
-    if kind not in known:
-        raise ValueError(
-            f"config: kind {d.get('kind') if isinstance(d, dict) else None!r} is not an accelerator; "
-            f"valid: {', '.join('unetlab.' + k for k in sorted(known))}"
-        )
-    return known[kind].from_dict(d)
 
 
 def apply(target, config: AccelConfig):

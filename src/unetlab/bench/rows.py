@@ -26,7 +26,8 @@ from ..accel import (
     TGateConfig,
     ToMeConfig,
 )
-from ..accel.config import AccelConfig, kinds
+from ..accel.config import AccelConfig
+from ..accel.registry import kinds
 from ..recipes import Recipe
 from ..recipes.solver import Solver
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..accel import stacking
-from ..accel.config import AccelConfig, check_version, in_file, load_config
+from ..accel.config import AccelConfig, check_version, in_file
+from ..accel.registry import load_config
 from ..atomic import write_json
 from .solver import Solver
 
