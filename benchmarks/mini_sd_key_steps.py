@@ -40,7 +40,7 @@ def plot(summary: dict, path: str) -> None:
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [1, 3, 1]})
     labels = [f"{n}\n{rows[n]['flops_per_image'] / 1e9:.1f} GF" for n in names]
     a.bar(range(len(names)), [rows[n].get("psnr") or 0 for n in names], color="tab:blue")
-    a.set_xticks(range(len(names)), labels, fontsize=7)
+    a.set_xticks(range(len(names)), labels, fontsize=7, rotation=30)
     a.set_ylabel("PSNR vs DDIM-50 (dB)")
     width = 0.8 / len(names)
     for i, n in enumerate(names):
@@ -55,7 +55,9 @@ def plot(summary: dict, path: str) -> None:
     b.set_xticks([k + 0.4 - width / 2 for k in range(len(SCORES))], SCORES, fontsize=8, rotation=20)
     b.set_ylabel("judge: rate right (mean ± s.e. over seeds)")
     b.legend(fontsize=7)
-    c.bar(range(len(names)), [rows[n]["judged"]["frechet"]["mean"] for n in names], color="tab:gray")
+    fd = [rows[n]["judged"]["frechet"] for n in names]
+    c.bar(range(len(names)), [f["mean"] for f in fd], yerr=[f["se"] for f in fd], color="tab:gray")
+    c.set_ylim(0.9 * min(f["mean"] for f in fd), 1.05 * max(f["mean"] + f["se"] for f in fd))
     c.set_xticks(range(len(names)), names, fontsize=7, rotation=30)
     c.set_ylabel("Fréchet distance (judge features)")
     fig.suptitle(
