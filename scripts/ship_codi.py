@@ -43,6 +43,7 @@ def model_card(
     state: dict,
     pipe_config: dict,
     quality: list[dict],
+    note: str,
     size_mb: float,
     command: str,
     eval_command: str,
@@ -74,15 +75,17 @@ def model_card(
             "",
             "Mean ± standard error over the sampling seeds; see docs/codi.md for the baselines.",
         ]
-    else:
-        lines.append("Not measured yet.")
+    if note:
+        lines += ["", note] if quality else [note]
     lines += ["", "## Reproduce", "", "```", command, eval_command, "```", ""]
     return "\n".join(lines)
 
 
-def ship(name: str, run: Path, table_json: Path | None, eval_command: str) -> Path:
+def ship(name: str, run: Path, table_json: Path | None, eval_command: str, note: str = "") -> Path:
     if name not in CODI_MODELS:
         raise ValueError(f"name: {name!r} is not one of {', '.join(CODI_MODELS)}")
+    if table_json is None and not note:
+        raise ValueError("table/note: a model card needs its quality, give --table or --quality-note (or both)")
     checkpoint = latest(run)
     if checkpoint is None:
         raise FileNotFoundError(f"run: {run} has no checkpoint")
@@ -116,6 +119,7 @@ def ship(name: str, run: Path, table_json: Path | None, eval_command: str) -> Pa
             state,
             dict(pipe.config),
             quality,
+            note,
             size_mb,
             _command(state["config"], extra),
             eval_command,
@@ -131,8 +135,14 @@ def main() -> None:
     p.add_argument("run", type=Path)
     p.add_argument("--table", type=Path, default=None, help="an `unetlab eval codi` JSON with rows of this model")
     p.add_argument("--eval-command", default="", help="the `unetlab eval codi` line that measured the table")
+    p.add_argument(
+        "--quality-note", default="", help="quality measured otherwise (benchmarks/codi_realism.py), one paragraph"
+    )
     args = p.parse_args()
-    print(ship(args.name, args.run, args.table, args.eval_command))
+    try:
+        print(ship(args.name, args.run, args.table, args.eval_command, args.quality_note))
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":
