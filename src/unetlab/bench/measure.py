@@ -78,6 +78,14 @@ def wall_time(run: Callable[[], object]) -> float:
     return start.elapsed_time(end) / 1000
 
 
+def cpu_time(run: Callable[[], object]) -> float:
+    """CPU seconds this process spent in one `run()` (all its threads): unlike wall time, not inflated while other
+    processes hold the cores; the clock for per-call overheads on a shared CPU machine, meaningless for GPU work."""
+    t0 = time.process_time()
+    run()
+    return time.process_time() - t0
+
+
 def match_steps(target_flops: float, flops_per_step: float, max_steps: int) -> int:
     """The number of full UNet steps (1..max_steps) whose FLOPs are closest to `target_flops`."""
     if flops_per_step <= 0:

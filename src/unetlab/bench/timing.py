@@ -27,6 +27,8 @@ Every configuration's warm-up call is timed too (`warmup_s`): under `torch.compi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..recipes import Recipe, accelerate
 from .measure import peak_memory, wall_time
 
@@ -56,11 +58,14 @@ def time_rounds(
     bar=None,
     expected: dict[str, float] | None = None,
     consecutive: bool = False,
+    clock: Callable[[Callable[[], object]], float] | None = None,
 ) -> dict[str, dict]:
     """Per configuration name (the first of `recipes` is the baseline): seconds per image and the wall speed-up over
     the baseline from minimum times, the min-max of the paired per-round ratios, the rounds, their spread, whether
     it was re-timed, peak memory and the warm-up call's seconds. `expected` maps names to predicted speed-ups;
-    `consecutive` times each configuration's calls back to back (see the module docstring)."""
+    `consecutive` times each configuration's calls back to back (see the module docstring); `clock(run)` is the
+    seconds of one call (default `measure.wall_time`; `measure.cpu_time` for per-call overheads on a shared CPU)."""
+    clock = clock or wall_time
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < MIN_ROUNDS:
         raise ValueError(
             f"repeats: expected an integer >= {MIN_ROUNDS} (a minimum over one round is not robust), got {rounds!r}"
@@ -75,7 +80,7 @@ def time_rounds(
 
     def timed(name: str) -> float:
         n = recipes[name].num_inference_steps
-        return wall_time(lambda: w.generate(timing_images, n, seed))
+        return clock(lambda: w.generate(timing_images, n, seed))
 
     def call(name: str) -> float:
         with accelerate(w.pipe, recipes[name]):

@@ -1,0 +1,164 @@
+"""Per-UNet-call overhead of each handle at an identity setting (every step full: the same FLOPs as plain), timed
+against the plain pipeline with the bench's paired, rotated rounds (`unetlab.bench.timing.time_rounds`), on the
+process's CPU time by default (`--clock cpu`: not inflated while other processes hold the cores of a shared
+machine; `--clock wall` for wall time).
+
+Usage: python benchmarks/overhead.py [--rounds 4] [--steps 20] [--clock cpu|wall] [--out overhead.json]
+       python benchmarks/overhead.py --profile "branch cache"     (cProfile of one handle's calls, top 25)
+
+Workloads: the SD-1.5-shaped UNet at channels / 10 on 32x32 latents (random weights, guidance 7.5) and the shipped
+`mini-sd` (its own UNet, text encoder and guidance 7.5; latents out, no VAE decode), DDIM, one image per call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime
+import json
+import os
+import pstats
+from pathlib import Path
+
+import torch
+
+from unetlab.accel import (
+    BlockSkipConfig,
+    BranchCacheConfig,
+    ClockworkConfig,
+    DeepCacheConfig,
+    EncoderPropagationConfig,
+    GuidanceReuseConfig,
+)
+from unetlab.atomic import write_text
+from unetlab.bench.measure import cpu_time, machine, wall_time
+from unetlab.bench.timing import time_rounds
+from unetlab.bench.workload import arch_workload, shipped_workload
+from unetlab.recipes import Recipe, accelerate
+from unetlab.recipes.solver import Solver
+
+IDENTITY = {  # handle: its identity setting (every step a full UNet call)
+    "encoder propagation": EncoderPropagationConfig(key_steps="uniform:1", noise_injection=None),
+    "branch cache": BranchCacheConfig(interval=1),
+    "branch cache taylor1": BranchCacheConfig(interval=1, reuse="taylor1"),
+    "clockwork": ClockworkConfig(clock=1),
+    "block skip": BlockSkipConfig(),
+    "guidance reuse": GuidanceReuseConfig(interval=1),
+    "DeepCache (peer)": DeepCacheConfig(interval=1),
+}
+SETTING = {
+    "encoder propagation": "key_steps='uniform:1' (every step a key step)",
+    "branch cache": "interval=1",
+    "branch cache taylor1": "interval=1, reuse='taylor1'",
+    "clockwork": "clock=1",
+    "block skip": "an empty plan",
+    "guidance reuse": "interval=1",
+    "DeepCache (peer)": "cache_interval=1",
+}
+
+
+def workloads():
+    sd15 = arch_workload("sd15", sample_size=32, scale=10)
+    mini = shipped_workload("mini-sd")
+    mini.call_kwargs = {"output_type": "latent"}
+    return {"sd15/10 32x32": sd15, "mini-sd": mini}
+
+
+def recipes(steps: int) -> dict[str, Recipe]:
+    solver = Solver("DDIMScheduler")
+    return {"plain": Recipe(steps, solver), **{k: Recipe(steps, solver, (c,)) for k, c in IDENTITY.items()}}
+
+
+def same_output(w, recipe: Recipe, plain: torch.Tensor) -> bool:
+    with accelerate(w.pipe, recipe):
+        return torch.equal(w.generate(1, recipe.num_inference_steps, 0), plain)
+
+
+def measure(steps: int, rounds: int, clock) -> dict:
+    out = {}
+    for name, w in workloads().items():
+        rs = recipes(steps)
+        plain = w.generate(1, steps, 0)
+        timing = time_rounds(w, rs, 1, rounds, 0, expected=dict.fromkeys(rs, 1.0), clock=clock)
+        base = timing["plain"]["seconds_per_image"]
+        out[name] = {
+            k: {
+                "setting": SETTING.get(k, "none"),
+                "same_output": True if k == "plain" else same_output(w, rs[k], plain),
+                "seconds_per_call": t["seconds_per_image"],
+                "overhead": 1 / t["speedup_wall"] - 1,
+                "overhead_min": 1 / t["speedup_wall_max"] - 1,
+                "overhead_max": 1 / t["speedup_wall_min"] - 1,
+                "ms_per_unet_call": (t["seconds_per_image"] - base) / steps * 1000,
+                "settled": t["timing_settled"],
+            }
+            for k, t in timing.items()
+        }
+    return out
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        f"Machine: {result['machine']}; load average at the start {result['load']}  ",
+        f"Date: {result['date']}; DDIM-{result['steps']}, one image per call, guidance on (one UNet call per step), "
+        f"{result['rounds']} paired rotated rounds (`bench.timing.time_rounds`), minimum {result['clock']} times "
+        "(† rounds spreading by more than 25%).",
+        "",
+        f"| workload | handle | identity setting | same output as plain | {result['clock']} s/call | "
+        "overhead (min–max paired) | "
+        "ms per UNet call |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for wname, rows in result["workloads"].items():
+        for k, r in rows.items():
+            if k == "plain":
+                lines.append(f"| {wname} | plain | – | – | {r['seconds_per_call']:.3f} | – | – |")
+                continue
+            lines.append(
+                f"| {wname} | {k} | {r['setting']} | {'yes' if r['same_output'] else 'no'} | "
+                f"{r['seconds_per_call']:.3f} | {100 * r['overhead']:+.1f}% ({100 * r['overhead_min']:+.1f}–"
+                f"{100 * r['overhead_max']:+.1f}%){'' if r['settled'] else ' †'} | {r['ms_per_unet_call']:+.2f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def profile(handle: str, steps: int) -> None:
+    w = workloads()["sd15/10 32x32"]
+    recipe = recipes(steps)[handle]
+    with accelerate(w.pipe, recipe):
+        w.generate(1, steps, 0)
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(3):
+            w.generate(1, steps, 0)
+        prof.disable()
+    pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--out", default="overhead.json")
+    parser.add_argument("--profile", choices=list(IDENTITY), help="profile this handle instead of timing")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if args.profile:
+        profile(args.profile, args.steps)
+        return
+    result = {
+        "machine": machine(),
+        "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "date": datetime.date.today().isoformat(),
+        "steps": args.steps,
+        "rounds": args.rounds,
+        "clock": args.clock,
+        "workloads": measure(args.steps, args.rounds, cpu_time if args.clock == "cpu" else wall_time),
+    }
+    write_text(Path(args.out), json.dumps(result, indent=1))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
