@@ -121,3 +121,10 @@ def test_cli_trains_an_adaptor(ddim_folder, tmp_path):
     )
     saved = ckpt.latest(tmp_path / "ok") / "pipeline"
     assert ClockworkAdaptor.from_pretrained(saved).config.level == 1
+
+
+def test_a_text_to_image_pipeline_records_from_the_given_prompts():
+    """A plain StableDiffusionPipeline (the shipped mini-sd) records its trajectories from `prompts`."""
+    cfg = ClockworkTaskConfig(**{**TASK, "trajectories": 1, "eval_trajectories": 1, "num_inference_steps": 2})
+    task = make_task(load("mini-sd"), "mini-sd", cfg, ["a big red star at the center on a green plain background"])
+    assert task.bank.sample.shape[:2] == (2, 2)  # guidance on: unconditional and conditional rows, two steps

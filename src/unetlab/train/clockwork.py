@@ -260,7 +260,7 @@ def make_task(pipe, model: str, cfg: ClockworkTaskConfig, prompts: list[str] | N
         raise ValueError("prompts: the list is empty")
     else:
         train, held = prompts, prompts
-    kwargs = {"output_type": "np"} if isinstance(pipe, ShapesPipeline) else {}
+    kwargs = {"output_type": "np"}  # arrays, not PIL images, from every text-to-image pipeline
     return ClockworkTask(
         Workload(str(model), pipe, train, None, call_kwargs=kwargs),
         cfg,
