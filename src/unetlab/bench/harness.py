@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
+from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import torch
 from tqdm.auto import tqdm
@@ -19,7 +22,7 @@ from tqdm.auto import tqdm
 from ..errors import UnsupportedError
 from ..eval.workload import Workload
 from ..metrics import mean_psnr, ssim
-from ..recipes import accelerate
+from ..recipes import Recipe, accelerate
 from ..recipes.solver import parse_baseline, probe, resolve
 from .measure import machine, match_steps, unet_flops
 from .rows import Context, Row, fewer_steps, reason, specs, unrunnable_solver
@@ -31,7 +34,7 @@ FEWER_SOLVERS = ("ddim", "dpm++", "unipc")  # the fewer-steps rows' solvers
 
 
 def _quality(w: Workload, images, reference, labels) -> dict:
-    row = {"psnr": None, "ssim": None, "accuracy": None, "fd": None}
+    row: dict[str, float | dict | None] = {"psnr": None, "ssim": None, "accuracy": None, "fd": None}
     if w.speed_only:
         return row
     if images is not reference:  # the baseline has no fidelity figure against itself
@@ -60,7 +63,7 @@ def baseline_of(baseline: str | None, steps: int | None) -> tuple[str, int]:
 
 
 def bench(
-    model: str | list[str] = SHIPPED,
+    model: str | Sequence[str] = SHIPPED,
     out: str | Path | None = None,
     steps: int | None = None,
     num_images: int = 32,
@@ -108,8 +111,8 @@ def bench(
     missing = [m for m in methods or [] if m not in known]
     if missing:
         raise ValueError(f"--method: unknown {missing}; known: {sorted(known)}")
-    for name, value in (("scale", scale), ("dtype", dtype), ("latent_size", latent_size), ("compile", compile)):
-        if value is not None and arch is None:
+    for name, given in (("scale", scale), ("dtype", dtype), ("latent_size", latent_size), ("compile", compile)):
+        if given is not None and arch is None:
             raise ValueError(f"{name}: only valid together with arch='sd15' or 'sdxl' (--arch, --random-weights)")
     if compile is not None:
         check_backend(compile)
@@ -193,8 +196,8 @@ def sample_batched(
     parts, total = [], 0
     for start in mine:
         n = min(batch_size, num_images - start)
-        ims, f = unet_flops(lambda n=n, start=start: w.generate(n, steps, seed + start), w.unet)
-        parts.append((start, ims))
+        ims, f = unet_flops(functools.partial(w.generate, n, steps, seed + start), w.unet)
+        parts.append((start, cast(torch.Tensor, ims)))  # unet_flops returns run()'s result: w.generate's images
         total += f
     if _processes(accelerator) > 1:
         from accelerate.utils import gather_object
@@ -231,6 +234,13 @@ def _row_dict(w: Workload, r: Row, steps: int) -> dict:
         "fd": None,
         "unsupported": r.unsupported,
     }
+
+
+def _recipe(r: Row) -> Recipe:
+    """The recipe of a row that runs (every row without an unsupported reason has one)."""
+    if r.recipe is None:
+        raise RuntimeError(f"bench: row {r.name!r} has no recipe to run")
+    return r.recipe
 
 
 def _refuses_compiled(w: Workload, r: Row) -> str | None:
@@ -285,9 +295,10 @@ def bench_workload(
 
     def sample(r: Row) -> None:
         """The quality images of `r`, sampled under a FLOP counter (the counter's cost is per op, not per image)."""
-        with accelerate(w.pipe, r.recipe):
+        recipe = _recipe(r)
+        with accelerate(w.pipe, recipe):
             images[r.name], total = sample_batched(
-                w, num_images, r.recipe.num_inference_steps, seed, batch_size, accelerator
+                w, num_images, recipe.num_inference_steps, seed, batch_size, accelerator
             )
         flops[r.name] = total / num_images
         bar.update(1)
@@ -333,7 +344,7 @@ def bench_workload(
         quality[r.name] = _quality(w, images[r.name], images[base.name], labels) if main else {}
         bar.update(1)
     expected = {r.name: flops[base.name] / flops[r.name] for r in runnable}  # a wall speed-up 2x off is re-timed
-    recipes = {r.name: r.recipe for r in runnable}
+    recipes = {r.name: _recipe(r) for r in runnable}
     if compile is not None:
         compile_unet(w, compile)
         for i, r in enumerate(rows):

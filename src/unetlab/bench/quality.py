@@ -4,6 +4,7 @@ shapes accuracy, and `mini-sd`'s judged rates over several seeds; each model sam
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -38,6 +39,8 @@ def sample(
         if kind == "digits":
             images = pipe(batch_size=b, generator=g, num_inference_steps=steps, output_type="np").images
             out.append(torch.from_numpy(images).permute(0, 3, 1, 2))
+        elif prompts is None:
+            raise ValueError(f"prompts: kind {kind!r} samples from prompts; got None")
         else:
             out.append(
                 pipe(
@@ -85,7 +88,7 @@ def measure_quality(
     prompts = heldout_captions(n, seed=seed) if kind == "shapes" else None
     t0 = time.perf_counter()
     images = sample(pipe, kind, n, steps, guidance_scale, batch_size, seed, prompts)
-    result = {
+    result: dict[str, Any] = {
         "model": str(model),
         "kind": kind,
         "num_samples": n,

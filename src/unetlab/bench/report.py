@@ -198,7 +198,8 @@ def sample_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
         grid[:, r * (h + 2) : r * (h + 2) + h, col * (w + 2) : col * (w + 2) + w] = x[i]
     arr = (grid.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
     img = Image.fromarray(arr[..., 0] if c == 1 else arr[..., :3]).resize(
-        (arr.shape[1] * 3, arr.shape[0] * 3), Image.NEAREST
+        (arr.shape[1] * 3, arr.shape[0] * 3),
+        Image.NEAREST,  # type: ignore[attr-defined]  # Pillow sets its enum aliases with globals(), unseen by mypy
     )
     write(path, lambda tmp: img.save(tmp, format="PNG"))
 

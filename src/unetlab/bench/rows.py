@@ -13,9 +13,11 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..accel import (
     BlockSkipConfig,
+    BlockSkipPlan,
     BranchCacheConfig,
     ClockworkConfig,
     DeepCacheConfig,
@@ -175,10 +177,8 @@ def _check_key_steps(path: str | Path, steps: int) -> None:
         raise ValueError(f"--key-steps: {err}") from None
 
 
-def _load_plan(path: str | Path, steps: int) -> dict:
-    """The block-skip plan at `path` as a dict, checked to be a plan that fits `steps` sampling steps."""
-    from ..accel.block_skip import BlockSkipPlan
-
+def _load_plan(path: str | Path, steps: int) -> BlockSkipPlan:
+    """The block-skip plan at `path`, checked to fit `steps` sampling steps."""
     data = _read_json(path, "--block-skip-plan")
     try:
         plan = BlockSkipPlan.from_dict(data if isinstance(data, dict) else {})
@@ -189,7 +189,7 @@ def _load_plan(path: str | Path, steps: int) -> dict:
             f"--block-skip-plan: {path} was made for {plan.num_inference_steps} steps, the benchmark "
             f"runs {steps} (--steps)"
         )
-    return data
+    return plan
 
 
 def _user_row(cls: type[AccelConfig], name: str, option: str, missing: str, config) -> Spec:
@@ -210,7 +210,7 @@ def _forecast_specs(steps: int) -> list[Spec]:
     """Forecasting (`reuse="taylor1"`/`"taylor2"`) next to the copying rows of the same settings."""
     ep = dict(noise_injection=None)
     layer = dict(branch=0, granularity="layer")
-    table = [
+    table: list[tuple[str | None, Callable[..., AccelConfig], dict[str, Any], tuple[str, ...]]] = [
         (None, BranchCacheConfig, dict(layer, interval=3), ("taylor2",)),
         (None, BranchCacheConfig, dict(layer, interval=5), ("taylor1", "taylor2")),
         (None, BranchCacheConfig, dict(interval=2, branch=0), ("taylor1",)),

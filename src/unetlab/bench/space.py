@@ -38,6 +38,7 @@ from ..accel import (
     GuidanceReuseConfig,
 )
 from ..accel.block_skip import SkipWindow
+from ..accel.registry import kinds
 from ..recipes import Recipe
 from ..recipes.solver import Solver
 from ..schedules import KeySteps, KeyStepsError, resolve
@@ -47,7 +48,8 @@ INTERVALS = (2, 3, 4, 5)
 BRANCHES = (("block", 0), ("layer", 0), ("layer", 1))
 UNIFORM = (2, 3, 4)
 GUIDANCE = (GuidanceReuseConfig(interval=2), GuidanceReuseConfig(interval=3), GuidanceReuseConfig(stop_after=0.5))
-FAMILIES = ("steps", "encoder-propagation", "branch-cache", "clockwork", "block-skip", "guidance-reuse", "combination")
+SEARCHED = ("encoder_propagation", "branch_cache", "clockwork", "block_skip", "guidance_reuse")  # the kinds searched
+FAMILIES = ("steps", *(kinds()[k].family for k in SEARCHED), "combination")
 REUSE_FAMILIES = ("encoder-propagation", "branch-cache", "guidance-reuse")  # those with a `reuse` to forecast
 SOLVERS = ("ddim", "dpm++", "unipc")
 
@@ -135,6 +137,8 @@ def _fits(cfg, unet) -> bool:
 def scale_plan(plan: BlockSkipPlan, n: int) -> BlockSkipPlan | None:
     """The plan's windows scaled from its step count to `n` (None when nothing is left to skip)."""
     m = plan.num_inference_steps
+    if m is None:
+        raise ValueError("plan: num_inference_steps is None; only a plan made for a step count can be scaled")
     windows = []
     for w in plan.windows:
         start, end = round(w.start * n / m), round(w.end * n / m)

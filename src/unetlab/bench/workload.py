@@ -10,6 +10,9 @@ import torch
 
 from ..eval.workload import Workload
 
+# "diffusers' dummy types": diffusers' package imports its dummy objects (no attributes) first under TYPE_CHECKING,
+# so mypy types its top-level names (`diffusers.StableDiffusionPipeline`, ...) as those.
+
 DEFAULT_PROMPTS = [
     "a photograph of an astronaut riding a horse",
     "a red circle at the top left on a blue background",
@@ -24,7 +27,7 @@ def shipped_workload(name: str) -> Workload:
     from ..loading import load
 
     pipe = load(name)
-    pipe.set_progress_bar_config(disable=True)
+    pipe.set_progress_bar_config(disable=True)  # type: ignore[attr-defined]  # diffusers' dummy types
     if name == "shapes":
         from ..data.shapes import heldout_captions
 
@@ -50,8 +53,9 @@ def user_workload(path: str, prompts: list[str] | None = None) -> Workload:
     from ..loading import load
 
     pipe = load(path)
-    pipe.set_progress_bar_config(disable=True)
-    takes_prompt = "prompt" in inspect.signature(pipe.__call__).parameters
+    pipe.set_progress_bar_config(disable=True)  # type: ignore[attr-defined]  # diffusers' dummy types
+    call = pipe.__call__  # type: ignore[operator]  # diffusers' dummy types
+    takes_prompt = "prompt" in inspect.signature(call).parameters
     return Workload(
         str(path), pipe, (prompts or DEFAULT_PROMPTS) if takes_prompt else None, None, call_kwargs={"output_type": "np"}
     )
@@ -98,8 +102,10 @@ def random_pipeline(
     torch.manual_seed(seed)
     with torch.device(device()):
         make = sd15_like if arch == "sd15" else sdxl_like
-        unet = make(scale=scale, sample_size=sample_size or LATENT_SIZE[arch]).eval()
+        size = sample_size or LATENT_SIZE[arch]
+        unet = make(scale=scale, sample_size=size).eval()  # type: ignore[attr-defined]  # diffusers' dummy types
     torch.nn.Module.to(unet, dtype=getattr(torch, dtype))  # diffusers' `to` warns about fp32 modules it has none of
+    pipe: StableDiffusionPipeline | StableDiffusionXLPipeline
     if arch == "sdxl":
         pipe = StableDiffusionXLPipeline(
             vae=None,
@@ -124,7 +130,7 @@ def random_pipeline(
             image_encoder=None,
             requires_safety_checker=False,
         )
-    pipe.set_progress_bar_config(disable=True)
+    pipe.set_progress_bar_config(disable=True)  # type: ignore[union-attr]  # diffusers' dummy types
     return pipe
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,7 +16,7 @@ class Workload:
     """A pipeline plus everything needed to call it the same way for every method."""
 
     name: str
-    pipe: object
+    pipe: Any  # a diffusers pipeline
     prompts: list[str] | None  # None: unconditional pipeline
     quality_model: str | None  # "digits" / "shapes" / "mini-sd": shipped evaluation classifiers or judge apply
     guidance_scale: float | None = None
