@@ -39,6 +39,7 @@ from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel, UNet2
 from ..patching import ForwardPatch, Slots, claims
 from ..schedules import KeySteps, Spec, check_spec, resolve
 from ..unet import check_supported, decode, encode
+from .binding import Binder
 from .config import AccelConfig
 from .forecast import Forecast, order
 from .handle import Accelerator, Call, call_signature, forward_signature
@@ -131,10 +132,11 @@ class EncoderPropagation(Accelerator):
         self._encoder = holders(
             [*self.unet.down_blocks, *([self.unet.mid_block] if self.unet.mid_block is not None else [])]
         )
+        self._decoder = holders(self.unet.up_blocks)
         self._warned = self._warned_all = False
         controlnet = getattr(self.pipe, "controlnet", None)
         if isinstance(controlnet, torch.nn.Module):
-            self._cn_signature = forward_signature(controlnet)
+            self._cn_bind = Binder(forward_signature(controlnet))
             self._add(ForwardPatch(controlnet, KIND, self._controlnet_forward))
 
     @property
@@ -176,7 +178,7 @@ class EncoderPropagation(Accelerator):
         self._sequential = run.offset is None or bool(claims(self.unet) & SEQUENTIAL)
         self._groups = 1
         if self.config.parallel and not self._sequential:
-            self._groups, culprit = parallel_plan(self.unet.up_blocks)
+            self._groups, culprit = parallel_plan(self._decoder)
             if culprit is not None:
                 self._sequential = True
                 if not self._warned:
@@ -268,7 +270,7 @@ class EncoderPropagation(Accelerator):
         self.follow_scheduler()
         step = self.step_clock.step_index
         slot = self._cn_slots.of(step)
-        bound = dict(self._cn_signature.bind(*args, **kwargs).arguments)
+        bound = self._cn_bind(args, kwargs)
         sig = call_signature(bound)
         cached = self._cn.get(slot)
         if self.run is None or step in self._key_set or cached is None or cached[0] != sig:

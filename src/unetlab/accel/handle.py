@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from ..patching import EagerEntry, ForwardPatch, Slots, StepClock, claim, release, resolve
+from .binding import Binder
 from .concurrency import RunOwner
 from .stacking import check as check_stacking
 
@@ -219,6 +220,7 @@ class Accelerator(Handle):
         self.owner = RunOwner(self.kind, pipe)
         try:
             self._signature = forward_signature(unet)
+            self._bind = Binder(self._signature)
             scheduler = pipe.scheduler if pipe is not None else scheduler
             if scheduler is not None:
                 self._listen(scheduler)
@@ -343,7 +345,7 @@ class Accelerator(Handle):
         if getattr(original, "__self__", None) is self.unet:
             original = self.compiled(original)
         self.follow_scheduler()
-        bound = dict(self._signature.bind(*args, **kwargs).arguments)
+        bound = self._bind(args, kwargs)
         step = self.clock.step_index if self.clock is not None else self._n
         self._n += 1
         slot = self._slots.of(step)

@@ -15,8 +15,6 @@ import dataclasses
 
 import torch
 
-from .side_state import holders
-
 # diffusers processors that compute every batch element on its own (the batch is only a leading dimension).
 BATCH_INDEPENDENT = frozenset(
     {
@@ -49,11 +47,12 @@ _BATCH_FIELDS = (
 )
 
 
-def plan(modules) -> tuple[int, str | None]:
-    """(groups, None) for the decoder `modules` (1: plain copies), or (0, '<Processor> (in <module>)') for the
-    first processor that neither treats batch elements independently nor splits them into known groups."""
+def plan(attention) -> tuple[int, str | None]:
+    """(groups, None) for the decoder's `attention` modules (`side_state.holders`; 1: plain copies), or
+    (0, '<Processor> (in <module>)') for the first processor that neither treats batch elements independently nor
+    splits them into known groups."""
     groups = {1}
-    for m in holders(modules):
+    for m in attention:
         name = type(m.processor).__name__
         if name in GROUPED:
             groups.add(GROUPED[name])

@@ -24,9 +24,11 @@ def snapshot(attention_modules) -> list:
     out = []
     for m in attention_modules:
         p = m.processor
-        kept = {k: v for k, v in vars(p).items() if torch.is_tensor(v)} if hasattr(p, "__dict__") else {}
-        if kept:
-            out.append((p, kept))
+        state = getattr(p, "__dict__", None)
+        if state:  # most processors keep no attributes at all
+            kept = {k: v for k, v in state.items() if torch.is_tensor(v)}
+            if kept:
+                out.append((p, kept))
     return out
 
 
