@@ -113,7 +113,7 @@ def test_compiled_rows_report_compile_seconds(tmp_path):
     )
     assert w.unet._orig_mod is plain
     timed = [r for r in rows if r["seconds_per_image"] is not None]
-    assert [r["method"] for r in timed] == ["DDIM-4"]
+    assert [r["method"] for r in timed] == ["DDIM-4", "DDIM-2"]  # the baseline and half its steps
     assert all(r["compile_s"] is not None and r["warmup_s"] >= r["seconds_per_image"] for r in timed)
     settings = dict(arch="sd15", scale=1, latent_size=64, dtype="float16", baseline="ddim:4", timing_images=1)
     text = markdown({"machine": "m", "date": "d", "rows": rows, "settings": {**settings, "compile": "eager"}})

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from ..errors import UnsupportedError
 from ..eval.workload import Workload
-from ..metrics import mean_psnr, ssim
+from ..metrics import mean_psnr, perceptual, ssim
 from ..recipes import Recipe, accelerate
 from ..recipes.solver import parse_baseline, probe, resolve
 from .measure import machine, match_steps, unet_flops
@@ -29,12 +29,12 @@ from .rows import Context, Row, fewer_steps, reason, specs, unrunnable_solver
 from .timing import MIN_ROUNDS, time_rounds
 from .workload import check_backend, compile_unet, workload_for
 
-SHIPPED = ("digits", "shapes")  # the main job's default workloads
+SHIPPED = ("mini-sd", "digits", "shapes")  # the main job's default workloads: SD-1.5-shaped first
 FEWER_SOLVERS = ("ddim", "dpm++", "unipc")  # the fewer-steps rows' solvers
 
 
 def _quality(w: Workload, images, reference, labels) -> dict:
-    row: dict[str, float | dict | None] = {"psnr": None, "ssim": None, "accuracy": None, "fd": None}
+    row: dict[str, float | dict | None] = {"psnr": None, "ssim": None, "accuracy": None, "fd": None, "perceptual": None}
     if w.speed_only:
         return row
     if images is not reference:  # the baseline has no fidelity figure against itself
@@ -47,6 +47,12 @@ def _quality(w: Workload, images, reference, labels) -> dict:
         row["accuracy"] = float(acc["overall"] if "overall" in acc else acc["confident"])
         row["accuracy_detail"] = {k: v for k, v in acc.items() if isinstance(v, (int, float))}
         row["fd"] = float(frechet_distance(w.quality_model, images))
+        if images is not reference:  # the judge's reading of each image against the baseline's (0: the same)
+            from ..eval.scores import judge_features
+
+            row["perceptual"] = perceptual(
+                judge_features(w.quality_model, images), judge_features(w.quality_model, reference)
+            )
     return row
 
 
@@ -319,7 +325,8 @@ def bench_workload(
     if base.unsupported is not None:
         raise RuntimeError(f"bench: the baseline cannot run on {w.name}: {base.unsupported}")
     per_step = flops[base.name] / steps
-    matched = sorted({match_steps(flops[r.name], per_step, steps) for r in rows[1:] if r.name in flops} - {steps})
+    counts = {match_steps(flops[r.name], per_step, steps) for r in rows[1:] if r.name in flops}
+    matched = sorted((counts | {max(1, steps // 2)}) - {steps})  # and half the steps (DPM-Solver++ 25 of DDIM-50)
     runs = []
     for name in FEWER_SOLVERS:  # a solver the pipeline cannot step with is one row with the reason
         s = resolve(name, w.pipe)

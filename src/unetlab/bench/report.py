@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from ..atomic import write, write_text
+from . import verdict
 
 ROW_KEYS = (
     "model",
@@ -81,19 +82,25 @@ def markdown(result: dict) -> str:
         "twice at most; † still so afterwards), min–max of the per-round paired ratios in brackets; "
         "FLOPs = UNet FLOPs per image (torch.utils.flop_counter); PSNR/SSIM against the baseline sample from "
         "the same noise, PSNR = mean_psnr (the mean over images of each one's PSNR capped at 100 = identical), "
-        "SSIM the mean over images; peak MB = resident-set growth during one timed call (CPU) or "
+        "SSIM the mean over images; perceptual = the judge's features of each image against the baseline's "
+        "(unit-normalised, mean distance; 0 = the same reading); accuracy = the judge's rate (mini-sd and shapes: "
+        "every attribute the prompt states read right; digits: confident fraction), FD = Fréchet distance to real "
+        "images in the judge's feature space (a statistic of the set: noisy on few images); "
+        "peak MB = resident-set growth during one timed call (CPU) or "
         "allocated CUDA memory growth."
         + (" **Speed only: random weights, no quality columns.**" if result.get("speed_only") else ""),
         *_settings(result.get("settings", {})),
         "",
+        *(verdict.line(result["rows"], m) + "  " for m in dict.fromkeys(r["model"] for r in result["rows"])),
+        "",
         "| model | method | steps | s/image | speed-up (wall) | speed-up (FLOPs) | peak MB | PSNR | SSIM | "
-        "accuracy | FD |" + (" compile s |" if compiled else ""),
-        "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if compiled else ""),
+        "perceptual | accuracy | FD |" + (" compile s |" if compiled else ""),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if compiled else ""),
     ]
     for r in result["rows"]:
         if r.get("unsupported"):
             lines.append(
-                f"| {r['model']} | {r['method']} | {r['steps']} | unsupported: {r['unsupported']} | | | | | | | |"
+                f"| {r['model']} | {r['method']} | {r['steps']} | unsupported: {r['unsupported']} | | | | | | | | |"
                 + (" |" if compiled else "")
             )
             continue
@@ -102,6 +109,7 @@ def markdown(result: dict) -> str:
             f"{_fmt(r['speedup_wall'], '.2f')}×{_spread(r)}{_unsettled(r)} | "
             f"{_fmt(r['speedup_flops'], '.2f')}× | "
             f"{_fmt(r['peak_mem_mb'], '.0f')} | {_fmt(r['psnr'], '.2f')} | {_fmt(r['ssim'], '.3f')} | "
+            f"{_fmt(r.get('perceptual'), '.3f')} | "
             f"{_fmt(r['accuracy'], '.3f')} | {_fmt(r['fd'], '.2f')} |"
             + (f" {_fmt(r.get('compile_s'), '.1f')} |" if compiled else "")
         )

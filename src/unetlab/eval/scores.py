@@ -93,6 +93,16 @@ def reference_stats(model_name: str) -> tuple[torch.Tensor, torch.Tensor]:
     return mu, sigma
 
 
+def judge_features(model_name: str, images: torch.Tensor) -> torch.Tensor:
+    """The features (N, D) the judge of `model_name` reads from `images`: the classifier's penultimate layer, or
+    mini-sd's scene judge's (the space of the Fréchet distance)."""
+    if model_name == "mini-sd":
+        from .mini_sd import load_judge
+
+        return load_judge()[0].read(images.float())[1]
+    return features(model_name, images)
+
+
 def frechet_distance(model_name: str, images: torch.Tensor) -> float:
     """Fréchet distance between `images` and the held-out real split in the classifier's feature space (mini-sd:
     the judge's, against real test-split scenes)."""
