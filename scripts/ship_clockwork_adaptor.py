@@ -23,6 +23,9 @@ PROMPTS = {
     "shapes": "captions of the shapes caption grammar over the training attribute combinations (drawn with "
     "the run's seed); guidance 5 (the bench's), so each trajectory gives the UNet's unconditional "
     "and conditional rows; the held-out evaluation uses held-out combinations",
+    "mini-sd": "256 captions of the scenes train split (`unetlab.data.scenes.sample(256, seed=10000, "
+    "split='train')`, one a line in the --prompts file); guidance 7.5 (the bench's), so each trajectory gives the "
+    "UNet's unconditional and conditional rows; the evaluation trajectories use the same captions at other seeds",
 }
 
 
@@ -33,6 +36,8 @@ def _command(run: dict, cfg: dict) -> str:
         f"--level {run['level']} --clock {run['clock']} --steps {cfg['steps']} --batch-size {cfg['batch_size']} "
         f"--lr {cfg['lr']} --warmup {cfg['warmup']} --checkpoint-every {cfg['checkpoint_every']} --threads 1 "
         f"--seed {cfg['seed']}"
+        + ("" if run.get("prompts") is None else " --prompts PROMPTS.txt")
+        + ("" if run.get("guidance_scale") is None else f" --guidance-scale {run['guidance_scale']}")
     )
 
 
@@ -97,7 +102,7 @@ def model_card(
     ]
     if bench_rows:
         lines += [
-            "`unetlab bench` (DDIM-50 baseline; PSNR to its images; accuracy by the shipped classifier):",
+            "`unetlab bench` (DDIM-50 baseline; PSNR to its images; accuracy by the model's shipped judge):",
             "",
             _bench_table(bench_rows),
             "",

@@ -11,6 +11,7 @@ FLOAT16_STORED = ("mini-sd", *CODI_MODELS)  # stored as float16 to stay small; l
 CLOCKWORK_ADAPTORS = (
     "digits",
     "shapes",
+    "mini-sd",
 )  # Clockwork adaptors distilled for these models: weights/clockwork-adaptor-<name>
 
 
