@@ -1,10 +1,11 @@
 """Per-UNet-call overhead of each handle at an identity setting (every step full: the same FLOPs as plain), timed
 against the plain pipeline with the bench's paired, rotated rounds (`unetlab.bench.timing.time_rounds`), on the
 process's CPU time by default (`--clock cpu`: not inflated while other processes hold the cores of a shared
-machine; `--clock wall` for wall time).
+machine; `--clock wall` for wall time). The Python function and builtin calls each handle adds per UNet call are
+counted too (cProfile): the bookkeeping itself, free of the timing noise.
 
 Usage: python benchmarks/overhead.py [--rounds 4] [--steps 20] [--clock cpu|wall] [--out overhead.json]
-       python benchmarks/overhead.py --profile "branch cache"     (cProfile of one handle's calls, top 25)
+       python benchmarks/overhead.py --profile "branch cache"     (cProfile on the CPU clock, top 25; or "plain")
 
 Workloads: the SD-1.5-shaped UNet at channels / 10 on 32x32 latents (random weights, guidance 7.5) and the shipped
 `mini-sd` (its own UNet, text encoder and guidance 7.5; latents out, no VAE decode), DDIM, one image per call.
@@ -18,6 +19,7 @@ import datetime
 import json
 import os
 import pstats
+import time
 from pathlib import Path
 
 import torch
@@ -69,6 +71,17 @@ def recipes(steps: int) -> dict[str, Recipe]:
     return {"plain": Recipe(steps, solver), **{k: Recipe(steps, solver, (c,)) for k, c in IDENTITY.items()}}
 
 
+def python_calls(w, recipe: Recipe) -> int:
+    """Python function and builtin calls of one pipeline call under `recipe`, applied for it as `time_rounds` applies
+    it around each timed call (cProfile's count: the same on any machine, unlike the time)."""
+    with accelerate(w.pipe, recipe):
+        prof = cProfile.Profile()
+        prof.enable()
+        w.generate(1, recipe.num_inference_steps, 0)
+        prof.disable()
+    return sum(e.callcount for e in prof.getstats())
+
+
 def same_output(w, recipe: Recipe, plain: torch.Tensor) -> bool:
     with accelerate(w.pipe, recipe):
         return torch.equal(w.generate(1, recipe.num_inference_steps, 0), plain)
@@ -81,6 +94,7 @@ def measure(steps: int, rounds: int, clock) -> dict:
         plain = w.generate(1, steps, 0)
         timing = time_rounds(w, rs, 1, rounds, 0, expected=dict.fromkeys(rs, 1.0), clock=clock)
         base = timing["plain"]["seconds_per_image"]
+        calls = {k: python_calls(w, r) for k, r in rs.items()}
         out[name] = {
             k: {
                 "setting": SETTING.get(k, "none"),
@@ -91,6 +105,7 @@ def measure(steps: int, rounds: int, clock) -> dict:
                 "overhead_max": 1 / t["speedup_wall_min"] - 1,
                 "ms_per_unet_call": (t["seconds_per_image"] - base) / steps * 1000,
                 "settled": t["timing_settled"],
+                "python_calls_per_unet_call": (calls[k] - calls["plain"]) / steps,
             }
             for k, t in timing.items()
         }
@@ -106,18 +121,19 @@ def markdown(result: dict) -> str:
         "",
         f"| workload | handle | identity setting | same output as plain | {result['clock']} s/call | "
         "overhead (min–max paired) | "
-        "ms per UNet call |",
-        "|---|---|---|---|---|---|---|",
+        "ms per UNet call | Python calls added per UNet call |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for wname, rows in result["workloads"].items():
         for k, r in rows.items():
             if k == "plain":
-                lines.append(f"| {wname} | plain | – | – | {r['seconds_per_call']:.3f} | – | – |")
+                lines.append(f"| {wname} | plain | – | – | {r['seconds_per_call']:.3f} | – | – | – |")
                 continue
             lines.append(
                 f"| {wname} | {k} | {r['setting']} | {'yes' if r['same_output'] else 'no'} | "
                 f"{r['seconds_per_call']:.3f} | {100 * r['overhead']:+.1f}% ({100 * r['overhead_min']:+.1f}–"
-                f"{100 * r['overhead_max']:+.1f}%){'' if r['settled'] else ' †'} | {r['ms_per_unet_call']:+.2f} |"
+                f"{100 * r['overhead_max']:+.1f}%){'' if r['settled'] else ' †'} | {r['ms_per_unet_call']:+.2f} | "
+                f"{r['python_calls_per_unet_call']:+.0f} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -127,7 +143,7 @@ def profile(handle: str, steps: int) -> None:
     recipe = recipes(steps)[handle]
     with accelerate(w.pipe, recipe):
         w.generate(1, steps, 0)
-        prof = cProfile.Profile()
+        prof = cProfile.Profile(time.process_time)
         prof.enable()
         for _ in range(3):
             w.generate(1, steps, 0)
@@ -141,7 +157,7 @@ def main() -> None:
     parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--out", default="overhead.json")
-    parser.add_argument("--profile", choices=list(IDENTITY), help="profile this handle instead of timing")
+    parser.add_argument("--profile", choices=["plain", *IDENTITY], help="profile this handle instead of timing")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.profile:

@@ -144,6 +144,25 @@ def test_order_rotates_every_round(monkeypatch):
     ]
 
 
+def test_the_given_clock_times_every_call_and_the_default_none(monkeypatch):
+    # a CPU clock for per-call overheads (benchmarks/overhead.py): every call, warm-ups included, goes through it
+    clock, generated = Clock(), []
+
+    class Recorder(Stub):
+        def generate(self, *a, **k):
+            generated.append(clock.current)
+
+    def given(run):
+        run()
+        return clock(run)
+
+    monkeypatch.setattr(timing, "wall_time", lambda run: pytest.fail("the default clock timed a call"))
+    monkeypatch.setattr(timing, "accelerate", clock.accelerate)
+    t = timing.time_rounds(Recorder(), clock.recipes(["base", "a"]), 1, 2, 0, clock=given)
+    assert t["a"]["speedup_wall"] == 2.0 and t["a"]["seconds_per_image"] == 5.0
+    assert [name for _, name in clock.calls] == generated == ["base", "a", "base", "a", "a", "base"]
+
+
 @pytest.mark.parametrize("rounds", [1, 0, True])
 def test_fewer_than_two_rounds_are_refused(monkeypatch, rounds):
     with pytest.raises(ValueError, match="repeats: expected an integer >= 2"):
