@@ -86,7 +86,8 @@ def time_rounds(
         with accelerate(w.pipe, recipes[name]):
             return timed(name)
 
-    peak, warmup = {}, {}
+    peak: dict[str, float | None] = {}
+    warmup: dict[str, float] = {}
     times: dict[str, list[float]] = {m: [] for m in methods}
     ratios: dict[str, list[float]] = {m: [] for m in methods}
     retimed = dict.fromkeys(times, 0)
@@ -94,7 +95,7 @@ def time_rounds(
     def rotated(subset: list[str]) -> None:
         for r in range(rounds):
             k = r % len(subset)
-            t = {}
+            t: dict[str, float] = {}
             for m in subset[k:] + subset[:k]:
                 t[m] = call(m)
                 tick()
@@ -103,7 +104,7 @@ def time_rounds(
                 ratios[m].append(t[base] / t[m])
 
     def back_to_back(subset: list[str]) -> None:
-        t = {}
+        t: dict[str, list[float]] = {}
         for m in subset:
             with accelerate(w.pipe, recipes[m]):
                 with peak_memory() as mem:
