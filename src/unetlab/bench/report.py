@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ..atomic import write, write_text
-from . import verdict
+from .verdict import line as verdict_line
 
 ROW_KEYS = (
     "model",
@@ -91,7 +91,7 @@ def markdown(result: dict) -> str:
         + (" **Speed only: random weights, no quality columns.**" if result.get("speed_only") else ""),
         *_settings(result.get("settings", {})),
         "",
-        *(verdict.line(result["rows"], m) + "  " for m in dict.fromkeys(r["model"] for r in result["rows"])),
+        *(verdict_line(result["rows"], m) + "  " for m in dict.fromkeys(r["model"] for r in result["rows"])),
         "",
         "| model | method | steps | s/image | speed-up (wall) | speed-up (FLOPs) | peak MB | PSNR | SSIM | "
         "perceptual | accuracy | FD |" + (" compile s |" if compiled else ""),
