@@ -29,7 +29,22 @@ def test_the_fastest_matching_row_of_each_group():
         "fewer steps": "DDIM-25",
         "peers": "DeepCache",
     }
-    assert "unetlab: branch cache 2.00×; fewer steps: DDIM-25 1.90×; peers: DeepCache 2.50×." in line(JUDGED, "m")
+    text = line(JUDGED, "m")
+    assert "unetlab: branch cache 2.00×; fewer steps: DDIM-25 1.90×; peers: DeepCache 2.50×. And by PSNR" in text
+
+
+def test_fidelity_decides_where_the_judge_reads_every_row_alike():
+    """The line's second clause: PSNR >= 38 dB whatever the judge says."""
+    rows = [
+        _row("DDIM-50", "baseline", 1.0, accuracy=0.0, fd=100.0),
+        _row("DDIM-25", "fewer-steps", 2.3, accuracy=0.0, fd=100.0, psnr=33.9),
+        _row("clockwork", "clockwork", 1.45, accuracy=0.0, fd=100.0, psnr=44.8),
+    ]
+    assert fastest(rows, "m")["fewer steps"]["method"] == "DDIM-25"
+    by_fidelity = fastest(rows, "m", Criterion(fidelity=True))
+    assert by_fidelity["fewer steps"] is None and by_fidelity["unetlab"]["method"] == "clockwork"
+    assert line(rows, "m").endswith("by PSNR >= 38 dB against the baseline's images — unetlab: clockwork 1.45×; "
+                                    "fewer steps: none; peers: none.")  # fmt: skip
 
 
 def test_a_looser_criterion_admits_more_rows():
@@ -40,8 +55,8 @@ def test_a_looser_criterion_admits_more_rows():
 def test_without_a_judge_psnr_decides_and_speed_only_has_no_verdict():
     rows = [
         _row("DDIM-50", "baseline", 1.0),
-        _row("branch cache", "branch-cache", 2.0, psnr=31.0),
-        _row("clockwork", "clockwork", 3.0, psnr=29.0),
+        _row("branch cache", "branch-cache", 2.0, psnr=39.0),
+        _row("clockwork", "clockwork", 3.0, psnr=37.0),
     ]
     assert fastest(rows, "m")["unetlab"]["method"] == "branch cache"
     assert fastest(rows, "m")["peers"] is None and "peers: none" in line(rows, "m")
