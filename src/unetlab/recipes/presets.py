@@ -9,8 +9,9 @@ family from the UNet's architecture (`family(unet)`):
 - "sd15": a `UNet2DConditionModel` with Stable Diffusion 1.x/2.x's block types and no added embedding;
 - "sdxl": SDXL's block types with the "text_time" added embedding.
 
-"family:name" ("sd15:fast") picks a family explicitly. The SD-1.5/SDXL recipes are speed-only: no trained
-weights of those sizes ship, so their quality is untested (their `tuned_on` says so).
+"family:name" ("sd15:fast") picks a family explicitly. The SD-1.5 recipes were tuned on `mini-sd` (SD-1.5's UNet
+topology, trained here; not on Stable Diffusion itself); the SDXL ones are speed-only, their quality untested
+(`tuned_on` says so).
 """
 
 from __future__ import annotations
