@@ -31,6 +31,23 @@ def test_decode_of_encode_equals_forward(family, t):
     assert _rel(out, ref) < 1e-5
 
 
+@pytest.mark.parametrize("family", ["sd", "sdxl", "ddpm"])
+def test_decoding_the_encoders_own_timestep_reuses_its_embedding_bit_for_bit(family):
+    unet = tiny_unet(family)
+    x, cond = _inputs(unet)
+    made = []
+    hook = unet.time_embedding.register_forward_hook(lambda *a: made.append(1))
+    t = torch.tensor(250)
+    with torch.no_grad():
+        state = encode(unet, x, t, **cond)
+        same = decode(unet, state, [t])
+        assert len(made) == 1  # the model's forward makes it once too
+        other = decode(unet, state, [torch.tensor(250)])  # another timestep object: made again
+        assert len(made) == 2
+    hook.remove()
+    assert torch.equal(same, other)
+
+
 @pytest.mark.parametrize("family", ["sd", "sdxl"])  # IF's resnet upsamplers take no upsample_size in diffusers
 def test_odd_size_uses_upsample_size(family):
     unet = tiny_unet(family)

@@ -60,6 +60,16 @@ def _embedding(unet, t: torch.Tensor, dtype, class_emb, aug_emb, timestep_cond) 
     return emb + class_emb if class_emb is not None else emb
 
 
+def _embedding_key(timestep, batch: int, dtype, class_emb, aug_emb, timestep_cond) -> tuple:
+    """What the time embedding is made from: the same objects (compared by identity, never by value: no device sync)
+    at the same batch size and dtype make the same embedding."""
+    return (batch, dtype), (timestep, class_emb, aug_emb, timestep_cond)
+
+
+def _same_key(a: tuple, b: tuple) -> bool:
+    return a[0] == b[0] and all(x is y for x, y in zip(a[1], b[1]))
+
+
 def encode(unet, sample: torch.Tensor, timestep, **cond) -> EncoderState:
     """Run the stem, down blocks and mid block as `unet.forward` does and return the decoder's inputs."""
     check_supported(unet)
@@ -109,6 +119,7 @@ def _encode_unconditional(
     elif class_labels is not None:
         raise ValueError("class_labels: given, but the UNet has no class embedding")
     emb = _embedding(unet, t, sample.dtype, class_emb, None, None)
+    time_emb = (_embedding_key(timestep, sample.shape[0], sample.dtype, class_emb, None, None), t, emb)
     skip_sample = sample
     sample = unet.conv_in(sample)
     skips = (sample,)
@@ -121,7 +132,9 @@ def _encode_unconditional(
     if unet.mid_block is not None:
         sample = unet.mid_block(sample, emb)
     skips, sample = _add_residuals(skips, sample, down_block_additional_residuals, mid_block_additional_residual)
-    return EncoderState(skips=skips, mid=sample, batch_size=sample.shape[0], class_emb=class_emb, timesteps=t)
+    return EncoderState(
+        skips=skips, mid=sample, batch_size=sample.shape[0], class_emb=class_emb, timesteps=t, time_emb=time_emb
+    )
 
 
 def _encode_conditional(unet, sample, timestep, encoder_hidden_states=None, **cond) -> EncoderState:
@@ -148,6 +161,7 @@ def _encode_conditional(unet, sample, timestep, encoder_hidden_states=None, **co
     )
     timestep_cond = cond.get("timestep_cond")
     emb = _embedding(unet, t, sample.dtype, class_emb, aug_emb, timestep_cond)
+    time_emb = (_embedding_key(timestep, sample.shape[0], sample.dtype, class_emb, aug_emb, timestep_cond), t, emb)
     encoder_hidden_states = unet.process_encoder_hidden_states(
         encoder_hidden_states=encoder_hidden_states, added_cond_kwargs=added_cond_kwargs
     )
@@ -192,6 +206,7 @@ def _encode_conditional(unet, sample, timestep, encoder_hidden_states=None, **co
         timestep_cond=timestep_cond,
         forward_upsample_size=forward_upsample_size,
         timesteps=t,
+        time_emb=time_emb,
         **attn,
     )
 
@@ -209,8 +224,20 @@ def decode(unet, state: EncoderState, timesteps: Sequence) -> torch.Tensor:
     k, batch = len(timesteps), state.batch_size
     mid = state.mid
     dtype = mid.dtype
-    t = torch.cat([_timestep_vector(unet, ts, batch, mid.device, dtype) for ts in timesteps])
-    emb = _embedding(unet, t, dtype, tile(state.class_emb, k), tile(state.aug_emb, k), tile(state.timestep_cond, k))
+    reuse = state.time_emb  # eagerly only: a traced decode keeps one graph for key and other steps
+    if (
+        k == 1
+        and reuse is not None
+        and not torch.compiler.is_compiling()
+        and _same_key(
+            reuse[0],
+            _embedding_key(timesteps[0], batch, dtype, state.class_emb, state.aug_emb, state.timestep_cond),
+        )
+    ):
+        t, emb = reuse[1:]  # the encoder's own step: its embedding, as the model's forward reuses it
+    else:
+        t = torch.cat([_timestep_vector(unet, ts, batch, mid.device, dtype) for ts in timesteps])
+        emb = _embedding(unet, t, dtype, tile(state.class_emb, k), tile(state.aug_emb, k), tile(state.timestep_cond, k))
     skips = tuple(tile(s, k) for s in state.skips)
     sample = tile(mid, k)
 

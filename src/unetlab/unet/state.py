@@ -24,6 +24,9 @@ class EncoderState:
     cross_attention_kwargs: dict[str, Any] | None = None
     forward_upsample_size: bool = False
     timesteps: torch.Tensor | None = field(default=None, repr=False)
+    # (what `encode` made the time embedding from, the timestep vector, the embedding): `decode` of that timestep on
+    # that same conditioning reuses them, as the model's forward computes them once (`split._embedding_key`)
+    time_emb: tuple | None = field(default=None, repr=False)
 
     def detach(self) -> EncoderState:
         """A copy whose tensors are detached from the autograd graph."""
