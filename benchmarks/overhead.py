@@ -5,7 +5,7 @@ machine; `--clock wall` for wall time). The Python function and builtin calls ea
 counted too (cProfile): the bookkeeping itself, free of the timing noise.
 
 Usage: python benchmarks/overhead.py [--rounds 4] [--steps 20] [--clock cpu|wall] [--out overhead.json]
-       python benchmarks/overhead.py --profile "branch cache"     (cProfile on the CPU clock, top 25; or "plain")
+       python benchmarks/overhead.py --profile "branch cache" [--workload mini-sd]   (the calls it adds, profiled)
 
 Workloads: the SD-1.5-shaped UNet at channels / 10 on 32x32 latents (random weights, guidance 7.5) and the shipped
 `mini-sd` (its own UNet, text encoder and guidance 7.5; latents out, no VAE decode), DDIM, one image per call.
@@ -138,17 +138,37 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def profile(handle: str, steps: int) -> None:
-    w = workloads()["sd15/10 32x32"]
-    recipe = recipes(steps)[handle]
+def function_stats(w, recipe: Recipe) -> dict:
+    """cProfile's (calls, own seconds) per function over one pipeline call under `recipe`, on `time.perf_counter`
+    (the CPU clock costs ~2 µs per read, which would swamp the small functions)."""
     with accelerate(w.pipe, recipe):
-        w.generate(1, steps, 0)
-        prof = cProfile.Profile(time.process_time)
+        prof = cProfile.Profile(time.perf_counter)
         prof.enable()
-        for _ in range(3):
-            w.generate(1, steps, 0)
+        w.generate(1, recipe.num_inference_steps, 0)
         prof.disable()
-    pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+    return {key: (v[1], v[2]) for key, v in pstats.Stats(prof).stats.items()}  # type: ignore[attr-defined]
+
+
+def profile(handle: str, steps: int, workload: str) -> None:
+    """The Python calls `handle` adds per UNet call over plain and their profiled time (each added call at its
+    function's mean time, the profiler's own cost and any preemption landing in it included: an upper bound), with
+    the 25 functions that add the most."""
+    w, rs = workloads()[workload], recipes(steps)
+    function_stats(w, rs["plain"])  # warm-up
+    plain, handled = function_stats(w, rs["plain"]), function_stats(w, rs[handle])
+    added = []
+    for key, (n, t) in handled.items():
+        extra = n - plain.get(key, (0, 0.0))[0]
+        if extra > 0:
+            added.append((extra * t / n / steps, extra / steps, key))
+    added.sort(reverse=True)
+    net = (sum(n for n, _ in handled.values()) - sum(n for n, _ in plain.values())) / steps
+    print(
+        f"{handle} on {workload}, DDIM-{steps}: {net:+.0f} Python calls per UNet call; the added calls take "
+        f"{1000 * sum(a[0] for a in added):.3f} ms per UNet call profiled (an upper bound)"
+    )
+    for t, n, (file, line, fn) in added[:25]:
+        print(f"  {1000 * t:8.3f} ms {n:+8.1f} calls  {file}:{line}({fn})")
 
 
 def main() -> None:
@@ -157,11 +177,12 @@ def main() -> None:
     parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--out", default="overhead.json")
-    parser.add_argument("--profile", choices=["plain", *IDENTITY], help="profile this handle instead of timing")
+    parser.add_argument("--profile", choices=list(IDENTITY), help="profile this handle against plain instead of timing")
+    parser.add_argument("--workload", choices=["sd15/10 32x32", "mini-sd"], default="sd15/10 32x32", help="--profile's")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.profile:
-        profile(args.profile, args.steps)
+        profile(args.profile, args.steps, args.workload)
         return
     result = {
         "machine": machine(),
