@@ -158,3 +158,12 @@ def test_bench_against_a_dpm_solver_baseline():
         bench(workload=w, baseline="warp:6")
     with pytest.raises(ValueError, match="--steps: 8 disagrees with --baseline dpm\\+\\+:6"):
         bench(workload=w, baseline="dpm++:6", steps=8)
+
+
+def test_fewer_steps_combination_rows_are_named_after_the_baselines_solver():
+    from unetlab.bench.rows import specs
+
+    names = [s.name for s in specs(50, quick=True, baseline="DPM++")]
+    assert "DPM++-25 + branch cache N=2 layer" in names and "DPM++-20 + branch cache N=2 layer" in names
+    assert not any(n.startswith("DDIM-") for n in names)
+    assert "DDIM-25 + branch cache N=2 layer" in [s.name for s in specs(50, quick=True)]

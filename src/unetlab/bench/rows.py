@@ -287,7 +287,7 @@ def specs(
         *(
             _static(
                 "combination",
-                f"DDIM-{k} + branch cache N=2 layer",
+                f"{baseline}-{k} + branch cache N=2 layer",
                 BranchCacheConfig(interval=2, granularity="layer"),
                 steps=k,
             )

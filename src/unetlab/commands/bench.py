@@ -14,7 +14,7 @@ def register(sub) -> None:
         "--model",
         action="append",
         metavar="NAME_OR_PATH",
-        help="digits, shapes (shipped; default: both), a saved pipeline folder or a hub id; repeatable",
+        help="mini-sd, digits, shapes (shipped; default: all three), a saved pipeline folder or a hub id; repeatable",
     )
     p.add_argument(
         "--arch", choices=["sd15", "sdxl"], help="speed only at SD-1.5's or SDXL's UNet shape (needs --random-weights)"
