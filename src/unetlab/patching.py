@@ -1,7 +1,8 @@
 """Named, removable, loud patches on pipelines and UNets, and the one step source they share.
 
 - `resolve(target)`: (pipeline or None, unet) from a diffusers pipeline or a bare UNet.
-- `claim(obj, kind)` / `release(obj, kind)`: at most one patch of a kind per object; a second is an error. While
+- `claim(obj, kind, owner)` / `release(obj, kind)`: at most one patch of a kind per object; a second is an error;
+  `owner(obj, kind)` is the handle holding it (for a handle stacked above another that asks it something). While
   `obj` holds a claim, `copy.deepcopy` of it (or of a pipeline holding it) is refused: the copy would carry hooks and
   claims that no handle can remove.
 - `ForwardPatch`: replaces a module's forward through diffusers' `HookRegistry` (chains with other hooks,
@@ -59,12 +60,12 @@ class _NoDeepCopy:
         )
 
 
-def claim(obj, kind: str) -> None:
-    """Record that a patch of `kind` is on `obj`; applying a second one of the same kind raises."""
-    claims = obj.__dict__.setdefault(_CLAIMS, set())
+def claim(obj, kind: str, owner: Any = None) -> None:
+    """Record that a patch of `kind`, held by `owner`, is on `obj`; applying a second one of the same kind raises."""
+    claims = obj.__dict__.setdefault(_CLAIMS, {})
     if kind in claims:
         raise StackingError(f"{kind}: already applied to this {type(obj).__name__}; call .remove() on the first handle")
-    claims.add(kind)
+    claims[kind] = owner
     obj.__dict__.setdefault(_DEEPCOPY, _NoDeepCopy(type(obj).__name__, claims))
 
 
@@ -73,9 +74,14 @@ def claims(obj) -> frozenset[str]:
     return frozenset(obj.__dict__.get(_CLAIMS, ()))
 
 
+def owner(obj, kind: str) -> Any:
+    """The handle holding `obj`'s patch of `kind` (None if there is none)."""
+    return obj.__dict__.get(_CLAIMS, {}).get(kind)
+
+
 def release(obj, kind: str) -> None:
-    claims = obj.__dict__.get(_CLAIMS, set())
-    claims.discard(kind)
+    claims = obj.__dict__.get(_CLAIMS, {})
+    claims.pop(kind, None)
     if not claims:
         obj.__dict__.pop(_CLAIMS, None)
         if isinstance(obj.__dict__.get(_DEEPCOPY), _NoDeepCopy):

@@ -269,12 +269,22 @@ def test_state_is_kept_per_call_slot_and_several_calls_per_step_are_refused_when
         ref = run(pipe, {}, 4)
     assert torch.equal(out, ref)
     with (
-        unetlab.branch_cache(pipe, interval=2),
+        unetlab.encoder_propagation(pipe, key_steps=[0, 2], parallel=False, noise_injection=None),
         unetlab.guidance_reuse(pipe),
         pytest.raises(RuntimeError, match="^guidance_reuse: TwoViews calls the UNet more than once per step") as e,
     ):
         run(pipe, {}, 4)
     assert "\n" not in str(e.value) and untouched(pipe)
+    # on branch caching each view's call is a slot of both, its cheap steps on its conditional rows
+    with unetlab.branch_cache(pipe, interval=2, branch=0) as bc, unetlab.guidance_reuse(pipe, interval=3):
+        out = run(pipe, {}, 5)
+        assert bc.calls == [(s, s % 2 == 0) for s in range(5) for _view in range(2)]
+    with guidance_by_hand(pipe, 2, 1, interval=3, per_step=2, also_full=lambda s: s % 2 == 0) as memo:
+        hooks = deep_by_hand(pipe.unet, DEEP, 2, memo)
+        ref = run(pipe, {}, 5)
+    for hook in hooks:
+        hook.remove()
+    assert torch.equal(out, ref) and untouched(pipe)
 
 
 # ------------------------------------------------------------------ refusals, configs
@@ -387,20 +397,28 @@ def test_stacked_equals_both_written_by_hand(under):
         first = unetlab.encoder_propagation(pipe, key_steps=[0, 3], parallel=False, noise_injection=None)
     with first, unetlab.guidance_reuse(pipe, interval=2):
         out = run(pipe, kw)
-        # a full guidance step is a call per chunk underneath (conditional first), a cheap one the conditional only
-        assert first.calls == [
-            (0, True),
-            (0, True),
-            (1, False),
-            (2, False),
-            (2, False),
-            (3, True),
-            (4, False),
-            (4, False),
-            (5, False),
-        ]
+        if under == "branch_cache":
+            # one call per step: the whole guidance batch at guidance reuse's full steps and branch caching's (3),
+            # the conditional rows alone at the others, on the deep features stored for the whole batch
+            assert first.calls == [(0, True), (1, False), (2, False), (3, True), (4, False), (5, False)]
+        else:
+            # a full guidance step is a call per chunk underneath (conditional first), a cheap one the conditional
+            assert first.calls == [
+                (0, True),
+                (0, True),
+                (1, False),
+                (2, False),
+                (2, False),
+                (3, True),
+                (4, False),
+                (4, False),
+                (5, False),
+            ]
     assert untouched(pipe)
-    with guidance_by_hand(pipe, 2, 1, interval=2, split=True) as memo:
+    view = under == "branch_cache"
+    with guidance_by_hand(
+        pipe, 2, 1, interval=2, split=not view, also_full=(lambda s: s % 3 == 0) if view else None
+    ) as memo:
         hooks = (
             deep_by_hand(pipe.unet, DEEP, 3, memo)
             if under == "branch_cache"
@@ -410,6 +428,22 @@ def test_stacked_equals_both_written_by_hand(under):
     for hook in hooks:
         hook.remove()
     assert torch.equal(out, ref)
+
+
+def test_a_forecasting_branch_cache_under_it_forecasts_the_whole_batch_and_cuts_the_conditional_rows():
+    pipe, kw, _ = build("sd")
+    with (
+        unetlab.branch_cache(pipe, interval=2, branch=0, reuse="taylor1") as bc,
+        unetlab.guidance_reuse(pipe, interval=3, reuse="taylor1"),
+    ):
+        out = run(pipe, kw, 8)
+        assert bc.calls == [(s, s % 2 == 0) for s in range(8)]
+    with guidance_by_hand(pipe, 2, 1, interval=3, order=1, also_full=lambda s: s % 2 == 0) as memo:
+        hooks = deep_by_hand(pipe.unet, DEEP, 2, memo, order=1)
+        ref = run(pipe, kw, 8)
+    for hook in hooks:
+        hook.remove()
+    assert torch.equal(out, ref) and untouched(pipe)
 
 
 def test_clockwork_stack_computes_the_branch_cache_stack():

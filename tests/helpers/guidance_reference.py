@@ -11,6 +11,7 @@ import inspect
 import torch
 from diffusers.models.attention_processor import AttnProcessor2_0
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 
 def _clone(out):
@@ -75,18 +76,21 @@ def guidance_by_hand(
     stop: float | None = None,
     split: bool = False,
     per_step: int = 1,
+    also_full=None,
 ):
-    """Every `interval` steps the whole batch (or, `split`, each chunk as its own call, the conditional first), the
-    differences cond − chunk stored; otherwise the conditional rows only and chunk := cond − forecast difference;
-    from step `stop` on every chunk := cond. The pipeline calls the UNet `per_step` times per step (views), each
-    call with its own differences. A call whose batch differs from the first runs as it is. Yields `memo`: `slot`
-    (the chunk call running: 0 the conditional) and `step`, for the hand-written accelerators under it."""
+    """Every `interval` steps, and at the steps `also_full(step)` is true for, the whole batch (or, `split`, each
+    chunk as its own call, the conditional first), the differences cond − chunk stored; otherwise the conditional
+    rows only and chunk := cond − forecast difference; from step `stop` on every chunk := cond. The pipeline calls
+    the UNet `per_step` times per step (views), each call with its own differences. A call whose batch differs from
+    the first runs as it is. Yields `memo`: `view` (which of the step's calls), `slot` (the chunk call running: 0 the
+    conditional), `rows` ((batch, lo, hi) of a call on some rows, else None) and `step`, for the hand-written
+    accelerators under it."""
     unet = pipe.unet
     real = unet.forward
     sig = inspect.signature(type(unet).forward)
     sig = sig.replace(parameters=list(sig.parameters.values())[1:])
     pag = getattr(pipe, "_pag_attn_processors", None) or ()
-    memo = {"call": -1, "step": 0, "slot": 0, "batch": None}
+    memo = {"call": -1, "step": 0, "slot": 0, "batch": None, "view": 0, "rows": None}
     newtons = {}
 
     def forward(*args, **kwargs):
@@ -94,9 +98,11 @@ def guidance_by_hand(
         return_dict = kw.pop("return_dict", True)
         memo["call"] += 1
         memo["step"], view = divmod(memo["call"], per_step)
+        memo["view"] = view
         newton = newtons.setdefault(view, Newton(order))
         step, n = memo["step"], kw["sample"].shape[0]
         memo["batch"] = memo["batch"] or n
+        memo["rows"] = None
         if n != memo["batch"]:
             memo["slot"] = 0
             out = real(**kw, return_dict=False)[0]
@@ -104,19 +110,19 @@ def guidance_by_hand(
             size = n // chunks
 
             def run(i, slot):
-                memo["slot"] = slot
+                memo["slot"], memo["rows"] = slot, (n, i * size, (i + 1) * size)
                 return real(**_cut(kw, n, i * size, (i + 1) * size), return_dict=False)[0]
 
             if stop is not None and step >= stop:
                 with _plain_attention(unet, pag):
                     eps = [run(cond, 0)] * chunks
-            elif step % interval == 0:
+            elif step % interval == 0 or (also_full is not None and also_full(step)):
                 if split:
                     firsts = [cond] + [i for i in range(chunks) if i != cond]
                     by_chunk = {i: run(i, slot) for slot, i in enumerate(firsts)}
                     eps = [by_chunk[i] for i in range(chunks)]
                 else:
-                    memo["slot"] = 0
+                    memo["slot"], memo["rows"] = 0, None
                     eps = list(real(**kw, return_dict=False)[0].chunk(chunks))
                 newton.add(step, [eps[cond] - e for i, e in enumerate(eps) if i != cond])
             else:
@@ -134,18 +140,24 @@ def guidance_by_hand(
         del unet.forward
 
 
-def deep_by_hand(unet, names: list[str], interval: int, memo: dict):
+def deep_by_hand(unet, names: list[str], interval: int, memo: dict, order: int = 0):
     """Branch caching under it: outside steps `interval` apart each named module's output is a copy of the one its
-    slot stored at its last full call (forward hooks; the modules still run). Returns the hook handles."""
+    slot stored at its last full call (`order` > 0: its Newton forecast from the slot's full calls), cut to the rows
+    of a call on some rows of the stored batch (forward hooks; the modules still run). Returns the hook handles."""
     store = {}
 
     def hook(name):
         def fn(module, args, out):
-            key = (memo["slot"], name)
+            key = (memo["view"], memo["slot"], name)
             if memo["step"] % interval == 0 or key not in store:
-                store[key] = out
+                leaves, spec = tree_flatten(out)
+                newton = store[key][1] if key in store else Newton(order)
+                newton.add(memo["step"], leaves)
+                store[key] = (spec, newton)
                 return None
-            return _clone(store[key])
+            spec, newton = store[key]
+            kept = tree_unflatten(newton.at(memo["step"]), spec)
+            return _clone(kept if memo["rows"] is None else _cut(kept, *memo["rows"]))
 
         return fn
 
@@ -159,7 +171,7 @@ def encoder_by_hand(unet, keys: set, memo: dict):
 
     def pre(i):
         def fn(module, args, kwargs):
-            key = (memo["slot"], i)
+            key = (memo["view"], memo["slot"], i)
             if memo["step"] in keys or key not in store:
                 store[key] = (kwargs["hidden_states"], kwargs["res_hidden_states_tuple"])
                 return None

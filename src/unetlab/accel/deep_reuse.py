@@ -5,7 +5,8 @@ inputs they were computed from); at any other step the deep path returns copies 
 (`reuse="copy"`) or their forecast from the slot's last full steps (`"taylor1"`, `"taylor2"`: `forecast.py`)
 and only the shallow levels run. A call whose inputs differ from its slot's last full call (batch or conditioning
 changed) runs full. Steps come from `handle.Accelerator` (the steps the pipeline call runs, Heun's repeated
-timesteps included); on a bare UNet each call is one step and `reset()` starts over.
+timesteps included); on a bare UNet each call is one step and `reset()` starts over. A cheap call on some rows of
+the batch (guidance reuse stacked above: `row_view`) gets those rows of what its slot stored.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from ..patching import ForwardPatch
 from .forecast import Forecast, differences, order
 from .handle import Accelerator, Call
+from .row_view import RowView
 from .side_state import holders, map_tensors, restore, snapshot
 
 
@@ -35,6 +37,7 @@ class DeepPath:
         self.order = order
         self.reuse = self.restart = False
         self.slot = self.step = 0
+        self.view: RowView | None = None  # while reusing: the rows of the stored batch this call is on
         self._store: dict[int, dict[str, Any]] = {}
         self._ready: dict[str, Any] = {}  # key -> its forecast at this cheap step
         self._pending: dict[str, tuple] = {}  # key -> (its Forecast, its differences used, the spacings) until it runs
@@ -63,6 +66,8 @@ class DeepPath:
         store = self._store.get(self.slot, {})
         reused = store if self.reuse else {}
         self._ready = {key: entry[0].at(self.step) for key, entry in reused.items()}
+        if self.view is not None:
+            self._ready = {key: map_tensors(out, self.view.cut) for key, out in self._ready.items()}
         self._pending = {}
         for key, _ in self.modules:
             if key not in reused:
@@ -84,7 +89,7 @@ class DeepPath:
             restore(entry[1])
             if self.order:
                 return self._ready.pop(key)
-            return map_tensors(entry[0], torch.clone)  # forward may add in place (T2I-Adapter)
+            return self._cut(entry[0])
         out = original(*args, **kwargs)
         store = self._store.setdefault(self.slot, {})
         kept = out
@@ -93,6 +98,10 @@ class DeepPath:
             kept.diffs = differences(out, lower, h)
         store[key] = (kept, snapshot(self._holders[key]))
         return out
+
+    def _cut(self, out):
+        """A copy of a stored output, cut to the rows of `view` (forward may add in place: T2I-Adapter)."""
+        return map_tensors(out, torch.clone if self.view is None else self.view.cut)
 
     def remove(self) -> None:
         for p in reversed(self._patches):
@@ -118,19 +127,33 @@ class DeepReuse(Accelerator):
         if "deep" in self.__dict__:
             self.deep.clear()
 
+    @property
+    def takes_rows(self) -> bool:
+        """The identity deep path keeps nothing at a cheap step, so a cheap step may run on some rows; the learned
+        clockwork adaptor chains its outputs from step to step (`adaptor_path`) and does not."""
+        return type(self.deep) is DeepPath
+
+    def wants_full(self, step: int) -> bool:
+        return self.config.is_full(step)
+
     def forward(self, original, call: Call, args, kwargs):
         full = self.config.is_full(call.step) or not call.fresh
+        if full and call.view is not None:
+            raise RuntimeError(
+                f"{self.kind}: step {call.step} must run full, and this call holds only some rows of the batch"
+            )
         if full:
             self.mark_full(call)
         self.calls.append((call.step, full))
         self.deep.reuse, self.deep.slot, self.deep.step = not full, call.slot, call.step
+        self.deep.view = call.view
         self.deep.restart = not call.fresh
         if self.deep.order:
             self.deep.prepare()
         try:
             out = original(*args, **kwargs)
         finally:
-            self.deep.reuse = False
+            self.deep.reuse, self.deep.view = False, None
         if self.deep.order:
             self.deep.settle()
         return out

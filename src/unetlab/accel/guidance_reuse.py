@@ -12,10 +12,14 @@ call runs), as T-GATE does after its gate step: only the conditional rows run an
 so the pipeline's guidance gives ε_c.
 
 A call without a guidance batch is refused at the first UNet call of a pipeline call; later in the call (a CFG
-cut-off callback drops the batch) such a call runs as it is. Stacked on encoder propagation, branch caching or
-clockwork (applied after them), each guidance chunk is its own UNet call underneath at a full step, the conditional
-chunk first, so their caches (kept per call slot) hold one chunk's rows and a cheap step's conditional rows reuse
-the conditional slot's cache; a pipeline calling the UNet more than once per step is refused there.
+cut-off callback drops the batch) such a call runs as it is. Stacked on branch caching or clockwork with the
+identity adaptor (applied before it), the whole guidance batch runs as one call at a full step, which is also every
+step where the reuse underneath runs full, and a cheap step's conditional rows are offered to it as a row view
+(`row_view`): it hands them those rows of the deep features its full step stored. Stacked on encoder propagation or
+the learned clockwork adaptor (whose cheap steps keep state per batch), each guidance chunk is its own UNet call
+underneath at a full step, the conditional chunk first, so their caches (kept per call slot) hold one chunk's rows
+and a cheap step's conditional rows reuse the conditional slot's cache; a pipeline calling the UNet more than once
+per step is refused there. After `stop_after`, the conditional rows run as a call of their own underneath.
 """
 
 from __future__ import annotations
@@ -27,11 +31,12 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import UnsupportedPipelineError
-from ..patching import claims
+from ..patching import claims, owner
 from .config import AccelConfig
 from .forecast import Forecast, order
 from .guidance_layout import Layout, copies, family, perturbed_layers, recognise, rows, unperturbed
 from .handle import Accelerator, Call
+from .row_view import RowView, offered
 
 KIND = "guidance_reuse"
 UNDER = frozenset({"encoder_propagation", "branch_cache", "clockwork"})  # what it stacks on, applied after them
@@ -129,7 +134,9 @@ class GuidanceReuse(Accelerator):
     def start(self, run) -> None:
         if self.config.stop_after is not None and run.num_steps is None:
             raise ValueError("stop_after: this call's number of steps is unknown (its scheduler has no timesteps)")
-        self._split = bool(claims(self.unet) & UNDER)
+        self._under = [owner(self.unet, kind) for kind in sorted(claims(self.unet) & UNDER)]
+        self._view = bool(self._under) and all(h.takes_rows for h in self._under)
+        self._split = bool(self._under) and not self._view
 
     # ------------------------------------------------------------------ the patched call
     def forward(self, original, call: Call, args, kwargs):
@@ -149,10 +156,18 @@ class GuidanceReuse(Accelerator):
             out = self._chunk(original, call, layout, layout.cond)
             return _with_sample(out, torch.cat([out[0]] * layout.chunks))
         slot = call.slot
-        full = call.step % self.config.interval == 0 or not call.fresh or slot not in self._forecast
+        full = (
+            call.step % self.config.interval == 0
+            or not call.fresh
+            or slot not in self._forecast
+            or any(h.wants_full(call.step) for h in self._under if self._view)
+        )
         self.calls.append((call.step, full))
         if not full:
-            out = self._chunk(original, call, layout, layout.cond)
+            size = self._rows // layout.chunks
+            view = RowView(slice(layout.cond * size, (layout.cond + 1) * size), self._rows, call.bound)
+            with offered(view if self._view else None):
+                out = self._chunk(original, call, layout, layout.cond)
             return _with_sample(out, self._assemble(layout, out[0], self._forecast[slot].at(call.step)))
         out = self._whole(original, call, layout) if self._split else original(*args, **kwargs)
         if self.config.interval > 1:

@@ -37,6 +37,7 @@ import torch
 from ..patching import EagerEntry, ForwardPatch, Slots, StepClock, claim, release, resolve
 from .binding import Binder
 from .concurrency import RunOwner
+from .row_view import RowView, take
 from .stacking import check as check_stacking
 
 # Forward arguments that change at every step by design and only feed the encoder side (control residuals).
@@ -141,6 +142,7 @@ class Call:
     fresh: bool
     signature: tuple
     bound: dict = field(repr=False)
+    view: RowView | None = None  # the call is on some rows of the batch the pipeline passed (`row_view`)
 
 
 def uncompiled(unet) -> tuple[torch.nn.Module, torch.nn.Module | None]:
@@ -174,7 +176,7 @@ class Handle:
         self.unet, self.config = unet, config
         self._parts: list = []
         check_stacking(unet, self.kind)
-        claim(unet, self.kind)
+        claim(unet, self.kind, self)
         self._claimed = True
 
     def _add(self, part):
@@ -245,6 +247,16 @@ class Accelerator(Handle):
 
     def forward(self, original, call: Call, args, kwargs):
         raise NotImplementedError
+
+    @property
+    def takes_rows(self) -> bool:
+        """Whether `forward` handles a `Call.view` (a handle stacked above offers one only then)."""
+        return False
+
+    def wants_full(self, step: int) -> bool:
+        """Whether step `step` runs the whole UNet on its inputs by the technique's schedule (a handle stacked above
+        that offers row views runs the whole batch there)."""
+        return True
 
     # ------------------------------------------------------------------ lifecycle
     def _listen(self, scheduler) -> None:
@@ -341,6 +353,9 @@ class Accelerator(Handle):
     def _unet_forward(self, original, *args, **kwargs):
         """Step, slot and freshness in Python, outside any compiled graph; the model's own forward runs compiled when
         the UNet is (a stacked handle's forward underneath compiles its own calls)."""
+        view = take()
+        if view is not None and not self.takes_rows:
+            raise RuntimeError(f"{self.kind}: was offered a call on some rows of its batch, which it cannot take")
         self.owner.enter()
         if getattr(original, "__self__", None) is self.unet:
             original = self.compiled(original)
@@ -352,12 +367,13 @@ class Accelerator(Handle):
         if self.run is None:
             self.run = self._start_run(bound["timestep"])
             self.start(self.run)
-        sig = call_signature(bound)
+        whole = bound if view is None else view.bound  # freshness: on the inputs of the whole batch
+        sig = call_signature(whole)
         last = self._fresh.get(slot)
         fresh = last is not None and (
-            last[0] == sig or (last[0][0] == sig[0] and same_values(last[1], step_independent(bound)))
+            last[0] == sig or (last[0][0] == sig[0] and same_values(last[1], step_independent(whole)))
         )
-        return self.forward(original, Call(step, slot, fresh, sig, bound), args, kwargs)
+        return self.forward(original, Call(step, slot, fresh, sig, bound, view), args, kwargs)
 
     def mark_full(self, call: Call) -> None:
         """The call ran full: later calls of its slot with the same inputs may reuse its state."""

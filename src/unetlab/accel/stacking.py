@@ -10,9 +10,12 @@
 | `clockwork`            |                               | the reuse patch decides which blocks run                    |
 | `encoder_propagation`  | `tome`                        | tomesd merges tokens inside the transformer blocks that the |
 |                        |                               | split forward runs (Faster Diffusion's SD + ToMe row)       |
-| `encoder_propagation`, | `guidance_reuse`              | guidance reuse decides which guidance rows run; at a full   |
-| `branch_cache` or      |                               | step each guidance chunk is a call (slot) of its own under  |
-| `clockwork`            |                               | it, the conditional first, so the reuse caches hold one     |
+| `branch_cache` or      | `guidance_reuse`              | guidance reuse decides which guidance rows run; a full step |
+| `clockwork` (identity  |                               | (its own or the cache's) is one call on the whole batch, a  |
+| adaptor)               |                               | cheap one the conditional rows offered as a row view, which |
+|                        |                               | get those rows of the stored deep features                  |
+| `encoder_propagation`  | `guidance_reuse`              | at a full step each guidance chunk is a call (slot) of its  |
+| or learned `clockwork` |                               | own under it, the conditional first, so the caches hold one |
 |                        |                               | chunk's rows and a cheap step reuses the conditional slot's |
 |                        |                               | cache                                                       |
 
@@ -25,9 +28,9 @@ Refused, with the reason:
   after `encoder_propagation`): each replaces forwards the others patch;
 - `anchor_attention` with `encoder_propagation` (its parallel decoder's batch rows are not frames) or
   `block_skip`, and anything applied after `anchor_attention`;
-- `guidance_reuse` with anything but the three above, and anything applied after it: it splits the guidance batch
-  into calls only for the reuse accelerators that keep their caches per call slot (and only without PAG, whose
-  processors split the batch themselves).
+- `guidance_reuse` with anything but the three above, and anything applied after it: it offers row views or splits
+  the guidance batch into calls only for the reuse accelerators that keep their caches per call slot (and only
+  without PAG, whose processors split the batch themselves).
 """
 
 from __future__ import annotations
