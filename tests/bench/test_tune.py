@@ -314,3 +314,41 @@ def test_a_time_limit_that_ends_before_anything_is_measured_says_so(tmp_path):
     message = str(err.value)
     assert "\n" not in message and "nan" not in message
     assert message.startswith("tune: the time limit (0.001 s) ran out before any configuration was measured")
+
+
+def test_round_one_drops_only_what_another_beats_image_by_image(tmp_path):
+    """Seen on mini-sd: on two images, 25 steps + a skip plan (26.8 and 34.4 dB, mean 30.6) "dominated" 30 steps
+    + another (25.6 and 34.6 dB, mean 30.1) by the mean; the first then missed 30 dB on all eight images while the
+    second was never measured again. A candidate is dropped only where another is no worse on every image."""
+    from unetlab.bench.budget import parse_budget
+    from unetlab.bench.space import Candidate
+    from unetlab.bench.tuner import CALIBRATION_SEED, Tuner
+    from unetlab.recipes.solver import Solver
+
+    tuner = Tuner(
+        workload=_workload(),
+        budget=parse_budget("psnr>=30"),
+        steps=STEPS,
+        solver=Solver("DDIMScheduler"),
+        time_limit=60.0,
+        out=tmp_path / "r.json",
+        calibration=2,
+        validation=2,
+        families=FAMILIES,
+        progress=False,
+        timing_images=1,
+        repeats=2,
+    )
+    seeds = [CALIBRATION_SEED, CALIBRATION_SEED + 1]
+
+    def put(c, flops, ops, psnrs):
+        e = tuner.state.entry(c.key, c.name, c.family)
+        e["counts"] = {"flops": flops, "ops": ops}
+        e["quality"] = {str(s): {"psnr": p} for s, p in zip(seeds, psnrs)}
+        return c
+
+    lucky = put(Candidate(4), 100.0, 10, [26.8, 34.4])
+    other = put(Candidate(5), 110.0, 11, [25.6, 34.6])
+    beaten = put(Candidate(3), 120.0, 12, [25.0, 34.0])  # behind `lucky` on both images, and dearer
+    kept = tuner._prune([lucky, other, beaten], seeds)
+    assert {c.key for c in kept} == {lucky.key, other.key}
