@@ -151,8 +151,9 @@ def test_presets_pick_the_model_family():
     assert family(sd.unet) == "sd15" and family(tiny_unet("sd")) is None
     assert family(unetlab.load("shapes").unet) == "shapes" and family(unetlab.load("digits").unet) == "digits"
     with unetlab.accelerate(sd, "fast") as h:
-        assert [c.kind for c in h.recipe.accelerators] == ["block_skip"]  # tuned on mini-sd: 25 steps + a plan
-    assert h.num_inference_steps == 25 and preset("sd15:balanced").tuned_on["model"] == "mini-sd"
+        assert [c.kind for c in h.recipe.accelerators] == ["branch_cache"]  # tuned on mini-sd for psnr>=30
+    assert h.num_inference_steps == 50 and preset("sd15:fast").tuned_on["budget"] == "psnr>=30"
+    assert preset("sd15:balanced").tuned_on["model"] == "mini-sd"
     assert preset("sdxl:balanced").tuned_on["quality"] == "untested"
     with pytest.raises(ValueError, match="no shipped preset fits"):
         unetlab.accelerate(tiny_sd_pipeline(), "fast")
