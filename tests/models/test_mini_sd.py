@@ -2,6 +2,7 @@
 as a plain `StableDiffusionPipeline` that diffusers loads without unetlab, and exact resume of both stages."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -158,9 +159,36 @@ def test_autoencoder_stage_resumes_exactly_and_sets_the_scaling_factor(tmp_path)
     assert isinstance(AutoencoderTask, type)
 
 
+def test_decoder_only_keeps_the_encoder_and_its_latents_bit_for_bit(tmp_path):
+    from diffusers import AutoencoderKL
+    from safetensors.torch import load_file
+
+    base = ["train", "autoencoder", "--data", "scenes", "--batch-size", "2", "--warmup", "1", "--threads", "1"]
+    assert main([*base, "--no-progress", "--out", str(tmp_path / "a"), "--steps", "1", "--checkpoint-every", "1"]) == 0
+    init = tmp_path / "init"  # a pipeline folder holding the autoencoder as its `vae`, as mini-sd's
+    shutil.copytree(tmp_path / "a" / "checkpoint-0000001" / "pipeline", init / "vae")
+    (init / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    tuned = tmp_path / "d"
+    argv = [*base, "--no-progress", "--out", str(tuned), "--steps", "2", "--checkpoint-every", "2", "--lr", "1e-2"]
+    assert main([*argv, "--init-from", str(init), "--decoder-only"]) == 0
+    a = AutoencoderKL.from_pretrained(init / "vae")
+    b = AutoencoderKL.from_pretrained(tuned / "checkpoint-0000002" / "pipeline")
+    sa, sb = a.state_dict(), b.state_dict()
+    frozen = [k for k in sa if k.startswith(("encoder.", "quant_conv."))]
+    assert frozen and all(torch.equal(sa[k], sb[k]) for k in frozen)
+    assert not all(torch.equal(sa[k], sb[k]) for k in sa if k.startswith("decoder."))
+    assert b.config.scaling_factor == a.config.scaling_factor
+    weights = load_file(tuned / "checkpoint-0000002" / "vae.safetensors")  # the trained (online) weights too
+    assert all(torch.equal(weights[k], sa[k]) for k in frozen)
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
+        (
+            ["train", "autoencoder", "--data", "scenes", "--out", "{tmp}/o", "--decoder-only"],
+            "decoder-only: fine-tunes the decoder of an existing autoencoder; give --init-from",
+        ),
         (["train", "t2i", "--data", "scenes", "--out", "{tmp}/o"], "vae: t2i on scenes trains in the latent space"),
         (["train", "t2i", "--data", "scenes", "--out", "{tmp}/o", "--vae", "{tmp}/none"], "vae: {tmp}/none is not an"),
         (

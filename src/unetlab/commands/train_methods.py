@@ -61,6 +61,10 @@ def image_task(args: argparse.Namespace):
     from ..train.tasks import make_task
 
     own = {o.dest: getattr(args, o.dest) for o in METHODS[args.method].options}
+    if own.get("decoder_only") and getattr(args, "init_from", None) is None:
+        raise ValueError(
+            "decoder-only: fine-tunes the decoder of an existing autoencoder; give --init-from (e.g. mini-sd)"
+        )
     task = make_task(args.method, args.data, seed=args.seed, **own)
     if getattr(args, "sample_steps", None) is not None:
         steps = task.scheduler.config.num_train_timesteps
@@ -132,7 +136,20 @@ METHODS = {
         (INIT_FROM, DDIM_SAMPLES),
         image_task,
     ),
-    "autoencoder": Method("mini-sd's AutoencoderKL", "scenes", (), (INIT_FROM,), image_task),
+    "autoencoder": Method(
+        "mini-sd's AutoencoderKL",
+        "scenes",
+        (
+            Option(
+                "--decoder-only",
+                action="store_true",
+                help="fine-tune the decoder of the --init-from autoencoder, its encoder frozen: the latents a UNet "
+                "was trained on stay the same (as Stable Diffusion's fine-tuned decoders)",
+            ),
+        ),
+        (INIT_FROM,),
+        image_task,
+    ),
     "judge": Method("mini-sd's scene judge (the classifier that scores its images)", "scenes", (), (), image_task),
     "vdm": Method(
         "Variational Diffusion Model: the likelihood bound in bits per dimension (Kingma et al. 2021)",

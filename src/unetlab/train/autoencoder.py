@@ -16,12 +16,25 @@ from .draws import Draws
 class AutoencoderTask:
     """Trains `vae` on {"images"} batches in [0, 1]: || D(z) - x ||^2 + `kl_weight` KL(q(z|x) || N(0, I)),
     z drawn from q(z|x) (Rombach et al. 2022, Sec. 3, the KL-reg variant). `save` writes the VAE with its
-    `scaling_factor` = 1 / std of the latents of `scale_images` (as Stable Diffusion's 0.18215 was set)."""
+    `scaling_factor` = 1 / std of the latents of `scale_images` (as Stable Diffusion's 0.18215 was set).
+    `decoder_only`: the encoder (and `quant_conv`) frozen, || D(z) - x ||^2 alone trains the decoder, so the
+    latents stay those a UNet was trained on."""
 
-    def __init__(self, vae: AutoencoderKL, dataset, eval_images: torch.Tensor, kl_weight: float = 1e-6):
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        dataset,
+        eval_images: torch.Tensor,
+        kl_weight: float = 1e-6,
+        decoder_only: bool = False,
+    ):
         if not kl_weight >= 0:
             raise ValueError(f"kl_weight: {kl_weight!r} must be >= 0")
         self.vae, self.dataset, self.eval_images, self.kl_weight = vae, dataset, eval_images, kl_weight
+        self.decoder_only = decoder_only
+        if decoder_only:
+            vae.encoder.requires_grad_(False)
+            vae.quant_conv.requires_grad_(False)
 
     def modules(self) -> dict:
         return {"vae": self.vae}
@@ -31,10 +44,13 @@ class AutoencoderTask:
         10)."""
         vae = models["vae"]
         x = batch["images"] * 2 - 1
-        posterior = vae.encode(x).latent_dist
+        with torch.set_grad_enabled(not self.decoder_only):
+            posterior = vae.encode(x).latent_dist
         eps = Draws(batch, generator).randn(posterior.mean.shape).to(x.device)
         z = posterior.mean + posterior.std * eps
         recon = vae.decode(z).sample
+        if self.decoder_only:
+            return F.mse_loss(recon, x)
         kl = 0.5 * (posterior.mean**2 + posterior.var - 1.0 - posterior.logvar).mean()
         return F.mse_loss(recon, x) + self.kl_weight * kl
 

@@ -21,7 +21,8 @@ class EMA:
         self.num_updates += 1
         d = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
         for k, p in module.named_parameters():
-            self.shadow[k].mul_(d).add_(p.detach().float(), alpha=1 - d)
+            if p.requires_grad:  # a frozen parameter's average is itself, bit for bit
+                self.shadow[k].mul_(d).add_(p.detach().float(), alpha=1 - d)
 
     @torch.no_grad()
     def copy_to(self, module: nn.Module) -> None:

@@ -20,10 +20,12 @@ def make_task(
     prediction_type: str = "epsilon",
     vae: str | None = None,
     block_channels: tuple[int, ...] | None = None,
+    decoder_only: bool = False,
 ):
     """The task for `method` ("ddpm", "t2i" or "autoencoder") on `data` ("digits", "shapes", "scenes" or an image
     folder), whose UNet predicts `prediction_type` ("epsilon" or "v_prediction"); t2i on scenes is `mini-sd`'s
-    latent model on the autoencoder folder `vae`, its UNet at `block_channels`."""
+    latent model on the autoencoder folder `vae`, its UNet at `block_channels`; `decoder_only`: the autoencoder's
+    decoder alone is trained."""
     if data == "scenes" and method == "t2i":
         from ..models.configs import MINI_SD_CHANNELS
         from .latent_t2i import make_scenes_task
@@ -71,5 +73,7 @@ def make_task(
 
         with seeded(seed):
             vae = mini_sd_vae()
-        return AutoencoderTask(vae, ScenesDataset("train", seed=seed), sample(256, seed=seed, split="test")[0])
+        return AutoencoderTask(
+            vae, ScenesDataset("train", seed=seed), sample(256, seed=seed, split="test")[0], decoder_only=decoder_only
+        )
     raise ValueError(f"method: {method!r} is not one of {', '.join(METHODS)}")
