@@ -160,13 +160,11 @@ class GuidanceReuse(Accelerator):
             call.step % self.config.interval == 0
             or not call.fresh
             or slot not in self._forecast
-            or any(h.wants_full(call.step) for h in self._under if self._view)
+            or (self._view and any(h.wants_full(call.step) for h in self._under))
         )
         self.calls.append((call.step, full))
         if not full:
-            size = self._rows // layout.chunks
-            view = RowView(slice(layout.cond * size, (layout.cond + 1) * size), self._rows, call.bound)
-            with offered(view if self._view else None):
+            with offered(self._cond_view(call, layout) if self._view else None):
                 out = self._chunk(original, call, layout, layout.cond)
             return _with_sample(out, self._assemble(layout, out[0], self._forecast[slot].at(call.step)))
         out = self._whole(original, call, layout) if self._split else original(*args, **kwargs)
@@ -204,6 +202,11 @@ class GuidanceReuse(Accelerator):
         """The UNet on the rows of chunk `index` alone."""
         with unperturbed(self._perturbed):
             return original(**rows(call.bound, self._rows, layout, index))
+
+    def _cond_view(self, call: Call, layout: Layout) -> RowView:
+        """The conditional chunk's rows of the call's guidance batch, for the handle underneath."""
+        size = self._rows // layout.chunks
+        return RowView(slice(layout.cond * size, (layout.cond + 1) * size), self._rows, call.bound)
 
     def _whole(self, original, call: Call, layout: Layout):
         """The whole guidance batch as one call per chunk, the conditional chunk first (stacked)."""
