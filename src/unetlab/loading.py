@@ -10,6 +10,7 @@ import torch
 from diffusers import DDIMPipeline, DDIMScheduler, DiffusionPipeline
 
 from .codi.pipeline import CoDiPipeline
+from .codi.text_pipeline import TextCoDiPipeline
 from .models.pipeline import ShapesPipeline
 from .models.registry import FLOAT16_STORED, SHIPPED, weights_path
 
@@ -18,6 +19,7 @@ _OURS = {
     "DDIMPipeline": DDIMPipeline,
     "DDPMPipeline": DDIMPipeline,
     "CoDiPipeline": CoDiPipeline,
+    "TextCoDiPipeline": TextCoDiPipeline,
 }
 
 

@@ -119,11 +119,19 @@ class CoDiPipeline(DiffusionPipeline):
         size = self.unet.config.sample_size
         size = (size, size) if isinstance(size, int) else tuple(size)
         z = randn_tensor((n, self.unet.config.in_channels, *size), generator=generator, device=device, dtype=dtype)
+        x = self._sample(
+            z, lambda z_t, t: adapted_unet(self.unet, self.adapter, z_t, t, condition), num_inference_steps, generator
+        )
+        return self._output((x / 2 + 0.5).clamp(0, 1), output_type, return_dict)
+
+    def _sample(self, z: torch.Tensor, model, num_inference_steps: int, generator) -> torch.Tensor:
+        """The sampler's x_0 from the initial noise `z`; `model(z_t, t)` is the adapted UNet's output."""
         if self.config.sampler == "consistency":
-            x = self._consistency(z, condition, num_inference_steps, generator)
-        else:
-            x = self._ddim(z, condition, num_inference_steps)
-        images = (x / 2 + 0.5).clamp(0, 1)
+            return self._consistency(z, model, num_inference_steps, generator)
+        return self._ddim(z, model, num_inference_steps)
+
+    def _output(self, images: torch.Tensor, output_type: str, return_dict: bool):
+        """Images (N, C, H, W) in [0, 1] as `output_type` asks."""
         if output_type == "pt":
             out = images
         else:
@@ -132,9 +140,7 @@ class CoDiPipeline(DiffusionPipeline):
                 out = self.numpy_to_pil(out)
         return ImagePipelineOutput(images=out) if return_dict else (out,)
 
-    def _consistency(
-        self, z: torch.Tensor, condition: torch.Tensor, num_inference_steps: int, generator
-    ) -> torch.Tensor:
+    def _consistency(self, z: torch.Tensor, model, num_inference_steps: int, generator) -> torch.Tensor:
         alphas_cumprod = self.scheduler.alphas_cumprod
         prediction_type = self.scheduler.config.prediction_type
         timesteps = sampling_timesteps(self.config.grid_size, self.config.t_max, num_inference_steps)
@@ -142,7 +148,7 @@ class CoDiPipeline(DiffusionPipeline):
         for i, timestep in enumerate(self.progress_bar(timesteps.tolist())):
             t = torch.full((z.shape[0],), timestep, dtype=torch.long, device=z.device)
             alpha_t, sigma_t = alpha_sigma(alphas_cumprod, t, z)
-            output = adapted_unet(self.unet, self.adapter, z, t, condition)
+            output = model(z, t)
             f = consistency_function(z, predicted_x0(output, z, alpha_t, sigma_t, prediction_type), t)
             if i + 1 < len(timesteps):
                 alpha_s, sigma_s = alpha_sigma(alphas_cumprod, torch.full_like(t, int(timesteps[i + 1])), z)
@@ -153,11 +159,11 @@ class CoDiPipeline(DiffusionPipeline):
                 z = ddim_step(f, eps, alpha_s, sigma_s)
         return f
 
-    def _ddim(self, z: torch.Tensor, condition: torch.Tensor, num_inference_steps: int) -> torch.Tensor:
+    def _ddim(self, z: torch.Tensor, model, num_inference_steps: int) -> torch.Tensor:
         scheduler = DDIMScheduler.from_config(self.scheduler.config)
         scheduler.set_timesteps(num_inference_steps, device=z.device)
         for timestep in self.progress_bar(scheduler.timesteps):
             t = torch.full((z.shape[0],), int(timestep), dtype=torch.long, device=z.device)
-            output = adapted_unet(self.unet, self.adapter, z, t, condition)
+            output = model(z, t)
             z = scheduler.step(output, timestep, z).prev_sample
         return z

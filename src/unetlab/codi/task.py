@@ -66,6 +66,13 @@ def check_teacher(teacher_pipe, channels: int, loss: CoDiLossConfig) -> None:
     timestep_grid(loss.grid_size, loss.t_max)
 
 
+def _bound(model, cond: dict):
+    """`model` as the loss's (z, t, condition) callable, with the UNet's other inputs (`cond`) bound."""
+    if not cond:
+        return model
+    return lambda z, t, c: model(z, t, c, **cond)
+
+
 class CoDiTask:
     """Adapts the teacher pipeline's UNet to `cfg.task` on `dataset` (`ds[idx]["images"]` in [0, 1]); conditions
     are degraded on the fly (inpainting boxes from the step's draws). The EMA weights are the target."""
@@ -73,14 +80,13 @@ class CoDiTask:
     uses_ema = True
 
     def __init__(self, teacher_pipe, dataset, cfg: CoDiTaskConfig):
-        check_teacher(teacher_pipe, int(dataset[torch.arange(1)]["images"].shape[1]), cfg.loss)
+        self._check(teacher_pipe, dataset, cfg)
         self.cfg, self.dataset = cfg, dataset
         self.teacher = teacher_pipe.unet.eval().requires_grad_(False)
         self.scheduler = DDIMScheduler.from_config(teacher_pipe.scheduler.config)
         self.prediction_type = self.scheduler.config.prediction_type
         self.alphas_cumprod = self.scheduler.alphas_cumprod
-        channels, size = self.teacher.config.in_channels, self.teacher.config.sample_size
-        cond_channels, cond_size = condition_shape(cfg.task, channels, size)
+        cond_channels, cond_size = condition_shape(cfg.task, *self._image_shape(teacher_pipe))
         self.adapter = CoDiAdapter.from_unet(
             self.teacher, cond_channels, cond_size, torch.Generator().manual_seed(cfg.seed)
         )
@@ -91,6 +97,13 @@ class CoDiTask:
         self.targets = {name: copy.deepcopy(m).eval().requires_grad_(False) for name, m in self._modules.items()}
         images = dataset[torch.arange(cfg.num_samples)]["images"]
         self.sample_conditions = degrade(cfg.task, images, torch.Generator().manual_seed(cfg.seed))
+
+    def _check(self, teacher_pipe, dataset, cfg: CoDiTaskConfig) -> None:
+        check_teacher(teacher_pipe, int(dataset[torch.arange(1)]["images"].shape[1]), cfg.loss)
+
+    def _image_shape(self, teacher_pipe) -> tuple[int, int]:
+        """(channels, size) of the images the conditions are made from: the teacher's own samples."""
+        return self.teacher.config.in_channels, self.teacher.config.sample_size
 
     def modules(self) -> dict:
         return dict(self._modules)
@@ -105,7 +118,7 @@ class CoDiTask:
         forward, which a DistributedDataParallel wrapper synchronises), or the adapter on the frozen teacher."""
         if "student" in models:
             return models["student"]
-        return lambda z, t, c: adapted_unet(self.teacher, models["adapter"], z, t, c)
+        return lambda z, t, c, **cond: adapted_unet(self.teacher, models["adapter"], z, t, c, **cond)
 
     def _parts(self, models: dict) -> tuple:
         """(UNet, adapter) of unwrapped trained modules."""
@@ -113,22 +126,26 @@ class CoDiTask:
             return models["student"].unet, models["student"].adapter
         return self.teacher, models["adapter"]
 
-    def loss(self, models: dict, batch: dict, generator: torch.Generator, emas: dict) -> torch.Tensor:
+    def _inputs(self, batch: dict, draws: Draws) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """(x_0 in [-1, 1], the degraded condition, the UNet's other inputs) of a batch; inpainting boxes from
+        the step's draws."""
         images = batch["images"]
-        x0 = images * 2 - 1
+        masks = drawn_box_masks(len(images), images.shape[-1], draws) if self.cfg.task == "inpaint" else None
+        return images * 2 - 1, degrade(self.cfg.task, images, masks=masks), {}
+
+    def loss(self, models: dict, batch: dict, generator: torch.Generator, emas: dict) -> torch.Tensor:
         # every draw (boxes, t, noise) through the step's draws: several processes compute one process's gradients
         draws = Draws(batch, generator)
-        masks = drawn_box_masks(len(images), images.shape[-1], draws) if self.cfg.task == "inpaint" else None
-        condition = degrade(self.cfg.task, images, masks=masks)
-        online = self._student(models)
+        x0, condition, cond = self._inputs(batch, draws)
+        online = _bound(self._student(models), cond)
         if self.cfg.variant == "controlnet":
             return diffusion_loss(online, x0, condition, draws, self.alphas_cumprod, self.prediction_type)
         for name, ema in emas.items():
             ema.copy_to(self.targets[name])
-        target = self._student(self.targets)
+        target = _bound(self._student(self.targets), cond)
 
         def teacher(z, t, c):
-            return self.teacher(z, t).sample
+            return self.teacher(z, t, **cond).sample
 
         terms = codi_loss(
             online, target, teacher, x0, condition, draws, self.alphas_cumprod, self.cfg.loss, self.prediction_type
@@ -152,9 +169,13 @@ class CoDiTask:
         pipe.set_progress_bar_config(disable=True)
         steps = 20 if self.cfg.variant == "controlnet" else min(SAMPLE_STEPS, self.cfg.loss.grid_size)
         device = next(self._parts(models)[1].parameters()).device
-        return pipe(
-            image=self.sample_conditions.to(device), num_inference_steps=steps, generator=generator, output_type="pt"
-        ).images.cpu()
+        inputs = self._sample_inputs()
+        inputs["image"] = inputs["image"].to(device)
+        return pipe(**inputs, num_inference_steps=steps, generator=generator, output_type="pt").images.cpu()
+
+    def _sample_inputs(self) -> dict:
+        """The pipeline's inputs for the checkpoint sample grids."""
+        return {"image": self.sample_conditions}
 
     def save(self, models: dict, directory: Path) -> None:
         self.pipeline(models).save_pretrained(directory)

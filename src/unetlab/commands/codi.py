@@ -10,12 +10,17 @@ from ..codi.task import VARIANTS
 from .args import Option, positive_int
 
 OPTIONS = (
-    Option("--data", default=None, help="digits, the teacher's data (the default; nothing else is valid)"),
+    Option(
+        "--data",
+        default=None,
+        help="the teacher's data: digits for an unconditional teacher, scenes for a text-to-image one (the default "
+        "follows --teacher)",
+    ),
     Option(
         "--teacher",
         default="digits",
-        help="the unconditional pipeline to adapt: digits, or a DDPM/DDIM "
-        "save_pretrained folder whose dataset is --data",
+        help="the pipeline to adapt: digits (or a DDPM/DDIM save_pretrained folder trained on digits), or the "
+        "text-to-image mini-sd (or a StableDiffusionPipeline folder trained on scenes)",
     ),
     Option("--task", choices=TASKS, default="sr4", help="sr4: 4x super-resolution; inpaint: a masked box"),
     Option(
@@ -40,16 +45,20 @@ OPTIONS = (
 
 
 def make_task(args: argparse.Namespace):
-    """The `CoDiTask` of `unetlab train codi` (teacher from `unetlab.load`; data: the digits train split)."""
-    from ..codi import CoDiLossConfig, CoDiTask, CoDiTaskConfig
-    from ..data import dataset
+    """The task of `unetlab train codi`: `CoDiTask` on the digits train split for an unconditional teacher,
+    `TextCoDiTask` on the scenes train split for a text-to-image one (teacher from `unetlab.load`)."""
+    from ..codi import CoDiLossConfig, CoDiTask, CoDiTaskConfig, TextCoDiTask
+    from ..data import dataset, scenes
     from ..loading import load
 
-    data = args.data or "digits"
-    if data != "digits":
-        raise ValueError(f"data: codi trains on digits (the teacher's data); got {data!r}")
     teacher = load(args.teacher)
-    size = teacher.unet.config.sample_size
+    text = hasattr(teacher, "text_encoder")
+    expected = "scenes" if text else "digits"
+    data = args.data or expected
+    if data != expected:
+        raise ValueError(
+            f"data: {args.teacher} is trained on {expected} and codi trains on the teacher's data; got {data!r}"
+        )
     loss = CoDiLossConfig(
         grid_size=args.grid_size,
         t_max=args.t_max,
@@ -58,4 +67,6 @@ def make_task(args: argparse.Namespace):
         timestep_sampling=args.timestep_sampling,
     )
     cfg = CoDiTaskConfig(task=args.task, variant=args.variant, loss=loss, seed=args.seed)
-    return CoDiTask(teacher, dataset(data, "train", size), cfg)
+    if text:
+        return TextCoDiTask(teacher, scenes.ScenesDataset("train", seed=args.seed), cfg)
+    return CoDiTask(teacher, dataset(data, "train", teacher.unet.config.sample_size), cfg)
