@@ -69,7 +69,7 @@ def test_train_then_eval_codi(tmp_path, capsys):
 
 def test_codi_errors_are_one_line(capsys):
     assert main(["train", "codi", "--data", "shapes", "--out", "x"]) == 2
-    assert "data: codi trains on digits" in capsys.readouterr().err
+    assert "data: codi trains on digits or scenes" in capsys.readouterr().err
     assert main(["train", "ddpm", "--out", "x"]) == 2
     assert "data: --data is required for ddpm" in capsys.readouterr().err
     assert main(["eval", "codi", "--task", "sr4", "--run", "nolabel", "--out", "x"]) == 2

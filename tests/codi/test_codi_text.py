@@ -144,3 +144,26 @@ def test_train_codi_data_must_be_the_teachers(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert message.replace("{teacher}", teacher) in err[-1]
     assert not (tmp_path / "o").exists()
+
+
+def test_eval_codi_on_scenes_reports_the_judges_rates(tmp_path):
+    pipe = adapted(unetlab.load(str(tiny_sd(tmp_path))), sampler="consistency")
+    folder = tmp_path / "student"
+    pipe.save_pretrained(folder)
+    write_bpe_files(pipe.tokenizer, folder / "tokenizer")
+    out = tmp_path / "eval"
+    argv = ["eval", "codi", "--data", "scenes", "--task", "sr4", "--limit", "4", "--seeds", "0", "--out", str(out)]
+    assert main([*argv, "--run", f"s={folder}@1", "--bilinear", "--guidance-scale", "2"]) == 0
+    rows = json.loads((out / "sr4.json").read_text())["rows"]
+    assert [r["label"] for r in rows] == ["bilinear upsampling (no model)", "s"]
+    for row in rows:
+        assert {"all_correct", "shape", "frechet", "psnr", "consistency_psnr"} <= row["metrics"].keys()
+        assert "accuracy" not in row["metrics"]
+    assert "| all correct ↑ | shape ↑ |" in (out / "sr4.md").read_text()
+    assert main([*argv, "--run", "d=digits-sr4-codi"]) == 2
+
+
+def test_eval_codi_guidance_needs_prompts(tmp_path, capsys):
+    argv = ["eval", "codi", "--task", "sr4", "--run", "d=digits-sr4-codi", "--out", str(tmp_path / "o")]
+    assert main([*argv, "--guidance-scale", "3"]) == 2
+    assert "guidance-scale: only --data scenes has prompts to guide" in capsys.readouterr().err

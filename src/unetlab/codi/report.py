@@ -13,6 +13,8 @@ COLUMNS = [
     ("ssim", "SSIM ↑", 3),
     ("consistency_psnr", "cond. PSNR ↑", 2),
     ("accuracy", "accuracy ↑", 3),
+    ("all_correct", "all correct ↑", 3),
+    ("shape", "shape ↑", 3),
     ("frechet", "Fréchet ↓", 1),
     ("seconds_per_image", "ms / image", 1),
 ]
@@ -23,11 +25,13 @@ def _cell(stat: dict, digits: int, scale: float = 1.0) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    """Markdown: one line per (model, steps), mean ± s.e. over the sampling seeds, and each model's training."""
-    head = "| model | sampler | steps | " + " | ".join(c[1] for c in COLUMNS) + " | training |"
-    lines = [head, "|" + " --- |" * (len(COLUMNS) + 4)]
+    """Markdown: one line per (model, steps), mean ± s.e. over the sampling seeds, and each model's training; the
+    columns are the metrics the rows have."""
+    columns = [c for c in COLUMNS if rows and c[0] in rows[0]["metrics"]]
+    head = "| model | sampler | steps | " + " | ".join(c[1] for c in columns) + " | training |"
+    lines = [head, "|" + " --- |" * (len(columns) + 4)]
     for r in rows:
-        cells = [_cell(r["metrics"][k], d, 1000.0 if k == "seconds_per_image" else 1.0) for k, _, d in COLUMNS]
+        cells = [_cell(r["metrics"][k], d, 1000.0 if k == "seconds_per_image" else 1.0) for k, _, d in columns]
         train = r.get("training")
         train_cell = f"{train['steps']} steps, {train['elapsed_s'] / 60:.1f} min" if train else "—"
         lines.append(f"| {r['label']} | {r['sampler']} | {r['steps']} | " + " | ".join(cells) + f" | {train_cell} |")

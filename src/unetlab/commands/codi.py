@@ -51,6 +51,8 @@ def make_task(args: argparse.Namespace):
     from ..data import dataset, scenes
     from ..loading import load
 
+    if args.data not in (None, "digits", "scenes"):
+        raise ValueError(f"data: codi trains on digits or scenes (the teacher's data); got {args.data!r}")
     teacher = load(args.teacher)
     text = hasattr(teacher, "text_encoder")
     expected = "scenes" if text else "digits"

@@ -26,6 +26,19 @@ def register_eval(sub) -> None:
     )
     p.add_argument("--task", choices=("sr4", "inpaint"), required=True)
     p.add_argument(
+        "--data",
+        choices=("digits", "scenes"),
+        default="digits",
+        help="the test split: digits (CoDi on digits) or scenes (CoDi on mini-sd; captions as prompts, the mini-sd "
+        "judge)",
+    )
+    p.add_argument(
+        "--guidance-scale",
+        type=float,
+        default=1.0,
+        help="scenes: classifier-free guidance on the caption (1: none)",
+    )
+    p.add_argument(
         "--run",
         action="append",
         default=[],
@@ -35,7 +48,9 @@ def register_eval(sub) -> None:
     p.add_argument("--steps", default="1,2,4", help="steps of consistency-sampled models")
     p.add_argument("--ddim-steps", default="4,20,50,250", help="steps of DDIM-sampled models (ControlNet baseline)")
     p.add_argument("--seeds", default="0,1,2", help="sampling seeds (mean ± standard error over them)")
-    p.add_argument("--limit", type=positive_int, default=None, help="first N test images (default: all 359)")
+    p.add_argument(
+        "--limit", type=positive_int, default=None, help="first N test images (default: digits all 359, scenes 200)"
+    )
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--bilinear", action="store_true", help="sr4: add bilinear upsampling of the condition as a row")
     p.add_argument("--grid-examples", type=positive_int, default=8)
@@ -58,9 +73,9 @@ def _parse_run(spec: str) -> tuple[str, str, list[int] | None]:
     return label, path, _ints(steps, "run steps", 1) if steps else None
 
 
-def _check_model(pipe, run: str, task: str, channels: int, size: int, steps: list[int]) -> None:
+def _check_model(pipe, run: str, task: str, data: str, channels: int, size: int, steps: list[int]) -> None:
     """One-line errors naming `run` when `pipe` is no CoDi model of `task` on these images or cannot take `steps`."""
-    from ..codi import CoDiPipeline
+    from ..codi import CoDiPipeline, TextCoDiPipeline
     from ..codi.degrade import condition_shape
 
     if not isinstance(pipe, CoDiPipeline):
@@ -68,11 +83,14 @@ def _check_model(pipe, run: str, task: str, channels: int, size: int, steps: lis
             f"run: {run} holds a {type(pipe).__name__}, not a CoDiPipeline (give a `unetlab train codi` run, its "
             "pipeline folder or a shipped CoDi name such as digits-sr4-codi)"
         )
+    if isinstance(pipe, TextCoDiPipeline) != (data == "scenes"):
+        kind = "mini-sd (text-to-image)" if isinstance(pipe, TextCoDiPipeline) else "digits"
+        raise ValueError(f"run: {run} adapts a {kind} teacher; --data {data} needs one trained on {data}")
     want, cfg = condition_shape(task, channels, size), pipe.adapter.config
     if (cfg.condition_channels, cfg.condition_size) != want:
         raise ValueError(
             f"run: {run} takes {cfg.condition_channels}-channel {cfg.condition_size}x{cfg.condition_size} conditions; "
-            f"--task {task} on the {size}x{size} digits gives {want[0]}-channel {want[1]}x{want[1]} (another task?)"
+            f"--task {task} on the {size}x{size} {data} gives {want[0]}-channel {want[1]}x{want[1]} (another task?)"
         )
     most = pipe.config.grid_size if pipe.config.sampler == "consistency" else pipe.scheduler.config.num_train_timesteps
     if max(steps) > most:
@@ -106,7 +124,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from ..codi import heldout_conditions
     from ..codi.evaluate import Heldout, condition_preview, evaluate, metrics
     from ..codi.report import grid, table
-    from ..data import DigitsDataset
+    from ..data import DigitsDataset, scenes
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -116,10 +134,20 @@ def run_eval(args: argparse.Namespace) -> int:
         _ints(text, name, 1)  # before any model loads
     if not runs and not args.bilinear:
         raise ValueError("run: give at least one --run LABEL=PATH (or --bilinear for sr4)")
-    test = DigitsDataset("test", 16)
-    n = min(args.limit or len(test), len(test))
-    images, labels = test.images[:n], test.labels[:n]
-    data = Heldout(args.task, images, labels, heldout_conditions(args.task, images))
+    if args.data == "scenes":
+        if args.guidance_scale < 1:
+            raise ValueError(f"guidance-scale: {args.guidance_scale}; expected a number >= 1 (1: no guidance)")
+        n = args.limit or 200
+        images, prompts, labels = scenes.sample(n, seed=0, split="test")
+        data = Heldout(args.task, images, labels, heldout_conditions(args.task, images), prompts)
+        text = {"guidance_scale": args.guidance_scale}
+    else:
+        if args.guidance_scale != 1.0:
+            raise ValueError("guidance-scale: only --data scenes has prompts to guide")
+        test = DigitsDataset("test", 16)
+        n = min(args.limit or len(test), len(test))
+        images, labels = test.images[:n], test.labels[:n]
+        data, text = Heldout(args.task, images, labels, heldout_conditions(args.task, images)), {}
     out = Path(args.out)
     (out / "rows").mkdir(parents=True, exist_ok=True)
     k = args.grid_examples
@@ -136,15 +164,16 @@ def run_eval(args: argparse.Namespace) -> int:
         pipe.set_progress_bar_config(disable=True)
         sampler = pipe.config.sampler if "sampler" in pipe.config else None
         steps = steps or _ints(args.ddim_steps if sampler == "ddim" else args.steps, "steps", 1)
-        _check_model(pipe, f"{label}={path}", args.task, images.shape[1], images.shape[-1], steps)
+        _check_model(pipe, f"{label}={path}", args.task, args.data, images.shape[1], images.shape[-1], steps)
         for step in steps:
             stem = out / "rows" / f"{args.task}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)}-{step}"
             key = {"label": label, "path": path, "steps": step, "seeds": seeds, "n": n}
+            key.update({"data": "scenes", **text} if text else {})
             if stem.with_suffix(".json").is_file() and json.loads(stem.with_suffix(".json").read_text())["key"] == key:
                 row = json.loads(stem.with_suffix(".json").read_text())
                 first = load_file(stem.with_suffix(".safetensors"))["outputs"]
             else:
-                summary, outputs = evaluate(pipe, data, step, seeds, args.batch_size)
+                summary, outputs = evaluate(pipe, data, step, seeds, args.batch_size, **text)
                 row = {
                     "key": key,
                     "label": label,
@@ -166,7 +195,8 @@ def run_eval(args: argparse.Namespace) -> int:
             rows.append(row)
             firsts.append(first)
     (out / f"{args.task}.md").write_text(table(rows) + "\n")
-    write_json(out / f"{args.task}.json", {"task": args.task, "test_images": n, "seeds": seeds, "rows": rows})
+    summary = {"task": args.task, "data": args.data, "test_images": n, "seeds": seeds, **text, "rows": rows}
+    write_json(out / f"{args.task}.json", summary)
     grid(
         condition_preview(args.task, data.conditions[:k], images.shape[-1]),
         firsts,
