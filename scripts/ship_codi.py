@@ -1,13 +1,15 @@
 """Copy a finished CoDi run's EMA pipeline into the package (models/weights/<name>/, float16 safetensors to stay
-under 10 MB; `unetlab.load` returns float32) with its training record and model card.
+small; `unetlab.load` returns float32) with its training record and model card. <name> is <teacher>-<task>-<variant>.
 
-    python scripts/ship_codi.py digits-sr4-codi runs/sr4-codi --table docs/codi/sr4.json --grid docs/codi/sr4-grid.png
+    python scripts/ship_codi.py digits-sr4-codi runs/sr4-codi --table docs/codi/sr4.json
+    python scripts/ship_codi.py mini-sd-sr4-codi runs/sr4-codi --table docs/codi/mini-sd-sr4.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -16,28 +18,46 @@ from unetlab.atomic import write, write_json
 from unetlab.checkpoint import latest
 from unetlab.codi.report import table
 from unetlab.loading import load
+from unetlab.models.clip_vocab import write_bpe_files
 from unetlab.models.registry import CODI_MODELS, weights_path
 
 HARDWARE = "a 2-core CPU shared with other jobs (no GPU), one torch thread"
 TASK_TEXT = {
-    "sr4": "4x super-resolution: condition = the 4x4 area average of a 16x16 digit",
+    "sr4": "4x super-resolution: condition = the 4x4 area average of the image",
     "inpaint": "inpainting: condition = [image with one box zeroed, box mask], the box a quarter to a half "
     "of the image at a random position",
 }
+TEACHER_TEXT = {
+    "digits": "the shipped `digits` DDPM `UNet2DModel` (16x16 digits)",
+    "mini-sd": "the shipped `mini-sd` `StableDiffusionPipeline` (64x64 scenes; the adapter and UNet work on its "
+    '16x16x4 latents, the caption through its frozen text encoder, dropped to "" for 10% of the examples)',
+}
+DATA_TEXT = {
+    "digits": '- **Data**: the digits train split (1,438 images, `unetlab.data.DigitsDataset("train", 16)`); '
+    "conditions degraded on the fly; the test split (359 images) is never seen in training.",
+    "mini-sd": "- **Data**: the scenes train split (`unetlab.data.scenes`, unlimited, with captions); conditions "
+    "degraded on the fly; the test split's attribute combinations are never seen in training.",
+}
+CALL_TEXT = {
+    "digits": '`pipe(image=condition, num_inference_steps=4, generator=..., output_type="pil"|"np"|"pt")`',
+    "mini-sd": '`pipe(prompt, image=condition, num_inference_steps=4, generator=..., output_type="pil"|"np"|"pt")`',
+}
+NAME = re.compile(r"(digits|mini-sd)-(sr4|inpaint)-(codi|pe-codi)")
 VARIANT_TEXT = {"codi": "CoDi: adapter and UNet trained", "pe-codi": "PE-CoDi: adapter trained, teacher UNet frozen"}
 
 
-def _command(cfg: dict, args_line: str) -> str:
+def _command(teacher: str, cfg: dict, args_line: str) -> str:
     return (
-        f"unetlab train codi --teacher digits --out runs/{Path(cfg['out']).name} "
+        f"unetlab train codi --teacher {teacher} --out runs/{Path(cfg['out']).name} "
         f"--batch-size {cfg['batch_size']} --lr {cfg['lr']} --warmup {cfg['warmup']} --steps {cfg['steps']} "
-        f"--checkpoint-every {cfg['checkpoint_every']} "
+        f"--ema-decay {cfg['ema_decay']} --checkpoint-every {cfg['checkpoint_every']} "
         f"--threads 1 --seed {cfg['seed']} {args_line}"
     )
 
 
 def model_card(
     name: str,
+    teacher: str,
     task: str,
     variant: str,
     state: dict,
@@ -51,16 +71,16 @@ def model_card(
     lines = [
         f"# unetlab `{name}` model",
         "",
-        f'Shipped with unetlab; load with `unetlab.load("{name}")`, call with '
-        '`pipe(image=condition, num_inference_steps=4, generator=..., output_type="pil"|"np"|"pt")`.',
+        f'Shipped with unetlab; load with `unetlab.load("{name}")`, call with {CALL_TEXT[teacher]}.',
         "",
         f"- **Task**: {TASK_TEXT[task]}.",
-        f"- **Method**: {VARIANT_TEXT[variant]} (Mei et al., CVPR 2024); teacher: the shipped `digits` DDPM "
-        f"`UNet2DModel`; consistency grid N = {pipe_config['grid_size']} up to timestep {pipe_config['t_max']}, "
-        "EMA target (decay 0.999), ODE step by the adapted model, noise-consistency term on, one t per example.",
-        '- **Data**: the digits train split (1,438 images, `unetlab.data.DigitsDataset("train", 16)`); '
-        "conditions degraded on the fly; the test split (359 images) is never seen in training.",
-        f"- **Training**: {state['step']} optimiser steps, batch 32, AdamW lr {state['config']['lr']} "
+        f"- **Method**: {VARIANT_TEXT[variant]} (Mei et al., CVPR 2024); teacher: {TEACHER_TEXT[teacher]}; "
+        f"consistency grid N = {pipe_config['grid_size']} up to timestep {pipe_config['t_max']}, "
+        f"EMA target (decay {state['config']['ema_decay']}), ODE step by the adapted model, noise-consistency term "
+        "on, one t per example.",
+        DATA_TEXT[teacher],
+        f"- **Training**: {state['step']} optimiser steps, batch {state['config']['batch_size']}, AdamW lr "
+        f"{state['config']['lr']} "
         f"(warm-up {state['config']['warmup']}, cosine to 0.1x), grad-clip 1.0, seed {state['config']['seed']}; "
         "these are the EMA weights, stored as float16.",
         f"- **Time and hardware**: {state['elapsed_s'] / 60:.1f} min of training on {HARDWARE}.",
@@ -82,7 +102,7 @@ def model_card(
 
 
 def ship(name: str, run: Path, table_json: Path | None, eval_command: str, note: str = "") -> Path:
-    if name not in CODI_MODELS:
+    if name not in CODI_MODELS or not NAME.fullmatch(name):
         raise ValueError(f"name: {name!r} is not one of {', '.join(CODI_MODELS)}")
     if table_json is None and not note:
         raise ValueError("table/note: a model card needs its quality, give --table or --quality-note (or both)")
@@ -92,7 +112,7 @@ def ship(name: str, run: Path, table_json: Path | None, eval_command: str, note:
     state = json.loads((checkpoint / "state.json").read_text())
     pipe = load(str(checkpoint / "pipeline"))
     log = run.parent / f"{run.name}.log"
-    _, task, variant = name.split("-", 2)
+    teacher, task, variant = NAME.fullmatch(name).groups()
     extra = f"--task {task} --variant {variant} --resume --no-progress"
     quality = []
     if table_json is not None:
@@ -101,6 +121,8 @@ def ship(name: str, run: Path, table_json: Path | None, eval_command: str, note:
 
     def fill(tmp: Path) -> None:
         pipe.to(torch.float16).save_pretrained(tmp)
+        if teacher == "mini-sd":
+            write_bpe_files(pipe.tokenizer, tmp / "tokenizer")
         write_json(
             tmp / "training.json",
             {
@@ -114,6 +136,7 @@ def ship(name: str, run: Path, table_json: Path | None, eval_command: str, note:
         size_mb = sum(p.stat().st_size for p in tmp.rglob("*.safetensors")) / 1e6
         card = model_card(
             name,
+            teacher,
             task,
             variant,
             state,
@@ -121,7 +144,7 @@ def ship(name: str, run: Path, table_json: Path | None, eval_command: str, note:
             quality,
             note,
             size_mb,
-            _command(state["config"], extra),
+            _command(teacher, state["config"], extra),
             eval_command,
         )
         (tmp / "README.md").write_text(card)

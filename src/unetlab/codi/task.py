@@ -51,7 +51,7 @@ def check_teacher(teacher_pipe, channels: int, loss: CoDiLossConfig) -> None:
         kind = "a class-conditional UNet2DModel" if isinstance(unet, UNet2DModel) else f"a {type(unet).__name__}"
         raise ValueError(
             f"teacher: {type(teacher_pipe).__name__} holds {kind}; CoDi adapts an unconditional UNet2DModel "
-            "pipeline (digits, or a `unetlab train ddpm` run on the same data)"
+            "pipeline (digits, or a `unetlab train ddpm` run on the same data) or a latent text-to-image one (mini-sd)"
         )
     if unet.config.in_channels != channels:
         raise ValueError(

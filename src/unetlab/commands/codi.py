@@ -54,7 +54,7 @@ def make_task(args: argparse.Namespace):
     if args.data not in (None, "digits", "scenes"):
         raise ValueError(f"data: codi trains on digits or scenes (the teacher's data); got {args.data!r}")
     teacher = load(args.teacher)
-    text = hasattr(teacher, "text_encoder")
+    text = getattr(teacher, "vae", None) is not None  # a latent text-to-image teacher (StableDiffusionPipeline)
     expected = "scenes" if text else "digits"
     data = args.data or expected
     if data != expected:
