@@ -135,9 +135,11 @@ def test_bad_conditions_and_prompts_are_one_line_errors(tmp_path):
     [
         (["--teacher", "digits", "--data", "scenes"], "data: digits is trained on digits"),
         (["--teacher", "{teacher}", "--data", "digits"], "data: {teacher} is trained on scenes"),
+        (["--teacher", "digits", "--caption-dropout", "0.5"], "caption-dropout: digits has no captions"),
+        (["--teacher", "{teacher}", "--caption-dropout", "1"], "caption_dropout: 1.0 must lie in [0, 1)"),
     ],
 )
-def test_train_codi_data_must_be_the_teachers(tmp_path, capsys, argv, message):
+def test_train_codi_data_and_caption_dropout_must_fit_the_teacher(tmp_path, capsys, argv, message):
     teacher = str(tiny_sd(tmp_path))
     argv = [a.replace("{teacher}", teacher) for a in argv]
     assert main(["train", "codi", *argv, "--out", str(tmp_path / "o"), "--steps", "1"]) == 2

@@ -1,6 +1,7 @@
 """CoDi on a latent text-to-image teacher (Mei et al. 2024, Sec. 4.1: Stable Diffusion adapted to super-resolution
 and inpainting): `CoDiTask`'s loss on the frozen autoencoder's latents, with the caption through the frozen text
-encoder (dropped to "" at `p_uncond` so that the adapted model also learns the unconditional output)."""
+encoder, dropped to "" at `caption_dropout` (the adapted model also learns the unconditional output, and, as
+ControlNet's 50% (Zhang et al. 2023, Sec. 3.4), must read the condition itself)."""
 
 from __future__ import annotations
 
@@ -44,13 +45,13 @@ class TextCoDiTask(CoDiTask):
     """Adapts a `StableDiffusionPipeline`'s UNet to `cfg.task` on {"images", "captions"} batches (images in [0, 1]
     at the autoencoder's input size); x_0 = `scaling_factor` * the mean of q(z|x), as the teacher was trained."""
 
-    def __init__(self, teacher_pipe, dataset, cfg: CoDiTaskConfig, p_uncond: float = 0.1):
-        if not 0.0 <= p_uncond < 1.0:
-            raise ValueError(f"p_uncond: {p_uncond!r} must lie in [0, 1)")
+    def __init__(self, teacher_pipe, dataset, cfg: CoDiTaskConfig, caption_dropout: float = 0.1):
+        if not 0.0 <= caption_dropout < 1.0:
+            raise ValueError(f"caption_dropout: {caption_dropout!r} must lie in [0, 1)")
         super().__init__(teacher_pipe, dataset, cfg)
         self.vae = teacher_pipe.vae.eval().requires_grad_(False)
         self.text_encoder = teacher_pipe.text_encoder.eval().requires_grad_(False)
-        self.tokenizer, self.p_uncond = teacher_pipe.tokenizer, p_uncond
+        self.tokenizer, self.caption_dropout = teacher_pipe.tokenizer, caption_dropout
         self.sample_prompts = list(dataset[torch.arange(cfg.num_samples)]["captions"])
 
     def _check(self, teacher_pipe, dataset, cfg: CoDiTaskConfig) -> None:
@@ -70,7 +71,7 @@ class TextCoDiTask(CoDiTask):
         images = batch["images"]
         masks = drawn_box_masks(len(images), images.shape[-1], draws) if self.cfg.task == "inpaint" else None
         condition = degrade(self.cfg.task, images, masks=masks)
-        drop = draws.rand(len(images)) < self.p_uncond
+        drop = draws.rand(len(images)) < self.caption_dropout
         captions = ["" if d else c for d, c in zip(drop.tolist(), batch["captions"])]
         device = next(self.vae.parameters()).device
         with torch.no_grad():

@@ -7,7 +7,7 @@ import argparse
 from ..codi.degrade import TASKS
 from ..codi.loss import ODE_SOLVERS, T_MAX, TIMESTEP_SAMPLING
 from ..codi.task import VARIANTS
-from .args import Option, positive_int
+from .args import Option, positive_int, unit_float
 
 OPTIONS = (
     Option(
@@ -41,6 +41,12 @@ OPTIONS = (
     ),
     Option("--no-noise-consistency", action="store_true", help="drop the noise-consistency term"),
     Option("--timestep-sampling", choices=TIMESTEP_SAMPLING, default="per_example"),
+    Option(
+        "--caption-dropout",
+        type=unit_float,
+        default=None,
+        help='text-to-image teachers: the share of captions replaced by "" (default 0.1; ControlNet used 0.5)',
+    ),
 )
 
 
@@ -70,5 +76,8 @@ def make_task(args: argparse.Namespace):
     )
     cfg = CoDiTaskConfig(task=args.task, variant=args.variant, loss=loss, seed=args.seed)
     if text:
-        return TextCoDiTask(teacher, scenes.ScenesDataset("train", seed=args.seed), cfg)
+        dropout = 0.1 if args.caption_dropout is None else args.caption_dropout
+        return TextCoDiTask(teacher, scenes.ScenesDataset("train", seed=args.seed), cfg, caption_dropout=dropout)
+    if args.caption_dropout is not None:
+        raise ValueError(f"caption-dropout: {args.teacher} has no captions; only a text-to-image teacher (mini-sd)")
     return CoDiTask(teacher, dataset(data, "train", teacher.unet.config.sample_size), cfg)
