@@ -132,3 +132,34 @@ def test_consistency_sampler_renoises_with_fresh_or_implied_noise(renoise):
     torch.testing.assert_close(one, _reference(pipe, cond, 1, 5, other))  # no renoising with one step
     with pytest.raises(ValueError, match="renoise: 'sde' is not one of fresh, ddim"):
         CoDiPipeline(unet=pipe.unet, adapter=pipe.adapter, scheduler=pipe.scheduler, renoise="sde")
+
+
+def test_inpainting_keeps_the_known_pixels_in_every_estimate():
+    pipe = _pipe(channels=2, size=8)
+    image = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    mask = torch.zeros(3, 1, 8, 8)
+    mask[:, :, 2:6, 1:5] = 1
+    cond = torch.cat([image * (1 - mask), mask], dim=1)
+
+    def run(steps, **kw):
+        g = torch.Generator().manual_seed(5)
+        return pipe(image=cond, num_inference_steps=steps, generator=g, output_type="pt", **kw).images
+
+    out, free = run(4), run(4, blend_known=False)
+    # the known pixels are the condition's up to two float32 roundings of (2c - 1) / 2 + 0.5
+    torch.testing.assert_close(out * (1 - mask), image * (1 - mask), atol=1e-6, rtol=0)
+    assert not torch.allclose(free * (1 - mask), image * (1 - mask), atol=1e-2)
+    # the box differs from the unblended run: later steps saw the known pixels
+    assert not torch.allclose(out * mask, free * mask, atol=1e-4)
+    # one step: the box is the unblended estimate's
+    torch.testing.assert_close(run(1) * mask, run(1, blend_known=False) * mask)
+    with pytest.raises(TypeError, match="blend_known: 'yes' is not True or False"):
+        run(1, blend_known="yes")
+
+
+def test_blend_known_leaves_super_resolution_alone():
+    pipe, cond = _pipe(), _condition()
+    g = [torch.Generator().manual_seed(5) for _ in range(2)]
+    a = pipe(image=cond, num_inference_steps=4, generator=g[0], output_type="pt").images
+    b = pipe(image=cond, num_inference_steps=4, generator=g[1], output_type="pt", blend_known=False).images
+    assert torch.equal(a, b)

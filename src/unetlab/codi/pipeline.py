@@ -69,7 +69,9 @@ class CoDiPipeline(DiffusionPipeline):
     z_s = alpha_s f + sigma_s eps with `renoise="fresh"` eps ~ N(0, I) (as training's z_hat_s, whose noise is
     independent of x_hat) or `renoise="ddim"` the implied eps = (z_t - alpha_t f) / sigma_t (deterministic: it carries
     what f does not explain into the next step). `sampler="ddim"`: the adapted UNet's output driven through
-    `DDIMScheduler` at any step count. Randomness: all from `generator`.
+    `DDIMScheduler` at any step count. Randomness: all from `generator`. An inpainting condition's known pixels are
+    kept in every x_0 estimate of the consistency sampler (`blend_known`, default on; as diffusers' inpainting
+    pipelines blend the known region back at each step).
     """
 
     model_cpu_offload_seq = "adapter->unet"
@@ -106,9 +108,12 @@ class CoDiPipeline(DiffusionPipeline):
         generator: torch.Generator | list | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
+        blend_known: bool = True,
     ):
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type: {output_type!r} is not one of {', '.join(OUTPUT_TYPES)}")
+        if not isinstance(blend_known, bool):
+            raise TypeError(f"blend_known: {blend_known!r} is not True or False")
         cfg = self.adapter.config
         condition = condition_tensor(image, cfg.condition_channels, cfg.condition_size)
         n = condition.shape[0]
@@ -119,15 +124,30 @@ class CoDiPipeline(DiffusionPipeline):
         size = self.unet.config.sample_size
         size = (size, size) if isinstance(size, int) else tuple(size)
         z = randn_tensor((n, self.unet.config.in_channels, *size), generator=generator, device=device, dtype=dtype)
+        known = self._known(condition) if blend_known else None
         x = self._sample(
-            z, lambda z_t, t: adapted_unet(self.unet, self.adapter, z_t, t, condition), num_inference_steps, generator
+            z,
+            lambda z_t, t: adapted_unet(self.unet, self.adapter, z_t, t, condition),
+            num_inference_steps,
+            generator,
+            known,
         )
         return self._output((x / 2 + 0.5).clamp(0, 1), output_type, return_dict)
 
-    def _sample(self, z: torch.Tensor, model, num_inference_steps: int, generator) -> torch.Tensor:
-        """The sampler's x_0 from the initial noise `z`; `model(z_t, t)` is the adapted UNet's output."""
+    def _known(self, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(the known pixels in [-1, 1], 1 where known) of an inpainting condition [image * (1 - m), m] (`degrade`'s
+        layout: one channel more than the images, at their size); None for other conditions."""
+        size = self.unet.config.sample_size
+        inpainting = condition.shape[1] == self.unet.config.in_channels + 1 and condition.shape[-1] == size
+        if not inpainting:
+            return None
+        return condition[:, :-1] * 2 - 1, 1 - condition[:, -1:]
+
+    def _sample(self, z: torch.Tensor, model, num_inference_steps: int, generator, known=None) -> torch.Tensor:
+        """The sampler's x_0 from the initial noise `z`; `model(z_t, t)` is the adapted UNet's output; `known`
+        (consistency sampler): pixels every x_0 estimate keeps (`_known`)."""
         if self.config.sampler == "consistency":
-            return self._consistency(z, model, num_inference_steps, generator)
+            return self._consistency(z, model, num_inference_steps, generator, known)
         return self._ddim(z, model, num_inference_steps)
 
     def _output(self, images: torch.Tensor, output_type: str, return_dict: bool):
@@ -140,7 +160,7 @@ class CoDiPipeline(DiffusionPipeline):
                 out = self.numpy_to_pil(out)
         return ImagePipelineOutput(images=out) if return_dict else (out,)
 
-    def _consistency(self, z: torch.Tensor, model, num_inference_steps: int, generator) -> torch.Tensor:
+    def _consistency(self, z: torch.Tensor, model, num_inference_steps: int, generator, known=None) -> torch.Tensor:
         alphas_cumprod = self.scheduler.alphas_cumprod
         prediction_type = self.scheduler.config.prediction_type
         timesteps = sampling_timesteps(self.config.grid_size, self.config.t_max, num_inference_steps)
@@ -150,6 +170,9 @@ class CoDiPipeline(DiffusionPipeline):
             alpha_t, sigma_t = alpha_sigma(alphas_cumprod, t, z)
             output = model(z, t)
             f = consistency_function(z, predicted_x0(output, z, alpha_t, sigma_t, prediction_type), t)
+            if known is not None:  # zero-shot inpainting of consistency models (Song et al. 2023, Alg. 4)
+                x_known, keep = known
+                f = keep * x_known + (1 - keep) * f
             if i + 1 < len(timesteps):
                 alpha_s, sigma_s = alpha_sigma(alphas_cumprod, torch.full_like(t, int(timesteps[i + 1])), z)
                 if self.config.renoise == "fresh":
