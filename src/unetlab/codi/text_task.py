@@ -1,7 +1,7 @@
 """CoDi on a latent text-to-image teacher (Mei et al. 2024, Sec. 4.1: Stable Diffusion adapted to super-resolution
 and inpainting): `CoDiTask`'s loss on the frozen autoencoder's latents, with the caption through the frozen text
 encoder, dropped to "" at `caption_dropout` (the adapted model also learns the unconditional output, and, as
-ControlNet's 50% (Zhang et al. 2023, Sec. 3.4), must read the condition itself)."""
+ControlNet's 50% (Zhang et al. 2023), must read the condition itself)."""
 
 from __future__ import annotations
 

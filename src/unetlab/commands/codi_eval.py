@@ -171,7 +171,7 @@ def run_eval(args: argparse.Namespace) -> int:
             key.update({"data": "scenes", **text} if text else {})
             if stem.with_suffix(".json").is_file() and json.loads(stem.with_suffix(".json").read_text())["key"] == key:
                 row = json.loads(stem.with_suffix(".json").read_text())
-                first = load_file(stem.with_suffix(".safetensors"))["outputs"]
+                first = load_file(stem.with_suffix(".safetensors"))["outputs"][:k]
             else:
                 summary, outputs = evaluate(pipe, data, step, seeds, args.batch_size, **text)
                 row = {
