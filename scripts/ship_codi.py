@@ -18,8 +18,8 @@ from unetlab.atomic import write, write_json
 from unetlab.checkpoint import latest
 from unetlab.codi.report import table
 from unetlab.loading import load
+from unetlab.models.clip_vocab import write_bpe_files
 from unetlab.models.registry import CODI_MODELS, weights_path
-from unetlab.train.latent_t2i import save_with_bpe_files
 
 HARDWARE = "a 2-core CPU shared with other jobs (no GPU), one torch thread"
 TASK_TEXT = {
@@ -120,10 +120,9 @@ def ship(name: str, run: Path, table_json: Path | None, eval_command: str, note:
         quality = [r for r in rows if r.get("key", {}).get("path") == name]
 
     def fill(tmp: Path) -> None:
+        pipe.to(torch.float16).save_pretrained(tmp)
         if teacher == "mini-sd":
-            save_with_bpe_files(pipe.to(torch.float16), tmp)
-        else:
-            pipe.to(torch.float16).save_pretrained(tmp)
+            write_bpe_files(pipe.tokenizer, tmp / "tokenizer")
         write_json(
             tmp / "training.json",
             {

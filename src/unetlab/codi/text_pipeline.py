@@ -8,7 +8,6 @@ import torch
 from diffusers import AutoencoderKL, SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..train.latent_t2i import token_ids
 from .adapter import CoDiAdapter, adapted_unet
 from .loss import T_MAX
 from .pipeline import OUTPUT_TYPES, CoDiPipeline, condition_tensor
@@ -54,7 +53,14 @@ class TextCoDiPipeline(CoDiPipeline):
     @torch.no_grad()
     def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
         """The text encoder's last hidden states (N, L, D) of `prompts`, padded to the tokenizer's length."""
-        return self.text_encoder(token_ids(self.tokenizer, prompts).to(self._execution_device))[0]
+        ids = self.tokenizer(
+            prompts,
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
+        return self.text_encoder(ids.to(self._execution_device))[0]
 
     @torch.no_grad()
     def __call__(

@@ -9,7 +9,6 @@ import torch
 from diffusers import DDIMScheduler, UNet2DConditionModel
 
 from ..train.draws import Draws
-from ..train.latent_t2i import latents, save_with_bpe_files, token_ids
 from .consistency import timestep_grid
 from .degrade import degrade, drawn_box_masks
 from .loss import CoDiLossConfig
@@ -76,8 +75,15 @@ class TextCoDiTask(CoDiTask):
         captions = ["" if d else c for d, c in zip(drop.tolist(), batch["captions"])]
         device = next(self.vae.parameters()).device
         with torch.no_grad():
-            x0 = latents(self.vae, images.to(device))
-            text = self.text_encoder(token_ids(self.tokenizer, captions).to(device))[0]
+            x0 = self.vae.encode(images.to(device) * 2 - 1).latent_dist.mean * self.vae.config.scaling_factor
+            ids = self.tokenizer(
+                captions,
+                padding="max_length",
+                max_length=self.tokenizer.model_max_length,
+                truncation=True,
+                return_tensors="pt",
+            ).input_ids
+            text = self.text_encoder(ids.to(device))[0]
         return x0, condition.to(device), {"encoder_hidden_states": text}
 
     def pipeline(self, models: dict) -> TextCoDiPipeline:
@@ -98,4 +104,9 @@ class TextCoDiTask(CoDiTask):
         return {"prompt": self.sample_prompts, "image": self.sample_conditions}
 
     def save(self, models: dict, directory) -> None:
-        save_with_bpe_files(self.pipeline(models), directory)
+        from pathlib import Path
+
+        from ..models.clip_vocab import write_bpe_files
+
+        self.pipeline(models).save_pretrained(directory)
+        write_bpe_files(self.tokenizer, Path(directory) / "tokenizer")

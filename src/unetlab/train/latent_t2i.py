@@ -35,26 +35,6 @@ def sd_sampling_scheduler() -> DDIMScheduler:
     )
 
 
-def token_ids(tokenizer, captions: list[str]) -> torch.Tensor:
-    """The captions' token ids, padded to the tokenizer's length, as Stable Diffusion's pipelines encode prompts."""
-    return tokenizer(
-        captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
-    ).input_ids
-
-
-def latents(vae: AutoencoderKL, images: torch.Tensor) -> torch.Tensor:
-    """x0 = `scaling_factor` * the mean of q(z|x) for images in [0, 1] (Rombach et al. 2022, Sec. 3.1)."""
-    return vae.encode(images * 2 - 1).latent_dist.mean * vae.config.scaling_factor
-
-
-def save_with_bpe_files(pipe, directory) -> None:
-    """`save_pretrained`, plus the tokenizer's `vocab.json`/`merges.txt` (`write_bpe_files`)."""
-    from ..models.clip_vocab import write_bpe_files
-
-    pipe.save_pretrained(directory)
-    write_bpe_files(pipe.tokenizer, Path(directory) / "tokenizer")
-
-
 class LatentTextToImageTask:
     """Trains `unet` and `text_encoder` on {"images", "captions"} batches: x0 = `scaling_factor` * mean of
     q(z|x) under the frozen `vae`; captions dropped to "" with probability `p_uncond`."""
@@ -86,10 +66,19 @@ class LatentTextToImageTask:
     def to(self, device) -> None:
         self.vae.to(device)
 
+    def token_ids(self, captions: list[str]) -> torch.Tensor:
+        return self.tokenizer(
+            captions,
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
+
     def loss(self, models: dict, batch: dict, generator: torch.Generator) -> torch.Tensor:
         """|| eps - eps_theta(sqrt(abar_t) z0 + sqrt(1 - abar_t) eps, t, tau(y)) ||^2 (Rombach et al. 2022, Eq. 3)."""
         with torch.no_grad():
-            x0 = latents(self.vae, batch["images"])
+            x0 = self.vae.encode(batch["images"] * 2 - 1).latent_dist.mean * self.vae.config.scaling_factor
         b = x0.shape[0]
         draw = Draws(batch, generator)
         drop = draw.rand(b) < self.p_uncond
@@ -98,7 +87,7 @@ class LatentTextToImageTask:
         eps = draw.randn(x0.shape).to(x0.device)
         abar_t = self.alphas_cumprod[t].to(x0.device).view(b, 1, 1, 1)
         x_t = abar_t.sqrt() * x0 + (1 - abar_t).sqrt() * eps
-        c = models["text_encoder"](token_ids(self.tokenizer, captions).to(x0.device))[0]
+        c = models["text_encoder"](self.token_ids(captions).to(x0.device))[0]
         prediction = models["unet"](x_t, t.to(x0.device), encoder_hidden_states=c).sample
         return F.mse_loss(prediction, target(self.scheduler, x0, eps, t))
 
@@ -126,7 +115,10 @@ class LatentTextToImageTask:
         ).images
 
     def save(self, models: dict, directory: Path) -> None:
-        save_with_bpe_files(self.pipeline(models), directory)
+        from ..models.clip_vocab import write_bpe_files
+
+        self.pipeline(models).save_pretrained(directory)
+        write_bpe_files(self.tokenizer, Path(directory) / "tokenizer")
 
 
 def make_scenes_task(
